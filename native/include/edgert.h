@@ -1,0 +1,233 @@
+/*
+ * edgert.h — the one stable C API of the edgert on-device LLM runtime.
+ *
+ * Everything else (the pybind11 module, the Android JNI bridge) wraps this header and nothing
+ * else. The ABI is versioned by EDGERT_ABI_VERSION; additions keep old symbols and struct
+ * prefixes intact, removals or layout changes bump the version.
+ *
+ * Usage (error checks shortened):
+ *
+ *     edgert_model_params mp = edgert_model_default_params();
+ *     edgert_model *model;
+ *     if (edgert_model_load("smollm2.edgt", &mp, &model) != EDGERT_OK) {
+ *         fprintf(stderr, "%s\n", edgert_last_error());
+ *         return 1;
+ *     }
+ *     edgert_context_params cp = edgert_context_default_params();
+ *     cp.n_ctx = 2048;
+ *     edgert_context *ctx;
+ *     edgert_context_new(model, &cp, &ctx);
+ *
+ *     edgert_sampler_params sp = edgert_sampler_default_params();   // temperature 0 = greedy
+ *     edgert_sampler *smp;
+ *     edgert_sampler_new(&sp, &smp);
+ *
+ *     int32_t prompt[] = {504, 3575, 282, 4649, 314};   // token ids from your tokenizer
+ *     int32_t n_out = 0;
+ *     edgert_generate(ctx, smp, prompt, 5, 32, NULL, 0, on_token, user_data, &n_out);
+ *
+ *     edgert_sampler_free(smp);
+ *     edgert_context_free(ctx);
+ *     edgert_model_free(model);
+ *
+ * Tokenization is not part of this API: the model file carries its tokenizer.json in the
+ * metadata (edgert_model_metadata_json), which any `tokenizers`-compatible library can load.
+ *
+ * Threading contract:
+ *   - An edgert_model is immutable after load and may be shared by any number of contexts on
+ *     any threads. Free it only after every context made from it is freed.
+ *   - An edgert_context (one conversation: KV cache, scratch, thread pool) and an
+ *     edgert_sampler must be used by one thread at a time.
+ *   - edgert_last_error() is per thread.
+ *   - edgert_set_isa() changes process-wide kernel dispatch; call it before loading models.
+ *
+ * Errors: every function that can fail returns edgert_status; on failure the out-parameters are
+ * left untouched (pointers are not set), nothing is leaked, and edgert_last_error() returns a
+ * message saying what was wrong and what to do.
+ */
+#ifndef EDGERT_H
+#define EDGERT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define EDGERT_ABI_VERSION 1
+
+#if defined(_WIN32)
+#  if defined(EDGERT_BUILDING)
+#    define EDGERT_API __declspec(dllexport)
+#  else
+#    define EDGERT_API __declspec(dllimport)
+#  endif
+#else
+#  define EDGERT_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum edgert_status {
+    EDGERT_OK = 0,
+    EDGERT_ERR_INVALID_ARGUMENT = 1,  /* NULL pointer or a parameter out of its range */
+    EDGERT_ERR_IO = 2,                /* the file could not be opened, read or mapped */
+    EDGERT_ERR_FORMAT = 3,            /* not an edgert file, truncated, corrupt, checksum mismatch,
+                                         an offset or size outside the file */
+    EDGERT_ERR_VERSION = 4,           /* the file's format version is newer than this runtime */
+    EDGERT_ERR_UNSUPPORTED = 5,       /* unknown dtype, architecture or option */
+    EDGERT_ERR_TOKEN = 6,             /* a token id outside [0, vocab_size) */
+    EDGERT_ERR_CONTEXT_OVERFLOW = 7,  /* the tokens do not fit in the context window */
+    EDGERT_ERR_OUT_OF_MEMORY = 8,     /* allocation failed or the memory budget is exceeded */
+    EDGERT_ERR_INTERNAL = 9
+} edgert_status;
+
+/* Name of a status code, e.g. "EDGERT_ERR_FORMAT". Never NULL. */
+EDGERT_API const char *edgert_status_string(edgert_status status);
+/* Detailed message of the last failed call on this thread ("" if none). Valid until the next
+ * call on this thread. */
+EDGERT_API const char *edgert_last_error(void);
+
+EDGERT_API int32_t edgert_abi_version(void);     /* == EDGERT_ABI_VERSION of the built library */
+EDGERT_API const char *edgert_version(void);     /* e.g. "0.1.0" */
+
+/* Kernel dispatch. Names: "scalar", "avx2", "avx512", "neon", ... The best ISA the CPU supports
+ * is chosen at start-up; the environment variable EDGERT_ISA overrides that choice. */
+EDGERT_API const char *edgert_isa(void);                        /* the ISA in use */
+EDGERT_API const char *edgert_available_isas(void);             /* comma-separated list */
+EDGERT_API edgert_status edgert_set_isa(const char *name);      /* EDGERT_ERR_UNSUPPORTED if the
+                                                                   CPU or build lacks it */
+
+/* ---------------------------------------------------------------------------------------------
+ * Model: the weights, mapped read-only from the file. */
+typedef struct edgert_model edgert_model;
+
+typedef struct edgert_model_params {
+    int32_t verify_checksums;  /* 1: check every tensor's CRC-32 at load (reads the whole file);
+                                  0 (default): check the header CRC only */
+} edgert_model_params;
+
+typedef struct edgert_model_info {
+    char architecture[32];
+    char name[128];
+    uint32_t format_version;
+    int32_t vocab_size;
+    int32_t hidden_size;
+    int32_t intermediate_size;
+    int32_t num_layers;
+    int32_t num_heads;
+    int32_t num_kv_heads;
+    int32_t head_dim;
+    int32_t context_length;    /* the model's trained context */
+    int32_t bos_token_id;      /* -1 if none */
+    int32_t eos_token_id;      /* the first EOS id, -1 if none */
+    float rope_theta;
+    float rms_norm_eps;
+    uint64_t n_params;         /* number of weights */
+    uint64_t file_size;        /* bytes */
+    uint64_t weights_size;     /* bytes of tensor data */
+} edgert_model_info;
+
+EDGERT_API edgert_model_params edgert_model_default_params(void);
+EDGERT_API edgert_status edgert_model_load(const char *path, const edgert_model_params *params,
+                                           edgert_model **out_model);
+EDGERT_API void edgert_model_free(edgert_model *model);  /* NULL is a no-op */
+EDGERT_API edgert_status edgert_model_get_info(const edgert_model *model, edgert_model_info *out);
+/* The file's metadata JSON (not NUL-terminated; *out_len receives its length). Valid until the
+ * model is freed. */
+EDGERT_API const char *edgert_model_metadata_json(const edgert_model *model, size_t *out_len);
+
+/* ---------------------------------------------------------------------------------------------
+ * Context: one conversation — KV cache, scratch buffers and thread pool. */
+typedef struct edgert_context edgert_context;
+
+typedef enum edgert_kv_type {
+    EDGERT_KV_F32 = 0,
+    EDGERT_KV_F16 = 1,
+    EDGERT_KV_Q8 = 2,
+    EDGERT_KV_Q4 = 3
+} edgert_kv_type;
+
+typedef struct edgert_context_params {
+    int32_t n_ctx;            /* context window in tokens; 0 = min(model context, 4096) */
+    int32_t n_threads;        /* threads for decode (one token); 0 = physical cores */
+    int32_t n_threads_batch;  /* threads for prefill (many tokens); 0 = n_threads */
+    int32_t n_batch;          /* tokens per forward chunk in prefill; 0 = 512 */
+    int32_t kv_type_k;        /* edgert_kv_type; default EDGERT_KV_F16 */
+    int32_t kv_type_v;        /* edgert_kv_type; default EDGERT_KV_F16 */
+    uint64_t memory_budget;   /* bytes the context may allocate; 0 = no limit. A context whose
+                                 KV cache and scratch do not fit fails with
+                                 EDGERT_ERR_OUT_OF_MEMORY instead of swapping */
+} edgert_context_params;
+
+EDGERT_API edgert_context_params edgert_context_default_params(void);
+EDGERT_API edgert_status edgert_context_new(const edgert_model *model,
+                                            const edgert_context_params *params,
+                                            edgert_context **out_ctx);
+EDGERT_API void edgert_context_free(edgert_context *ctx);  /* NULL is a no-op */
+EDGERT_API int32_t edgert_context_n_past(const edgert_context *ctx);  /* tokens in the cache */
+EDGERT_API int32_t edgert_context_n_ctx(const edgert_context *ctx);
+/* Bytes the KV cache holds per token, and in total for n_ctx tokens. */
+EDGERT_API uint64_t edgert_context_kv_bytes_per_token(const edgert_context *ctx);
+EDGERT_API uint64_t edgert_context_kv_bytes_total(const edgert_context *ctx);
+/* Keep the first n_keep tokens of the cache, drop the rest. 0 resets the conversation.
+ * EDGERT_ERR_INVALID_ARGUMENT if n_keep < 0 or n_keep > n_past. */
+EDGERT_API edgert_status edgert_context_trim(edgert_context *ctx, int32_t n_keep);
+
+/* Run the model over n_tokens tokens appended at position n_past; they enter the KV cache.
+ * logits: NULL; or, when all_logits == 0, room for vocab_size floats (the last position's);
+ * or, when all_logits != 0, room for n_tokens * vocab_size floats (row t = position t).
+ * Fails without changing the cache with EDGERT_ERR_TOKEN (an id out of range) or
+ * EDGERT_ERR_CONTEXT_OVERFLOW (n_past + n_tokens > n_ctx). */
+EDGERT_API edgert_status edgert_eval(edgert_context *ctx, const int32_t *tokens, int32_t n_tokens,
+                                     float *logits, int32_t all_logits);
+
+/* ---------------------------------------------------------------------------------------------
+ * Sampler: turns logits into a token. Holds its RNG and the repetition history. */
+typedef struct edgert_sampler edgert_sampler;
+
+typedef struct edgert_sampler_params {
+    float temperature;      /* <= 0: greedy (argmax); default 0 */
+    int32_t top_k;          /* <= 0: off */
+    float top_p;            /* >= 1: off */
+    float min_p;            /* <= 0: off; keep tokens with p >= min_p * p_max */
+    float repeat_penalty;   /* 1: off; logits of recent tokens divided (>0) or multiplied (<0) */
+    int32_t repeat_last_n;  /* how many recent tokens the penalty looks at; default 64 */
+    uint64_t seed;          /* RNG seed; equal seeds give equal samples */
+} edgert_sampler_params;
+
+EDGERT_API edgert_sampler_params edgert_sampler_default_params(void);
+EDGERT_API edgert_status edgert_sampler_new(const edgert_sampler_params *params,
+                                            edgert_sampler **out_sampler);
+EDGERT_API void edgert_sampler_free(edgert_sampler *sampler);  /* NULL is a no-op */
+EDGERT_API void edgert_sampler_reset(edgert_sampler *sampler);  /* clears history, reseeds */
+/* Record a token (prompt or generated) in the repetition history. */
+EDGERT_API void edgert_sampler_accept(edgert_sampler *sampler, int32_t token);
+/* Choose a token from logits (not modified). Does not call accept. */
+EDGERT_API edgert_status edgert_sampler_sample(edgert_sampler *sampler, const float *logits,
+                                               int32_t n_vocab, int32_t *out_token);
+
+/* ---------------------------------------------------------------------------------------------
+ * Generation loop over token ids. */
+
+/* Called once per generated token; return 0 to go on, non-zero to stop. */
+typedef int32_t (*edgert_token_callback)(int32_t token, void *user_data);
+
+/* Evaluates the prompt (appended at n_past), then samples up to max_new_tokens tokens, calling
+ * callback (may be NULL) for each. A token listed in stop_tokens ends generation; it is neither
+ * passed to the callback nor counted. Generation also ends when the context is full (not an
+ * error: compare *n_generated with max_new_tokens). Each sampled token is evaluated only before
+ * the next one is sampled, so on return the cache holds the prompt and every generated token but
+ * the last sampled one. Fails with EDGERT_ERR_CONTEXT_OVERFLOW before any work if the prompt does
+ * not fit. n_generated may be NULL. */
+EDGERT_API edgert_status edgert_generate(edgert_context *ctx, edgert_sampler *sampler,
+                                         const int32_t *prompt, int32_t n_prompt,
+                                         int32_t max_new_tokens,
+                                         const int32_t *stop_tokens, int32_t n_stop_tokens,
+                                         edgert_token_callback callback, void *user_data,
+                                         int32_t *n_generated);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EDGERT_H */
