@@ -1,0 +1,54 @@
+// kv_attention.h — KV-cache row formats and attention that reads them directly.
+//
+// The cache container (runtime/) stores, per layer and KV head, one row per position; this layer
+// defines what a row holds for each KV type and computes attention straight from those rows with
+// an online softmax, so no step dequantizes the whole cache to fp32. It is agnostic to how the
+// container lays rows out: it only needs a base pointer and a stride per position.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace edgert {
+
+// Values equal edgert_kv_type in edgert.h.
+enum class KVType : int32_t { F32 = 0, F16 = 1, Q8 = 2, Q4 = 3 };
+
+// Bytes of one row (one position, one KV head) of head_dim values.
+size_t kv_row_bytes(KVType t, int64_t head_dim);
+
+// Encodes n_rows vectors of head_dim floats (src rows src_stride floats apart) into cache rows
+// (dst rows dst_stride bytes apart). `is_key` lets a type treat K and V differently (for example a
+// rotation applied to K only).
+void kv_store_rows(KVType t, bool is_key, const float* src, int64_t src_stride, int64_t n_rows,
+                   int64_t head_dim, void* dst, size_t dst_stride);
+// Decodes one row back to floats (tests, debugging, save/load checks).
+void kv_load_row(KVType t, bool is_key, const void* row, int64_t head_dim, float* out);
+
+// Attention of one KV head and the group of query heads that share it (GQA without copying K/V).
+// Query token t (0 <= t < n_tokens) sits at position pos0 + t and sees positions [0, pos0 + t].
+// q for token t, group head g: q + t * q_token_stride + g * head_dim   (floats)
+// out likewise with out_token_stride. K row of position p: k + p * k_stride (bytes); V likewise.
+struct AttentionArgs {
+    const float* q = nullptr;
+    int64_t q_token_stride = 0;
+    int64_t n_group = 1;       // query heads sharing this KV head
+    int64_t n_tokens = 1;      // 1 for decode
+    int64_t pos0 = 0;
+    const void* k = nullptr;
+    KVType k_type = KVType::F16;
+    size_t k_stride = 0;
+    const void* v = nullptr;
+    KVType v_type = KVType::F16;
+    size_t v_stride = 0;
+    int64_t head_dim = 64;
+    float scale = 0.125f;      // usually 1/sqrt(head_dim)
+    float* out = nullptr;
+    int64_t out_token_stride = 0;
+};
+
+// Fast path, dispatched on the current ISA; tiled over positions with an online softmax.
+void attention(const AttentionArgs& a);
+// Oracle: decode every row to float, then plain softmax(q·K^T·scale)·V.
+void attention_ref(const AttentionArgs& a);
+
+}  // namespace edgert
