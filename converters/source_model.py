@@ -1,0 +1,49 @@
+"""The in-memory description every reader (HF, GGUF, llama2.c) produces and `write_model` consumes:
+hyper-parameters, tokenizer facts and a list of lazily loaded tensors, already renamed to the
+registry's names and with Q/K rows in the Hugging Face RoPE order."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .dtypes import DType
+
+
+@dataclass
+class SourceTensor:
+    name: str                          # registry name, e.g. "blk.0.attn_q.weight"
+    shape: tuple[int, ...]             # outermost first
+    dtype: DType                       # how `load()` returns it
+    load: Callable[[], np.ndarray]     # raw bytes of `dtype` (flat uint8), read on demand
+
+
+@dataclass
+class SourceModel:
+    source_format: str                 # "hf", "gguf" or "llama2c"
+    name: str
+    hparams: dict[str, Any]
+    tokenizer: dict[str, Any]          # the `tokenizer` object of the metadata
+    chat_template: str | None
+    tensors: list[SourceTensor] = field(default_factory=list)
+
+
+def rope_rows_to_hf_order(n_rows: int, n_heads: int) -> np.ndarray:
+    """Row gather index that turns Q/K weights stored for interleaved RoPE (Meta, llama2.c and
+    GGUF order: pairs (2i, 2i+1)) into Hugging Face's rotate_half order (pairs (i, i + Dh/2)).
+
+    Within a head the stored row 2i+h (h in {0,1}) is HF row h*Dh/2 + i; `hf = stored[index]`.
+    Whole rows move, so quantized blocks are carried unchanged."""
+    if n_rows % n_heads or (n_rows // n_heads) % 2:
+        raise ValueError(f"{n_rows} rows do not split into {n_heads} heads of even size")
+    half = n_rows // n_heads // 2
+    idx = np.arange(n_rows).reshape(n_heads, half, 2)   # stored layout (head, i, h)
+    return idx.transpose(0, 2, 1).reshape(-1)           # HF layout (head, h, i)
+
+
+def permuted_loader(load: Callable[[], np.ndarray], n_rows: int, n_heads: int) -> Callable[[], np.ndarray]:
+    def run() -> np.ndarray:
+        raw = np.asarray(load()).reshape(n_rows, -1)
+        return raw[rope_rows_to_hf_order(n_rows, n_heads)].reshape(-1)
+    return run

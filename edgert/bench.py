@@ -1,0 +1,297 @@
+"""`edgert bench MODEL`: how fast edgert loads, prefills and decodes a model, and how much memory it
+takes, measured with the same protocol benchmarks/run_bench.py applies to llama.cpp, CTranslate2 and
+ONNX Runtime GenAI (that script loads this file for the protocol, so every engine is timed by one
+piece of code).
+
+What is measured (every engine, every figure a median over `repeats` runs):
+  load      constructor start to ready to eval: weights mapped, tokenizer parsed, context (KV cache,
+            scratch, threads) created.
+  prefill   n_prompt random token ids evaluated in one call from an empty cache, up to the first
+            greedy token: prefill tok/s = n_prompt / TTFT.
+  TTFT      time to first token of that prompt (= the prefill time plus one argmax).
+  decode    n_gen greedy tokens, one token per eval, starting from a one-token context (as
+            llama-bench's tg128): decode tok/s = n_gen / time.
+  depth     optional: decode tok/s after `depth` tokens of context (the KV-cache benchmark).
+  peak RSS  ru_maxrss of this process: interpreter, libraries, mapped weights touched, KV cache,
+            scratch. Run one engine per process (run_bench.py does) or the figure mixes engines.
+
+The module imports nothing of edgert at import time, so benchmarks/run_bench.py can load it in a venv
+where only the peers are installed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator, Optional, Protocol, Sequence
+
+
+class Engine(Protocol):
+    """What the protocol needs of an engine: a vocabulary size and greedy generation from ids whose
+    first token is yielded right after the prompt's eval, each later one after one decode step."""
+
+    vocab_size: int
+
+    def generate(self, prompt: Sequence[int], n_new: int) -> Iterator[int]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class BenchParams:
+    n_prompt: int = 512    # 0: skip the prefill/TTFT scenario
+    n_gen: int = 128
+    repeats: int = 5
+    long_prompt: int = 0   # also time TTFT of a prompt this long (0: off); issue 5 uses 2048
+    depth: int = 0         # also time decode after this many tokens of context (0: off)
+    seed: int = 0
+    warmup: bool = True
+
+    def n_ctx_needed(self) -> int:
+        """Context the scenarios need, rounded up to 256 so every engine gets the same one."""
+        need = max(self.n_prompt + 1, self.n_gen + 2, self.long_prompt + 1,
+                   self.depth + self.n_gen + 2 if self.depth else 0)
+        return (need + 255) // 256 * 256
+
+
+@dataclass
+class BenchResult:
+    engine: str
+    model: str
+    n_threads: int
+    params: dict[str, Any]
+    load_ms: float = 0.0
+    prefill_tok_s: Optional[float] = None
+    ttft_ms: Optional[float] = None
+    decode_tok_s: float = 0.0
+    long_ttft_ms: Optional[float] = None
+    depth_decode_tok_s: Optional[float] = None
+    depth_ttft_ms: Optional[float] = None
+    rss_baseline_mb: float = 0.0
+    peak_rss_mb: float = 0.0
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# The protocol, shared by every engine
+
+def random_prompt(n: int, vocab_size: int, seed: int) -> list[int]:
+    """n ids drawn uniformly from [4, vocab_size): random text makes speed independent of content
+    and skips the low ids where special tokens usually sit."""
+    rng = random.Random(seed)
+    return [rng.randrange(4, vocab_size) for _ in range(n)]
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def time_generation(engine: Engine, prompt: Sequence[int], n_new: int) -> tuple[float, float, int]:
+    """(seconds to the first token, seconds for the n_new - 1 tokens after it, tokens yielded)."""
+    t0 = time.perf_counter()
+    it = engine.generate(prompt, n_new)
+    first = next(it)
+    del first
+    t1 = time.perf_counter()
+    n = 1
+    for _ in it:
+        n += 1
+    t2 = time.perf_counter()
+    return t1 - t0, t2 - t1, n
+
+
+def run_protocol(engine: Engine, p: BenchParams) -> dict[str, Any]:
+    """Run the scenarios `repeats` times; return medians and raw samples."""
+    vocab = engine.vocab_size
+    if p.warmup:  # page in the weights, spin up thread pools, let allocators settle
+        time_generation(engine, random_prompt(16, vocab, 999), 8)
+    samples: dict[str, list[float]] = {"ttft_s": [], "decode_tok_s": []}
+    for r in range(p.repeats):
+        if p.n_prompt:
+            ttft, _, _ = time_generation(engine, random_prompt(p.n_prompt, vocab, p.seed + r), 1)
+            samples["ttft_s"].append(ttft)
+        _, dt, n = time_generation(engine, random_prompt(1, vocab, p.seed + 100 + r), p.n_gen + 1)
+        if n != p.n_gen + 1:
+            raise RuntimeError(f"engine stopped after {n} tokens instead of {p.n_gen + 1}")
+        samples["decode_tok_s"].append(p.n_gen / dt)
+        if p.long_prompt:
+            ttft, _, _ = time_generation(engine, random_prompt(p.long_prompt, vocab, p.seed + 200 + r), 1)
+            samples.setdefault("long_ttft_s", []).append(ttft)
+        if p.depth:
+            ttft, dt, n = time_generation(engine, random_prompt(p.depth, vocab, p.seed + 300 + r),
+                                          p.n_gen + 1)
+            samples.setdefault("depth_ttft_s", []).append(ttft)
+            samples.setdefault("depth_decode_tok_s", []).append((n - 1) / dt)
+    med = {k: statistics.median(v) for k, v in samples.items() if v}
+    out: dict[str, Any] = {"decode_tok_s": med["decode_tok_s"], "samples": samples}
+    if "ttft_s" in med:
+        out["ttft_ms"] = med["ttft_s"] * 1e3
+        out["prefill_tok_s"] = p.n_prompt / med["ttft_s"]
+    if "long_ttft_s" in med:
+        out["long_ttft_ms"] = med["long_ttft_s"] * 1e3
+    if "depth_decode_tok_s" in med:
+        out["depth_decode_tok_s"] = med["depth_decode_tok_s"]
+        out["depth_ttft_ms"] = med["depth_ttft_s"] * 1e3
+    return out
+
+
+def bench_engine(name: str, model: str, n_threads: int, open_engine: Any, p: BenchParams,
+                 extra: Optional[dict[str, Any]] = None) -> BenchResult:
+    """Time open_engine() (the load), run the protocol, read the peak RSS, close."""
+    res = BenchResult(engine=name, model=model, n_threads=n_threads, params=asdict(p),
+                      extra=dict(extra or {}))
+    res.rss_baseline_mb = peak_rss_mb()
+    t0 = time.perf_counter()
+    engine = open_engine()
+    res.load_ms = (time.perf_counter() - t0) * 1e3
+    try:
+        for k, v in run_protocol(engine, p).items():
+            setattr(res, k, v)
+        res.extra.update(getattr(engine, "info", {}) or {})
+    finally:
+        res.peak_rss_mb = peak_rss_mb()
+        engine.close()
+    return res
+
+
+# ---------------------------------------------------------------------------------------------
+# edgert
+
+class EdgertEngine:
+    """Greedy generation straight on edgert's Context (no tokenizer, no sampler object: argmax in
+    numpy, the same as the peers' adapters in benchmarks/engines.py)."""
+
+    def __init__(self, path: str, n_ctx: int, n_threads: int, n_threads_batch: int = 0,
+                 kv_type: str = "f16") -> None:
+        import numpy as np
+        import edgert
+        from edgert import _edgert
+
+        self._np = np
+        self.llm = edgert.LLM(path, n_ctx=n_ctx, n_threads=n_threads,
+                              n_threads_batch=n_threads_batch or n_threads, kv_type=kv_type)
+        self.ctx = self.llm.context
+        self.vocab_size = self.llm.info.vocab_size
+        self.info = {
+            "isa": _edgert.isa() if hasattr(_edgert, "isa") else None,
+            "kv_type": kv_type,
+            "n_ctx": self.ctx.n_ctx,
+            "kv_bytes_per_token": self.ctx.kv_bytes_per_token,
+            "weights_bytes": self.llm.info.weights_size,
+            "file_bytes": self.llm.info.file_size,
+        }
+
+    def generate(self, prompt: Sequence[int], n_new: int) -> Iterator[int]:
+        np = self._np
+        self.ctx.reset()
+        logits = self.ctx.eval(np.asarray(prompt, dtype=np.int64))
+        tok = int(np.argmax(logits))
+        yield tok
+        one = np.empty(1, dtype=np.int64)
+        for _ in range(n_new - 1):
+            one[0] = tok
+            logits = self.ctx.eval(one)
+            tok = int(np.argmax(logits))
+            yield tok
+
+    def close(self) -> None:
+        self.llm.close()
+
+
+def bench_edgert(path: str, n_prompt: int = 512, n_gen: int = 128, n_threads: int = 2,
+                 repeats: int = 5, *, n_threads_batch: int = 0, kv_type: str = "f16",
+                 n_ctx: int = 0, long_prompt: int = 0, depth: int = 0,
+                 warmup: bool = True) -> dict[str, Any]:
+    """Benchmark an .edgt file in this process; returns BenchResult as a dict (see module doc)."""
+    p = BenchParams(n_prompt=n_prompt, n_gen=n_gen, repeats=repeats, long_prompt=long_prompt,
+                    depth=depth, warmup=warmup)
+    n_ctx = n_ctx or p.n_ctx_needed()
+    res = bench_engine(
+        "edgert", os.path.basename(path), n_threads,
+        lambda: EdgertEngine(path, n_ctx, n_threads, n_threads_batch, kv_type), p,
+        extra={"kv_type": kv_type, "n_threads_batch": n_threads_batch or n_threads})
+    return res.to_dict()
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI: edgert bench
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="an .edgt file (a .gguf is converted to a temporary .edgt first)")
+    p.add_argument("-t", "--threads", type=int, default=0,
+                   help="decode threads (0: all cores of this machine)")
+    p.add_argument("--threads-batch", type=int, default=0, help="prefill threads (0: --threads)")
+    p.add_argument("--n-prompt", type=int, default=512, help="prompt tokens for prefill/TTFT")
+    p.add_argument("--n-gen", type=int, default=128, help="tokens to decode")
+    p.add_argument("--repeats", type=int, default=5, help="runs per figure (medians reported)")
+    p.add_argument("--kv-type", default="f16", choices=["f32", "f16", "q8", "q4"])
+    p.add_argument("--long-prompt", type=int, default=0, metavar="N",
+                   help="also time TTFT of an N-token prompt (e.g. 2048)")
+    p.add_argument("--depth", type=int, default=0, metavar="N",
+                   help="also time decode after N tokens of context (e.g. 4096)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def format_result(r: dict[str, Any]) -> str:
+    lines = [
+        f"model        {r['model']}  ({r['n_threads']} threads, "
+        f"{r['params']['repeats']} runs, medians)",
+        f"load         {r['load_ms']:9.1f} ms",
+    ]
+    if r.get("prefill_tok_s") is not None:
+        lines += [
+            f"prefill      {r['prefill_tok_s']:9.1f} tok/s   ({r['params']['n_prompt']}-token prompt)",
+            f"TTFT         {r['ttft_ms']:9.1f} ms",
+        ]
+    lines.append(f"decode       {r['decode_tok_s']:9.1f} tok/s   ({r['params']['n_gen']} tokens)")
+    if r.get("long_ttft_ms") is not None:
+        lines.append(f"TTFT@{r['params']['long_prompt']:<7d}{r['long_ttft_ms']:9.1f} ms")
+    if r.get("depth_decode_tok_s") is not None:
+        lines.append(f"decode@{r['params']['depth']:<5d} {r['depth_decode_tok_s']:9.1f} tok/s   "
+                     f"(KV {r['extra'].get('kv_type')})")
+    lines.append(f"peak RSS     {r['peak_rss_mb']:9.1f} MB  (process, {r['rss_baseline_mb']:.1f} MB "
+                 "before loading)")
+    if r["extra"].get("isa"):
+        lines.append(f"ISA          {r['extra']['isa']}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    n_threads = args.threads or (os.cpu_count() or 1)
+    path, tmpdir = args.model, None
+    if path.endswith(".gguf"):
+        from edgert.converters import convert
+        tmpdir = tempfile.TemporaryDirectory(prefix="edgert-bench-")
+        out = os.path.join(tmpdir.name, os.path.basename(path)[:-5] + ".edgt")
+        print(f"converting {path} -> {out}", file=sys.stderr)
+        convert(path, out)
+        path = out
+    try:
+        r = bench_edgert(path, args.n_prompt, args.n_gen, n_threads, args.repeats,
+                         n_threads_batch=args.threads_batch, kv_type=args.kv_type,
+                         long_prompt=args.long_prompt, depth=args.depth)
+    finally:
+        if tmpdir is not None:
+            tmpdir.cleanup()
+    r["model"] = os.path.basename(args.model)
+    print(json.dumps(r, indent=2) if args.json else format_result(r))
+    return 0
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(prog="edgert bench", description=__doc__.split("\n\n")[0])
+    add_arguments(ap)
+    sys.exit(run(ap.parse_args()))

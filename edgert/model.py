@@ -1,0 +1,231 @@
+"""The object layer over the binding: Model (weights), Context (one conversation's KV cache) and
+Sampler, each a context manager that frees its native object on exit.
+
+Assumes the compiled module edgert._edgert (built by setup.py from native/). Everything here maps
+one to one onto edgert.h; text, tokenizers and chat live in edgert.llm.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+import numpy as np
+
+from . import _edgert
+from .errors import InvalidArgumentError, UnsupportedModelError
+
+KV_TYPES: dict[str, int] = {
+    "f32": _edgert.KV_F32,
+    "f16": _edgert.KV_F16,
+    "q8": _edgert.KV_Q8,
+    "q4": _edgert.KV_Q4,
+}
+
+TokenIds = Sequence[int] | np.ndarray
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """edgert_model_info: the hyper-parameters and sizes the runtime read from the file."""
+
+    architecture: str
+    name: str
+    format_version: int
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    context_length: int
+    bos_token_id: int
+    eos_token_id: int
+    rope_theta: float
+    rms_norm_eps: float
+    n_params: int
+    file_size: int
+    weights_size: int
+
+
+@dataclass
+class ContextParams:
+    """edgert_context_params. Zeros mean the runtime's defaults (see edgert.h)."""
+
+    n_ctx: int = 0
+    n_threads: int = 0
+    n_threads_batch: int = 0
+    n_batch: int = 0
+    kv_type: str = "f16"
+    memory_budget: int = 0
+
+    def to_native(self) -> Any:
+        if self.kv_type not in KV_TYPES:
+            raise UnsupportedModelError(
+                f"unknown KV-cache type {self.kv_type!r}; use one of {', '.join(KV_TYPES)}")
+        for field in ("n_ctx", "n_threads", "n_threads_batch", "n_batch", "memory_budget"):
+            if getattr(self, field) < 0:
+                raise InvalidArgumentError(f"{field} must be >= 0 (0 picks the default)")
+        p = _edgert.ContextParams()
+        p.n_ctx, p.n_threads = self.n_ctx, self.n_threads
+        p.n_threads_batch, p.n_batch = self.n_threads_batch, self.n_batch
+        p.kv_type_k = p.kv_type_v = KV_TYPES[self.kv_type]
+        p.memory_budget = self.memory_budget
+        return p
+
+
+@dataclass
+class SamplerParams:
+    """edgert_sampler_params. temperature <= 0 is greedy decoding."""
+
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    min_p: float = 0.0
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
+    seed: int = 0
+
+    def to_native(self) -> Any:
+        if self.seed < 0 or self.seed >= 2**64:
+            raise InvalidArgumentError("seed must lie in [0, 2**64)")
+        p = _edgert.SamplerParams()
+        for key, value in asdict(self).items():
+            setattr(p, key, value)
+        return p
+
+
+class Model:
+    """Weights mapped read-only from an .edgt file; share one Model between many Contexts."""
+
+    def __init__(self, path: str | os.PathLike[str], *, verify: bool = False) -> None:
+        params = _edgert.ModelParams()
+        params.verify_checksums = 1 if verify else 0
+        self.path = os.fspath(path)
+        self._handle: Any = _edgert.model_load(self.path, params)
+        self.info = ModelInfo(**_edgert.model_get_info(self._handle))
+        self.metadata: dict[str, Any] = json.loads(_edgert.model_metadata_json(self._handle))
+
+    @property
+    def handle(self) -> Any:
+        if self._handle is None:
+            raise InvalidArgumentError("the model is closed; open it again")
+        return self._handle
+
+    def new_context(self, params: Optional[ContextParams] = None) -> "Context":
+        return Context(self, params or ContextParams())
+
+    def close(self) -> None:
+        # Contexts hold their own reference to the native weights, so closing here is always safe.
+        if self._handle is not None:
+            _edgert.model_free(self._handle)
+            self._handle = None
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Context:
+    """One conversation: the KV cache, scratch buffers and thread pool."""
+
+    def __init__(self, model: Model, params: ContextParams) -> None:
+        self.vocab_size = model.info.vocab_size
+        self._handle: Any = _edgert.context_new(model.handle, params.to_native())
+
+    @property
+    def handle(self) -> Any:
+        if self._handle is None:
+            raise InvalidArgumentError("the context is closed; create a new one")
+        return self._handle
+
+    @property
+    def n_past(self) -> int:
+        return _edgert.context_n_past(self.handle)
+
+    @property
+    def n_ctx(self) -> int:
+        return _edgert.context_n_ctx(self.handle)
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        return _edgert.context_kv_bytes_per_token(self.handle)
+
+    @property
+    def kv_bytes_total(self) -> int:
+        return _edgert.context_kv_bytes_total(self.handle)
+
+    def trim(self, n_keep: int) -> None:
+        _edgert.context_trim(self.handle, n_keep)
+
+    def reset(self) -> None:
+        self.trim(0)
+
+    def eval(self, tokens: TokenIds, *, logits: bool = True,
+             all_logits: bool = False) -> Optional[np.ndarray]:
+        """Append tokens to the cache; return the last position's logits [vocab], all positions'
+        [n_tokens, vocab] with all_logits, or None with logits=False (prefill without output)."""
+        ids = np.asarray(tokens, dtype=np.int64) if not isinstance(tokens, np.ndarray) else tokens
+        if not logits:
+            _edgert.eval(self.handle, ids, None, False)
+            return None
+        shape = (len(ids), self.vocab_size) if all_logits else (self.vocab_size,)
+        out = np.empty(shape, dtype=np.float32)
+        _edgert.eval(self.handle, ids, out, all_logits)
+        return out
+
+    def generate(self, sampler: "Sampler", prompt: TokenIds, max_new_tokens: int,
+                 stop_tokens: Iterable[int] = (),
+                 callback: Optional[Callable[[int], Optional[bool]]] = None) -> int:
+        """edgert_generate: returns how many tokens were generated; callback returning True stops."""
+        return _edgert.generate(self.handle, sampler.handle, np.asarray(prompt, dtype=np.int64),
+                                max_new_tokens, list(stop_tokens), callback)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            _edgert.context_free(self._handle)
+            self._handle = None
+
+    def __enter__(self) -> "Context":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Sampler:
+    """Turns logits into tokens; holds the RNG and the repetition history."""
+
+    def __init__(self, params: Optional[SamplerParams] = None) -> None:
+        self.params = params or SamplerParams()
+        self._handle: Any = _edgert.sampler_new(self.params.to_native())
+
+    @property
+    def handle(self) -> Any:
+        if self._handle is None:
+            raise InvalidArgumentError("the sampler is closed; create a new one")
+        return self._handle
+
+    def sample(self, logits: np.ndarray) -> int:
+        return _edgert.sampler_sample(self.handle, logits)
+
+    def accept(self, token: int) -> None:
+        _edgert.sampler_accept(self.handle, token)
+
+    def reset(self) -> None:
+        _edgert.sampler_reset(self.handle)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            _edgert.sampler_free(self._handle)
+            self._handle = None
+
+    def __enter__(self) -> "Sampler":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,3 @@
+# examples.cmake — C programs that use libedgert through edgert.h alone.
+add_executable(generate_ids ${CMAKE_CURRENT_LIST_DIR}/generate_ids.c)
+target_link_libraries(generate_ids PRIVATE edgert)

@@ -1,0 +1,72 @@
+// status_api.cpp — status names, last error, versions and ISA selection of the C API.
+#include <string>
+
+#include "api/api_guard.h"
+#include "kernels/kernels.h"
+
+namespace edgert {
+namespace {
+thread_local std::string g_last_error;
+}  // namespace
+
+void set_last_error(const std::string& message) {
+    try {
+        g_last_error = message;
+    } catch (...) {
+        g_last_error.clear();  // out of memory while reporting: an empty message beats a crash
+    }
+}
+
+}  // namespace edgert
+
+extern "C" {
+
+EDGERT_API const char* edgert_status_string(edgert_status status) {
+    switch (status) {
+        case EDGERT_OK: return "EDGERT_OK";
+        case EDGERT_ERR_INVALID_ARGUMENT: return "EDGERT_ERR_INVALID_ARGUMENT";
+        case EDGERT_ERR_IO: return "EDGERT_ERR_IO";
+        case EDGERT_ERR_FORMAT: return "EDGERT_ERR_FORMAT";
+        case EDGERT_ERR_VERSION: return "EDGERT_ERR_VERSION";
+        case EDGERT_ERR_UNSUPPORTED: return "EDGERT_ERR_UNSUPPORTED";
+        case EDGERT_ERR_TOKEN: return "EDGERT_ERR_TOKEN";
+        case EDGERT_ERR_CONTEXT_OVERFLOW: return "EDGERT_ERR_CONTEXT_OVERFLOW";
+        case EDGERT_ERR_OUT_OF_MEMORY: return "EDGERT_ERR_OUT_OF_MEMORY";
+        case EDGERT_ERR_INTERNAL: return "EDGERT_ERR_INTERNAL";
+    }
+    return "EDGERT_ERR_UNKNOWN";
+}
+
+EDGERT_API const char* edgert_last_error(void) { return edgert::g_last_error.c_str(); }
+
+EDGERT_API int32_t edgert_abi_version(void) { return EDGERT_ABI_VERSION; }
+
+EDGERT_API const char* edgert_version(void) { return EDGERT_VERSION_STRING; }
+
+EDGERT_API const char* edgert_isa(void) { return edgert::current_isa(); }
+
+EDGERT_API const char* edgert_available_isas(void) {
+    // Built once: the set of ISAs is fixed for the life of the process.
+    static const std::string list = [] {
+        std::string s;
+        try {
+            for (const auto& name : edgert::available_isas()) s += (s.empty() ? "" : ",") + name;
+        } catch (...) {
+        }
+        return s;
+    }();
+    return list.c_str();
+}
+
+EDGERT_API edgert_status edgert_set_isa(const char* name) {
+    return edgert::api_call("edgert_set_isa", [&] {
+        edgert::require_non_null(name, "name");
+        if (!edgert::set_isa(name)) {
+            edgert::fail(EDGERT_ERR_UNSUPPORTED, std::string("ISA '") + name +
+                                                     "' is not available on this CPU or build; "
+                                                     "available: " + edgert_available_isas());
+        }
+    });
+}
+
+}  // extern "C"

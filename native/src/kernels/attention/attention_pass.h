@@ -1,0 +1,67 @@
+// attention_pass.h — one pass of the tiled attention kernel (attention-private).
+//
+// A pass is a block of query rows (query tokens x group heads, at most kMaxRows) that share every
+// K/V row read: the GQA group reads each cache row once, and in prefill up to kMaxRows/n_group
+// query tokens do too, so a long prompt never builds an n x n score matrix (a pass holds
+// rows x kTile scores). The driver (attention_dispatch.cpp, built without ISA flags) prepares the
+// queries and scratch and finishes the outputs; an ISA file runs the position loop.
+//
+// Plain structs and pointers only: ISA files are built with their own -m flags (see the banner
+// of kernels/kernel_table.h).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/attention/kv_attention.h"
+
+namespace edgert {
+namespace attn {
+
+constexpr int64_t kTile = 64;     // positions per tile
+constexpr int64_t kMaxRows = 32;  // query rows per pass
+
+struct AttnPass {
+    int64_t rows = 0;
+    int64_t head_dim = 0;
+    int64_t limit[kMaxRows];  // row r sees positions [0, limit[r])
+    // Query rows, already multiplied by the softmax scale and rotated when K rows are rotated.
+    const float* qf = nullptr;    // [rows][head_dim], float keys
+    const int8_t* qi = nullptr;   // [rows][head_dim], quantized keys: q ~ qd * qi
+    float qd[kMaxRows];
+    int32_t qsum[kMaxRows];       // sum of qi, for the keys' zero point
+    // Online-softmax state: running max m, running sum l, output accumulator acc (in the rotated
+    // basis when V rows are rotated) and bias = sum_p w_p * m_p (the V zero point, added to every
+    // element at the end).
+    float m[kMaxRows];
+    float l[kMaxRows];
+    float bias[kMaxRows];
+    float* acc = nullptr;   // [rows][head_dim]
+    // Per-tile scratch.
+    float* s = nullptr;     // [rows][kTile] scores, then weights
+    float* kf = nullptr;    // [kTile][head_dim] float keys
+    uint8_t* ku = nullptr;  // [kTile][head_dim] unpacked key codes
+    float* vf = nullptr;    // [kTile][head_dim] value codes (or values) as floats
+    float vd[kTile];        // V row scale (1 for float types)
+    float vm[kTile];        // V row zero point (0 for float types)
+};
+
+// The position loop of one ISA: runs positions [0, n_pos) over the pass.
+using AttentionPassFn = void (*)(const AttentionArgs& a, AttnPass& p, int64_t n_pos);
+
+void attention_pass_scalar(const AttentionArgs& a, AttnPass& p, int64_t n_pos);
+#if defined(__x86_64__) || defined(_M_X64)
+void attention_pass_avx2(const AttentionArgs& a, AttnPass& p, int64_t n_pos);
+void attention_pass_avx512(const AttentionArgs& a, AttnPass& p, int64_t n_pos);
+#endif
+#if defined(__aarch64__)
+void attention_pass_neon(const AttentionArgs& a, AttnPass& p, int64_t n_pos);
+#endif
+
+// The pass function for an ISA name ("scalar", "avx2", "avx512", "neon"), or null when this
+// build or this CPU lacks it. "avx512" needs AVX-512 VNNI.
+AttentionPassFn attention_pass_for(const char* isa);
+// The whole attention with a given position loop (tests compare every ISA through this).
+void attention_with(const AttentionArgs& a, AttentionPassFn fn);
+
+}  // namespace attn
+}  // namespace edgert

@@ -1,0 +1,134 @@
+// attention_scalar.cpp — the scalar position loop: the fallback path and the structure every SIMD
+// file mirrors (integer q.k for quantized keys, per-row scales applied after the dot product,
+// V codes weighted by w_p * d_p, zero points summed separately).
+#include <math.h>
+
+#include <cstring>
+
+#include "kernels/attention/attention_pass.h"
+#include "kernels/attention/kv_row_format.h"
+#include "kernels/dtypes.h"
+
+namespace edgert {
+namespace attn {
+namespace {
+
+const uint8_t* row_at(const void* base, size_t stride, int64_t p) {
+    return static_cast<const uint8_t*>(base) + static_cast<size_t>(p) * stride;
+}
+
+void load_dm(const uint8_t* row, float* d, float* m) {
+    uint16_t h[2];
+    std::memcpy(h, row, 4);
+    *d = fp16_to_fp32(h[0]);
+    *m = fp16_to_fp32(h[1]);
+}
+
+// Row to float values (F32/F16) or float codes (Q8/Q4, with scale and zero point).
+void decode_codes(KVType t, const uint8_t* row, int64_t D, float* out, float* d, float* m) {
+    *d = 1.0f;
+    *m = 0.0f;
+    switch (t) {
+        case KVType::F32: std::memcpy(out, row, static_cast<size_t>(D) * 4); return;
+        case KVType::F16:
+            for (int64_t i = 0; i < D; ++i) {
+                uint16_t h;
+                std::memcpy(&h, row + 2 * i, 2);
+                out[i] = fp16_to_fp32(h);
+            }
+            return;
+        case KVType::Q8: {
+            load_dm(row, d, m);
+            const uint8_t* u = row + kQuantHeaderBytes;
+            for (int64_t i = 0; i < D; ++i) out[i] = static_cast<float>(u[i]);
+            return;
+        }
+        case KVType::Q4: {
+            load_dm(row, d, m);
+            const uint8_t* u = row + kQuantHeaderBytes;
+            for (int64_t i = 0; i < D / 2; ++i) {
+                out[i] = static_cast<float>(u[i] & 15);
+                out[i + D / 2] = static_cast<float>(u[i] >> 4);
+            }
+            return;
+        }
+    }
+}
+
+const uint8_t* key_codes(KVType t, const uint8_t* row, int64_t D, uint8_t* scratch) {
+    const uint8_t* u = row + kQuantHeaderBytes;
+    if (t == KVType::Q8) return u;
+    for (int64_t i = 0; i < D / 2; ++i) {
+        scratch[i] = u[i] & 15;
+        scratch[i + D / 2] = u[i] >> 4;
+    }
+    return scratch;
+}
+
+struct Ops {
+    static void scores(const AttentionArgs& a, AttnPass& p, int64_t p0, int64_t np) {
+        const int64_t D = p.head_dim;
+        for (int64_t j = 0; j < np; ++j) {
+            const uint8_t* row = row_at(a.k, a.k_stride, p0 + j);
+            if (kv_type_is_quantized(a.k_type)) {
+                float d, m;
+                load_dm(row, &d, &m);
+                const uint8_t* u = key_codes(a.k_type, row, D, p.ku + j * D);
+                for (int64_t r = 0; r < p.rows; ++r) {
+                    const int8_t* q = p.qi + r * D;
+                    int32_t isum = 0;
+                    for (int64_t i = 0; i < D; ++i) isum += q[i] * u[i];
+                    p.s[r * kTile + j] =
+                        p.qd[r] * (d * static_cast<float>(isum) + m * static_cast<float>(p.qsum[r]));
+                }
+            } else {
+                float* k = p.kf + j * D;
+                float d, m;
+                decode_codes(a.k_type, row, D, k, &d, &m);
+                for (int64_t r = 0; r < p.rows; ++r) {
+                    const float* q = p.qf + r * D;
+                    float dot = 0.0f;
+                    for (int64_t i = 0; i < D; ++i) dot += q[i] * k[i];
+                    p.s[r * kTile + j] = dot;
+                }
+            }
+        }
+    }
+    static void v_tile(const AttentionArgs& a, AttnPass& p, int64_t p0, int64_t np) {
+        for (int64_t j = 0; j < np; ++j) {
+            decode_codes(a.v_type, row_at(a.v, a.v_stride, p0 + j), p.head_dim,
+                         p.vf + j * p.head_dim, &p.vd[j], &p.vm[j]);
+        }
+    }
+    static float max_row(const float* s, int64_t n) {
+        float mx = s[0];
+        for (int64_t j = 1; j < n; ++j) mx = s[j] > mx ? s[j] : mx;
+        return mx;
+    }
+    static float exp_sum(float* s, int64_t n, float m) {
+        float sum = 0.0f;
+        for (int64_t j = 0; j < n; ++j) sum += (s[j] = expf(s[j] - m));
+        return sum;
+    }
+    static void scale_row(float* x, int64_t n, float c) {
+        for (int64_t i = 0; i < n; ++i) x[i] *= c;
+    }
+    static void axpy_tile(float* acc, const float* w, const float* vd, const float* vf, int64_t n,
+                          int64_t D) {
+        for (int64_t j = 0; j < n; ++j) {
+            const float c = w[j] * vd[j];
+            for (int64_t i = 0; i < D; ++i) acc[i] += c * vf[j * D + i];
+        }
+    }
+};
+
+#include "kernels/attention/attention_tiled.h"
+
+}  // namespace
+
+void attention_pass_scalar(const AttentionArgs& a, AttnPass& p, int64_t n_pos) {
+    run_tiled_pass<Ops>(a, p, n_pos);
+}
+
+}  // namespace attn
+}  // namespace edgert

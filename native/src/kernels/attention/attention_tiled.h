@@ -1,0 +1,46 @@
+// attention_tiled.h — the position loop shared by every ISA file: tiles of kTile positions, an
+// online softmax per query row, then the weighted V sum. Each ISA file includes this inside its
+// own anonymous namespace with an `Ops` struct of its kernels, so no instantiation is shared
+// between files built with different -m flags. Uses no standard-library templates (same reason).
+//
+// Ops must provide (all static):
+//   scores(a, p, p0, np)         p.s[r*kTile + j] = q_r . k_{p0+j} (scaled), j < np
+//   v_tile(a, p, p0, np)         p.vf[j*D..], p.vd[j], p.vm[j] for rows p0..p0+np-1
+//   max_row(s, n)                max of s[0..n)
+//   exp_sum(s, n, m)             s[j] = exp(s[j] - m); returns the sum
+//   scale_row(x, n, c)           x[i] *= c
+//   axpy_tile(acc, w, vd, vf, n, D)  acc[i] += sum_j w[j] * vd[j] * vf[j*D + i]
+// Needs <math.h> (expf) and attention_pass.h included before the anonymous namespace.
+
+template <class Ops>
+void run_tiled_pass(const ::edgert::AttentionArgs& a, ::edgert::attn::AttnPass& p, int64_t n_pos) {
+    using ::edgert::attn::kTile;
+    const int64_t D = p.head_dim;
+    for (int64_t p0 = 0; p0 < n_pos; p0 += kTile) {
+        const int64_t np = n_pos - p0 < kTile ? n_pos - p0 : kTile;
+        Ops::scores(a, p, p0, np);
+        Ops::v_tile(a, p, p0, np);
+        for (int64_t r = 0; r < p.rows; ++r) {
+            int64_t nr = p.limit[r] - p0;  // causal limit of this row inside the tile
+            if (nr <= 0) continue;
+            if (nr > np) nr = np;
+            float* s = p.s + r * kTile;
+            float* acc = p.acc + r * D;
+            const float mt = Ops::max_row(s, nr);
+            const float m_new = mt > p.m[r] ? mt : p.m[r];
+            if (m_new > p.m[r]) {
+                // First tile: m = -inf gives c = 0 on an all-zero state, which is harmless.
+                const float c = expf(p.m[r] - m_new);
+                p.l[r] *= c;
+                p.bias[r] *= c;
+                Ops::scale_row(acc, D, c);
+                p.m[r] = m_new;
+            }
+            p.l[r] += Ops::exp_sum(s, nr, m_new);
+            float b = 0.0f;
+            for (int64_t j = 0; j < nr; ++j) b += s[j] * p.vm[j];
+            p.bias[r] += b;
+            Ops::axpy_tile(acc, s, p.vd, p.vf, nr, D);
+        }
+    }
+}

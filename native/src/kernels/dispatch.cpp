@@ -1,0 +1,92 @@
+// dispatch.cpp — picks the KernelTable once per process: EDGERT_ISA if set (and runnable), else
+// the best table this build carries and this CPU supports. set_isa() switches later (tests,
+// benchmarks); weights prepared for another ISA simply fall back to their canonical layout.
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/cpu_features.h"
+#include "kernels/kernel_table.h"
+#include "kernels/kernels.h"
+
+namespace edgert {
+
+#if defined(EDGERT_KERNELS_X86)
+extern const KernelTable kAvx2Kernels;
+extern const KernelTable kAvxVnniKernels;
+extern const KernelTable kAvx512VnniKernels;
+#endif
+#if defined(EDGERT_KERNELS_NEON)
+extern const KernelTable kNeonKernels;
+extern const KernelTable kNeonDotKernels;
+#endif
+
+namespace {
+
+struct Candidate {
+    const KernelTable* table;
+    bool (*supported)();
+};
+
+// Best first.
+const Candidate kCandidates[] = {
+#if defined(EDGERT_KERNELS_X86)
+    // AVX-512 without VNNI/VBMI (Skylake-X) takes the AVX2 table.
+    {&kAvx512VnniKernels, [] { return cpu_features().avx512_vnni && cpu_features().avx512_vbmi; }},
+    {&kAvxVnniKernels, [] { return cpu_features().avx_vnni; }},
+    {&kAvx2Kernels, [] { return cpu_features().avx2; }},
+#endif
+#if defined(EDGERT_KERNELS_NEON)
+    {&kNeonDotKernels, [] { return cpu_features().neon_dotprod; }},
+    {&kNeonKernels, [] { return cpu_features().neon; }},
+#endif
+    {&kScalarKernels, [] { return true; }},
+};
+
+const KernelTable* pick_initial() {
+    if (const char* env = std::getenv("EDGERT_ISA"); env != nullptr && *env != '\0') {
+        if (const KernelTable* t = kernel_table_for(env)) return t;
+        std::fprintf(stderr, "edgert: EDGERT_ISA=%s is not available here; using the best ISA\n",
+                     env);
+    }
+    for (const Candidate& c : kCandidates) {
+        if (c.supported()) return c.table;
+    }
+    return &kScalarKernels;
+}
+
+std::atomic<const KernelTable*>& active_slot() {
+    static std::atomic<const KernelTable*> slot{pick_initial()};
+    return slot;
+}
+
+}  // namespace
+
+const KernelTable* kernel_table_for(const char* name) {
+    for (const Candidate& c : kCandidates) {
+        if (std::strcmp(c.table->name, name) == 0) return c.supported() ? c.table : nullptr;
+    }
+    return nullptr;
+}
+
+const KernelTable& active_kernels() { return *active_slot().load(std::memory_order_acquire); }
+
+const char* current_isa() { return active_kernels().name; }
+
+std::vector<std::string> available_isas() {
+    std::vector<std::string> out;
+    for (const Candidate& c : kCandidates) {
+        if (c.supported()) out.emplace_back(c.table->name);
+    }
+    return out;
+}
+
+bool set_isa(const std::string& name) {
+    const KernelTable* t = kernel_table_for(name.c_str());
+    if (t == nullptr) return false;
+    active_slot().store(t, std::memory_order_release);
+    return true;
+}
+
+}  // namespace edgert

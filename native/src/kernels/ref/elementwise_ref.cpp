@@ -1,0 +1,58 @@
+// elementwise_ref.cpp — scalar RMSNorm, SwiGLU, residual add, softmax and RoPE (semantics in
+// kernels.h). Reductions accumulate in double: this is the oracle, not the fast path.
+#include <cmath>
+
+#include "kernels/ref/ref_kernels.h"
+
+namespace edgert {
+
+void rmsnorm_ref(float* y, const float* x, const float* weight, int64_t n, float eps) {
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+    const float scale = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + eps));
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i] * scale * weight[i];
+}
+
+void silu_mul_ref(float* gate, const float* up, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+        const float g = gate[i];
+        gate[i] = g / (1.0f + std::exp(-g)) * up[i];
+    }
+}
+
+void add_inplace_ref(float* y, const float* x, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+void softmax_inplace_ref(float* x, int64_t n) {
+    if (n <= 0) return;
+    float mx = x[0];
+    for (int64_t i = 1; i < n; ++i) mx = std::fmax(mx, x[i]);
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+        x[i] = std::exp(x[i] - mx);
+        sum += x[i];
+    }
+    const float inv = static_cast<float>(1.0 / sum);
+    for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void rope_inplace_ref(float* v, int64_t head_dim, int64_t n_heads, int64_t pos,
+                      const float* inv_freq) {
+    const int64_t half = head_dim / 2;
+    for (int64_t i = 0; i < half; ++i) {
+        // Angle in double: at long positions pos * inv_freq loses phase in float.
+        const double angle = static_cast<double>(pos) * inv_freq[i];
+        const float c = static_cast<float>(std::cos(angle));
+        const float s = static_cast<float>(std::sin(angle));
+        for (int64_t h = 0; h < n_heads; ++h) {
+            float* x = v + h * head_dim;
+            const float x0 = x[i];
+            const float x1 = x[i + half];
+            x[i] = x0 * c - x1 * s;
+            x[i + half] = x0 * s + x1 * c;
+        }
+    }
+}
+
+}  // namespace edgert

@@ -1,0 +1,76 @@
+// llama.cpp — the Llama forward pass, reading top to bottom like the model:
+// embed → for each block { RMSNorm → Q,K,V (+bias) → RoPE → cache → GQA attention → out proj →
+// residual; RMSNorm → SwiGLU FFN → residual } → final RMSNorm → output projection.
+//
+// A chunk of n_tok tokens runs as matmuls with n_tok rows (prefill); n_tok == 1 is decode. All
+// arithmetic goes through kernels.h; attention lives in runtime/attention.
+#include "models/llama.h"
+
+#include "kernels/kernels.h"
+#include "runtime/context.h"
+
+namespace edgert {
+namespace {
+
+void rmsnorm_rows(float* y, const float* x, const float* w, int n_tok, int64_t n, float eps) {
+    for (int t = 0; t < n_tok; ++t) rmsnorm(y + t * n, x + t * n, w, n, eps);
+}
+
+void add_bias_rows(float* y, const float* bias, int n_tok, int64_t n) {
+    if (!bias) return;
+    for (int t = 0; t < n_tok; ++t) add_inplace(y + t * n, bias, n);
+}
+
+}  // namespace
+
+void llama_forward(Context& ctx, const int32_t* tokens, int n_tok, int pos0, float* logits,
+                   bool all_logits) {
+    const Model& m = ctx.model_;
+    const Hparams& hp = m.meta.hparams;
+    const int64_t H = hp.hidden_size, F = hp.intermediate_size, Dh = hp.head_dim;
+    const int64_t q_dim = int64_t(hp.num_heads) * Dh, kv_dim = int64_t(hp.num_kv_heads) * Dh;
+    const float eps = hp.rms_norm_eps;
+    ThreadPool* pool = (n_tok > 1 && ctx.pool_batch_) ? ctx.pool_batch_.get() : ctx.pool_.get();
+    Activations& a = ctx.act_;
+    const AttentionShape shape{hp.num_heads, hp.num_kv_heads, hp.head_dim};
+
+    for (int t = 0; t < n_tok; ++t) {
+        row_to_float(m.token_embd.type, m.token_embd.data, tokens[t], H, a.x.data() + t * H);
+    }
+
+    for (int l = 0; l < hp.num_layers; ++l) {
+        const LlamaLayer& L = m.layers[size_t(l)];
+
+        rmsnorm_rows(a.xb.data(), a.x.data(), L.attn_norm, n_tok, H, eps);
+        matmul(L.wq, a.xb.data(), n_tok, a.q.data(), pool);
+        matmul(L.wk, a.xb.data(), n_tok, a.k.data(), pool);
+        matmul(L.wv, a.xb.data(), n_tok, a.v.data(), pool);
+        add_bias_rows(a.q.data(), L.bq, n_tok, q_dim);
+        add_bias_rows(a.k.data(), L.bk, n_tok, kv_dim);
+        add_bias_rows(a.v.data(), L.bv, n_tok, kv_dim);
+        for (int t = 0; t < n_tok; ++t) {
+            rope_inplace(a.q.data() + t * q_dim, Dh, hp.num_heads, pos0 + t, m.inv_freq.data());
+            rope_inplace(a.k.data() + t * kv_dim, Dh, hp.num_kv_heads, pos0 + t, m.inv_freq.data());
+        }
+        ctx.kv_.store(l, pos0, n_tok, a.k.data(), a.v.data());
+        gqa_attention(a.q.data(), n_tok, pos0, ctx.kv_, l, shape, a.att.data(), ctx.attn_scratch_, pool);
+        matmul(L.wo, a.att.data(), n_tok, a.proj.data(), pool);
+        add_inplace(a.x.data(), a.proj.data(), n_tok * H);
+
+        rmsnorm_rows(a.xb.data(), a.x.data(), L.ffn_norm, n_tok, H, eps);
+        matmul(L.w_gate, a.xb.data(), n_tok, a.gate.data(), pool);
+        matmul(L.w_up, a.xb.data(), n_tok, a.up.data(), pool);
+        silu_mul(a.gate.data(), a.up.data(), n_tok * F);
+        matmul(L.w_down, a.gate.data(), n_tok, a.proj.data(), pool);
+        add_inplace(a.x.data(), a.proj.data(), n_tok * H);
+    }
+
+    if (!logits) return;
+    // Only the rows whose logits are wanted pay for the (large) output projection.
+    const int first = all_logits ? 0 : n_tok - 1;
+    const int n_rows = n_tok - first;
+    rmsnorm_rows(a.xb.data(), a.x.data() + first * H, m.output_norm, n_rows, H, eps);
+    matmul(m.output, a.xb.data(), n_rows, logits, pool);
+}
+
+}  // namespace edgert

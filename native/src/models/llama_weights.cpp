@@ -1,0 +1,171 @@
+// llama_weights.cpp — tensor binding for the `llama` architecture, driven by the one name
+// registry (llama_tensor_names.def) the converters also use.
+#include "models/llama_weights.h"
+
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <unordered_set>
+
+#include "core/status_error.h"
+
+namespace edgert {
+namespace {
+
+enum class LlamaTensor {
+#define X(id, pattern, per_layer, optional) id,
+#include "models/llama_tensor_names.def"
+#undef X
+};
+
+struct NameEntry {
+    const char* pattern;
+    bool per_layer;
+};
+
+const NameEntry kNames[] = {
+#define X(id, pattern, per_layer, optional) {pattern, per_layer},
+#include "models/llama_tensor_names.def"
+#undef X
+};
+
+std::string tensor_name(LlamaTensor id, int layer) {
+    const NameEntry& e = kNames[int(id)];
+    if (!e.per_layer) return e.pattern;
+    char buf[128];
+    std::snprintf(buf, sizeof buf, e.pattern, layer);
+    return buf;
+}
+
+[[noreturn]] void tensor_error(const std::string& name, const std::string& msg) {
+    fail(EDGERT_ERR_FORMAT, "invalid llama model: tensor '" + name + "' " + msg);
+}
+
+std::string shape_string(std::initializer_list<int64_t> dims) {
+    std::string s = "[";
+    bool first = true;
+    for (int64_t d : dims) {
+        s += (first ? "" : ", ") + std::to_string(d);
+        first = false;
+    }
+    return s + "]";
+}
+
+class Binder {
+public:
+    explicit Binder(const EdgtFile& file) : file_(file) {}
+
+    // Returns the tensor, or null if it is absent and not required.
+    const TensorInfo* get(LlamaTensor id, int layer, bool required,
+                          std::initializer_list<int64_t> shape) {
+        std::string name = tensor_name(id, layer);
+        const TensorInfo* t = file_.find(name);
+        if (!t) {
+            if (required) tensor_error(name, "is missing");
+            return nullptr;
+        }
+        used_.insert(name);
+        bool ok = t->n_dims == int(shape.size());
+        int i = 0;
+        for (int64_t d : shape) ok = ok && t->dims[i++] == d;
+        if (!ok) {
+            std::string got = "[";
+            for (int k = 0; k < t->n_dims; ++k) got += (k ? ", " : "") + std::to_string(t->dims[k]);
+            tensor_error(name, "has shape " + got + "], expected " + shape_string(shape));
+        }
+        return t;
+    }
+
+    const float* f32(LlamaTensor id, int layer, bool required, int64_t n) {
+        const TensorInfo* t = get(id, layer, required, {n});
+        if (!t) return nullptr;
+        if (t->dtype != DType::F32) tensor_error(t->name, "must be stored as f32");
+        return reinterpret_cast<const float*>(t->data);
+    }
+
+    Weight matrix(LlamaTensor id, int layer, int64_t rows, int64_t cols, bool prepare = true) {
+        const TensorInfo* t = get(id, layer, true, {rows, cols});
+        Weight w;
+        w.type = t->dtype;
+        w.data = t->data;
+        w.rows = rows;
+        w.cols = cols;
+        if (prepare) prepare_weight(w);
+        return w;
+    }
+
+    void reject_absent(LlamaTensor id, int layer, const char* why) {
+        std::string name = tensor_name(id, layer);
+        if (file_.find(name)) tensor_error(name, std::string("must be absent ") + why);
+    }
+
+    void reject_unused() const {
+        for (const auto& t : file_.tensors()) {
+            if (!used_.count(t.name)) tensor_error(t.name, "is not a tensor of the llama architecture");
+        }
+    }
+
+private:
+    const EdgtFile& file_;
+    std::unordered_set<std::string> used_;
+};
+
+}  // namespace
+
+void llama_bind_weights(Model& model) {
+    const Hparams& hp = model.meta.hparams;
+    const int64_t H = hp.hidden_size, F = hp.intermediate_size, V = hp.vocab_size;
+    const int64_t Dh = hp.head_dim;
+    const int64_t q_dim = int64_t(hp.num_heads) * Dh, kv_dim = int64_t(hp.num_kv_heads) * Dh;
+    Binder b(*model.file);
+
+    // Only a tied embedding is ever multiplied; an untied one is read row by row, so a packed
+    // copy would just double its memory.
+    model.token_embd = b.matrix(LlamaTensor::TOKEN_EMBD, 0, V, H, hp.tie_embeddings);
+    model.output_norm = b.f32(LlamaTensor::OUTPUT_NORM, 0, true, H);
+    if (hp.tie_embeddings) {
+        b.reject_absent(LlamaTensor::OUTPUT, 0, "when tie_embeddings is true");
+        model.output = model.token_embd;
+    } else {
+        model.output = b.matrix(LlamaTensor::OUTPUT, 0, V, H);
+    }
+
+    const float* rope_freqs = b.f32(LlamaTensor::ROPE_FREQS, 0, false, Dh / 2);
+    model.inv_freq.resize(size_t(Dh / 2));
+    for (int64_t i = 0; i < Dh / 2; ++i) {
+        double f = std::pow(double(hp.rope_theta), -2.0 * double(i) / double(Dh));
+        if (rope_freqs) {
+            if (!(rope_freqs[i] > 0.f) || !std::isfinite(rope_freqs[i])) {
+                tensor_error("rope_freqs.weight", "must hold positive finite factors");
+            }
+            f /= double(rope_freqs[i]);
+        }
+        model.inv_freq[size_t(i)] = float(f);
+    }
+
+    model.layers.resize(size_t(hp.num_layers));
+    for (int l = 0; l < hp.num_layers; ++l) {
+        LlamaLayer& L = model.layers[size_t(l)];
+        L.attn_norm = b.f32(LlamaTensor::ATTN_NORM, l, true, H);
+        L.wq = b.matrix(LlamaTensor::ATTN_Q, l, q_dim, H);
+        L.wk = b.matrix(LlamaTensor::ATTN_K, l, kv_dim, H);
+        L.wv = b.matrix(LlamaTensor::ATTN_V, l, kv_dim, H);
+        if (hp.attention_bias) {
+            L.bq = b.f32(LlamaTensor::ATTN_Q_BIAS, l, true, q_dim);
+            L.bk = b.f32(LlamaTensor::ATTN_K_BIAS, l, true, kv_dim);
+            L.bv = b.f32(LlamaTensor::ATTN_V_BIAS, l, true, kv_dim);
+        } else {
+            b.reject_absent(LlamaTensor::ATTN_Q_BIAS, l, "when attention_bias is false");
+            b.reject_absent(LlamaTensor::ATTN_K_BIAS, l, "when attention_bias is false");
+            b.reject_absent(LlamaTensor::ATTN_V_BIAS, l, "when attention_bias is false");
+        }
+        L.wo = b.matrix(LlamaTensor::ATTN_OUTPUT, l, H, q_dim);
+        L.ffn_norm = b.f32(LlamaTensor::FFN_NORM, l, true, H);
+        L.w_gate = b.matrix(LlamaTensor::FFN_GATE, l, F, H);
+        L.w_up = b.matrix(LlamaTensor::FFN_UP, l, F, H);
+        L.w_down = b.matrix(LlamaTensor::FFN_DOWN, l, H, F);
+    }
+    b.reject_unused();
+}
+
+}  // namespace edgert

@@ -1,0 +1,12 @@
+// llama_weights.h — binds the tensors of a `llama` file to a Model and checks their presence,
+// dtypes and shapes against the hparams (docs/format.md, "Tensors of the llama architecture").
+#pragma once
+#include "models/model.h"
+
+namespace edgert {
+
+// Expects model.file and model.meta set. Throws StatusError(EDGERT_ERR_FORMAT) naming the tensor
+// for a missing, unexpected, mistyped or misshapen tensor.
+void llama_bind_weights(Model& model);
+
+}  // namespace edgert

@@ -1,0 +1,7 @@
+# kernel_tests.cmake — the kernel layer's native tests (included from tests.cmake; also used
+# alone by the aarch64 cross build in tests/test_kernels_arm.py).
+foreach(t test_kernels_ref test_kernels_isa)
+  add_executable(${t} ${CMAKE_CURRENT_LIST_DIR}/${t}.cpp)
+  target_link_libraries(${t} PRIVATE edgert_kernels)
+  add_test(NAME ${t} COMMAND ${t})
+endforeach()

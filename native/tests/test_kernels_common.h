@@ -1,0 +1,160 @@
+// test_kernels_common.h — shared by the kernel tests: a failure counter that prints what failed,
+// random weight/activation generators, and the error bound of activation quantization.
+#pragma once
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "kernels/dtypes.h"
+#include "kernels/kernels.h"
+
+namespace edgert_test {
+
+inline int& failures() {
+    static int n = 0;
+    return n;
+}
+
+// Records a failure (printf-style message) and returns false; stops printing after 50.
+inline bool fail(const char* fmt, ...) {
+    if (++failures() <= 50) {
+        std::va_list ap;
+        va_start(ap, fmt);
+        std::fputs("FAIL: ", stderr);
+        std::vfprintf(stderr, fmt, ap);
+        std::fputc('\n', stderr);
+        va_end(ap);
+    }
+    return false;
+}
+
+inline int finish(const char* name) {
+    if (failures() == 0) {
+        std::printf("%s: all checks passed\n", name);
+        return 0;
+    }
+    std::fprintf(stderr, "%s: %d check(s) failed\n", name, failures());
+    return 1;
+}
+
+// Value profiles for weights and activations; the extreme ones are where SIMD kernels break.
+enum class Profile { Random, HugeScale, TinyScale, AllEqual, Zeros, Outlier };
+inline const char* profile_name(Profile p) {
+    switch (p) {
+        case Profile::Random: return "random";
+        case Profile::HugeScale: return "huge";
+        case Profile::TinyScale: return "tiny";
+        case Profile::AllEqual: return "all-equal";
+        case Profile::Zeros: return "zeros";
+        case Profile::Outlier: return "outlier";
+    }
+    return "?";
+}
+constexpr Profile kAllProfiles[] = {Profile::Random,   Profile::HugeScale, Profile::TinyScale,
+                                    Profile::AllEqual, Profile::Zeros,     Profile::Outlier};
+
+inline std::vector<float> make_activations(std::mt19937& rng, Profile p, size_t n) {
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<float> x(n);
+    for (size_t i = 0; i < n; ++i) {
+        switch (p) {
+            case Profile::Random: x[i] = nd(rng); break;
+            case Profile::HugeScale: x[i] = nd(rng) * 1e12f; break;
+            case Profile::TinyScale: x[i] = nd(rng) * 1e-25f; break;
+            case Profile::AllEqual: x[i] = 0.75f; break;
+            case Profile::Zeros: x[i] = 0.0f; break;
+            case Profile::Outlier: x[i] = (i % 97 == 3) ? 300.0f : nd(rng) * 0.01f; break;
+        }
+    }
+    return x;
+}
+
+// Random weights in canonical layout. Block scales follow the profile (f16 range: the huge
+// profile uses scales near 65504, the tiny one f16 subnormals).
+inline std::vector<uint8_t> make_weights(std::mt19937& rng, edgert::DType t, Profile p,
+                                         int64_t rows, int64_t cols) {
+    using namespace edgert;
+    std::vector<uint8_t> buf(dtype_row_bytes(t, cols) * rows);
+    std::uniform_int_distribution<int> byte(0, 255);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    auto scale = [&]() -> float {
+        switch (p) {
+            case Profile::HugeScale: return 60000.0f * (0.5f + 0.5f * std::fabs(nd(rng)) / 4.0f);
+            case Profile::TinyScale: return 3e-7f * (1.0f + std::fabs(nd(rng)));
+            case Profile::Zeros: return 0.0f;
+            case Profile::AllEqual: return 0.01f;
+            default: return 0.02f * (0.1f + std::fabs(nd(rng)));
+        }
+    };
+    auto nib = [&]() -> uint8_t {
+        if (p == Profile::AllEqual) return 0xff;
+        return static_cast<uint8_t>(byte(rng));
+    };
+    const int64_t n = rows * cols;
+    switch (t) {
+        case DType::Q4_0: {
+            auto* b = reinterpret_cast<BlockQ4_0*>(buf.data());
+            for (int64_t i = 0; i < n / kQK; ++i) {
+                b[i].d = fp32_to_fp16(scale());
+                for (auto& q : b[i].qs) q = nib();
+            }
+            break;
+        }
+        case DType::Q4_1: {
+            auto* b = reinterpret_cast<BlockQ4_1*>(buf.data());
+            for (int64_t i = 0; i < n / kQK; ++i) {
+                b[i].d = fp32_to_fp16(scale());
+                b[i].m = fp32_to_fp16(std::fmax(-8.0f * scale(), -65000.0f));  // stay finite in f16
+                for (auto& q : b[i].qs) q = nib();
+            }
+            break;
+        }
+        case DType::Q8_0: {
+            auto* b = reinterpret_cast<BlockQ8_0*>(buf.data());
+            for (int64_t i = 0; i < n / kQK; ++i) {
+                b[i].d = fp32_to_fp16(scale() / 8.0f);
+                for (auto& q : b[i].qs) {
+                    q = p == Profile::AllEqual ? int8_t{127} : static_cast<int8_t>(byte(rng) - 128);
+                    if (q == -128) q = -127;  // the format's range is symmetric
+                }
+            }
+            break;
+        }
+        case DType::F32: case DType::F16: case DType::BF16: {
+            for (int64_t i = 0; i < n; ++i) {
+                float v = p == Profile::AllEqual ? 0.5f : nd(rng) * scale() * 4.0f;
+                v = std::fmax(-65000.0f, std::fmin(65000.0f, v));  // finite in f16
+                if (t == DType::F32) reinterpret_cast<float*>(buf.data())[i] = v;
+                else if (t == DType::F16) reinterpret_cast<uint16_t*>(buf.data())[i] = fp32_to_fp16(v);
+                else reinterpret_cast<uint16_t*>(buf.data())[i] = fp32_to_bf16(v);
+            }
+            break;
+        }
+    }
+    return buf;
+}
+
+inline bool is_quantized(edgert::DType t) {
+    return t == edgert::DType::Q4_0 || t == edgert::DType::Q4_1 || t == edgert::DType::Q8_0;
+}
+
+// Sum_k |W[r,k]| * |X[t,k]| per output: the natural scale of both rounding and accumulation
+// error, so tolerances are relative to it rather than to a result that may cancel to ~0.
+inline std::vector<double> abs_dot(edgert::DType t, const void* w, int64_t rows, int64_t cols,
+                                   const float* x, int64_t n_tok) {
+    std::vector<double> out(static_cast<size_t>(rows * n_tok));
+    std::vector<float> row(static_cast<size_t>(cols));
+    for (int64_t r = 0; r < rows; ++r) {
+        edgert::row_to_float(t, w, r, cols, row.data());
+        for (int64_t tk = 0; tk < n_tok; ++tk) {
+            double a = 0;
+            for (int64_t k = 0; k < cols; ++k) a += std::fabs(static_cast<double>(row[k]) * x[tk * cols + k]);
+            out[tk * rows + r] = a;
+        }
+    }
+    return out;
+}
+
+}  // namespace edgert_test

@@ -1,0 +1,257 @@
+// test_kernels_isa.cpp — every SIMD table this CPU can run against the scalar table, its twin:
+// activation quantization (bit-exact), every weight type's GEMV/GEMM tile kernel (within
+// kQuantDotRelTol / kFloatDotRelTol of the scalar result), the public matmul driver under each
+// ISA with 1, 2 and 3 threads (bit-identical across thread counts), and the elementwise ops.
+// Shapes: odd row counts (R-tails), n_tok 1, 2, 3, 7, 64, 65 (T-tails, token tiles), cols 32, 64,
+// 96 (odd block count), 4096+32; values random and extreme (see Profile).
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/kernel_table.h"
+#include "kernels/ref/ref_kernels.h"
+#include "runtime/thread_pool.h"
+#include "test_kernels_common.h"
+
+using namespace edgert;
+using namespace edgert_test;
+
+namespace {
+
+// SIMD and scalar share the integer block sums exactly; they differ only in fp32 rounding of
+// block scales and in accumulation order. Relative to sum_b |d_w d_x| * sum_j |w_j q_j| (+ |m s|)
+// the worst case is ~n_blocks * 2^-24 (129 blocks: 8e-6).
+constexpr double kQuantDotRelTol = 2e-5;
+// Float weights: up to 4128 products summed in a different order (sequential vs 8/16 lanes).
+constexpr double kFloatDotRelTol = 1e-4;
+// Elementwise: the scalar twin reduces in double and calls libm exp.
+constexpr double kElementwiseRelTol = 1e-5;
+
+const int64_t kTokCounts[] = {1, 2, 3, 7, 64, 65};
+const int64_t kCols[] = {32, 64, 96, 4096 + 32};
+
+// The error scale of one quantized output: sum over blocks of |d_w d_x| * sum_j |w_j q_j|.
+double quant_abs_sum(DType t, const uint8_t* row, const BlockQ8Act* x, int64_t nb) {
+    double total = 0;
+    for (int64_t b = 0; b < nb; ++b) {
+        double s = 0, dw = 0, extra = 0;
+        if (t == DType::Q4_0) {
+            const BlockQ4_0& w = reinterpret_cast<const BlockQ4_0*>(row)[b];
+            dw = fp16_to_fp32(w.d);
+            for (int j = 0; j < 16; ++j)
+                s += std::abs(((w.qs[j] & 15) - 8) * x[b].qs[j]) + std::abs(((w.qs[j] >> 4) - 8) * x[b].qs[j + 16]);
+        } else if (t == DType::Q4_1) {
+            const BlockQ4_1& w = reinterpret_cast<const BlockQ4_1*>(row)[b];
+            dw = fp16_to_fp32(w.d);
+            for (int j = 0; j < 16; ++j)
+                s += std::abs((w.qs[j] & 15) * x[b].qs[j]) + std::abs((w.qs[j] >> 4) * x[b].qs[j + 16]);
+            extra = std::fabs(double(fp16_to_fp32(w.m)) * x[b].s);
+        } else {
+            const BlockQ8_0& w = reinterpret_cast<const BlockQ8_0*>(row)[b];
+            dw = fp16_to_fp32(w.d);
+            for (int j = 0; j < 32; ++j) s += std::abs(w.qs[j] * x[b].qs[j]);
+        }
+        total += std::fabs(dw * x[b].d) * s + extra;
+    }
+    return total;
+}
+
+QGemmFn qgemm_of(const KernelTable& k, DType t) {
+    return t == DType::Q4_0 ? k.gemm_q4_0 : t == DType::Q4_1 ? k.gemm_q4_1 : k.gemm_q8_0;
+}
+FGemmFn fgemm_of(const KernelTable& k, DType t) {
+    return t == DType::F32 ? k.gemm_f32 : t == DType::F16 ? k.gemm_f16 : k.gemm_bf16;
+}
+
+void test_quantize(const KernelTable& k) {
+    std::mt19937 rng(11);
+    for (Profile p : kAllProfiles) {
+        const int64_t n = 32 * 33;
+        auto x = make_activations(rng, p, n);
+        std::vector<BlockQ8Act> a(n / 32), b(n / 32);
+        quantize_q8act_ref(x.data(), a.data(), n);
+        k.quantize_q8act(x.data(), b.data(), n);
+        for (int64_t i = 0; i < n / 32; ++i) {
+            if (a[i].d != b[i].d || a[i].s != b[i].s || std::memcmp(a[i].qs, b[i].qs, 32) != 0) {
+                fail("%s quantize_q8act (%s) block %lld differs from scalar (d %g vs %g, s %g vs %g)",
+                     k.name, profile_name(p), (long long)i, b[i].d, a[i].d, b[i].s, a[i].s);
+                break;
+            }
+        }
+    }
+}
+
+void test_gemm(const KernelTable& k) {
+    std::mt19937 rng(12);
+    const DType types[] = {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::F32, DType::F16, DType::BF16};
+    for (DType t : types) {
+        for (int64_t cols : kCols) {
+            for (Profile p : kAllProfiles) {
+                // Long rows only with the cheap profiles: the scalar oracle dominates run time.
+                if (cols > 96 && p != Profile::Random && p != Profile::HugeScale && p != Profile::Zeros) continue;
+                for (int64_t rows : {int64_t{3}, int64_t{37}}) {
+                    const int64_t max_tok = 65;
+                    auto wb = make_weights(rng, t, p, rows, cols);
+                    auto x = make_activations(rng, p, max_tok * cols);
+                    const int64_t nb = cols / 32;
+                    std::vector<BlockQ8Act> xq(max_tok * nb);
+                    if (is_quantized(t)) quantize_q8act_ref(x.data(), xq.data(), max_tok * cols);
+                    const WeightView v{t, wb.data(), nullptr, rows, cols};
+                    const size_t row_bytes = dtype_row_bytes(t, cols);
+                    for (int64_t n_tok : kTokCounts) {
+                        std::vector<float> ys(rows * n_tok), yk(rows * n_tok, NAN);
+                        if (is_quantized(t)) {
+                            qgemm_of(kScalarKernels, t)(v, xq.data(), 0, rows, 0, n_tok, ys.data(), rows);
+                            qgemm_of(k, t)(v, xq.data(), 0, rows, 0, n_tok, yk.data(), rows);
+                        } else {
+                            fgemm_of(kScalarKernels, t)(v, x.data(), 0, rows, 0, n_tok, ys.data(), rows);
+                            fgemm_of(k, t)(v, x.data(), 0, rows, 0, n_tok, yk.data(), rows);
+                        }
+                        std::vector<double> fscale;
+                        if (!is_quantized(t)) fscale = abs_dot(t, wb.data(), rows, cols, x.data(), n_tok);
+                        for (int64_t tk = 0; tk < n_tok; ++tk) {
+                            for (int64_t r = 0; r < rows; ++r) {
+                                const size_t o = tk * rows + r;
+                                double tol;
+                                if (is_quantized(t))
+                                    tol = kQuantDotRelTol * quant_abs_sum(t, wb.data() + r * row_bytes, xq.data() + tk * nb, nb);
+                                else
+                                    tol = kFloatDotRelTol * fscale[o];
+                                tol += 1e-37;  // results that are exactly zero on both sides
+                                const double err = std::fabs(double(yk[o]) - ys[o]);
+                                if (!(err <= tol)) {
+                                    fail("%s gemm %s cols=%lld rows=%lld n_tok=%lld %s: y[t=%lld,r=%lld] = %.9g, scalar %.9g (err %g > tol %g)",
+                                         k.name, dtype_name(t), (long long)cols, (long long)rows, (long long)n_tok,
+                                         profile_name(p), (long long)tk, (long long)r, yk[o], ys[o], err, tol);
+                                    tk = n_tok;
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+// The public driver under this ISA: threads give identical bits; quantized results stay within
+// the activation-rounding bound of the exact dequantize-then-dot reference.
+void test_driver(const KernelTable& k) {
+    if (!set_isa(k.name)) {
+        fail("set_isa(%s) refused an ISA that kernel_table_for() offers", k.name);
+        return;
+    }
+    if (std::string(current_isa()) != k.name) fail("current_isa() is %s after set_isa(%s)", current_isa(), k.name);
+    std::mt19937 rng(13);
+    ThreadPool p2(2), p3(3);
+    for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::F16}) {
+        for (int64_t n_tok : {int64_t{1}, int64_t{65}, int64_t{130}}) {
+            const int64_t rows = 203, cols = 320;
+            auto wb = make_weights(rng, t, Profile::Random, rows, cols);
+            auto x = make_activations(rng, Profile::Random, n_tok * cols);
+            Weight w;
+            w.type = t; w.data = wb.data(); w.rows = rows; w.cols = cols;
+            prepare_weight(w);
+            std::vector<float> y1(rows * n_tok), y2(rows * n_tok), y3(rows * n_tok), ye(rows * n_tok);
+            matmul(w, x.data(), n_tok, y1.data(), nullptr);
+            matmul(w, x.data(), n_tok, y2.data(), &p2);
+            matmul(w, x.data(), n_tok, y3.data(), &p3);
+            if (std::memcmp(y1.data(), y2.data(), y1.size() * 4) != 0 || std::memcmp(y1.data(), y3.data(), y1.size() * 4) != 0)
+                fail("%s matmul %s n_tok=%lld: 1/2/3 threads differ", k.name, dtype_name(t), (long long)n_tok);
+            matmul_dequant_ref(t, wb.data(), rows, cols, x.data(), n_tok, ye.data());
+            std::vector<float> row(cols);
+            for (int64_t r = 0; r < rows; ++r) {
+                row_to_float(t, wb.data(), r, cols, row.data());
+                for (int64_t tk = 0; tk < n_tok; ++tk) {
+                    double bound = 0, absdot = 0;
+                    for (int64_t b = 0; b < cols / 32; ++b) {
+                        double amax = 0, wsum = 0;
+                        for (int j = 0; j < 32; ++j) {
+                            const double xv = x[tk * cols + b * 32 + j];
+                            amax = std::fmax(amax, std::fabs(xv));
+                            wsum += std::fabs(row[b * 32 + j]);
+                            absdot += std::fabs(xv * row[b * 32 + j]);
+                        }
+                        if (is_quantized(t)) bound += amax / 254.0 * wsum;
+                    }
+                    bound = bound * (1 + 1e-4) + kQuantDotRelTol * absdot;
+                    const double err = std::fabs(double(y1[tk * rows + r]) - ye[tk * rows + r]);
+                    if (!(err <= bound)) {
+                        fail("%s matmul %s vs dequant reference r=%lld t=%lld: err %g > bound %g", k.name,
+                             dtype_name(t), (long long)r, (long long)tk, err, bound);
+                        r = rows;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+void test_elementwise(const KernelTable& k) {
+    std::mt19937 rng(14);
+    std::normal_distribution<float> nd;
+    for (int64_t n : {1, 15, 16, 17, 64, 576, 1001}) {
+        std::vector<float> x(n), w(n), u(n);
+        for (int64_t i = 0; i < n; ++i) { x[i] = nd(rng) * 4; w[i] = nd(rng); u[i] = nd(rng); }
+        x[0] = -95.0f;  // exp underflow region for silu/softmax
+        auto close = [&](const char* op, const std::vector<float>& a, const std::vector<float>& b, double abs_floor) {
+            for (int64_t i = 0; i < n; ++i) {
+                if (!(std::fabs(double(a[i]) - b[i]) <= kElementwiseRelTol * std::fabs(double(b[i])) + abs_floor)) {
+                    fail("%s %s n=%lld [%lld]: %.9g vs scalar %.9g", k.name, op, (long long)n, (long long)i, a[i], b[i]);
+                    return;
+                }
+            }
+        };
+        std::vector<float> a(n), b(n);
+        k.rmsnorm(a.data(), x.data(), w.data(), n, 1e-5f);
+        rmsnorm_ref(b.data(), x.data(), w.data(), n, 1e-5f);
+        close("rmsnorm", a, b, 1e-30);
+        a = x; b = x;
+        k.silu_mul(a.data(), u.data(), n);
+        silu_mul_ref(b.data(), u.data(), n);
+        close("silu_mul", a, b, 1e-30);
+        a = x; b = x;
+        k.add_inplace(a.data(), w.data(), n);
+        add_inplace_ref(b.data(), w.data(), n);
+        close("add_inplace", a, b, 0);
+        a = x; b = x;
+        k.softmax_inplace(a.data(), n);
+        softmax_inplace_ref(b.data(), n);
+        close("softmax", a, b, 1e-12);
+        const int64_t hd = 64, nh = 3;
+        std::vector<float> inv(hd / 2), ra(hd * nh), rb;
+        for (int64_t i = 0; i < hd / 2; ++i) inv[i] = std::pow(100000.0f, -2.0f * i / hd);
+        for (auto& v : ra) v = nd(rng);
+        rb = ra;
+        k.rope_inplace(ra.data(), hd, nh, 1234, inv.data());
+        rope_inplace_ref(rb.data(), hd, nh, 1234, inv.data());
+        for (size_t i = 0; i < ra.size(); ++i)
+            if (!(std::fabs(ra[i] - rb[i]) <= 1e-5)) { fail("%s rope [%zu]", k.name, i); break; }
+    }
+}
+
+}  // namespace
+
+int main() {
+    int tested = 0;
+    for (const std::string& name : available_isas()) {
+        const KernelTable* k = kernel_table_for(name.c_str());
+        if (k == nullptr) { fail("available_isas() lists %s but kernel_table_for() refuses it", name.c_str()); continue; }
+        std::printf("testing %s against scalar\n", name.c_str());
+        test_quantize(*k);
+        test_gemm(*k);
+        test_driver(*k);
+        test_elementwise(*k);
+        ++tested;
+    }
+    if (set_isa("no-such-isa")) fail("set_isa accepted an unknown name");
+    // On x86-64 and arm64 this build must offer at least one SIMD table besides scalar.
+#if defined(__x86_64__) || defined(__aarch64__)
+    if (tested < 2) fail("only %d ISA(s) available; expected a SIMD table besides scalar", tested);
+#endif
+    return finish("test_kernels_isa");
+}
