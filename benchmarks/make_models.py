@@ -360,8 +360,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="check llama.cpp on each GGUF against transformers on the HF weights")
     args = ap.parse_args(argv)
     if args.check:
-        bad = [n for n in args.shapes for q in SHAPES[n].ggufs
-               if check_gguf_against_hf(SHAPES[n], args.out, q) < 0.99]
+        # Random weights make attention nearly uniform, so RoPE (and a wrong Q/K permutation)
+        # moves the logits little: measured on the SmolLM2 shape, Q8_0 gives corr 0.9995 with the
+        # permutation and 0.996 without. Only Q8_0 is judged (Q4_0's own error gives ~0.90).
+        bad = []
+        for n in args.shapes:
+            for q in SHAPES[n].ggufs:
+                corr = check_gguf_against_hf(SHAPES[n], args.out, q)
+                if q == "q8_0" and corr < 0.999:
+                    bad.append(f"{n} {q}")
+        if bad:
+            log(f"FAILED: {', '.join(bad)}")
         return 1 if bad else 0
     manifest = {}
     for name in args.shapes:

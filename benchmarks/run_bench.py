@@ -67,7 +67,9 @@ def python_that_imports(module: str, candidates: list[str]) -> Optional[str]:
 
 
 def edgert_python(explicit: Optional[str]) -> Optional[str]:
-    cands = [explicit] if explicit else [bench_python(), "/work/venv/bin/python", sys.executable]
+    # The developers' venv first: it holds the editable, in-place build of this checkout, where
+    # the bench venv holds a snapshot from setup time.
+    cands = [explicit] if explicit else ["/work/venv/bin/python", bench_python(), sys.executable]
     return python_that_imports("edgert._edgert", [c for c in cands if c])
 
 
@@ -204,7 +206,36 @@ class Job:
     key: str = ""
 
 
+def cpu_busy(interval: float = 1.0) -> float:
+    """Fraction of all CPUs busy over `interval` seconds (/proc/stat), while this script sleeps:
+    i.e. how much of the machine other processes are using."""
+    def snap() -> tuple[int, int]:
+        f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return f[3] + (f[4] if len(f) > 4 else 0), sum(f[:8])
+    try:
+        i0, t0 = snap()
+        time.sleep(interval)
+        i1, t1 = snap()
+    except OSError:
+        return 0.0
+    return 1.0 - (i1 - i0) / max(1, t1 - t0)
+
+
+QUIET = {"threshold": 0.25, "max_wait_s": 120.0}
+
+
+def wait_for_quiet() -> dict[str, float]:
+    """Wait (up to QUIET max_wait_s) until other processes use < threshold of the CPUs, so a
+    worker does not start while a build or test runs. Returns what it saw, for the record."""
+    t0 = time.perf_counter()
+    busy = cpu_busy()
+    while busy > QUIET["threshold"] and time.perf_counter() - t0 < QUIET["max_wait_s"]:
+        busy = cpu_busy(2.0)
+    return {"cpu_busy_before": round(busy, 3), "waited_s": round(time.perf_counter() - t0, 1)}
+
+
 def run_job(job: Job, common: list[str], timeout: int) -> dict[str, Any]:
+    quiet = wait_for_quiet()
     cmd = [job.python, str(HERE / "engines.py"), job.engine, str(job.model_path),
            "--label", job.label, *common, *job.extra_args]
     try:
@@ -216,6 +247,8 @@ def run_job(job: Job, common: list[str], timeout: int) -> dict[str, Any]:
         return {"error": (p.stderr or p.stdout)[-2000:], "cmd": " ".join(cmd)}
     r = json.loads(lines[-1])
     r["cmd"] = " ".join(cmd)
+    r["quiet"] = quiet
+    r["quiet"]["cpu_busy_after"] = round(cpu_busy(0.5), 3)
     return r
 
 
@@ -240,6 +273,7 @@ def merge_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in ok),
         "peak_rss_mb_max": max(r["peak_rss_mb"] for r in ok),
         "rss_baseline_mb": statistics.median(r["rss_baseline_mb"] for r in ok),
+        "cpu_busy_before": [r.get("quiet", {}).get("cpu_busy_before") for r in ok],
         "decode_tok_s": med.get("decode_tok_s"),
     })
     if "ttft_s" in med:
@@ -269,7 +303,10 @@ def run_interleaved(jobs: list[Job], common: list[str], rounds: int, timeout: in
                 + (f", TTFT {res['ttft_ms']:.0f} ms" if res.get("ttft_ms") else "")
                 + (f", TTFT@long {res['long_ttft_ms']:.0f} ms" if res.get("long_ttft_ms") else "")
                 + (f", decode@depth {res['depth_decode_tok_s']:.1f}" if res.get("depth_decode_tok_s") else ""))
-            log(f"  {what} round {r + 1}/{rounds} {j.key:38s} {status} ({time.perf_counter() - t0:.0f}s)")
+            q = res.get("quiet", {})
+            log(f"  {what} round {r + 1}/{rounds} {j.key:24s} {status} ({time.perf_counter() - t0:.0f}s"
+                f"; others' CPU before {q.get('cpu_busy_before', 0) * 100:.0f}%"
+                + (f", waited {q['waited_s']:.0f}s" if q.get("waited_s", 0) > 1.5 else "") + ")")
             if "error" in res and r == 0:  # it would fail again: spend no more rounds on it
                 jobs = [x for x in jobs if x.key != j.key]
     return {k: merge_rounds(v) for k, v in per.items() if v}
@@ -383,8 +420,9 @@ def write_plot(results: dict[str, Any], rows: list[dict[str, Any]], path: Path) 
                                 .strip() for r in ok if r["engine"] in ("edgert", "llama.cpp")))
     engines = ["edgert", "llama.cpp", "ct2", "ort"]
     colors = {"edgert": "#d62728", "llama.cpp": "#1f77b4", "ct2": "#2ca02c", "ort": "#9467bd"}
-    panels = [("prefill_tok_s", "prefill tok/s (512-token prompt) — higher is better"),
-              ("decode_tok_s", "decode tok/s (128 tokens) — higher is better")]
+    pp = results["params"]
+    panels = [("prefill_tok_s", f"prefill tok/s ({pp['n_prompt']}-token prompt) — higher is better"),
+              ("decode_tok_s", f"decode tok/s ({pp['n_gen']} tokens) — higher is better")]
     if any(r.get("long_ttft_ms") for r in ok):
         panels.append(("long_ttft_ms", f"TTFT ms, {results['params']['long_prompt']}-token prompt "
                                        "— lower is better"))
@@ -417,7 +455,8 @@ def write_plot(results: dict[str, Any], rows: list[dict[str, Any]], path: Path) 
                 if roofs:
                     ax.hlines(roofs[0], gi - 0.45, gi + 0.45, colors="k", linestyles="--",
                               label="roofline" if gi == 0 else None)
-        ax.set_yscale("log")
+        if key != "peak_rss_mb":  # speeds of a 135M and a 1.1B model differ ~10x
+            ax.set_yscale("log")
         ax.set_title(title, fontsize=10)
         ax.set_xticks(range(len(models)))
         ax.set_xticklabels(models, fontsize=8)
@@ -494,11 +533,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true",
                     help="3 rounds, SmolLM2 shape only, no long prompt: a smoke run")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per worker")
+    ap.add_argument("--quiet-threshold", type=float, default=0.25, help="before each worker, wait "
+                    "until other processes use less than this fraction of the CPUs ...")
+    ap.add_argument("--quiet-max-wait", type=float, default=120.0, help="... for at most this long")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     if args.quick:
         args.rounds, args.shapes, args.long_prompt, args.no_real = 3, ["smollm2-135m"], 0, True
 
+    QUIET.update(threshold=args.quiet_threshold, max_wait_s=args.quiet_max_wait)
     args.out.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now()
     results: dict[str, Any] = {
@@ -533,12 +576,17 @@ def main(argv: list[str] | None = None) -> int:
          "'gguf']}))"], capture_output=True, text=True, cwd="/").stdout or "{}")
     if epy:
         results["versions"]["edgert"] = subprocess.run(
-            [epy, "-c", "import edgert, edgert._edgert as e; print(edgert.__version__, e.isa() "
-             "if hasattr(e, 'isa') else '')"], capture_output=True, text=True, cwd="/").stdout.strip()
+            [epy, "-c", "import edgert, edgert._edgert as e; print(edgert.__version__, e.isa(), "
+             "e.__file__)"], capture_output=True, text=True, cwd="/").stdout.strip()
         results["versions"]["edgert_python"] = epy
+    git = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+                         capture_output=True, text=True).stdout.strip()
+    results["versions"]["edgert_git"] = git
 
     log(f"measuring read bandwidth ({args.threads} threads)")
+    quiet = wait_for_quiet()
     results["bandwidth"] = bw = measure_bandwidth(args.threads)
+    bw["quiet"] = quiet
     log(f"  {bw['gbps']:.1f} GB/s at {args.threads} threads (best {bw['gbps_best']:.1f})")
 
     common = ["--threads", str(args.threads), "--repeats", str(args.repeats),

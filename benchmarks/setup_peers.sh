@@ -62,7 +62,7 @@ if [[ $WITH_EDGERT == 1 ]]; then
     fi
 fi
 
-"$BENCH_VENV/bin/python" - <<'PY'
+(cd / && "$BENCH_VENV/bin/python" - <<'PY'
 import importlib
 for name in ["llama_cpp", "ctranslate2", "onnxruntime_genai", "gguf", "torch", "transformers",
              "matplotlib", "psutil", "edgert"]:
@@ -72,4 +72,5 @@ for name in ["llama_cpp", "ctranslate2", "onnxruntime_genai", "gguf", "torch", "
     except Exception as e:  # report, do not fail: edgert may not exist yet
         print(f"  {name:18s} MISSING ({type(e).__name__}: {e})")
 PY
+)
 log "done"

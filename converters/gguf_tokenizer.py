@@ -42,7 +42,10 @@ def tokenizer_metadata(g: GGUFFile) -> dict[str, Any]:
         text = tokenizer_json.sentencepiece_bpe(
             tokens, [float(s) for s in scores], types, unk_id=_opt_int(g.get("tokenizer.ggml.unknown_token_id", 0)),
             bos_id=bos, eos_id=eos, add_bos=add_bos, add_eos=add_eos,
-            add_prefix_space=bool(g.get("tokenizer.ggml.add_space_prefix", True)))
+            add_prefix_space=bool(g.get("tokenizer.ggml.add_space_prefix", True)),
+            # SentencePiece's dummy prefix is added even before a leading space, as llama.cpp does;
+            # a Metaspace pre-tokenizer would skip it there (tests/test_tokenizer_parity.py)
+            legacy_normalizer=True)
     else:
         raise UnsupportedModelError(f"{g.path}: tokenizer model {kind!r} is not supported "
                                     "(supported: 'gpt2' byte-level BPE, 'llama' SentencePiece)")

@@ -12,8 +12,8 @@ What is measured (every engine, every figure a median over `repeats` runs):
   decode    n_gen greedy tokens, one token per eval, starting from a one-token context (as
             llama-bench's tg128): decode tok/s = n_gen / time.
   depth     optional: decode tok/s after `depth` tokens of context (the KV-cache benchmark).
-  peak RSS  ru_maxrss of this process: interpreter, libraries, mapped weights touched, KV cache,
-            scratch. Run one engine per process (run_bench.py does) or the figure mixes engines.
+  peak RSS  peak resident set of this process (VmHWM; see peak_rss_mb): interpreter, libraries,
+            mapped weights touched, KV cache, scratch. Run one engine per process (run_bench.py does) or the figure mixes engines.
 
 The module imports nothing of edgert at import time, so benchmarks/run_bench.py can load it in a venv
 where only the peers are installed.
@@ -94,7 +94,19 @@ def random_prompt(n: int, vocab_size: int, seed: int) -> list[int]:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    """Peak resident set of this process, in MiB.
+
+    On Linux, VmHWM of /proc/self/status: ru_maxrss would be wrong in a worker process, because
+    the kernel carries the parent's high-water mark across fork+exec (Python's subprocess uses
+    vfork, so a 200 MB orchestrator makes every worker report at least 200 MB). Elsewhere
+    ru_maxrss (KiB on Linux, bytes on macOS)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
 

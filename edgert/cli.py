@@ -138,7 +138,7 @@ def model_report(llm: Any) -> dict[str, Any]:
     from . import _edgert
     meta = llm.metadata
     return {
-        "path": os.path.abspath(llm._model.path),
+        "path": os.path.abspath(llm.path),
         "info": asdict(llm.info),
         "hparams": meta.get("hparams", {}),
         "tensor_types": (meta.get("quantization") or {}).get("tensor_types", {}),

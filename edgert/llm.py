@@ -89,6 +89,10 @@ class LLM:
         return self._model.metadata
 
     @property
+    def path(self) -> str:
+        return self._model.path
+
+    @property
     def n_ctx(self) -> int:
         return self._ctx.n_ctx
 

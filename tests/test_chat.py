@@ -76,7 +76,10 @@ def test_streamed_multibyte_text_never_holds_replacement_chars(llm: LLM) -> None
     ids = llm.tokenize(llm.render_chat(messages), add_bos=False)
     new = llm.generate_ids(ids, 24)
     prefix = llm.detokenize(ids)
-    assert llm.detokenize(ids + new)[len(prefix):] == text
+    full = llm.detokenize(ids + new)[len(prefix):]
+    # The stream may hold back the bytes of a character the token limit cut in half; a plain
+    # decode shows them as U+FFFD. Everything else must be identical.
+    assert full.startswith(text) and set(full[len(text):]) <= {"\ufffd"}
 
 
 def test_bad_messages_are_chat_template_errors(llm: LLM) -> None:

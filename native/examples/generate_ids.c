@@ -54,6 +54,7 @@ int main(int argc, char **argv) {
     int32_t n_out = 0;
     st = edgert_generate(ctx, smp, prompt, n_prompt, n_new, NULL, 0, print_token, NULL, &n_out);
     printf("\n");
+    fflush(stdout); /* keep the ids ahead of the summary when both go to one pipe */
     if (st != EDGERT_OK) return fail_with("edgert_generate", st);
     fprintf(stderr, "generated %d tokens, %d in the cache\n", (int)n_out,
             (int)edgert_context_n_past(ctx));

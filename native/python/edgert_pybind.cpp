@@ -271,6 +271,8 @@ int32_t callback_trampoline(int32_t token, void* user_data) {
     auto* state = static_cast<CallbackState*>(user_data);
     py::gil_scoped_acquire gil;
     try {
+        // A builtin callback (list.append) runs no bytecode, so Ctrl-C would wait for the end.
+        if (PyErr_CheckSignals() != 0) throw py::error_already_set();
         py::object r = state->fn(token);
         return (!r.is_none() && r.cast<bool>()) ? 1 : 0;
     } catch (...) {

@@ -5,6 +5,7 @@
 // cannot cancel out a writer bug.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,10 +22,10 @@ struct TensorBlob {
     std::vector<uint64_t> dims;       // outermost first
     std::vector<uint8_t> bytes;
     std::vector<float> values;        // the float values the bytes encode (for reference math)
-    // Overrides of what the table says (-1: the honest value).
-    int64_t offset_field = -1;
-    int64_t size_field = -1;
-    int64_t dtype_field = -1;
+    // Overrides of what the table says (empty: the honest value).
+    std::optional<uint64_t> offset_field;
+    std::optional<uint64_t> size_field;
+    std::optional<uint32_t> dtype_field;
 };
 
 struct EdgtBuilder {

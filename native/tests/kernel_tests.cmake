@@ -5,3 +5,7 @@ foreach(t test_kernels_ref test_kernels_isa)
   target_link_libraries(${t} PRIVATE edgert_kernels)
   add_test(NAME ${t} COMMAND ${t})
 endforeach()
+
+# Benchmark (not a test): GFLOP/s and GB/s per ISA on SmolLM2 / TinyLlama shapes.
+add_executable(bench_matmul ${CMAKE_CURRENT_LIST_DIR}/../tools/bench_matmul.cpp)
+target_link_libraries(bench_matmul PRIVATE edgert_kernels)

@@ -100,34 +100,39 @@ void test_gemm(const KernelTable& k) {
                     if (is_quantized(t)) quantize_q8act_ref(x.data(), xq.data(), max_tok * cols);
                     const WeightView v{t, wb.data(), nullptr, rows, cols};
                     const size_t row_bytes = dtype_row_bytes(t, cols);
+                    // The scalar oracle and the tolerances for all 65 tokens, once: token t's
+                    // outputs do not depend on how many tokens follow it.
+                    std::vector<float> ys(rows * max_tok);
+                    std::vector<double> tol(rows * max_tok);
+                    if (is_quantized(t)) {
+                        qgemm_of(kScalarKernels, t)(v, xq.data(), 0, rows, 0, max_tok, ys.data(), rows);
+                        for (int64_t tk = 0; tk < max_tok; ++tk)
+                            for (int64_t r = 0; r < rows; ++r)
+                                tol[tk * rows + r] = kQuantDotRelTol * quant_abs_sum(t, wb.data() + r * row_bytes, xq.data() + tk * nb, nb);
+                    } else {
+                        fgemm_of(kScalarKernels, t)(v, x.data(), 0, rows, 0, max_tok, ys.data(), rows);
+                        const std::vector<double> fscale = abs_dot(t, wb.data(), rows, cols, x.data(), max_tok);
+                        for (size_t o = 0; o < tol.size(); ++o) tol[o] = kFloatDotRelTol * fscale[o];
+                    }
+                    // The ISA's load-time re-layout, if it has one for this type, is tested too.
+                    std::vector<uint8_t> packed(k.packed_bytes(t, rows, cols) + 64);
+                    const bool has_packed = packed.size() > 64;
+                    uint8_t* packed_at = packed.data() + (64 - reinterpret_cast<uintptr_t>(packed.data()) % 64) % 64;
+                    if (has_packed) k.pack_weight(t, wb.data(), rows, cols, packed_at);
+                    for (int layout = 0; layout < (has_packed ? 2 : 1); ++layout)
                     for (int64_t n_tok : kTokCounts) {
-                        std::vector<float> ys(rows * n_tok), yk(rows * n_tok, NAN);
-                        if (is_quantized(t)) {
-                            qgemm_of(kScalarKernels, t)(v, xq.data(), 0, rows, 0, n_tok, ys.data(), rows);
-                            qgemm_of(k, t)(v, xq.data(), 0, rows, 0, n_tok, yk.data(), rows);
-                        } else {
-                            fgemm_of(kScalarKernels, t)(v, x.data(), 0, rows, 0, n_tok, ys.data(), rows);
-                            fgemm_of(k, t)(v, x.data(), 0, rows, 0, n_tok, yk.data(), rows);
-                        }
-                        std::vector<double> fscale;
-                        if (!is_quantized(t)) fscale = abs_dot(t, wb.data(), rows, cols, x.data(), n_tok);
-                        for (int64_t tk = 0; tk < n_tok; ++tk) {
-                            for (int64_t r = 0; r < rows; ++r) {
-                                const size_t o = tk * rows + r;
-                                double tol;
-                                if (is_quantized(t))
-                                    tol = kQuantDotRelTol * quant_abs_sum(t, wb.data() + r * row_bytes, xq.data() + tk * nb, nb);
-                                else
-                                    tol = kFloatDotRelTol * fscale[o];
-                                tol += 1e-37;  // results that are exactly zero on both sides
-                                const double err = std::fabs(double(yk[o]) - ys[o]);
-                                if (!(err <= tol)) {
-                                    fail("%s gemm %s cols=%lld rows=%lld n_tok=%lld %s: y[t=%lld,r=%lld] = %.9g, scalar %.9g (err %g > tol %g)",
-                                         k.name, dtype_name(t), (long long)cols, (long long)rows, (long long)n_tok,
-                                         profile_name(p), (long long)tk, (long long)r, yk[o], ys[o], err, tol);
-                                    tk = n_tok;
-                                    break;
-                                }
+                        const WeightView vk{t, wb.data(), layout == 1 ? packed_at : nullptr, rows, cols};
+                        std::vector<float> yk(rows * n_tok, NAN);
+                        if (is_quantized(t)) qgemm_of(k, t)(vk, xq.data(), 0, rows, 0, n_tok, yk.data(), rows);
+                        else fgemm_of(k, t)(vk, x.data(), 0, rows, 0, n_tok, yk.data(), rows);
+                        for (int64_t o = 0; o < rows * n_tok; ++o) {
+                            // + a floor for results that are exactly zero on both sides
+                            const double err = std::fabs(double(yk[o]) - ys[o]);
+                            if (!(err <= tol[o] + 1e-37)) {
+                                fail("%s gemm %s%s cols=%lld rows=%lld n_tok=%lld %s: y[t=%lld,r=%lld] = %.9g, scalar %.9g (err %g > tol %g)",
+                                     k.name, dtype_name(t), layout == 1 ? " (packed)" : "", (long long)cols, (long long)rows,
+                                     (long long)n_tok, profile_name(p), (long long)(o / rows), (long long)(o % rows), yk[o], ys[o], err, tol[o]);
+                                break;
                             }
                         }
                     }
@@ -137,8 +142,6 @@ void test_gemm(const KernelTable& k) {
     }
 }
 
-// The public driver under this ISA: threads give identical bits; quantized results stay within
-// the activation-rounding bound of the exact dequantize-then-dot reference.
 void test_driver(const KernelTable& k) {
     if (!set_isa(k.name)) {
         fail("set_isa(%s) refused an ISA that kernel_table_for() offers", k.name);
@@ -239,6 +242,7 @@ void test_elementwise(const KernelTable& k) {
 int main() {
     int tested = 0;
     for (const std::string& name : available_isas()) {
+        if (name == "scalar") continue;  // the oracle itself
         const KernelTable* k = kernel_table_for(name.c_str());
         if (k == nullptr) { fail("available_isas() lists %s but kernel_table_for() refuses it", name.c_str()); continue; }
         std::printf("testing %s against scalar\n", name.c_str());
@@ -251,7 +255,7 @@ int main() {
     if (set_isa("no-such-isa")) fail("set_isa accepted an unknown name");
     // On x86-64 and arm64 this build must offer at least one SIMD table besides scalar.
 #if defined(__x86_64__) || defined(__aarch64__)
-    if (tested < 2) fail("only %d ISA(s) available; expected a SIMD table besides scalar", tested);
+    if (tested < 1) fail("no SIMD table available; this build should carry one for this CPU");
 #endif
     return finish("test_kernels_isa");
 }

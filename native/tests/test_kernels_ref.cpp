@@ -35,14 +35,19 @@ void test_fp16() {
         if (back != h) fail("fp16 round trip 0x%04x -> %g -> 0x%04x", h, f, back);
     }
     // Rounding: compare against the compiler's correctly rounded _Float16 conversion.
-#if defined(__FLT16_MAX__)
+#if defined(__aarch64__) || (defined(__x86_64__) && defined(__FLT16_MAX__))
+#if defined(__aarch64__)
+    using Half = __fp16;  // IEEE binary16 on AArch64
+#else
+    using Half = _Float16;
+#endif
     std::mt19937 rng(1);
     std::uniform_int_distribution<uint32_t> u32;
     for (int i = 0; i < 200000; ++i) {
         // Exponents around the half range, including subnormal and overflow regions.
         uint32_t u = (u32(rng) & 0x807fffffu) | ((100u + u32(rng) % 50u) << 23);
         const float f = from_bits(u);
-        const _Float16 h = static_cast<_Float16>(f);
+        const Half h = static_cast<Half>(f);
         uint16_t hb; std::memcpy(&hb, &h, 2);
         if (fp32_to_fp16(f) != hb) fail("fp32_to_fp16(%a) = 0x%04x, want 0x%04x", f, fp32_to_fp16(f), hb);
     }

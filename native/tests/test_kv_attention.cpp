@@ -2,7 +2,7 @@
 // then plain softmax) for every KV type, odd cache lengths, head_dim 64/128, GQA groups 1/3/8,
 // decode and causal prefill, extreme magnitudes and all-equal scores.
 //
-// Usage: test_kv_attention [--quick]   (--quick: the shorter matrix the qemu run uses)
+// Usage: test_kv_attention [--require=ISA]   (fail if that ISA's loop cannot run here)
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -24,9 +24,12 @@ namespace {
 // Float keys: only summation order differs from the double oracle.
 constexpr double kTolFloatKeys = 2e-5;
 // Quantized keys: q is quantized to int8 (one scale per head) for the integer dot product, so
-// scores carry ~0.4% relative error the oracle does not; with logits of O(1-10) that moves
-// softmax weights by a few 1e-3.
+// scores carry ~0.4% relative error the oracle does not; on these outlier-heavy keys that moves
+// outputs by up to 1.5e-2 of max|V| (measured, every ISA alike since the integer sums are exact).
 constexpr double kTolQuantKeys = 2e-2;
+// Each SIMD loop against the scalar loop (its twin): integer dot products are exact in both, so
+// only float summation order and the vector exp differ.
+constexpr double kTolVsScalar = 1e-4;
 // One dominant key (scores differ by >> quantization error): the output is that V row.
 constexpr double kTolDominant = 1e-3;
 
@@ -165,6 +168,9 @@ void run_case(const Case& c, std::mt19937& rng, const std::vector<std::string>& 
     a.out = ref.data();
     edgert::attention_ref(a);
     const double tol = tolerance(c);
+    std::vector<float> scalar(out_n, 0.0f);
+    a.out = scalar.data();
+    edgert::attn::attention_with(a, edgert::attn::attention_pass_scalar);
     for (size_t k = 0; k <= isas.size(); ++k) {
         std::fill(out.begin(), out.end(), 0.0f);
         a.out = out.data();
@@ -178,18 +184,20 @@ void run_case(const Case& c, std::mt19937& rng, const std::vector<std::string>& 
             fail("%s k=%s v=%s len=%lld D=%lld G=%lld T=%lld %s: err %.3g > tol %.3g", name,
                  type_name(c.kt), type_name(c.vt), (long long)c.len, (long long)c.D,
                  (long long)c.G, (long long)c.T, data_name(c.data), e, tol);
+        const double es = max_err(pr, c, out, scalar);
+        if (!(es <= kTolVsScalar))
+            fail("%s vs scalar k=%s v=%s len=%lld D=%lld G=%lld T=%lld %s: err %.3g > tol %.3g",
+                 name, type_name(c.kt), type_name(c.vt), (long long)c.len, (long long)c.D,
+                 (long long)c.G, (long long)c.T, data_name(c.data), es, kTolVsScalar);
     }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    bool quick = false;
     std::string require;
-    for (int i = 1; i < argc; ++i) {
-        if (std::strcmp(argv[i], "--quick") == 0) quick = true;
-        else if (std::strncmp(argv[i], "--require=", 10) == 0) require = argv[i] + 10;
-    }
+    for (int i = 1; i < argc; ++i)
+        if (std::strncmp(argv[i], "--require=", 10) == 0) require = argv[i] + 10;
     std::vector<std::string> isas;
     for (const char* n : {"scalar", "avx2", "avx512", "neon"})
         if (edgert::attn::attention_pass_for(n) != nullptr) isas.push_back(n);
@@ -203,8 +211,7 @@ int main(int argc, char** argv) {
     const std::pair<KVType, KVType> kv[] = {
         {KVType::F32, KVType::F32}, {KVType::F16, KVType::F16}, {KVType::Q8, KVType::Q8},
         {KVType::Q4, KVType::Q4},   {KVType::Q8, KVType::F16}, {KVType::F16, KVType::Q4}};
-    std::vector<int64_t> lens = {1, 2, 31, 33, 100, 1000, 4097};
-    if (quick) lens = {1, 2, 31, 33, 100, 1000};
+    const int64_t lens[] = {1, 2, 31, 33, 100, 1000, 4097};
     std::mt19937 rng(1234);
     Stats st;
     for (auto [kt, vt] : kv)
@@ -215,7 +222,6 @@ int main(int argc, char** argv) {
                         // The longest cache only for the widest group: it is about tiling, and
                         // the oracle's cost grows with G * T.
                         if (len == 4097 && (G != 8 || D != 64)) continue;
-                        if (quick && len == 1000 && G != 3) continue;
                         run_case({kt, vt, len, D, G, T, Data::Realistic}, rng, isas, st);
                     }
     for (auto [kt, vt] : kv)

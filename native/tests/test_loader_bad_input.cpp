@@ -3,6 +3,7 @@
 // dtype, newer version, unknown architecture, missing or misshapen tensors, malformed JSON.
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include "core/mapped_file.h"
 #include "core/model_loader.h"
 #include "core/status_error.h"
+#include "runtime/context.h"
 #include "edgt_writer.h"
 
 using namespace edgert_test;
@@ -141,7 +143,7 @@ void test_tensor_entries() {
     }
     {
         auto b = make_tiny_llama(spec);
-        b.tensors.back().offset_field = int64_t(UINT64_MAX - 63);  // offset + size overflows
+        b.tensors.back().offset_field = UINT64_MAX - 63;  // offset + size overflows
         CHECK_STATUS(load_bytes(b.build()), EDGERT_ERR_FORMAT);
     }
     {
@@ -340,6 +342,54 @@ void test_malformed_json() {
     }
 }
 
+// Random corruption with the header CRC recomputed, so the garbage reaches the table parser and
+// the architecture checks instead of stopping at the checksum. Whatever loads must also run.
+void test_random_corruption_with_valid_crc() {
+    auto bytes = make_tiny_llama(small_spec()).build();
+    const FileLayout l = read_layout(bytes);
+    const size_t end_of_table = l.table_offset + l.table_size;
+    uint64_t state = 12345;
+    auto next = [&state] {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        return uint32_t(state >> 33);
+    };
+    int loaded = 0, unexpected = 0;
+    for (int iter = 0; iter < 3000; ++iter) {
+        auto bad = bytes;
+        const int n_changes = 1 + int(next() % 4);
+        for (int c = 0; c < n_changes; ++c) {
+            // Mostly the structured part (header, metadata, table), sometimes the weights.
+            const size_t at = (next() % 8) ? 8 + next() % (end_of_table - 8) : next() % bad.size();
+            bad[at] = uint8_t(next());
+        }
+        if (next() % 8) refresh_header_crc(bad);
+        edgert_status st;
+        std::unique_ptr<edgert::Model> model;
+        try {
+            model = edgert::load_model(edgert::MappedFile::from_bytes(bad), false);
+            st = EDGERT_OK;
+        } catch (const edgert::StatusError& e) {
+            st = e.status();
+        }
+        if (st != EDGERT_OK && st != EDGERT_ERR_FORMAT && st != EDGERT_ERR_UNSUPPORTED &&
+            st != EDGERT_ERR_VERSION) {
+            ++unexpected;
+        }
+        if (model) {
+            ++loaded;
+            edgert_context_params p = edgert_context_default_params();
+            p.n_ctx = 8;
+            p.n_threads = 1;
+            edgert::Context ctx(*model, edgert::resolve_context_config(*model, p));
+            const int32_t toks[] = {0, 1, 2};
+            std::vector<float> logits(size_t(model->meta.hparams.vocab_size));
+            ctx.eval(toks, 3, logits.data(), false);
+        }
+    }
+    CHECK_MSG(unexpected == 0, "%d corruptions gave a status other than FORMAT/VERSION/UNSUPPORTED", unexpected);
+    std::printf("random corruption: %d of 3000 variants still loaded (and ran)\n", loaded);
+}
+
 void test_io_errors() {
     edgert_model* model = nullptr;
     CHECK_STATUS(edgert_model_load("/nonexistent/dir/model.edgt", nullptr, &model), EDGERT_ERR_IO);
@@ -361,6 +411,7 @@ int main() {
     test_required_tensors_and_shapes();
     test_hparams();
     test_malformed_json();
+    test_random_corruption_with_valid_crc();
     test_io_errors();
     return edgert_test::finish("test_loader_bad_input");
 }

@@ -1,4 +1,5 @@
 // model_api.cpp — edgert_model_* of the C API.
+#include <algorithm>
 #include <cstring>
 
 #include "api/api_guard.h"
@@ -7,8 +8,10 @@
 
 namespace {
 
+// Truncates at a UTF-8 character boundary, so a long model name never ends in half a character.
 void copy_truncated(char* dst, size_t cap, const std::string& src) {
-    const size_t n = std::min(cap - 1, src.size());
+    size_t n = std::min(cap - 1, src.size());
+    while (n < src.size() && n > 0 && (static_cast<unsigned char>(src[n]) & 0xC0) == 0x80) --n;
     std::memcpy(dst, src.data(), n);
     dst[n] = '\0';
 }

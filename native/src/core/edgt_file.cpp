@@ -10,6 +10,11 @@
 #include "core/crc32.h"
 #include "core/status_error.h"
 
+// Tensor data is used in place (zero copy), so the host must share the file's byte order.
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "edgert maps little-endian tensor data in place and needs a little-endian host"
+#endif
+
 namespace edgert {
 namespace {
 

@@ -38,6 +38,6 @@ elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64|ARM64)$")
   target_sources(edgert_kernels PRIVATE ${_arm}/kernels_neon.cpp ${_arm}/kernels_neon_dotprod.cpp)
   # Baseline armv8-a already has NEON; dotprod is armv8.2-a's optional SDOT/UDOT.
   set_source_files_properties(${_arm}/kernels_neon_dotprod.cpp PROPERTIES
-    COMPILE_OPTIONS "-march=armv8.2-a+dotprod+fp16")
+    COMPILE_OPTIONS "-march=armv8.2-a+dotprod")
   target_compile_definitions(edgert_kernels PRIVATE EDGERT_KERNELS_NEON)
 endif()

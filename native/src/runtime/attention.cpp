@@ -20,11 +20,28 @@ uint64_t AttentionScratch::bytes(int n_threads, int n_ctx, int head_dim) {
 
 namespace {
 
+// Below this many multiply-adds a parallel region's wake-up and join cost more than they save
+// (short decode steps).
+constexpr int64_t kMinParallelWork = 1 << 15;
+
 // Row `row` of a cache block viewed as [rows][head_dim]; converted into buf unless already f32.
 const float* cache_row(DType t, const uint8_t* base, int64_t row, int head_dim, float* buf) {
     if (t == DType::F32) return reinterpret_cast<const float*>(base) + row * head_dim;
     row_to_float(t, base, row, head_dim, buf);
     return buf;
+}
+
+// Eight independent partial sums break the floating-point add latency chain and let the compiler
+// vectorize without -ffast-math, in a fixed (deterministic) summation order.
+float dot_f32(const float* a, const float* b, int n) {
+    float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        for (int k = 0; k < 8; ++k) acc[k] += a[i + k] * b[i + k];
+    }
+    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; i < n; ++i) s += a[i] * b[i];
+    return s;
 }
 
 }  // namespace
@@ -51,9 +68,7 @@ void gqa_attention(const float* q, int n_tok, int pos0, const KvCache& kv, int l
 
         for (int j = 0; j < n_pos; ++j) {
             const float* k = cache_row(kv.k_type(), k_base, int64_t(j) * shape.n_kv_heads + kvh, Dh, krow_buf);
-            float dot = 0.f;
-            for (int i = 0; i < Dh; ++i) dot += qh[i] * k[i];
-            scores[j] = dot * scale;
+            scores[j] = dot_f32(qh, k, Dh) * scale;
         }
         softmax_inplace(scores, n_pos);
 
@@ -67,7 +82,8 @@ void gqa_attention(const float* q, int n_tok, int pos0, const KvCache& kv, int l
     };
 
     const int64_t n_tasks = int64_t(n_tok) * shape.n_heads;
-    if (pool && pool->size() > 1) {
+    const int64_t work = n_tasks * (int64_t(pos0) + n_tok) * Dh * 2;
+    if (pool && pool->size() > 1 && work >= kMinParallelWork) {
         pool->parallel_for(n_tasks, head_task);
     } else {
         for (int64_t task = 0; task < n_tasks; ++task) head_task(task, 0);

@@ -3,7 +3,7 @@
 // microseconds apart: spinning catches the next one without a futex wake-up, sleeping keeps an
 // idle runtime (or an oversubscribed phone) from burning a core.
 //
-// Tasks are handed out by an atomic counter, so a fast thread takes more of them.
+// Tasks are handed out one at a time from an atomic word, so a fast thread takes more of them.
 #include "runtime/thread_pool.h"
 
 #include <algorithm>
@@ -43,53 +43,66 @@ inline void cpu_relax() {
 
 }  // namespace
 
+// Work is claimed from one atomic word, (generation << 32) | next task index, and completion is
+// counted in tasks, not workers: the caller returns as soon as every task has finished, without
+// waiting for a worker that was asleep or descheduled to notice the region at all (on a loaded
+// 2-core machine that wait used to cost more than the matmul). Region parameters live in two
+// slots by generation parity; a successful claim proves the region is still current, so its slot
+// cannot have been reused yet.
 struct ThreadPool::Impl {
+    using Fn = std::function<void(int64_t, int)>;
+    struct Slot {
+        const Fn* fn = nullptr;
+        std::atomic<int64_t> n_tasks{0};
+        std::atomic<int64_t> done{0};
+    };
+
     int n_threads = 1;
     std::vector<std::thread> workers;
-
     std::mutex mu;
     std::condition_variable cv;
-    std::atomic<uint64_t> generation{0};
+    std::atomic<uint64_t> state{0};  // generation << 32 | next task index
     std::atomic<bool> stop{false};
+    Slot slots[2];
 
-    // The current region; written before generation is bumped (release), read after (acquire).
-    const std::function<void(int64_t, int)>* fn = nullptr;
-    int64_t n_tasks = 0;
-    std::atomic<int64_t> next_task{0};
-    std::atomic<int> running{0};  // workers still inside the current region
+    static uint32_t gen_of(uint64_t s) { return static_cast<uint32_t>(s >> 32); }
 
+    // Claims and runs tasks of the current region until none is left.
     void run_region(int thread_id) {
         for (;;) {
-            const int64_t t = next_task.fetch_add(1, std::memory_order_relaxed);
-            if (t >= n_tasks) break;
-            (*fn)(t, thread_id);
+            uint64_t s = state.load(std::memory_order_acquire);
+            Slot& slot = slots[gen_of(s) & 1];
+            const int64_t idx = static_cast<int64_t>(s & 0xffffffffu);
+            if (idx >= slot.n_tasks.load(std::memory_order_acquire)) return;
+            if (!state.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel)) continue;
+            (*slot.fn)(idx, thread_id);
+            slot.done.fetch_add(1, std::memory_order_acq_rel);
         }
     }
 
     void worker_loop(int thread_id) {
-        uint64_t seen = 0;
+        uint32_t seen = 0;
         for (;;) {
-            uint64_t g = generation.load(std::memory_order_acquire);
+            uint32_t g = gen_of(state.load(std::memory_order_acquire));
             if (g == seen && !stop.load(std::memory_order_relaxed)) {
                 const auto until = std::chrono::steady_clock::now() + kSpinFor;
                 for (int i = 0; g == seen; ++i) {
                     cpu_relax();
-                    g = generation.load(std::memory_order_acquire);
+                    g = gen_of(state.load(std::memory_order_acquire));
                     if ((i & 63) == 63 && std::chrono::steady_clock::now() > until) break;
                 }
                 if (g == seen) {
                     std::unique_lock<std::mutex> lock(mu);
                     cv.wait(lock, [&] {
-                        return generation.load(std::memory_order_acquire) != seen ||
+                        return gen_of(state.load(std::memory_order_acquire)) != seen ||
                                stop.load(std::memory_order_relaxed);
                     });
-                    g = generation.load(std::memory_order_acquire);
+                    g = gen_of(state.load(std::memory_order_acquire));
                 }
             }
             if (stop.load(std::memory_order_relaxed)) return;
             seen = g;
             run_region(thread_id);
-            running.fetch_sub(1, std::memory_order_acq_rel);
         }
     }
 };
@@ -105,7 +118,6 @@ ThreadPool::~ThreadPool() {
     {
         std::lock_guard<std::mutex> lock(impl_->mu);
         impl_->stop.store(true, std::memory_order_relaxed);
-        impl_->generation.fetch_add(1, std::memory_order_release);
     }
     impl_->cv.notify_all();
     for (std::thread& t : impl_->workers) t.join();
@@ -121,20 +133,22 @@ void ThreadPool::parallel_for(int64_t n_tasks,
         for (int64_t t = 0; t < n_tasks; ++t) fn(t, 0);
         return;
     }
-    p.fn = &fn;
-    p.n_tasks = n_tasks;
-    p.next_task.store(0, std::memory_order_relaxed);
-    p.running.store(p.n_threads - 1, std::memory_order_relaxed);
+    const uint32_t gen = Impl::gen_of(p.state.load(std::memory_order_relaxed)) + 1;
+    Impl::Slot& slot = p.slots[gen & 1];
+    slot.fn = &fn;
+    slot.done.store(0, std::memory_order_relaxed);
+    slot.n_tasks.store(n_tasks, std::memory_order_relaxed);
     {
         // Under the mutex so a worker between its predicate check and its wait cannot miss it.
         std::lock_guard<std::mutex> lock(p.mu);
-        p.generation.fetch_add(1, std::memory_order_release);
+        p.state.store(static_cast<uint64_t>(gen) << 32, std::memory_order_release);
     }
     p.cv.notify_all();
     p.run_region(0);
-    // Wait for the workers; yield once in a while so an oversubscribed worker gets the core.
-    for (int i = 0; p.running.load(std::memory_order_acquire) != 0; ++i) {
-        if ((i & 255) == 255) std::this_thread::yield(); else cpu_relax();
+    // Only tasks another thread is still running remain; yield now and then so that thread
+    // gets the core on an oversubscribed machine.
+    for (int i = 0; slot.done.load(std::memory_order_acquire) != n_tasks; ++i) {
+        if ((i & 63) == 63) std::this_thread::yield(); else cpu_relax();
     }
 }
 

@@ -129,7 +129,7 @@ void quant_scores(const AttentionArgs& a, AttnPass& p, int64_t p0, int64_t np) {
                 if (q8) qc = _mm256_sign_epi8(qc, ks[c]);
                 acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(ku[c], qc), ones));
             }
-            const int32_t isum = hsum_epi32(acc) + (q8 ? 127 * p.qsum[r] : 0);
+            const int32_t isum = hsum_epi32(acc) + (q8 ? 128 * p.qsum[r] : 0);
             p.s[r * kTile + j] =
                 p.qd[r] * (d * static_cast<float>(isum) + m * static_cast<float>(p.qsum[r]));
         }

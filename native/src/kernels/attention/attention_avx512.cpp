@@ -2,6 +2,11 @@
 // attention_scalar.cpp. Quantized keys take VPDPBUSD (u8 codes x s8 query); the codes need no
 // re-centring because the zero point is applied through qsum.
 // Handles head_dim % 16 == 0; anything else goes to the scalar loop.
+// GCC 12 reports its own _mm512_undefined_* placeholders inside the intrinsic headers as
+// maybe-uninitialized (GCC bug 105593); nothing in this file reads an uninitialized value.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 #include <math.h>
 

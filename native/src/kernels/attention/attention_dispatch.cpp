@@ -136,10 +136,13 @@ void attention_with(const AttentionArgs& a, AttentionPassFn fn) { run_passes(a, 
 }  // namespace attn
 
 void attention(const AttentionArgs& a) {
+    // The kernel layer names its tables by ISA family ("avx2", "avxvnni", "avx512vnni", "neon",
+    // "neon_dotprod", ...); follow the family, so EDGERT_ISA=scalar and set_isa() apply here too.
     const char* isa = current_isa();
-    attn::AttentionPassFn fn = attn::attention_pass_for(isa);
-    // AVX-512 without VNNI still has AVX2; NEON without dotprod falls back to scalar.
-    if (fn == nullptr && std::strcmp(isa, "avx512") == 0) fn = attn::attention_pass_for("avx2");
+    attn::AttentionPassFn fn = nullptr;
+    if (std::strncmp(isa, "avx512", 6) == 0) fn = attn::attention_pass_for("avx512");
+    if (fn == nullptr && std::strncmp(isa, "avx", 3) == 0) fn = attn::attention_pass_for("avx2");
+    if (std::strncmp(isa, "neon", 4) == 0) fn = attn::attention_pass_for("neon");
     if (fn == nullptr) fn = attn::attention_pass_scalar;
     attn::run_passes(a, fn);
 }
