@@ -104,6 +104,10 @@ typedef struct edgert_model edgert_model;
 typedef struct edgert_model_params {
     int32_t verify_checksums;  /* 1: check every tensor's CRC-32 at load (reads the whole file);
                                   0 (default): check the header CRC only */
+    int32_t exact_matmul;      /* 1: multiply quantized weights with f32 activations, dequantizing
+                                  each weight row in the kernel (no int8 activation rounding).
+                                  Slower; the reference mode that matches PyTorch on the same
+                                  weights. 0 (default): int8 activations, as llama.cpp does */
 } edgert_model_params;
 
 typedef struct edgert_model_info {

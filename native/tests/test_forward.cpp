@@ -22,19 +22,21 @@ struct Loaded {
     EdgtBuilder builder;
 };
 
-Loaded load(const TinyLlamaSpec& spec) {
+Loaded load(const TinyLlamaSpec& spec, bool exact_matmul = false) {
     Loaded l;
     l.builder = make_tiny_llama(spec);
-    l.model = edgert::load_model(edgert::MappedFile::from_bytes(l.builder.build()), true);
+    l.model = edgert::load_model(edgert::MappedFile::from_bytes(l.builder.build()), true,
+                                 exact_matmul);
     return l;
 }
 
 std::unique_ptr<edgert::Context> context(const edgert::Model& m, int n_batch, int threads,
-                                         int32_t kv = EDGERT_KV_F32, int n_ctx = 64) {
+                                         int32_t kv = EDGERT_KV_F32, int n_ctx = 64,
+                                         int decode_threads = 1) {
     edgert_context_params p = edgert_context_default_params();
     p.n_ctx = n_ctx;
     p.n_batch = n_batch;
-    p.n_threads = 1;
+    p.n_threads = decode_threads;
     p.n_threads_batch = threads;
     p.kv_type_k = kv;
     p.kv_type_v = kv;
@@ -77,6 +79,7 @@ void test_against_reference() {
         const char* what;
         TinyLlamaSpec spec;
         double tol;  // relative to the largest reference logit
+        bool exact = false;  // edgert_model_params.exact_matmul
     };
     std::vector<Case> cases;
     TinyLlamaSpec base;
@@ -107,9 +110,12 @@ void test_against_reference() {
         s.weight_type = t;
         s.embd_type = t;
         cases.push_back({name_of(t), s, t == DType::Q8_0 ? 0.01 : 0.02});
+        // Exact mode keeps activations in f32: only f32 rounding separates it from the reference,
+        // so it must meet the float-weight tolerance, 100x tighter than the int8 path.
+        cases.push_back({name_of(t), s, 1e-4, true});
     }
     for (auto& c : cases) {
-        Loaded l = load(c.spec);
+        Loaded l = load(c.spec, c.exact);
         const auto toks = tokens_for(c.spec, 12);
         const auto ref = reference_llama_logits(c.spec, l.builder, toks);
         auto ctx = context(*l.model, 512, 1);
@@ -122,7 +128,8 @@ void test_against_reference() {
                 max_diff = std::fmax(max_diff, std::fabs(r - double(got[t * size_t(c.spec.vocab) + size_t(v)])));
             }
         }
-        std::printf("%-32s max |logit - reference| = %.3g (max |logit| %.3g)\n", c.what, max_diff, max_ref);
+        std::printf("%-26s%-6s max |logit - reference| = %.3g (max |logit| %.3g)\n", c.what,
+                    c.exact ? "exact" : "", max_diff, max_ref);
         CHECK_MSG(max_diff <= c.tol * max_ref && max_ref > 0.1, "%s: diff %g vs tolerance %g", c.what,
                   max_diff, c.tol * max_ref);
     }
@@ -191,6 +198,29 @@ void test_trim_and_refeed() {
     }
 }
 
+// Long enough that attention goes parallel (it stays inline below a work threshold), for MHA, GQA
+// and MQA, so every task split (token blocks, KV heads, slices of a head group) is exercised.
+void test_threaded_attention() {
+    for (int kv_heads : {4, 2, 1}) {
+        TinyLlamaSpec spec;
+        spec.kv_heads = kv_heads;
+        spec.context = 512;
+        Loaded l = load(spec);
+        const auto toks = tokens_for(spec, 300);
+        for (int32_t kv : {EDGERT_KV_F32, EDGERT_KV_F16}) {
+            auto serial = context(*l.model, 64, 1, kv, 512, 1);
+            auto threaded = context(*l.model, 64, 2, kv, 512, 2);
+            const auto a = eval_all(*serial, toks), b = eval_all(*threaded, toks);
+            CHECK_MSG(max_abs_diff(a, b) < 2e-4, "kv_heads %d: prefill 1 vs 2 threads %g", kv_heads,
+                      max_abs_diff(a, b));
+            const std::vector<int32_t> more = {7, 8, 9, 10};
+            const auto sa = eval_one_by_one(*serial, more), sb = eval_one_by_one(*threaded, more);
+            CHECK_MSG(max_abs_diff(sa, sb) < 2e-4, "kv_heads %d: decode 1 vs 2 threads %g", kv_heads,
+                      max_abs_diff(sa, sb));
+        }
+    }
+}
+
 void test_f16_cache_is_close_to_f32() {
     TinyLlamaSpec spec;
     Loaded l = load(spec);
@@ -209,6 +239,7 @@ int main() {
     test_against_reference();
     test_prefill_equals_token_by_token();
     test_trim_and_refeed();
+    test_threaded_attention();
     test_f16_cache_is_close_to_f32();
     return edgert_test::finish("test_forward");
 }

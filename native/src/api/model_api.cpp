@@ -23,6 +23,7 @@ extern "C" {
 EDGERT_API edgert_model_params edgert_model_default_params(void) {
     edgert_model_params p;
     p.verify_checksums = 0;
+    p.exact_matmul = 0;
     return p;
 }
 
@@ -33,7 +34,7 @@ EDGERT_API edgert_status edgert_model_load(const char* path, const edgert_model_
         edgert::require_non_null(out_model, "out_model");
         const edgert_model_params p = params ? *params : edgert_model_default_params();
         auto handle = std::make_unique<edgert_model>();
-        handle->impl = edgert::load_model_file(path, p.verify_checksums != 0);
+        handle->impl = edgert::load_model_file(path, p.verify_checksums != 0, p.exact_matmul != 0);
         *out_model = handle.release();
     });
 }

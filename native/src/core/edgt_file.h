@@ -49,6 +49,7 @@ public:
     std::string_view metadata() const { return metadata_; }
     const std::vector<TensorInfo>& tensors() const { return tensors_; }
     const TensorInfo* find(const std::string& name) const;
+    void drop_pages(const TensorInfo& t) const { bytes_.drop_pages(t.data, t.size); }
 
 private:
     MappedFile bytes_;

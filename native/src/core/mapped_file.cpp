@@ -12,6 +12,21 @@
 
 namespace edgert {
 
+void MappedFile::drop_pages(const void* begin, uint64_t n) const {
+    if (!mapped_ || n == 0) return;
+    const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+    const auto lo = reinterpret_cast<uintptr_t>(begin);
+    const uintptr_t first = (lo + page - 1) / page * page;
+    const uintptr_t last = (lo + n) / page * page;
+    if (last <= first) return;
+    // Advice only: a failure leaves the pages resident, which costs memory but not correctness.
+    madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
+}  // namespace edgert
+
+namespace edgert {
+
 MappedFile MappedFile::open(const std::string& path) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {

@@ -23,6 +23,11 @@ public:
 
     const uint8_t* data() const { return data_; }
     uint64_t size() const { return size_; }
+    // Tells the kernel these bytes will not be read soon, so their pages leave this process's
+    // resident set (they are re-read from the file if touched again). Used for weights whose
+    // re-laid-out copy serves all matmuls, so RSS does not hold both. Only whole pages inside the
+    // range are dropped; a no-op for owned buffers, where it would destroy the data.
+    void drop_pages(const void* begin, uint64_t n) const;
 
 private:
     void release();

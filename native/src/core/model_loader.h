@@ -10,7 +10,10 @@
 namespace edgert {
 
 // Throws StatusError with the status docs/format.md and edgert.h prescribe.
-std::unique_ptr<Model> load_model(MappedFile bytes, bool verify_checksums);
-std::unique_ptr<Model> load_model_file(const std::string& path, bool verify_checksums);
+// exact_matmul: quantized weights take f32 activations (see edgert_model_params).
+std::unique_ptr<Model> load_model(MappedFile bytes, bool verify_checksums,
+                                  bool exact_matmul = false);
+std::unique_ptr<Model> load_model_file(const std::string& path, bool verify_checksums,
+                                       bool exact_matmul = false);
 
 }  // namespace edgert

@@ -26,6 +26,9 @@ struct Weight {
     const void* data = nullptr;
     int64_t rows = 0;
     int64_t cols = 0;
+    // Quantized types only: take f32 activations and dequantize each weight row in the kernel
+    // instead of rounding activations to int8. Slower; the reference precision.
+    bool exact = false;
     // Kernel-layer private: re-laid-out copy for the ISA named by packed_isa, or null.
     std::shared_ptr<const void> packed;
     std::string packed_isa;

@@ -41,6 +41,11 @@ std::vector<BlockQ8Act>& q8act_scratch() {
     return buf;
 }
 
+std::vector<float>& exact_row_scratch() {
+    thread_local std::vector<float> buf;
+    return buf;
+}
+
 }  // namespace
 
 void matmul(const Weight& w, const float* X, int64_t n_tok, float* Y, ThreadPool* pool) {
@@ -73,6 +78,22 @@ void matmul(const Weight& w, const float* X, int64_t n_tok, float* Y, ThreadPool
             int64_t r0, r1, t0, t1;
             tile_bounds(task, r0, r1, t0, t1);
             gemm(view, X, r0, r1, t0, t1, Y, w.rows);
+        });
+        return;
+    }
+
+    if (w.exact) {
+        // Dequantize a tile of weight rows once into floats, then run the float GEMM on it for
+        // every token: the cost of dequantizing is shared across the prompt.
+        run_tasks(pool, n_row_tiles, [&](int64_t rt, int) {
+            const int64_t r0 = rt * row_tile, r1 = std::min(w.rows, r0 + row_tile);
+            std::vector<float>& rows = exact_row_scratch();
+            rows.resize(static_cast<size_t>((r1 - r0) * w.cols));
+            for (int64_t r = r0; r < r1; ++r) {
+                row_to_float(w.type, w.data, r, w.cols, rows.data() + (r - r0) * w.cols);
+            }
+            const WeightView tile{DType::F32, rows.data(), nullptr, r1 - r0, w.cols};
+            k.gemm_f32(tile, X, 0, r1 - r0, 0, n_tok, Y + r0, w.rows);
         });
         return;
     }

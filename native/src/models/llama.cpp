@@ -53,7 +53,7 @@ void llama_forward(Context& ctx, const int32_t* tokens, int n_tok, int pos0, flo
             rope_inplace(a.k.data() + t * kv_dim, Dh, hp.num_kv_heads, pos0 + t, m.inv_freq.data());
         }
         ctx.kv_.store(l, pos0, n_tok, a.k.data(), a.v.data());
-        gqa_attention(a.q.data(), n_tok, pos0, ctx.kv_, l, shape, a.att.data(), ctx.attn_scratch_, pool);
+        gqa_attention(a.q.data(), n_tok, pos0, ctx.kv_, l, shape, a.att.data(), pool);
         matmul(L.wo, a.att.data(), n_tok, a.proj.data(), pool);
         add_inplace(a.x.data(), a.proj.data(), n_tok * H);
 

@@ -53,7 +53,7 @@ std::string shape_string(std::initializer_list<int64_t> dims) {
 
 class Binder {
 public:
-    explicit Binder(const EdgtFile& file) : file_(file) {}
+    Binder(const EdgtFile& file, bool exact) : file_(file), exact_(exact) {}
 
     // Returns the tensor, or null if it is absent and not required.
     const TensorInfo* get(LlamaTensor id, int layer, bool required,
@@ -90,7 +90,12 @@ public:
         w.data = t->data;
         w.rows = rows;
         w.cols = cols;
-        if (prepare) prepare_weight(w);
+        w.exact = exact_;
+        // The exact path dequantizes the canonical rows; a re-laid-out copy would be dead weight.
+        if (prepare && !exact_) prepare_weight(w);
+        // Matmuls now read only the packed copy; the canonical bytes are read again only for
+        // embedding rows (row_to_float), which fault back in one page at a time.
+        if (w.packed) file_.drop_pages(*t);
         return w;
     }
 
@@ -107,17 +112,18 @@ public:
 
 private:
     const EdgtFile& file_;
+    bool exact_;
     std::unordered_set<std::string> used_;
 };
 
 }  // namespace
 
-void llama_bind_weights(Model& model) {
+void llama_bind_weights(Model& model, bool exact_matmul) {
     const Hparams& hp = model.meta.hparams;
     const int64_t H = hp.hidden_size, F = hp.intermediate_size, V = hp.vocab_size;
     const int64_t Dh = hp.head_dim;
     const int64_t q_dim = int64_t(hp.num_heads) * Dh, kv_dim = int64_t(hp.num_kv_heads) * Dh;
-    Binder b(*model.file);
+    Binder b(*model.file, exact_matmul);
 
     // Only a tied embedding is ever multiplied; an untied one is read row by row, so a packed
     // copy would just double its memory.

@@ -7,6 +7,7 @@ namespace edgert {
 
 // Expects model.file and model.meta set. Throws StatusError(EDGERT_ERR_FORMAT) naming the tensor
 // for a missing, unexpected, mistyped or misshapen tensor.
-void llama_bind_weights(Model& model);
+// exact_matmul marks every matrix Weight::exact (f32 activations, no re-layout).
+void llama_bind_weights(Model& model, bool exact_matmul = false);
 
 }  // namespace edgert
