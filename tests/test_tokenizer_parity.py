@@ -12,7 +12,6 @@ follow the model (and llama.cpp) instead:
 """
 from __future__ import annotations
 
-import difflib
 import re
 
 import pytest
@@ -118,10 +117,11 @@ def test_smollm2_wikitext(smol):
     mine, stock, ref = smol
     text = wiki_chunks()[-1]
     assert mine.encode(text).ids == ref.encode(text)
-    a, b = mine.encode(text).ids, stock.encode(text)
-    diffs = [op for op in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes() if op[0] != "equal"]
-    assert len(diffs) < 50  # a handful of spans in 300k tokens; a vocabulary error would give thousands
-    assert mine.decode(a) == mine.decode(b)
-    for _, i0, i1, j0, j1 in diffs:
-        around = mine.decode(a[max(i0 - 2, 0):i1 + 2])
-        assert re.search(r"\s[\d½]", around), around
+    # line by line (difflib over 300k tokens would be quadratic)
+    lines = [ln for ln in text.split("\n") if ln.strip()]
+    a = [e.ids for e in mine.encode_batch(lines)]
+    b = stock(lines)["input_ids"]
+    differing = [ln for ln, x, y in zip(lines, a, b) if x != y]
+    assert len(differing) < 0.05 * len(lines)  # a vocabulary error would break most lines
+    for ln in differing:
+        assert re.search(r"\s[\d½]", ln), ln

@@ -6,6 +6,12 @@ foreach(t test_kernels_ref test_kernels_isa)
   add_test(NAME ${t} COMMAND ${t})
 endforeach()
 
+# EDGERT_ISA must pick the table at start-up (the reference test checks current_isa() first).
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
+  add_test(NAME test_kernels_env_isa COMMAND test_kernels_ref)
+  set_tests_properties(test_kernels_env_isa PROPERTIES ENVIRONMENT "EDGERT_ISA=avx2")
+endif()
+
 # Benchmark (not a test): GFLOP/s and GB/s per ISA on SmolLM2 / TinyLlama shapes.
 add_executable(bench_matmul ${CMAKE_CURRENT_LIST_DIR}/../tools/bench_matmul.cpp)
 target_link_libraries(bench_matmul PRIVATE edgert_kernels)

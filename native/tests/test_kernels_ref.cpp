@@ -4,7 +4,9 @@
 // (1, 2, 3 threads bit-identical).
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <random>
 #include <vector>
 
@@ -248,7 +250,16 @@ void test_thread_pool() {
 
 }  // namespace
 
+// Start-up choice: EDGERT_ISA when runnable, else the best table (available_isas() is best first).
+void test_startup_isa() {
+    const char* env = std::getenv("EDGERT_ISA");
+    const std::string want = (env != nullptr && kernel_table_for(env) != nullptr) ? env : available_isas().front();
+    if (want != current_isa()) fail("start-up ISA is %s, expected %s", current_isa(), want.c_str());
+    std::printf("start-up ISA: %s\n", current_isa());
+}
+
 int main() {
+    test_startup_isa();  // first: later tests call set_isa
     test_fp16();
     test_bf16();
     test_quantize();

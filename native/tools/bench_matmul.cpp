@@ -1,7 +1,7 @@
 // bench_matmul.cpp — GFLOP/s and GB/s of the quantized matmul per ISA on real model shapes, plus
 // the machine's read bandwidth (the decode roofline) and a TinyLlama-1.1B matmul-only estimate.
 //
-//   bench_matmul [--threads N] [--isa NAME]... [--quick]
+//   bench_matmul [--threads N] [--isa NAME]... [--quick] [--no-model | --model-only]
 //
 // GEMV (decode, n_tok = 1) rotates over enough copies of each weight to exceed the L3 cache, so
 // GB/s is DRAM streaming as in real decode. GEMM is prefill with 512 tokens. The TinyLlama
@@ -51,7 +51,7 @@ double read_bandwidth_gbs(ThreadPool& pool) {
     std::vector<uint64_t> buf(n, 1);
     std::vector<uint64_t> sink(64 * 16, 0);
     double best = 0;
-    for (int rep = 0; rep < 5; ++rep) {
+    for (int rep = 0; rep < 10; ++rep) {
         const int64_t chunks = 256;
         const auto t0 = Clock::now();
         pool.parallel_for(chunks, [&](int64_t c, int tid) {
@@ -120,6 +120,7 @@ void bench_tinyllama(ThreadPool& pool, double bw_gbs) {
     bufs.emplace_back();
     fill_weights(DType::Q4_0, bufs.back(), 32000, 2048, 999);
     size_t i = 0;
+    const auto tp = Clock::now();
     for (int l = 0; l < 22; ++l)
         for (const M& m : layer) {
             Weight w; w.type = DType::Q4_0; w.data = bufs[i++].data(); w.rows = m.rows; w.cols = m.cols;
@@ -131,7 +132,12 @@ void bench_tinyllama(ThreadPool& pool, double bw_gbs) {
         prepare_weight(w);
         ws.push_back(w);
     }
+    const double pack_s = seconds_since(tp);
+    size_t packed = 0;
     for (auto& b : bufs) total += b.size();
+    for (const Weight& w : ws) packed += w.packed ? dtype_row_bytes(w.type, w.cols) * ((w.rows + 15) / 16 * 16) : 0;
+    std::printf("%-11s TinyLlama-1.1B prepare_weight: %.2f s, %.0f MB re-laid-out copy (file %.0f MB)\n",
+                current_isa(), pack_s, packed / 1e6, total / 1e6);
     std::vector<float> x(512 * 5632, 0.1f), y(512 * 32000);
     auto step = [&](int64_t n_tok) {
         for (const Weight& w : ws) matmul(w, x.data(), n_tok, y.data(), &pool);
@@ -159,7 +165,7 @@ void bench_tinyllama(ThreadPool& pool, double bw_gbs) {
 
 int main(int argc, char** argv) {
     int threads = 2;
-    bool quick = false, tiny = true;
+    bool quick = false, tiny = true, shapes_too = true;
     std::vector<std::string> isas;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -167,7 +173,8 @@ int main(int argc, char** argv) {
         else if (a == "--isa" && i + 1 < argc) isas.push_back(argv[++i]);
         else if (a == "--quick") quick = true;
         else if (a == "--no-model") tiny = false;
-        else { std::fprintf(stderr, "usage: %s [--threads N] [--isa NAME]... [--quick] [--no-model]\n", argv[0]); return 2; }
+        else if (a == "--model-only") shapes_too = false;
+        else { std::fprintf(stderr, "usage: %s [--threads N] [--isa NAME]... [--quick] [--no-model | --model-only]\n", argv[0]); return 2; }
     }
     if (isas.empty())
         for (const std::string& s : available_isas())
@@ -179,8 +186,9 @@ int main(int argc, char** argv) {
                             {"tiny", 2048, 2048}, {"tiny", 5632, 2048}, {"tiny", 2048, 5632}};
     for (const std::string& isa : isas) {
         if (!set_isa(isa)) { std::fprintf(stderr, "ISA %s not available\n", isa.c_str()); return 1; }
-        for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0})
-            for (const Shape& s : shapes) bench_shape(s, t, pool, quick);
+        if (shapes_too)
+            for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0})
+                for (const Shape& s : shapes) bench_shape(s, t, pool, quick);
         if (tiny) bench_tinyllama(pool, bw);
     }
     return 0;

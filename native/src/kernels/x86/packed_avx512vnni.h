@@ -34,34 +34,37 @@ inline size_t packed_weight_bytes(DType t, int64_t rows, int64_t cols) {
     return static_cast<size_t>(groups * (cols / kQK)) * packed_block_bytes(t);
 }
 
-// Plain byte shuffling, run once at load.
+// Byte shuffling, run once at load: 4-byte quads are moved whole (the file's blocks are only
+// 2-byte aligned, hence memcpy).
 inline void pack_rows16(DType t, const void* src, int64_t rows, int64_t cols, void* dst) {
     const int64_t nb = cols / kQK;
     const int64_t groups = (rows + kPackRows - 1) / kPackRows;
     const size_t row_bytes = dtype_row_bytes(t, cols), bb = dtype_block_bytes(t);
     const size_t pb = packed_block_bytes(t);
+    const int n_quads = t == DType::Q8_0 ? 8 : 4;
+    const int head = t == DType::Q4_1 ? 64 : 32;
     const uint8_t* in = static_cast<const uint8_t*>(src);
     uint8_t* out = static_cast<uint8_t*>(dst);
+    __builtin_memset(out, 0, packed_weight_bytes(t, rows, cols));
     for (int64_t g = 0; g < groups; ++g) {
-        for (int64_t b = 0; b < nb; ++b) {
-            uint8_t* o = out + (g * nb + b) * pb;
-            for (int i = 0; i < kPackRows; ++i) {
-                const int64_t r = g * kPackRows + i;
-                const uint8_t* blk = r < rows ? in + r * row_bytes + b * bb : nullptr;
-                if (t == DType::Q8_0) {
-                    for (int k = 0; k < 2; ++k) o[2 * i + k] = blk ? blk[k] : 0;
-                    for (int c = 0; c < 8; ++c)
-                        for (int e = 0; e < 4; ++e)
-                            o[32 + c * 64 + 4 * i + e] = blk ? static_cast<uint8_t>(blk[2 + 4 * c + e] ^ 0x80) : 0x80;
-                } else {
-                    const int qs_at = t == DType::Q4_0 ? 2 : 4;
-                    const int head = t == DType::Q4_0 ? 32 : 64;
-                    for (int k = 0; k < 2; ++k) o[2 * i + k] = blk ? blk[k] : 0;
-                    if (t == DType::Q4_1)
-                        for (int k = 0; k < 2; ++k) o[32 + 2 * i + k] = blk ? blk[2 + k] : 0;
-                    for (int c = 0; c < 4; ++c)
-                        for (int e = 0; e < 4; ++e)
-                            o[head + c * 64 + 4 * i + e] = blk ? blk[qs_at + 4 * c + e] : 0;
+        for (int i = 0; i < kPackRows; ++i) {
+            const int64_t r = g * kPackRows + i;
+            for (int64_t b = 0; b < nb; ++b) {
+                uint8_t* o = out + (g * nb + b) * pb;
+                if (r >= rows) {  // padding row: zero scale; q8_0's zero is 0x80 after the bias
+                    if (t == DType::Q8_0)
+                        for (int c = 0; c < n_quads; ++c) __builtin_memset(o + head + c * 64 + 4 * i, 0x80, 4);
+                    continue;
+                }
+                const uint8_t* blk = in + r * row_bytes + b * bb;
+                __builtin_memcpy(o + 2 * i, blk, 2);
+                if (t == DType::Q4_1) __builtin_memcpy(o + 32 + 2 * i, blk + 2, 2);
+                const uint8_t* qs = blk + (t == DType::Q4_1 ? 4 : 2);
+                for (int c = 0; c < n_quads; ++c) {
+                    uint32_t q;
+                    __builtin_memcpy(&q, qs + 4 * c, 4);
+                    if (t == DType::Q8_0) q ^= 0x80808080u;
+                    __builtin_memcpy(o + head + c * 64 + 4 * i, &q, 4);
                 }
             }
         }
