@@ -55,8 +55,9 @@ def _common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
 
 class LLM:
     def __init__(self, path: str | os.PathLike[str], *, n_ctx: int = 0, n_threads: int = 0,
-                 n_threads_batch: int = 0, kv_type: str = "f16", verify: bool = False) -> None:
-        self._model = Model(path, verify=verify)
+                 n_threads_batch: int = 0, kv_type: str = "f16", verify: bool = False,
+                 exact: bool = False) -> None:
+        self._model = Model(path, verify=verify, exact=exact)
         try:
             self.tokenizer = Tokenizer.from_metadata(self._model.metadata)
             self._ctx: Context = self._model.new_context(ContextParams(
@@ -140,6 +141,15 @@ class LLM:
         self._generation += 1
         self._ctx.reset()
         self._cached = []
+
+    def save_state(self, path: str | os.PathLike[str]) -> None:
+        """Save the conversation's KV cache; load_state() resumes it, here or in another process."""
+        self._ctx.save(path)
+
+    def load_state(self, path: str | os.PathLike[str]) -> None:
+        self._generation += 1
+        self._ctx.load(path)
+        self._cached = self._ctx.tokens
 
     def _reuse_prefix(self, ids: list[int]) -> int:
         """Trim the cache to its longest common prefix with ids, keeping at least the last prompt

@@ -100,9 +100,13 @@ class SamplerParams:
 class Model:
     """Weights mapped read-only from an .edgt file; share one Model between many Contexts."""
 
-    def __init__(self, path: str | os.PathLike[str], *, verify: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, verify: bool = False,
+                 exact: bool = False) -> None:
         params = _edgert.ModelParams()
         params.verify_checksums = 1 if verify else 0
+        # exact: quantized weights take f32 activations (no int8 rounding); slower, and the
+        # precision that matches PyTorch on the same weights.
+        params.exact_matmul = 1 if exact else 0
         self.path = os.fspath(path)
         self._handle: Any = _edgert.model_load(self.path, params)
         self.info = ModelInfo(**_edgert.model_get_info(self._handle))
@@ -164,6 +168,19 @@ class Context:
 
     def reset(self) -> None:
         self.trim(0)
+
+    @property
+    def tokens(self) -> list[int]:
+        """The ids whose keys/values the cache holds, in position order."""
+        return _edgert.context_tokens(self.handle)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the KV cache and its token ids to path (edgert_context_save)."""
+        _edgert.context_save(self.handle, os.fspath(path))
+
+    def load(self, path: str | os.PathLike[str]) -> None:
+        """Replace this context's state with one saved by save() from the same model."""
+        _edgert.context_load(self.handle, os.fspath(path))
 
     def eval(self, tokens: TokenIds, *, logits: bool = True,
              all_logits: bool = False) -> Optional[np.ndarray]:

@@ -221,3 +221,24 @@ def test_close_frees_and_later_use_is_an_error(stories_edgt: Path) -> None:
         assert model.generate(PROMPT, max_tokens=2)
     with pytest.raises(edgert.InvalidArgumentError, match="closed"):
         model.generate(PROMPT, max_tokens=2)
+
+
+def test_saved_state_resumes_the_conversation(stories_edgt: Path, tmp_path: Path) -> None:
+    state = tmp_path / "conversation.state"
+    with LLM(stories_edgt) as a:
+        first = a.generate(PROMPT, max_tokens=10)
+        held = a.context.tokens
+        assert len(held) == a.n_cached > len(a.tokenize(PROMPT))
+        a.save_state(state)
+        expected = a.generate(PROMPT + first, max_tokens=12)
+    with LLM(stories_edgt) as b:
+        b.load_state(state)
+        assert b.context.tokens == held
+        assert b.generate(PROMPT + first, max_tokens=12) == expected
+        held = b.context.tokens
+        with pytest.raises(FileNotFoundError):
+            b.load_state(tmp_path / "absent.state")
+        (tmp_path / "junk.state").write_bytes(b"junk" * 64)
+        with pytest.raises(edgert.ModelFormatError):
+            b.load_state(tmp_path / "junk.state")
+        assert b.context.tokens == held  # a failed load leaves the context as it was

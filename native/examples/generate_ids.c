@@ -18,9 +18,8 @@ static int32_t print_token(int32_t token, void *user_data) {
     return 0;
 }
 
-static int fail_with(const char *what, edgert_status st) {
+static void report(const char *what, edgert_status st) {
     fprintf(stderr, "%s failed: %s: %s\n", what, edgert_status_string(st), edgert_last_error());
-    return 1;
 }
 
 int main(int argc, char **argv) {
@@ -34,34 +33,52 @@ int main(int argc, char **argv) {
     if (!prompt) return 1;
     for (int32_t i = 0; i < n_prompt; ++i) prompt[i] = (int32_t)strtol(argv[3 + i], NULL, 10);
 
+    /* One exit path: every handle starts NULL and the *_free functions accept NULL, so an error
+     * at any step releases exactly what was made before it (an embedding app must do the same). */
+    int rc = 1;
+    edgert_model *model = NULL;
+    edgert_context *ctx = NULL;
+    edgert_sampler *smp = NULL;
+
     edgert_model_params mp = edgert_model_default_params();
     mp.verify_checksums = 1;
-    edgert_model *model = NULL;
     edgert_status st = edgert_model_load(argv[1], &mp, &model);
-    if (st != EDGERT_OK) return fail_with("edgert_model_load", st);
+    if (st != EDGERT_OK) {
+        report("edgert_model_load", st);
+        goto cleanup;
+    }
 
     edgert_context_params cp = edgert_context_default_params();
     cp.n_threads = 1;
-    edgert_context *ctx = NULL;
     st = edgert_context_new(model, &cp, &ctx);
-    if (st != EDGERT_OK) return fail_with("edgert_context_new", st);
+    if (st != EDGERT_OK) {
+        report("edgert_context_new", st);
+        goto cleanup;
+    }
 
     edgert_sampler_params sp = edgert_sampler_default_params(); /* temperature 0: greedy */
-    edgert_sampler *smp = NULL;
     st = edgert_sampler_new(&sp, &smp);
-    if (st != EDGERT_OK) return fail_with("edgert_sampler_new", st);
+    if (st != EDGERT_OK) {
+        report("edgert_sampler_new", st);
+        goto cleanup;
+    }
 
     int32_t n_out = 0;
     st = edgert_generate(ctx, smp, prompt, n_prompt, n_new, NULL, 0, print_token, NULL, &n_out);
     printf("\n");
     fflush(stdout); /* keep the ids ahead of the summary when both go to one pipe */
-    if (st != EDGERT_OK) return fail_with("edgert_generate", st);
+    if (st != EDGERT_OK) {
+        report("edgert_generate", st);
+        goto cleanup;
+    }
     fprintf(stderr, "generated %d tokens, %d in the cache\n", (int)n_out,
             (int)edgert_context_n_past(ctx));
+    rc = 0;
 
+cleanup:
     edgert_sampler_free(smp);
     edgert_context_free(ctx);
     edgert_model_free(model);
     free(prompt);
-    return 0;
+    return rc;
 }

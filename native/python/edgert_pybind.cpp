@@ -234,6 +234,47 @@ void eval(Context& ctx, const py::handle& tokens, const py::object& logits, bool
     if (st != EDGERT_OK) raise_error(st, msg.empty() ? std::string(edgert_status_string(st)) : msg);
 }
 
+void context_save(Context& ctx, const std::string& path) {
+    edgert_context* c = ctx.get();
+    edgert_status st;
+    std::string msg;
+    {
+        py::gil_scoped_release nogil;  // writes the whole KV cache
+        std::lock_guard<std::mutex> lock(ctx.mu);
+        st = edgert_context_save(c, path.c_str());
+        if (st != EDGERT_OK) msg = edgert_last_error();
+    }
+    if (st != EDGERT_OK) raise_error(st, msg.empty() ? std::string(edgert_status_string(st)) : msg);
+}
+
+void context_load(Context& ctx, const std::string& path) {
+    edgert_context* c = ctx.get();
+    edgert_status st;
+    std::string msg;
+    {
+        py::gil_scoped_release nogil;
+        std::lock_guard<std::mutex> lock(ctx.mu);
+        st = edgert_context_load(c, path.c_str());
+        if (st != EDGERT_OK) msg = edgert_last_error();
+    }
+    if (st == EDGERT_ERR_IO && !path_exists(path)) {
+        py::object exc = py::module_::import("builtins").attr("FileNotFoundError")(
+            ENOENT, std::string("no saved state at this path"), path);
+        PyErr_SetObject(PyExc_FileNotFoundError, exc.ptr());
+        throw py::error_already_set();
+    }
+    if (st != EDGERT_OK) raise_error(st, msg.empty() ? std::string(edgert_status_string(st)) : msg);
+}
+
+std::vector<int32_t> context_tokens(Context& ctx) {
+    edgert_context* c = ctx.get();
+    std::lock_guard<std::mutex> lock(ctx.mu);
+    std::vector<int32_t> out(static_cast<size_t>(edgert_context_tokens(c, nullptr, 0)));
+    const int32_t n = edgert_context_tokens(c, out.data(), static_cast<int32_t>(out.size()));
+    out.resize(static_cast<size_t>(n) < out.size() ? static_cast<size_t>(n) : out.size());
+    return out;
+}
+
 std::shared_ptr<Sampler> sampler_new(const edgert_sampler_params* params) {
     edgert_sampler_params p = params ? *params : edgert_sampler_default_params();
     edgert_sampler* s = nullptr;
@@ -342,7 +383,8 @@ PYBIND11_MODULE(_edgert, m) {
 
     py::class_<edgert_model_params>(m, "ModelParams")
         .def(py::init([] { return edgert_model_default_params(); }))
-        .def_readwrite("verify_checksums", &edgert_model_params::verify_checksums);
+        .def_readwrite("verify_checksums", &edgert_model_params::verify_checksums)
+        .def_readwrite("exact_matmul", &edgert_model_params::exact_matmul);
     py::class_<edgert_context_params>(m, "ContextParams")
         .def(py::init([] { return edgert_context_default_params(); }))
         .def_readwrite("n_ctx", &edgert_context_params::n_ctx)
@@ -393,6 +435,11 @@ PYBIND11_MODULE(_edgert, m) {
           py::arg("all_logits") = false,
           "Evaluate tokens at n_past. logits: None, or a float32 array to fill (vocab_size floats, "
           "or n_tokens * vocab_size with all_logits).");
+
+    m.def("context_save", &context_save, py::arg("ctx"), py::arg("path"));
+    m.def("context_load", &context_load, py::arg("ctx"), py::arg("path"));
+    m.def("context_tokens", &context_tokens, py::arg("ctx"),
+          "The token ids whose K/V the cache holds, in position order.");
 
     m.def("sampler_new", &sampler_new, py::arg("params") = nullptr);
     m.def("sampler_free", &sampler_free, py::arg("sampler"));
