@@ -197,7 +197,10 @@ class EdgertEngine:
                               n_threads_batch=n_threads_batch or n_threads, kv_type=kv_type)
         self.ctx = self.llm.context
         self.vocab_size = self.llm.info.vocab_size
+        lib = os.stat(_edgert.__file__)
         self.info = {
+            # which build ran: a rebuild between runs changes it (run_bench.py warns)
+            "native_lib": f"{_edgert.__file__}:{lib.st_size}:{int(lib.st_mtime)}",
             "isa": _edgert.isa() if hasattr(_edgert, "isa") else None,
             "kv_type": kv_type,
             "n_ctx": self.ctx.n_ctx,

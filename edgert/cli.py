@@ -1,7 +1,8 @@
-"""The `edgert` command: convert, run, chat, info, bench.
+"""The `edgert` command: convert, run, chat, info, bench, perplexity.
 
 Errors print one line to stderr and exit 1 (130 on Ctrl-C); EDGERT_DEBUG=1 shows the traceback.
-`convert` and `bench` belong to edgert.converters.cli and edgert.bench; this file only wires them in.
+`convert`, `bench` and `perplexity` belong to edgert.converters.cli, edgert.bench and
+edgert.perplexity; this file only wires them in.
 """
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-t", "--threads", type=int, default=0, help="threads (0: physical cores)")
     p.add_argument("-c", "--ctx", type=int, default=0,
                    help="context window in tokens (0: min(model's, 4096))")
-    p.add_argument("--kv-type", default="f16", choices=["f32", "f16", "q8", "q4"])
+    p.add_argument("--kv-type", default="auto", choices=["auto", "f32", "f16", "q8", "q4"],
+                   help="KV-cache type; auto = int8 where the head size allows, else f16")
 
 
 def _add_sampling_options(p: argparse.ArgumentParser, default_n: int) -> None:
@@ -218,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_info)
 
     _add_delegate(sub, "bench", "edgert.bench", "measure speed and memory")
+    _add_delegate(sub, "perplexity", "edgert.perplexity",
+                  "perplexity and KL divergence vs reference logits (KV-cache quality)")
     return parser
 
 

@@ -55,7 +55,7 @@ def _common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
 
 class LLM:
     def __init__(self, path: str | os.PathLike[str], *, n_ctx: int = 0, n_threads: int = 0,
-                 n_threads_batch: int = 0, kv_type: str = "f16", verify: bool = False,
+                 n_threads_batch: int = 0, kv_type: str = "auto", verify: bool = False,
                  exact: bool = False) -> None:
         self._model = Model(path, verify=verify, exact=exact)
         try:

@@ -17,6 +17,7 @@ from . import _edgert
 from .errors import InvalidArgumentError, UnsupportedModelError
 
 KV_TYPES: dict[str, int] = {
+    "auto": _edgert.KV_AUTO,  # int8 where the head size allows it (measured best), else f16
     "f32": _edgert.KV_F32,
     "f16": _edgert.KV_F16,
     "q8": _edgert.KV_Q8,
@@ -58,20 +59,25 @@ class ContextParams:
     n_threads: int = 0
     n_threads_batch: int = 0
     n_batch: int = 0
-    kv_type: str = "f16"
+    kv_type: str = "auto"
     memory_budget: int = 0
+    kv_type_k: Optional[str] = None  # override kv_type for K or V alone (K is the more sensitive)
+    kv_type_v: Optional[str] = None
 
     def to_native(self) -> Any:
-        if self.kv_type not in KV_TYPES:
-            raise UnsupportedModelError(
-                f"unknown KV-cache type {self.kv_type!r}; use one of {', '.join(KV_TYPES)}")
+        k = self.kv_type_k or self.kv_type
+        v = self.kv_type_v or self.kv_type
+        for kind in (k, v):
+            if kind not in KV_TYPES:
+                raise UnsupportedModelError(
+                    f"unknown KV-cache type {kind!r}; use one of {', '.join(KV_TYPES)}")
         for field in ("n_ctx", "n_threads", "n_threads_batch", "n_batch", "memory_budget"):
             if getattr(self, field) < 0:
                 raise InvalidArgumentError(f"{field} must be >= 0 (0 picks the default)")
         p = _edgert.ContextParams()
         p.n_ctx, p.n_threads = self.n_ctx, self.n_threads
         p.n_threads_batch, p.n_batch = self.n_threads_batch, self.n_batch
-        p.kv_type_k = p.kv_type_v = KV_TYPES[self.kv_type]
+        p.kv_type_k, p.kv_type_v = KV_TYPES[k], KV_TYPES[v]
         p.memory_budget = self.memory_budget
         return p
 

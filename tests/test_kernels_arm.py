@@ -1,5 +1,5 @@
 """The arm64 side of the kernel layer: cross-build the kernel tests with aarch64-linux-gnu-g++ and
-run them under qemu-aarch64 (-cpu max, so both the baseline NEON and the SDOT tables run).
+run them under qemu-aarch64 (-cpu max, so the baseline NEON, the SDOT and the SMMLA tables run).
 
 Missing tools fail the test instead of skipping it: CI installs them (Debian packages
 g++-aarch64-linux-gnu and qemu-user), and a silently skipped ARM check would hide a broken NEON
@@ -74,7 +74,8 @@ def test_scalar_reference_on_arm(arm_build: Path) -> None:
 
 def test_neon_kernels_match_scalar_on_arm(arm_build: Path) -> None:
     out = _qemu(arm_build / "test_kernels_isa")
-    # qemu -cpu max advertises ASIMDDP, so both NEON tables must have been compared.
+    # qemu -cpu max advertises ASIMDDP and I8MM, so all three NEON tables must have been compared.
+    assert "testing neoni8mm against scalar" in out, out
     assert "testing neondot against scalar" in out, out
     assert "testing neon against scalar" in out, out
     assert "all checks passed" in out

@@ -156,8 +156,8 @@ typedef struct edgert_context_params {
     int32_t n_threads;        /* threads for decode (one token); 0 = physical cores */
     int32_t n_threads_batch;  /* threads for prefill (many tokens); 0 = n_threads */
     int32_t n_batch;          /* tokens per forward chunk in prefill; 0 = 512 */
-    int32_t kv_type_k;        /* edgert_kv_type; default EDGERT_KV_F16 */
-    int32_t kv_type_v;        /* edgert_kv_type; default EDGERT_KV_F16 */
+    int32_t kv_type_k;        /* edgert_kv_type; default EDGERT_KV_AUTO */
+    int32_t kv_type_v;        /* edgert_kv_type; default EDGERT_KV_AUTO */
     uint64_t memory_budget;   /* bytes the context may allocate; 0 = no limit. A context whose
                                  KV cache and scratch do not fit fails with
                                  EDGERT_ERR_OUT_OF_MEMORY instead of swapping */
@@ -229,6 +229,38 @@ EDGERT_API edgert_status edgert_generate(edgert_context *ctx, edgert_sampler *sa
                                          const int32_t *stop_tokens, int32_t n_stop_tokens,
                                          edgert_token_callback callback, void *user_data,
                                          int32_t *n_generated);
+
+/* ---------------------------------------------------------------------------------------------
+ * Context state: the KV cache as a file, and the token ids it holds. */
+
+/* Writes the context's state to path: a magic and version, the model's identity (a CRC-32 over
+ * its metadata and tensor table), the KV types, n_past, the token ids and the K/V rows of
+ * positions [0, n_past) exactly as the cache holds them. The file is written beside path and
+ * renamed, so an interrupted save never leaves a partial file under that name. EDGERT_ERR_IO if
+ * it cannot be written. */
+EDGERT_API edgert_status edgert_context_save(const edgert_context *ctx, const char *path);
+
+/* Replaces the context's state with the one saved in path; continuing from it gives exactly the
+ * tokens the saved context would have produced. The whole file is checked before the context
+ * changes; on failure the context is left as it was:
+ *   EDGERT_ERR_IO                the file cannot be opened or read
+ *   EDGERT_ERR_FORMAT            not a state file, truncated, trailing bytes, checksum mismatch
+ *   EDGERT_ERR_VERSION           a newer state format than this runtime reads
+ *   EDGERT_ERR_INVALID_ARGUMENT  saved from another model, or with other KV types than ctx's
+ *   EDGERT_ERR_CONTEXT_OVERFLOW  it holds more tokens than ctx's n_ctx */
+EDGERT_API edgert_status edgert_context_load(edgert_context *ctx, const char *path);
+
+/* The token ids whose K/V the cache holds, in position order: copies min(n_past, capacity) ids
+ * into out (which may be NULL when capacity is 0) and returns n_past. 0 for a NULL ctx. */
+EDGERT_API int32_t edgert_context_tokens(const edgert_context *ctx, int32_t *out, int32_t capacity);
+
+/* kv_type_k / kv_type_v value that picks the measured default, and what
+ * edgert_context_default_params() now returns for both (replacing the EDGERT_KV_F16 stated in
+ * edgert_context_params): EDGERT_KV_Q8 when the model's head_dim allows quantized rows (a power
+ * of two in [32, 256]), else EDGERT_KV_F16. Q8 rows are 0.52-0.53x the bytes of F16 and measured
+ * on SmolLM2-135M over wikitext-2 (context 512, 16,575 tokens scored): PPL +0.05%, mean KLD
+ * 0.0038 against the F16 cache, 95.9% top-1 agreement. */
+#define EDGERT_KV_AUTO (-1)
 
 #ifdef __cplusplus
 }

@@ -369,6 +369,7 @@ PYBIND11_MODULE(_edgert, m) {
     m.doc() = "Thin binding of the edgert C API (edgert.h). Use edgert.LLM or edgert.model instead.";
     m.attr("ABI_VERSION") = EDGERT_ABI_VERSION;
     m.attr("KV_F32") = static_cast<int>(EDGERT_KV_F32);
+    m.attr("KV_AUTO") = static_cast<int>(EDGERT_KV_AUTO);
     m.attr("KV_F16") = static_cast<int>(EDGERT_KV_F16);
     m.attr("KV_Q8") = static_cast<int>(EDGERT_KV_Q8);
     m.attr("KV_Q4") = static_cast<int>(EDGERT_KV_Q4);

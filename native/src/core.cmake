@@ -18,10 +18,12 @@ add_library(edgert_core_objects OBJECT
   ${EDGERT_SRC_DIR}/runtime/attention.cpp
   ${EDGERT_SRC_DIR}/runtime/activations.cpp
   ${EDGERT_SRC_DIR}/runtime/context.cpp
+  ${EDGERT_SRC_DIR}/runtime/context_state.cpp
   ${EDGERT_SRC_DIR}/runtime/sampler.cpp
   ${EDGERT_SRC_DIR}/api/status_api.cpp
   ${EDGERT_SRC_DIR}/api/model_api.cpp
   ${EDGERT_SRC_DIR}/api/context_api.cpp
+  ${EDGERT_SRC_DIR}/api/state_api.cpp
   ${EDGERT_SRC_DIR}/api/sampler_api.cpp
   ${EDGERT_SRC_DIR}/api/generate_api.cpp
 )

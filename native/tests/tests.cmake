@@ -1,5 +1,7 @@
 # tests.cmake — native tests (ctest). Each is an executable that exits nonzero on failure.
 include(${CMAKE_CURRENT_LIST_DIR}/kernel_tests.cmake)
+include(${CMAKE_CURRENT_LIST_DIR}/kv_attention_tests.cmake)
+include(${CMAKE_CURRENT_LIST_DIR}/kv_cache_tests.cmake)
 
 add_library(edgert_test_support STATIC
   ${CMAKE_CURRENT_LIST_DIR}/edgt_writer.cpp

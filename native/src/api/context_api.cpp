@@ -10,8 +10,8 @@ EDGERT_API edgert_context_params edgert_context_default_params(void) {
     p.n_threads = 0;
     p.n_threads_batch = 0;
     p.n_batch = 0;
-    p.kv_type_k = EDGERT_KV_F16;
-    p.kv_type_v = EDGERT_KV_F16;
+    p.kv_type_k = EDGERT_KV_AUTO;  // Q8 where the model allows it (edgert.h)
+    p.kv_type_v = EDGERT_KV_AUTO;
     p.memory_budget = 0;
     return p;
 }

@@ -20,6 +20,7 @@ add_library(edgert_kernels STATIC
   ${EDGERT_KERNELS_DIR}/../runtime/thread_pool.cpp
 )
 target_include_directories(edgert_kernels PUBLIC ${EDGERT_KERNELS_DIR}/..)
+include(${EDGERT_KERNELS_DIR}/attention/attention.cmake)
 target_link_libraries(edgert_kernels PUBLIC Threads::Threads)
 
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")

@@ -1,92 +1,73 @@
-// attention.cpp — softmax(q·K^T / sqrt(Dh)) · V per query head, scalar loops around the kernel
-// layer's conversion and softmax.
+// attention.cpp — splits one layer's attention into kernel calls and spreads them over threads.
 #include "runtime/attention.h"
 
+#include <algorithm>
 #include <cmath>
-#include <cstring>
 
-#include "kernels/kernels.h"
+#include "kernels/attention/kv_attention.h"
 #include "runtime/thread_pool.h"
 
 namespace edgert {
-
-AttentionScratch::AttentionScratch(int n_threads, int n_ctx, int head_dim)
-    : n_threads_(n_threads), n_ctx_(n_ctx), head_dim_(head_dim),
-      scores_(size_t(n_threads) * size_t(n_ctx)), rows_(size_t(n_threads) * 2 * size_t(head_dim)) {}
-
-uint64_t AttentionScratch::bytes(int n_threads, int n_ctx, int head_dim) {
-    return uint64_t(n_threads) * (uint64_t(n_ctx) + 2 * uint64_t(head_dim)) * sizeof(float);
-}
-
 namespace {
 
+// Query tokens per prefill task: the kernel runs passes of up to 32 query rows, and a block of
+// that order keeps one pass's K/V tile reads shared while leaving tasks for every thread.
+constexpr int kTokenBlock = 32;
 // Below this many multiply-adds a parallel region's wake-up and join cost more than they save
 // (short decode steps).
 constexpr int64_t kMinParallelWork = 1 << 15;
 
-// Row `row` of a cache block viewed as [rows][head_dim]; converted into buf unless already f32.
-const float* cache_row(DType t, const uint8_t* base, int64_t row, int head_dim, float* buf) {
-    if (t == DType::F32) return reinterpret_cast<const float*>(base) + row * head_dim;
-    row_to_float(t, base, row, head_dim, buf);
-    return buf;
-}
-
-// Eight independent partial sums break the floating-point add latency chain and let the compiler
-// vectorize without -ffast-math, in a fixed (deterministic) summation order.
-float dot_f32(const float* a, const float* b, int n) {
-    float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-    int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        for (int k = 0; k < 8; ++k) acc[k] += a[i + k] * b[i + k];
-    }
-    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-    for (; i < n; ++i) s += a[i] * b[i];
-    return s;
-}
-
 }  // namespace
 
 void gqa_attention(const float* q, int n_tok, int pos0, const KvCache& kv, int layer,
-                   const AttentionShape& shape, float* out, AttentionScratch& scratch,
-                   ThreadPool* pool) {
+                   const AttentionShape& shape, float* out, ThreadPool* pool) {
     const int Dh = shape.head_dim;
     const int group = shape.n_heads / shape.n_kv_heads;
     const int64_t q_dim = int64_t(shape.n_heads) * Dh;
-    const float scale = 1.0f / std::sqrt(float(Dh));
-    const uint8_t* k_base = kv.k_layer(layer);
-    const uint8_t* v_base = kv.v_layer(layer);
+    const int n_blocks = (n_tok + kTokenBlock - 1) / kTokenBlock;
+    const int64_t work = int64_t(n_tok) * shape.n_heads * (int64_t(pos0) + n_tok) * Dh * 2;
+    const bool parallel = pool && pool->size() > 1 && work >= kMinParallelWork;
+    int n_slices = 1;
+    const int64_t head_tasks = int64_t(n_blocks) * shape.n_kv_heads;
+    if (parallel && head_tasks < pool->size()) {
+        n_slices = int(std::min<int64_t>(group, (pool->size() + head_tasks - 1) / head_tasks));
+    }
+    const int per_slice = (group + n_slices - 1) / n_slices;
 
-    auto head_task = [&](int64_t task, int thread) {
-        const int t = int(task / shape.n_heads);
-        const int h = int(task % shape.n_heads);
-        const int kvh = h / group;
-        const int n_pos = pos0 + t + 1;
-        const float* qh = q + t * q_dim + int64_t(h) * Dh;
-        float* scores = scratch.scores(thread);
-        float* krow_buf = scratch.row(thread);
-        float* vrow_buf = krow_buf + Dh;
+    AttentionArgs base;
+    base.q_token_stride = q_dim;
+    base.k_type = kv.k_type();
+    base.k_stride = kv.k_row_bytes();
+    base.v_type = kv.v_type();
+    base.v_stride = kv.v_row_bytes();
+    base.head_dim = Dh;
+    base.scale = 1.0f / std::sqrt(float(Dh));
+    base.out_token_stride = q_dim;
 
-        for (int j = 0; j < n_pos; ++j) {
-            const float* k = cache_row(kv.k_type(), k_base, int64_t(j) * shape.n_kv_heads + kvh, Dh, krow_buf);
-            scores[j] = dot_f32(qh, k, Dh) * scale;
-        }
-        softmax_inplace(scores, n_pos);
-
-        float* o = out + t * q_dim + int64_t(h) * Dh;
-        std::memset(o, 0, sizeof(float) * size_t(Dh));
-        for (int j = 0; j < n_pos; ++j) {
-            const float* v = cache_row(kv.v_type(), v_base, int64_t(j) * shape.n_kv_heads + kvh, Dh, vrow_buf);
-            const float p = scores[j];
-            for (int i = 0; i < Dh; ++i) o[i] += p * v[i];
-        }
+    auto task_fn = [&](int64_t task, int /*thread*/) {
+        const int slice = int(task % n_slices);
+        const int kvh = int((task / n_slices) % shape.n_kv_heads);
+        const int block = int(task / (int64_t(n_slices) * shape.n_kv_heads));
+        const int t_begin = block * kTokenBlock, t_end = std::min(n_tok, t_begin + kTokenBlock);
+        const int g_begin = slice * per_slice, g_end = std::min(group, g_begin + per_slice);
+        if (g_begin >= g_end) return;
+        AttentionArgs a = base;
+        const int64_t offset = int64_t(t_begin) * q_dim + int64_t(kvh * group + g_begin) * Dh;
+        a.q = q + offset;
+        a.out = out + offset;
+        a.n_group = g_end - g_begin;
+        a.n_tokens = t_end - t_begin;
+        a.pos0 = int64_t(pos0) + t_begin;
+        a.k = kv.k_head(layer, kvh);
+        a.v = kv.v_head(layer, kvh);
+        attention(a);
     };
 
-    const int64_t n_tasks = int64_t(n_tok) * shape.n_heads;
-    const int64_t work = n_tasks * (int64_t(pos0) + n_tok) * Dh * 2;
-    if (pool && pool->size() > 1 && work >= kMinParallelWork) {
-        pool->parallel_for(n_tasks, head_task);
+    const int64_t n_tasks = head_tasks * n_slices;
+    if (parallel) {
+        pool->parallel_for(n_tasks, task_fn);
     } else {
-        for (int64_t task = 0; task < n_tasks; ++task) head_task(task, 0);
+        for (int64_t task = 0; task < n_tasks; ++task) task_fn(task, 0);
     }
 }
 

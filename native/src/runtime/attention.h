@@ -1,10 +1,14 @@
-// attention.h — causal grouped-query attention over the KV cache.
+// attention.h — causal grouped-query attention of one layer over the KV cache.
 //
-// Query head h reads KV head h / (num_heads / num_kv_heads) straight from the cache; K/V are never
-// expanded per query head. Work is split over (token, query head) pairs on the thread pool.
+// Every (layer, KV head) goes through edgert::attention() (kernels/attention/kv_attention.h),
+// which reads the cache rows of any KV type directly, tiled with an online softmax; the query
+// heads of a group share their KV head's rows (GQA via n_group, no K/V copy). The same call
+// serves decode (one token) and causal prefill (many). Tasks are (block of query tokens, KV head,
+// slice of the group's query heads), spread over the thread pool; slices only appear when there
+// are fewer (block, head) tasks than threads, as in decode with few KV heads.
+// The oracle for tests is attention_ref() over the same rows.
 #pragma once
 #include <cstdint>
-#include <vector>
 
 #include "runtime/kv_cache.h"
 
@@ -18,25 +22,10 @@ struct AttentionShape {
     int head_dim;
 };
 
-// Per-thread buffers, sized once per context so decoding never allocates.
-class AttentionScratch {
-public:
-    AttentionScratch(int n_threads, int n_ctx, int head_dim);
-    static uint64_t bytes(int n_threads, int n_ctx, int head_dim);
-    float* scores(int thread) { return scores_.data() + size_t(thread) * n_ctx_; }
-    float* row(int thread) { return rows_.data() + size_t(thread) * 2 * head_dim_; }
-    int n_threads() const { return n_threads_; }
-
-private:
-    int n_threads_, n_ctx_, head_dim_;
-    std::vector<float> scores_;
-    std::vector<float> rows_;  // one K and one V row per thread, converted from the cache type
-};
-
 // q: [n_tok][n_heads*head_dim], RoPE applied. Token t sits at position pos0 + t, whose K/V are
 // already in the cache, and attends to positions [0, pos0 + t]. out: same shape as q.
+// pool may be null (single-threaded).
 void gqa_attention(const float* q, int n_tok, int pos0, const KvCache& kv, int layer,
-                   const AttentionShape& shape, float* out, AttentionScratch& scratch,
-                   ThreadPool* pool);
+                   const AttentionShape& shape, float* out, ThreadPool* pool);
 
 }  // namespace edgert

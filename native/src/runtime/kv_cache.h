@@ -1,39 +1,57 @@
-// kv_cache.h — per-layer K and V rows of every position in the context window.
+// kv_cache.h — the K and V rows of every layer, KV head and position of the context window.
 //
-// Layout per layer: [n_ctx][kv_dim] with kv_dim = num_kv_heads * head_dim, one row per position,
-// so appending and trimming are plain index changes. K/V are stored once per KV head; GQA query
-// heads read their group's head (no duplication). Element type f16 (default) or f32.
+// Rows are kv_attention.h's: one per (layer, KV head, position), encoded by kv_store_rows for
+// the cache's KV type (F32, F16, Q8, Q4; K and V chosen separately). K is stored after RoPE.
+// Layout: [layer][KV head][n_ctx] rows, so one head's positions are contiguous and attention
+// streams them with a stride of one row. GQA query heads read their group's head; K/V are never
+// duplicated. A row depends only on its own position, so trimming is an index change and the
+// rows past n_past are simply invalid.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 
-#include "kernels/dtypes.h"
+#include "kernels/attention/kv_attention.h"
 
 namespace edgert {
 
 class KvCache {
 public:
-    KvCache(int n_layers, int n_ctx, int kv_dim, DType k_type, DType v_type);
+    KvCache(int n_layers, int n_ctx, int n_kv_heads, int head_dim, KVType k_type, KVType v_type);
 
-    static uint64_t bytes_per_token(int n_layers, int kv_dim, DType k_type, DType v_type);
-    uint64_t bytes_per_token() const { return bytes_per_token(n_layers_, kv_dim_, k_type_, v_type_); }
+    static uint64_t bytes_per_token(int n_layers, int n_kv_heads, int head_dim, KVType k_type,
+                                    KVType v_type);
+    uint64_t bytes_per_token() const {
+        return bytes_per_token(n_layers_, n_kv_heads_, head_dim_, k_type_, v_type_);
+    }
     uint64_t bytes_total() const { return bytes_per_token() * uint64_t(n_ctx_); }
 
-    // Writes n_tok rows of K and V (kv_dim floats each) at positions [pos, pos + n_tok).
+    // Encodes n_tok tokens' K and V ([n_tok][n_kv_heads * head_dim] floats each) into the rows
+    // of positions [pos, pos + n_tok) of a layer.
     void store(int layer, int pos, int n_tok, const float* k, const float* v);
 
-    DType k_type() const { return k_type_; }
-    DType v_type() const { return v_type_; }
-    int kv_dim() const { return kv_dim_; }
-    // Base of a layer's [n_ctx][kv_dim] block.
-    const uint8_t* k_layer(int layer) const { return k_.get() + layer_offset(layer, k_type_); }
-    const uint8_t* v_layer(int layer) const { return v_.get() + layer_offset(layer, v_type_); }
+    KVType k_type() const { return k_type_; }
+    KVType v_type() const { return v_type_; }
+    int n_layers() const { return n_layers_; }
+    int n_kv_heads() const { return n_kv_heads_; }
+    int head_dim() const { return head_dim_; }
+    int n_ctx() const { return n_ctx_; }
+    size_t k_row_bytes() const { return k_row_; }
+    size_t v_row_bytes() const { return v_row_; }
+    // First row (position 0) of a (layer, KV head); position p is p row-bytes further.
+    const uint8_t* k_head(int layer, int head) const { return k_.get() + head_offset(layer, head, k_row_); }
+    const uint8_t* v_head(int layer, int head) const { return v_.get() + head_offset(layer, head, v_row_); }
+    uint8_t* k_head(int layer, int head) { return k_.get() + head_offset(layer, head, k_row_); }
+    uint8_t* v_head(int layer, int head) { return v_.get() + head_offset(layer, head, v_row_); }
 
 private:
-    size_t layer_offset(int layer, DType t) const;
+    size_t head_offset(int layer, int head, size_t row) const {
+        return (size_t(layer) * size_t(n_kv_heads_) + size_t(head)) * size_t(n_ctx_) * row;
+    }
 
-    int n_layers_, n_ctx_, kv_dim_;
-    DType k_type_, v_type_;
+    int n_layers_, n_ctx_, n_kv_heads_, head_dim_;
+    KVType k_type_, v_type_;
+    size_t k_row_, v_row_;
     // Left uninitialized on purpose: a position is only read after it was written, and untouched
     // pages of a large window never count against resident memory.
     std::unique_ptr<uint8_t[]> k_, v_;
