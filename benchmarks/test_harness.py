@@ -89,7 +89,7 @@ def test_reports_are_written(tmp_path: Path) -> None:
     results = {
         "date": "d", "command": "c", "notes": [],
         "machine": {"host": "h", "cpu": "cpu", "cores": 2},
-        "bandwidth": {"gbps": 20.0, "method": "m"},
+        "bandwidth": {"gbps": 20.0, "gbps_best": 25.0, "method": "m"},
         "params": {"threads": 2, "rounds": 1, "repeats": 1, "n_prompt": 512, "n_gen": 128,
                    "long_prompt": 0},
         "cases": [{"label": "M", "dtype": "q4_0", "roofline_tok_s": {"llama.cpp": 100.0},

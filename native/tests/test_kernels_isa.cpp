@@ -1,7 +1,8 @@
 // test_kernels_isa.cpp — every SIMD table this CPU can run against the scalar table, its twin:
 // activation quantization (bit-exact), every weight type's GEMV/GEMM tile kernel (within
 // kQuantDotRelTol / kFloatDotRelTol of the scalar result), the public matmul driver under each
-// ISA with 1, 2 and 3 threads (bit-identical across thread counts), and the elementwise ops.
+// ISA with 1, 2 and 3 threads (bit-identical across thread counts), matmul_multi against one
+// matmul per weight (bit-identical), and the elementwise ops.
 // Shapes: odd row counts (R-tails), n_tok 1, 2, 3, 7, 64, 65 (T-tails, token tiles), cols 32, 64,
 // 96 (odd block count), 4096+32; values random and extreme (see Profile).
 #include <cmath>
@@ -91,7 +92,8 @@ void test_gemm(const KernelTable& k) {
             for (Profile p : kAllProfiles) {
                 // Long rows only with the cheap profiles: the scalar oracle dominates run time.
                 if (cols > 96 && p != Profile::Random && p != Profile::HugeScale && p != Profile::Zeros) continue;
-                for (int64_t rows : {int64_t{3}, int64_t{37}}) {
+                // 21 and 37: a 16-row group pair whose second group is partial, and pairs + a group.
+                for (int64_t rows : {int64_t{3}, int64_t{21}, int64_t{37}}) {
                     const int64_t max_tok = 65;
                     auto wb = make_weights(rng, t, p, rows, cols);
                     auto x = make_activations(rng, p, max_tok * cols);
@@ -194,6 +196,50 @@ void test_driver(const KernelTable& k) {
     }
 }
 
+// matmul_multi must equal one matmul() per target bit for bit: on the shared path (quantized
+// weights of mixed types, packed and not, odd row counts) and on the per-weight fallback (a float
+// weight and an exact one among them).
+void test_matmul_multi(const KernelTable& k) {
+    if (!set_isa(k.name)) return;  // test_driver reports it
+    std::mt19937 rng(15);
+    ThreadPool p2(2);
+    const int64_t cols = 320;
+    struct Case { DType t; int64_t rows; bool prepare, exact; };
+    const Case shared[] = {{DType::Q4_0, 203, true, false}, {DType::Q8_0, 37, true, false},
+                           {DType::Q4_1, 21, false, false}};
+    const Case mixed[] = {{DType::Q4_0, 67, true, false}, {DType::F16, 19, false, false},
+                          {DType::Q8_0, 33, false, true}};
+    for (const auto* cases : {shared, mixed}) {
+        for (int64_t n_tok : {int64_t{1}, int64_t{7}, int64_t{130}}) {
+            std::vector<std::vector<uint8_t>> bufs;
+            std::vector<Weight> ws(3);
+            auto x = make_activations(rng, Profile::Random, n_tok * cols);
+            for (int i = 0; i < 3; ++i) {
+                bufs.push_back(make_weights(rng, cases[i].t, Profile::Random, cases[i].rows, cols));
+                ws[i].type = cases[i].t; ws[i].data = bufs[i].data(); ws[i].rows = cases[i].rows; ws[i].cols = cols;
+                ws[i].exact = cases[i].exact;
+                if (cases[i].prepare) prepare_weight(ws[i]);
+            }
+            for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &p2}) {
+                std::vector<std::vector<float>> one(3), multi(3);
+                MatmulTarget targets[3];
+                for (int i = 0; i < 3; ++i) {
+                    one[i].assign(ws[i].rows * n_tok, NAN);
+                    multi[i].assign(ws[i].rows * n_tok, NAN);
+                    matmul(ws[i], x.data(), n_tok, one[i].data(), pool);
+                    targets[i] = MatmulTarget{&ws[i], multi[i].data()};
+                }
+                matmul_multi(targets, 3, x.data(), n_tok, pool);
+                for (int i = 0; i < 3; ++i)
+                    if (std::memcmp(one[i].data(), multi[i].data(), one[i].size() * 4) != 0)
+                        fail("%s matmul_multi %s target %d (%s, %lld rows) n_tok=%lld differs from matmul", k.name,
+                             cases == shared ? "shared" : "mixed", i, dtype_name(cases[i].t),
+                             (long long)cases[i].rows, (long long)n_tok);
+            }
+        }
+    }
+}
+
 void test_elementwise(const KernelTable& k) {
     std::mt19937 rng(14);
     std::normal_distribution<float> nd;
@@ -249,6 +295,7 @@ int main() {
         test_quantize(*k);
         test_gemm(*k);
         test_driver(*k);
+        test_matmul_multi(*k);
         test_elementwise(*k);
         ++tested;
     }

@@ -20,6 +20,7 @@ extern const KernelTable kAvx512VnniKernels;
 #if defined(EDGERT_KERNELS_NEON)
 extern const KernelTable kNeonKernels;
 extern const KernelTable kNeonDotKernels;
+extern const KernelTable kNeonI8mmKernels;
 #endif
 
 namespace {
@@ -38,6 +39,7 @@ const Candidate kCandidates[] = {
     {&kAvx2Kernels, [] { return cpu_features().avx2; }},
 #endif
 #if defined(EDGERT_KERNELS_NEON)
+    {&kNeonI8mmKernels, [] { return cpu_features().neon_dotprod && cpu_features().neon_i8mm; }},
     {&kNeonDotKernels, [] { return cpu_features().neon_dotprod; }},
     {&kNeonKernels, [] { return cpu_features().neon; }},
 #endif

@@ -36,9 +36,13 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
   target_compile_definitions(edgert_kernels PRIVATE EDGERT_KERNELS_X86)
 elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64|ARM64)$")
   set(_arm ${EDGERT_KERNELS_DIR}/arm)
-  target_sources(edgert_kernels PRIVATE ${_arm}/kernels_neon.cpp ${_arm}/kernels_neon_dotprod.cpp)
-  # Baseline armv8-a already has NEON; dotprod is armv8.2-a's optional SDOT/UDOT.
+  target_sources(edgert_kernels PRIVATE ${_arm}/kernels_neon.cpp ${_arm}/kernels_neon_dotprod.cpp
+    ${_arm}/kernels_neon_i8mm.cpp)
+  # Baseline armv8-a already has NEON; dotprod is armv8.2-a's optional SDOT/UDOT, i8mm
+  # armv8.6-a's SMMLA (optional from armv8.2-a).
   set_source_files_properties(${_arm}/kernels_neon_dotprod.cpp PROPERTIES
     COMPILE_OPTIONS "-march=armv8.2-a+dotprod")
+  set_source_files_properties(${_arm}/kernels_neon_i8mm.cpp PROPERTIES
+    COMPILE_OPTIONS "-march=armv8.2-a+dotprod+i8mm")
   target_compile_definitions(edgert_kernels PRIVATE EDGERT_KERNELS_NEON)
 endif()

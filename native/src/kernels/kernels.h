@@ -42,6 +42,19 @@ void prepare_weight(Weight& w);
 // n_tok == 1 is decode (GEMV); n_tok > 1 is prefill (GEMM). Work is split over pool (may be null).
 void matmul(const Weight& w, const float* X, int64_t n_tok, float* Y, ThreadPool* pool);
 
+// One weight of a matmul_multi call and where its output goes ([n_tok, w->rows], as matmul).
+struct MatmulTarget {
+    const Weight* w;
+    float* y;
+};
+// Several weights applied to the same X [n_tok, cols] (q/k/v; gate/up): results are bit-identical
+// to one matmul() per target, but X is quantized to int8 once and all tiles share one pool round.
+// Weights must have the same cols. Example:
+//   const MatmulTarget qkv[] = {{&L.wq, q}, {&L.wk, k}, {&L.wv, v}};
+//   matmul_multi(qkv, 3, xb, n_tok, pool);
+void matmul_multi(const MatmulTarget* targets, int n_targets, const float* X, int64_t n_tok,
+                  ThreadPool* pool);
+
 // Elementwise ops (dispatched too, so fused SIMD versions can replace them).
 void rmsnorm(float* y, const float* x, const float* weight, int64_t n, float eps);  // y may be x
 void silu_mul(float* gate, const float* up, int64_t n);  // gate[i] = silu(gate[i]) * up[i]

@@ -42,9 +42,9 @@ void llama_forward(Context& ctx, const int32_t* tokens, int n_tok, int pos0, flo
         const LlamaLayer& L = m.layers[size_t(l)];
 
         rmsnorm_rows(a.xb.data(), a.x.data(), L.attn_norm, n_tok, H, eps);
-        matmul(L.wq, a.xb.data(), n_tok, a.q.data(), pool);
-        matmul(L.wk, a.xb.data(), n_tok, a.k.data(), pool);
-        matmul(L.wv, a.xb.data(), n_tok, a.v.data(), pool);
+        // One input, three weights: quantize xb once and run all tiles in one pool round.
+        const MatmulTarget qkv[] = {{&L.wq, a.q.data()}, {&L.wk, a.k.data()}, {&L.wv, a.v.data()}};
+        matmul_multi(qkv, 3, a.xb.data(), n_tok, pool);
         add_bias_rows(a.q.data(), L.bq, n_tok, q_dim);
         add_bias_rows(a.k.data(), L.bk, n_tok, kv_dim);
         add_bias_rows(a.v.data(), L.bv, n_tok, kv_dim);
@@ -58,8 +58,8 @@ void llama_forward(Context& ctx, const int32_t* tokens, int n_tok, int pos0, flo
         add_inplace(a.x.data(), a.proj.data(), n_tok * H);
 
         rmsnorm_rows(a.xb.data(), a.x.data(), L.ffn_norm, n_tok, H, eps);
-        matmul(L.w_gate, a.xb.data(), n_tok, a.gate.data(), pool);
-        matmul(L.w_up, a.xb.data(), n_tok, a.up.data(), pool);
+        const MatmulTarget gate_up[] = {{&L.w_gate, a.gate.data()}, {&L.w_up, a.up.data()}};
+        matmul_multi(gate_up, 2, a.xb.data(), n_tok, pool);
         silu_mul(a.gate.data(), a.up.data(), n_tok * F);
         matmul(L.w_down, a.gate.data(), n_tok, a.proj.data(), pool);
         add_inplace(a.x.data(), a.proj.data(), n_tok * H);

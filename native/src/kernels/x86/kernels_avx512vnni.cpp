@@ -222,37 +222,25 @@ struct Q8_0Kernel {
 
 #include "kernels/x86/packed_avx512vnni.h"
 
-// Per-thread buffer for the activation offsets of one call.
-struct OffsetScratch {
-    int32_t* p = nullptr;
-    size_t cap = 0;
-    ~OffsetScratch() { __builtin_free(p); }
-    int32_t* get(size_t n) {
-        if (n > cap) {
-            __builtin_free(p);
-            p = static_cast<int32_t*>(__builtin_malloc(n * sizeof(int32_t)));
-            cap = p ? n : 0;
-        }
-        return p;
-    }
-};
-thread_local OffsetScratch t_offsets;
-
+// Register budget (32 zmm): G groups x 8 weight quads + G x T accumulators + 2G chain
+// temporaries. q4_0 / q8_0 run 2 groups x 4 tokens; q4_1 needs 2G more for its offsets, so 2 x 3.
 template <DType QT>
+constexpr int pair_tokens() { return QT == DType::Q4_1 ? 4 : 6; }
+
+template <DType QT, int G, int T>
 void packed_tokens(const uint8_t* grp, int64_t nb, const BlockQ8Act* x, int64_t t0, int64_t t1,
                    const int32_t* offs, float* y, int64_t ldy, int64_t r, __mmask16 m) {
-    constexpr int T = 8;
     int64_t t = t0;
-    for (; t + T <= t1; t += T) packed_group<QT, T>(grp, nb, x, t, offs + (t - t0) * nb, y, ldy, r, m);
+    for (; t + T <= t1; t += T) packed_tile<QT, G, T>(grp, nb, x, t, offs + (t - t0) * nb, y, ldy, r, m);
     const int32_t* o = offs + (t - t0) * nb;
     switch (t1 - t) {
-        case 7: packed_group<QT, 7>(grp, nb, x, t, o, y, ldy, r, m); break;
-        case 6: packed_group<QT, 6>(grp, nb, x, t, o, y, ldy, r, m); break;
-        case 5: packed_group<QT, 5>(grp, nb, x, t, o, y, ldy, r, m); break;
-        case 4: packed_group<QT, 4>(grp, nb, x, t, o, y, ldy, r, m); break;
-        case 3: packed_group<QT, 3>(grp, nb, x, t, o, y, ldy, r, m); break;
-        case 2: packed_group<QT, 2>(grp, nb, x, t, o, y, ldy, r, m); break;
-        case 1: packed_group<QT, 1>(grp, nb, x, t, o, y, ldy, r, m); break;
+        case 7: if constexpr (T > 7) packed_tile<QT, G, 7>(grp, nb, x, t, o, y, ldy, r, m); break;
+        case 6: if constexpr (T > 6) packed_tile<QT, G, 6>(grp, nb, x, t, o, y, ldy, r, m); break;
+        case 5: if constexpr (T > 5) packed_tile<QT, G, 5>(grp, nb, x, t, o, y, ldy, r, m); break;
+        case 4: if constexpr (T > 4) packed_tile<QT, G, 4>(grp, nb, x, t, o, y, ldy, r, m); break;
+        case 3: if constexpr (T > 3) packed_tile<QT, G, 3>(grp, nb, x, t, o, y, ldy, r, m); break;
+        case 2: if constexpr (T > 2) packed_tile<QT, G, 2>(grp, nb, x, t, o, y, ldy, r, m); break;
+        case 1: packed_tile<QT, G, 1>(grp, nb, x, t, o, y, ldy, r, m); break;
         default: break;
     }
 }
@@ -261,23 +249,30 @@ template <DType QT>
 void gemm_packed(const WeightView& w, const BlockQ8Act* xq, int64_t r0, int64_t r1, int64_t t0,
                  int64_t t1, float* y, int64_t ldy) {
     const int64_t nb = w.cols / kQK;
-    int32_t* offs = t_offsets.get(static_cast<size_t>((t1 - t0) * nb));
-    if (offs == nullptr) __builtin_trap();  // out of memory for a few KB: nothing sane to do
-    for (int64_t t = t0; t < t1; ++t)
-        for (int64_t b = 0; b < nb; ++b) offs[(t - t0) * nb + b] = packed_offset<QT>(xq[t * nb + b]);
+    const int32_t* offs = packed_offsets<QT>(xq, nb, t0, t1);
     const uint8_t* base = static_cast<const uint8_t*>(w.packed);
-    for (int64_t r = r0; r < r1; r += kPackRows) {  // r0 is a multiple of kPackRows (pack_rows)
+    // Pairs of groups while two remain (the second may be partial), then a single group. Decode
+    // (one token) keeps single groups: it streams weights and has no broadcasts to share.
+    const bool pairs = t1 - t0 > 1;
+    int64_t r = r0;  // r0 is a multiple of kPackRows (pack_rows)
+    for (; pairs && r + kPackRows < r1; r += 2 * kPackRows) {
+        const int64_t valid = r1 - r - kPackRows < kPackRows ? r1 - r - kPackRows : kPackRows;
+        const __mmask16 m = static_cast<__mmask16>((1u << valid) - 1);
+        const uint8_t* grp = base + (r / kPackRows) * nb * packed_block_bytes(QT);
+        packed_tokens<QT, 2, pair_tokens<QT>()>(grp, nb, xq, t0, t1, offs, y, ldy, r, m);
+    }
+    for (; r < r1; r += kPackRows) {
         const int64_t valid = r1 - r < kPackRows ? r1 - r : kPackRows;
         const __mmask16 m = static_cast<__mmask16>((1u << valid) - 1);
         const uint8_t* grp = base + (r / kPackRows) * nb * packed_block_bytes(QT);
-        packed_tokens<QT>(grp, nb, xq, t0, t1, offs, y, ldy, r, m);
+        packed_tokens<QT, 1, 8>(grp, nb, xq, t0, t1, offs, y, ldy, r, m);
     }
 }
 
-size_t packed_bytes(DType t, int64_t rows, int64_t cols) { return packed_weight_bytes(t, rows, cols); }
+size_t packed_bytes(DType t, int64_t rows, int64_t cols) { return packed_weight_bytes(t, rows, cols, kPackRows); }
 
 void pack_weight(DType t, const void* src, int64_t rows, int64_t cols, void* dst) {
-    pack_rows16(t, src, rows, cols, dst);
+    pack_row_groups(t, src, rows, cols, dst, kPackRows);
 }
 
 template <class K>
