@@ -19,7 +19,6 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "LLM": ("llm", "LLM"),
-    "Sampling": ("llm", "Sampling"),
     "Model": ("model", "Model"),
     "Context": ("model", "Context"),
     "Sampler": ("model", "Sampler"),

@@ -8,7 +8,6 @@ grows turn by turn only evaluates the new tokens.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
@@ -24,25 +23,6 @@ from .tokenizer import Tokenizer
 # "Record a token (prompt or generated)"). The Python token loop below must do the same, so that
 # streaming and generate_ids() sample identically.
 _PROMPT_IN_REPEAT_HISTORY = True
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """Sampling settings of generate()/chat(); temperature 0 is greedy."""
-
-    temperature: float = 0.0
-    top_k: int = 0
-    top_p: float = 1.0
-    min_p: float = 0.0
-    repeat_penalty: float = 1.0
-    repeat_last_n: int = 64
-    seed: int = 0
-
-    def to_params(self) -> SamplerParams:
-        return SamplerParams(temperature=float(self.temperature), top_k=int(self.top_k),
-                             top_p=float(self.top_p), min_p=float(self.min_p),
-                             repeat_penalty=float(self.repeat_penalty),
-                             repeat_last_n=int(self.repeat_last_n), seed=int(self.seed))
 
 
 def _common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
@@ -181,7 +161,7 @@ class LLM:
         Generation ends at EOS, after max_tokens tokens, at a stop string (not included) or when
         the context is full."""
         ids = self.tokenize(prompt)
-        sampling = Sampling(temperature, top_k, top_p, min_p, repeat_penalty, seed=seed)
+        sampling = SamplerParams(temperature, top_k, top_p, min_p, repeat_penalty, seed=seed)
         return self._text(ids, max_tokens, sampling, stop, stream)
 
     def generate_ids(self, ids: Sequence[int] | np.ndarray, max_tokens: int = 256,
@@ -191,7 +171,7 @@ class LLM:
         prompt = self._check_ids(ids)
         self._check_fits(len(prompt))
         max_tokens = self._check_max_tokens(max_tokens)
-        params = Sampling(**sampling).to_params()
+        params = SamplerParams(**sampling)
         keep = self._reuse_prefix(prompt)
         out: list[int] = []
         with Sampler(params) as sampler:
@@ -212,7 +192,7 @@ class LLM:
         ids = self.tokenize(self.render_chat(messages), add_bos=False)
         stop = gen.pop("stop", None)
         max_tokens = gen.pop("max_tokens", 256)
-        return self._text(ids, max_tokens, Sampling(**gen), stop, stream)
+        return self._text(ids, max_tokens, SamplerParams(**gen), stop, stream)
 
     def render_chat(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> str:
         source = self.metadata.get("chat_template")
@@ -231,14 +211,13 @@ class LLM:
             raise InvalidArgumentError("max_tokens must be >= 0")
         return int(max_tokens)
 
-    def _text(self, ids: list[int], max_tokens: int, sampling: Sampling,
+    def _text(self, ids: list[int], max_tokens: int, sampling: SamplerParams,
               stop: Optional[str | Sequence[str]], stream: bool) -> str | Iterator[str]:
         # Validate now, so errors surface at the call and not at the first next() of a stream.
         self._check_fits(len(ids))
         max_tokens = self._check_max_tokens(max_tokens)
         stops = [stop] if isinstance(stop, str) else list(stop or [])
-        params = sampling.to_params()
-        chunks = self._text_chunks(ids, max_tokens, params, stops)
+        chunks = self._text_chunks(ids, max_tokens, sampling, stops)
         return chunks if stream else "".join(chunks)
 
     def _text_chunks(self, ids: list[int], max_tokens: int, params: SamplerParams,

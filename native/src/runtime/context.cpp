@@ -5,7 +5,7 @@
 #include <new>
 
 #include "core/status_error.h"
-#include "kernels/attention/kv_row_format.h"
+#include "kernels/attention/kv_attention.h"
 #include "models/llama.h"
 
 namespace edgert {
@@ -28,17 +28,17 @@ const char* kv_type_name(KVType t) {
 KVType kv_type_of(int32_t kv_type, const char* which, int head_dim) {
     if (kv_type == EDGERT_KV_AUTO) {
         // Q8 measured within the quality bar (edgert.h, EDGERT_KV_AUTO) at half the bytes.
-        return attn::head_dim_supported(KVType::Q8, head_dim) ? KVType::Q8 : KVType::F16;
+        return kv_head_dim_supported(KVType::Q8, head_dim) ? KVType::Q8 : KVType::F16;
     }
     if (kv_type < EDGERT_KV_F32 || kv_type > EDGERT_KV_Q4) {
         fail(EDGERT_ERR_INVALID_ARGUMENT, std::string(which) + " " + std::to_string(kv_type) +
                                               " is not an edgert_kv_type");
     }
     const auto t = static_cast<KVType>(kv_type);
-    if (!attn::head_dim_supported(t, head_dim)) {
+    if (!kv_head_dim_supported(t, head_dim)) {
         fail(EDGERT_ERR_UNSUPPORTED,
              std::string(which) + " " + kv_type_name(t) + " needs head_dim a power of two in [32, " +
-                 std::to_string(attn::kMaxHeadDim) + "] (its rows are Hadamard-rotated); this "
+                 std::to_string(kKvMaxHeadDim) + "] (its rows are Hadamard-rotated); this "
                  "model has head_dim " + std::to_string(head_dim) + ": use EDGERT_KV_F16");
     }
     return t;
@@ -103,7 +103,7 @@ std::string suggestion(const Model& model, const ContextConfig& c) {
         {KVType::F16, KVType::F16}, {KVType::F16, KVType::Q8}, {KVType::Q8, KVType::Q8},
         {KVType::Q8, KVType::Q4},   {KVType::Q4, KVType::Q4}};
     for (const auto& [k, v] : options) {
-        if (!attn::head_dim_supported(k, hp.head_dim) || !attn::head_dim_supported(v, hp.head_dim)) continue;
+        if (!kv_head_dim_supported(k, hp.head_dim) || !kv_head_dim_supported(v, hp.head_dim)) continue;
         if (kv_bytes_per_token(hp, k, v) >= kv_bytes_per_token(hp, c.kv_type_k, c.kv_type_v)) continue;
         const uint64_t need = fixed_bytes(hp, c.n_batch) + per_position_bytes(hp, k, v) * uint64_t(c.n_ctx);
         if (need <= c.memory_budget) {

@@ -15,6 +15,11 @@ enum class KVType : int32_t { F32 = 0, F16 = 1, Q8 = 2, Q4 = 3 };
 
 // Bytes of one row (one position, one KV head) of head_dim values.
 size_t kv_row_bytes(KVType t, int64_t head_dim);
+// Largest head_dim a row holds (per-call scratch is sized for it).
+constexpr int64_t kKvMaxHeadDim = 256;
+// Whether rows of this type can hold head_dim values (the quantized types rotate the head vector
+// with a Hadamard transform, so they need a power of two from 32 up).
+bool kv_head_dim_supported(KVType t, int64_t head_dim);
 
 // Encodes n_rows vectors of head_dim floats (src rows src_stride floats apart) into cache rows
 // (dst rows dst_stride bytes apart). `is_key` lets a type treat K and V differently (for example a

@@ -21,7 +21,7 @@ namespace edgert {
 namespace attn {
 
 constexpr size_t kQuantHeaderBytes = 4;  // f16 d, f16 m
-constexpr int64_t kMaxHeadDim = 256;
+constexpr int64_t kMaxHeadDim = kKvMaxHeadDim;
 
 inline bool kv_type_is_quantized(KVType t) { return t == KVType::Q8 || t == KVType::Q4; }
 

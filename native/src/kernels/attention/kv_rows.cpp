@@ -121,4 +121,8 @@ void kv_load_row(KVType t, bool is_key, const void* row, int64_t head_dim, float
     if (attn::kv_type_is_rotated(t, is_key)) attn::hadamard_inplace(out, n);
 }
 
+bool kv_head_dim_supported(KVType t, int64_t head_dim) {
+    return attn::head_dim_supported(t, head_dim);
+}
+
 }  // namespace edgert
