@@ -45,7 +45,8 @@ with edgert.LLM(sys.argv[1], n_ctx=256, n_threads=int(sys.argv[3]), exact=exact,
 def _run(model: Path, isa: str, threads: int, out: Path, exact: bool) -> tuple[dict, np.ndarray]:
     env = dict(os.environ, EDGERT_ISA=isa)
     proc = subprocess.run([sys.executable, "-c", _CHILD, str(model), PROMPT, str(threads), str(out),
-                           "1" if exact else "0"], env=env, capture_output=True, text=True, timeout=600)
+                           "1" if exact else "0"], env=env, capture_output=True, text=True, timeout=600,
+                          cwd=out.parent)  # not the checkout: its edgert/ has no compiled module
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["isa"] == isa, f"EDGERT_ISA={isa} was not honoured (ran {got['isa']})"
