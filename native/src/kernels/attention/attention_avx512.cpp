@@ -19,10 +19,6 @@ namespace edgert {
 namespace attn {
 namespace {
 
-inline const uint8_t* row_at(const void* base, size_t stride, int64_t p) {
-    return static_cast<const uint8_t*>(base) + static_cast<size_t>(p) * stride;
-}
-
 inline void load_dm(const uint8_t* row, float* d, float* m) {
     uint16_t h[2];
     std::memcpy(h, row, 4);

@@ -14,10 +14,6 @@ namespace edgert {
 namespace attn {
 namespace {
 
-inline const uint8_t* row_at(const void* base, size_t stride, int64_t p) {
-    return static_cast<const uint8_t*>(base) + static_cast<size_t>(p) * stride;
-}
-
 inline float half_to_float(uint16_t h) {
     return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0);
 }

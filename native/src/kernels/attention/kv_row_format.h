@@ -29,6 +29,11 @@ inline bool kv_type_is_quantized(KVType t) { return t == KVType::Q8 || t == KVTy
 // per role because K is the more sensitive one and may diverge.
 inline bool kv_type_is_rotated(KVType t, bool /*is_key*/) { return kv_type_is_quantized(t); }
 
+// The row of position p in a cache laid out stride bytes per position (AttentionArgs::k/v).
+inline const uint8_t* row_at(const void* base, size_t stride, int64_t p) {
+    return static_cast<const uint8_t*>(base) + static_cast<size_t>(p) * stride;
+}
+
 inline bool head_dim_supported(KVType t, int64_t head_dim) {
     if (head_dim <= 0 || head_dim > kMaxHeadDim) return false;
     if (!kv_type_is_quantized(t)) return true;
