@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from engines import load_protocol  # edgert/bench.py: the one timing protocol and its summary
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 CACHE = Path(os.environ.get("BENCH_CACHE", "/work/bench-cache"))
@@ -270,8 +272,6 @@ def merge_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     for r in ok:
         for k, v in r["samples"].items():
             samples.setdefault(k, []).extend(v)
-    med = {k: statistics.median(v) for k, v in samples.items() if v}
-    n_prompt = base["params"]["n_prompt"]
     base.update({
         "samples": samples,
         "rounds": len(ok),
@@ -282,16 +282,8 @@ def merge_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "peak_rss_mb_max": max(r["peak_rss_mb"] for r in ok),
         "rss_baseline_mb": statistics.median(r["rss_baseline_mb"] for r in ok),
         "cpu_busy_before": [r.get("quiet", {}).get("cpu_busy_before") for r in ok],
-        "decode_tok_s": med.get("decode_tok_s"),
     })
-    if "ttft_s" in med:
-        base["ttft_ms"] = med["ttft_s"] * 1e3
-        base["prefill_tok_s"] = n_prompt / med["ttft_s"]
-    if "long_ttft_s" in med:
-        base["long_ttft_ms"] = med["long_ttft_s"] * 1e3
-    if "depth_decode_tok_s" in med:
-        base["depth_decode_tok_s"] = med["depth_decode_tok_s"]
-        base["depth_ttft_ms"] = med["depth_ttft_s"] * 1e3
+    base.update(load_protocol().summarize_samples(samples, base["params"]["n_prompt"]))
     return base
 
 
