@@ -62,7 +62,9 @@ struct Header {
 
 Header read_header(const uint8_t* p, uint64_t file_size) {
     if (file_size < 4 || std::memcmp(p, "EDGT", 4) != 0) {
-        format_error("not an edgert file (the magic bytes 'EDGT' are missing)");
+        format_error("not an edgert file (the magic bytes 'EDGT' are missing); a GGUF, Hugging "
+                     "Face or llama2.c model must be converted first: edgert convert SRC -o "
+                     "model.edgt");
     }
     if (file_size < 8) format_error("truncated header");
     Header h;
