@@ -44,9 +44,8 @@ inline float hsum_ps(__m256 v) {
     return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
 }
 
-inline void decode_codes(KVType t, const uint8_t* row, int64_t D, float* out, float* d, float* m) {
-    *d = 1.0f;
-    *m = 0.0f;
+// Row to float values (d * u + m for the quantized types).
+inline void decode_row(KVType t, const uint8_t* row, int64_t D, float* out) {
     switch (t) {
         case KVType::F32: std::memcpy(out, row, static_cast<size_t>(D) * 4); return;
         case KVType::F16:
@@ -55,24 +54,29 @@ inline void decode_codes(KVType t, const uint8_t* row, int64_t D, float* out, fl
                                               reinterpret_cast<const __m128i*>(row + 2 * i))));
             return;
         case KVType::Q8: {
-            load_dm(row, d, m);
+            float d, m;
+            load_dm(row, &d, &m);
+            const __m256 vd = _mm256_set1_ps(d), vm = _mm256_set1_ps(m);
             const uint8_t* u = row + kQuantHeaderBytes;
             for (int64_t i = 0; i < D; i += 8) {
                 const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(u + i));
-                _mm256_storeu_ps(out + i, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b)));
+                _mm256_storeu_ps(out + i, _mm256_fmadd_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b)), vm));
             }
             return;
         }
         case KVType::Q4: {
-            load_dm(row, d, m);
+            float d, m;
+            load_dm(row, &d, &m);
+            const __m256 vd = _mm256_set1_ps(d), vm = _mm256_set1_ps(m);
             const uint8_t* u = row + kQuantHeaderBytes;
             const __m128i lo_mask = _mm_set1_epi8(15);
             for (int64_t i = 0; i < D / 2; i += 8) {
                 const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(u + i));
                 const __m128i lo = _mm_and_si128(b, lo_mask);
                 const __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), lo_mask);
-                _mm256_storeu_ps(out + i, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)));
-                _mm256_storeu_ps(out + D / 2 + i, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)));
+                _mm256_storeu_ps(out + i, _mm256_fmadd_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), vm));
+                _mm256_storeu_ps(out + D / 2 + i,
+                                 _mm256_fmadd_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), vm));
             }
             return;
         }
@@ -138,8 +142,7 @@ struct Ops {
         if (kv_type_is_quantized(a.k_type)) return quant_scores(a, p, p0, np);
         for (int64_t j = 0; j < np; ++j) {
             float* k = p.kf + j * D;
-            float d, m;
-            decode_codes(a.k_type, row_at(a.k, a.k_stride, p0 + j), D, k, &d, &m);
+            decode_row(a.k_type, row_at(a.k, a.k_stride, p0 + j), D, k);
             for (int64_t r = 0; r < p.rows; ++r) {
                 const float* q = p.qf + r * D;
                 __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
@@ -153,8 +156,7 @@ struct Ops {
     }
     static void v_tile(const AttentionArgs& a, AttnPass& p, int64_t p0, int64_t np) {
         for (int64_t j = 0; j < np; ++j) {
-            decode_codes(a.v_type, row_at(a.v, a.v_stride, p0 + j), p.head_dim,
-                         p.vf + j * p.head_dim, &p.vd[j], &p.vm[j]);
+            decode_row(a.v_type, row_at(a.v, a.v_stride, p0 + j), p.head_dim, p.vf + j * p.head_dim);
         }
     }
     static float max_row(const float* s, int64_t n) {
@@ -190,25 +192,64 @@ struct Ops {
         const __m256 vc = _mm256_set1_ps(c);
         for (int64_t i = 0; i < n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vc));
     }
-    static void axpy_tile(float* acc, const float* w, const float* vd, const float* vf, int64_t n,
-                          int64_t D) {
-        float c[kTile];
-        for (int64_t j = 0; j < n; ++j) c[j] = w[j] * vd[j];
-        for (int64_t i = 0; i < D; i += 32) {
-            __m256 a0 = _mm256_loadu_ps(acc + i), a1 = _mm256_loadu_ps(acc + i + 8);
-            __m256 a2 = _mm256_loadu_ps(acc + i + 16), a3 = _mm256_loadu_ps(acc + i + 24);
-            for (int64_t j = 0; j < n; ++j) {
-                const __m256 cj = _mm256_set1_ps(c[j]);
-                const float* v = vf + j * D + i;
-                a0 = _mm256_fmadd_ps(cj, _mm256_loadu_ps(v), a0);
-                a1 = _mm256_fmadd_ps(cj, _mm256_loadu_ps(v + 8), a1);
-                a2 = _mm256_fmadd_ps(cj, _mm256_loadu_ps(v + 16), a2);
-                a3 = _mm256_fmadd_ps(cj, _mm256_loadu_ps(v + 24), a3);
+    // Two query rows at a time over 32 columns (8 accumulator chains in 16 registers); each V
+    // load feeds both rows. head_dim % 32 == 0 here.
+    static void axpy_rows(AttnPass& p, int64_t np) {
+        const int64_t D = p.head_dim;
+        int64_t r = 0;
+        for (; r + 2 <= p.rows; r += 2) {
+            const float* w0 = p.s + r * kTile;
+            const float* w1 = w0 + kTile;
+            float* c0 = p.acc + r * D;
+            float* c1 = c0 + D;
+            for (int64_t i = 0; i < D; i += 32) {
+                __m256 a0 = _mm256_loadu_ps(c0 + i), a1 = _mm256_loadu_ps(c0 + i + 8);
+                __m256 a2 = _mm256_loadu_ps(c0 + i + 16), a3 = _mm256_loadu_ps(c0 + i + 24);
+                __m256 b0 = _mm256_loadu_ps(c1 + i), b1 = _mm256_loadu_ps(c1 + i + 8);
+                __m256 b2 = _mm256_loadu_ps(c1 + i + 16), b3 = _mm256_loadu_ps(c1 + i + 24);
+                for (int64_t j = 0; j < np; ++j) {
+                    const float* v = p.vf + j * D + i;
+                    const __m256 x = _mm256_set1_ps(w0[j]), y = _mm256_set1_ps(w1[j]);
+                    const __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8);
+                    const __m256 v2 = _mm256_loadu_ps(v + 16), v3 = _mm256_loadu_ps(v + 24);
+                    a0 = _mm256_fmadd_ps(x, v0, a0);
+                    a1 = _mm256_fmadd_ps(x, v1, a1);
+                    a2 = _mm256_fmadd_ps(x, v2, a2);
+                    a3 = _mm256_fmadd_ps(x, v3, a3);
+                    b0 = _mm256_fmadd_ps(y, v0, b0);
+                    b1 = _mm256_fmadd_ps(y, v1, b1);
+                    b2 = _mm256_fmadd_ps(y, v2, b2);
+                    b3 = _mm256_fmadd_ps(y, v3, b3);
+                }
+                _mm256_storeu_ps(c0 + i, a0);
+                _mm256_storeu_ps(c0 + i + 8, a1);
+                _mm256_storeu_ps(c0 + i + 16, a2);
+                _mm256_storeu_ps(c0 + i + 24, a3);
+                _mm256_storeu_ps(c1 + i, b0);
+                _mm256_storeu_ps(c1 + i + 8, b1);
+                _mm256_storeu_ps(c1 + i + 16, b2);
+                _mm256_storeu_ps(c1 + i + 24, b3);
             }
-            _mm256_storeu_ps(acc + i, a0);
-            _mm256_storeu_ps(acc + i + 8, a1);
-            _mm256_storeu_ps(acc + i + 16, a2);
-            _mm256_storeu_ps(acc + i + 24, a3);
+        }
+        for (; r < p.rows; ++r) {
+            const float* w = p.s + r * kTile;
+            float* acc = p.acc + r * D;
+            for (int64_t i = 0; i < D; i += 32) {
+                __m256 a0 = _mm256_loadu_ps(acc + i), a1 = _mm256_loadu_ps(acc + i + 8);
+                __m256 a2 = _mm256_loadu_ps(acc + i + 16), a3 = _mm256_loadu_ps(acc + i + 24);
+                for (int64_t j = 0; j < np; ++j) {
+                    const __m256 cj = _mm256_set1_ps(w[j]);
+                    const float* v = p.vf + j * D + i;
+                    a0 = _mm256_fmadd_ps(cj, _mm256_loadu_ps(v), a0);
+                    a1 = _mm256_fmadd_ps(cj, _mm256_loadu_ps(v + 8), a1);
+                    a2 = _mm256_fmadd_ps(cj, _mm256_loadu_ps(v + 16), a2);
+                    a3 = _mm256_fmadd_ps(cj, _mm256_loadu_ps(v + 24), a3);
+                }
+                _mm256_storeu_ps(acc + i, a0);
+                _mm256_storeu_ps(acc + i + 8, a1);
+                _mm256_storeu_ps(acc + i + 16, a2);
+                _mm256_storeu_ps(acc + i + 24, a3);
+            }
         }
     }
 };

@@ -1,6 +1,6 @@
 // attention_dispatch.cpp — the driver of the tiled attention: splits the query rows into passes,
 // prepares each pass (rotate and quantize q, scratch), runs the ISA's position loop, finishes the
-// outputs (divide by the softmax sum, add the V zero point, rotate back). Built without ISA
+// outputs (divide by the softmax sum, rotate back). Built without ISA
 // flags; the ISA is chosen per call from current_isa(), so set_isa()/EDGERT_ISA apply here too.
 #include <cmath>
 #include <cstring>
@@ -34,17 +34,29 @@ T* aligned64(std::vector<T>& v, size_t n) {
 }
 
 // Exact round-to-nearest-even for |x| < 2^22 in the default rounding mode, without the libm
-// call nearbyint makes (it shows in decode time).
+// call nearbyint makes in a file built without SSE4.1 (it shows in decode time). The empty asm
+// keeps the compiler from folding (x + magic) - magic even under -ffast-math.
 inline float round_nearest_even(float x) {
-    volatile float magic = 12582912.0f;  // 1.5 * 2^23; volatile keeps -ffast-math from folding it
-    return (x + magic) - magic;
+    float t = x + 12582912.0f;  // 1.5 * 2^23
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __asm__("" : "+x"(t));
+#elif defined(__GNUC__) && defined(__aarch64__)
+    __asm__("" : "+w"(t));
+#else
+    volatile float v = t;
+    t = v;
+#endif
+    return t - 12582912.0f;
 }
 
 // Symmetric int8 with one scale per row: keys carry one scale per row too, so q.k is a single
 // integer dot product (the rotation has already removed the outlier channels).
 void quantize_query(const float* x, int64_t n, int8_t* q, float* d, int32_t* sum) {
     float amax = 0.0f;
-    for (int64_t i = 0; i < n; ++i) amax = std::fmax(amax, std::fabs(x[i]));
+    for (int64_t i = 0; i < n; ++i) {
+        const float a = x[i] < 0.0f ? -x[i] : x[i];  // no fmax: it is a libm call here
+        amax = a > amax ? a : amax;
+    }
     const float dq = amax / 127.0f;
     const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
     int32_t s = 0;
@@ -67,7 +79,8 @@ void run_passes(const AttentionArgs& a, AttentionPassFn fn) {
     static thread_local Scratch sc;
     const size_t rd = static_cast<size_t>(kMaxRows * D), td = static_cast<size_t>(kTile * D);
     float* fbase = aligned64(sc.f, 3 * rd + kMaxRows * kTile + 2 * td + 64);
-    uint8_t* bbase = aligned64(sc.b, rd + td + 64);
+    const size_t scratch_at = (rd + td + 63) & ~static_cast<size_t>(63);
+    uint8_t* bbase = aligned64(sc.b, scratch_at + 4 * td + 64);
     AttnPass p;
     p.head_dim = D;
     float* qf = fbase;
@@ -77,6 +90,7 @@ void run_passes(const AttentionArgs& a, AttentionPassFn fn) {
     p.vf = p.kf + td;
     auto* qi = reinterpret_cast<int8_t*>(bbase);
     p.ku = bbase + rd;
+    p.scratch = reinterpret_cast<int32_t*>(bbase + scratch_at);
     p.qf = qf;
     p.qi = qi;
 
@@ -99,7 +113,6 @@ void run_passes(const AttentionArgs& a, AttentionPassFn fn) {
                 p.limit[r] = a.pos0 + t + 1;
                 p.m[r] = -std::numeric_limits<float>::infinity();
                 p.l[r] = 0.0f;
-                p.bias[r] = 0.0f;
             }
             std::memset(p.acc, 0, static_cast<size_t>(p.rows * D) * 4);
             fn(a, p, a.pos0 + t1);
@@ -108,7 +121,7 @@ void run_passes(const AttentionArgs& a, AttentionPassFn fn) {
                 float* o = a.out + t * a.out_token_stride + g * D;
                 const float* acc = p.acc + r * D;
                 const float inv = 1.0f / p.l[r];
-                for (int64_t i = 0; i < D; ++i) o[i] = (acc[i] + p.bias[r]) * inv;
+                for (int64_t i = 0; i < D; ++i) o[i] = acc[i] * inv;
                 if (v_rot) hadamard_inplace(o, D);
             }
         }

@@ -34,17 +34,18 @@ inline void unpack_q4(const uint8_t* body, int64_t D, uint8_t* out) {
     }
 }
 
-inline void store_u8_as_f32(const uint8x16_t b, float* out) {
+// d * u + m for 16 codes.
+inline void store_u8_as_f32(const uint8x16_t b, float d, float m, float* out) {
     const uint16x8_t lo = vmovl_u8(vget_low_u8(b)), hi = vmovl_u8(vget_high_u8(b));
-    vst1q_f32(out, vcvtq_f32_u32(vmovl_u16(vget_low_u16(lo))));
-    vst1q_f32(out + 4, vcvtq_f32_u32(vmovl_u16(vget_high_u16(lo))));
-    vst1q_f32(out + 8, vcvtq_f32_u32(vmovl_u16(vget_low_u16(hi))));
-    vst1q_f32(out + 12, vcvtq_f32_u32(vmovl_u16(vget_high_u16(hi))));
+    const float32x4_t vm = vdupq_n_f32(m);
+    vst1q_f32(out, vfmaq_n_f32(vm, vcvtq_f32_u32(vmovl_u16(vget_low_u16(lo))), d));
+    vst1q_f32(out + 4, vfmaq_n_f32(vm, vcvtq_f32_u32(vmovl_u16(vget_high_u16(lo))), d));
+    vst1q_f32(out + 8, vfmaq_n_f32(vm, vcvtq_f32_u32(vmovl_u16(vget_low_u16(hi))), d));
+    vst1q_f32(out + 12, vfmaq_n_f32(vm, vcvtq_f32_u32(vmovl_u16(vget_high_u16(hi))), d));
 }
 
-inline void decode_codes(KVType t, const uint8_t* row, int64_t D, float* out, float* d, float* m) {
-    *d = 1.0f;
-    *m = 0.0f;
+// Row to float values (d * u + m for the quantized types).
+inline void decode_row(KVType t, const uint8_t* row, int64_t D, float* out) {
     switch (t) {
         case KVType::F32: std::memcpy(out, row, static_cast<size_t>(D) * 4); return;
         case KVType::F16:
@@ -55,18 +56,20 @@ inline void decode_codes(KVType t, const uint8_t* row, int64_t D, float* out, fl
             }
             return;
         case KVType::Q8: {
-            load_dm(row, d, m);
+            float d, m;
+            load_dm(row, &d, &m);
             const uint8_t* u = row + kQuantHeaderBytes;
-            for (int64_t i = 0; i < D; i += 16) store_u8_as_f32(vld1q_u8(u + i), out + i);
+            for (int64_t i = 0; i < D; i += 16) store_u8_as_f32(vld1q_u8(u + i), d, m, out + i);
             return;
         }
         case KVType::Q4: {
-            load_dm(row, d, m);
+            float d, m;
+            load_dm(row, &d, &m);
             const uint8_t* u = row + kQuantHeaderBytes;
             for (int64_t i = 0; i < D / 2; i += 16) {
                 const uint8x16_t b = vld1q_u8(u + i);
-                store_u8_as_f32(vandq_u8(b, vdupq_n_u8(15)), out + i);
-                store_u8_as_f32(vshrq_n_u8(b, 4), out + D / 2 + i);
+                store_u8_as_f32(vandq_u8(b, vdupq_n_u8(15)), d, m, out + i);
+                store_u8_as_f32(vshrq_n_u8(b, 4), d, m, out + D / 2 + i);
             }
             return;
         }
@@ -129,8 +132,7 @@ struct Ops {
         if (kv_type_is_quantized(a.k_type)) return quant_scores(a, p, p0, np);
         for (int64_t j = 0; j < np; ++j) {
             float* k = p.kf + j * D;
-            float d, m;
-            decode_codes(a.k_type, row_at(a.k, a.k_stride, p0 + j), D, k, &d, &m);
+            decode_row(a.k_type, row_at(a.k, a.k_stride, p0 + j), D, k);
             for (int64_t r = 0; r < p.rows; ++r) {
                 const float* q = p.qf + r * D;
                 float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f);
@@ -144,8 +146,7 @@ struct Ops {
     }
     static void v_tile(const AttentionArgs& a, AttnPass& p, int64_t p0, int64_t np) {
         for (int64_t j = 0; j < np; ++j) {
-            decode_codes(a.v_type, row_at(a.v, a.v_stride, p0 + j), p.head_dim,
-                         p.vf + j * p.head_dim, &p.vd[j], &p.vm[j]);
+            decode_row(a.v_type, row_at(a.v, a.v_stride, p0 + j), p.head_dim, p.vf + j * p.head_dim);
         }
     }
     static float max_row(const float* s, int64_t n) {
@@ -177,24 +178,63 @@ struct Ops {
     static void scale_row(float* x, int64_t n, float c) {
         for (int64_t i = 0; i < n; i += 4) vst1q_f32(x + i, vmulq_n_f32(vld1q_f32(x + i), c));
     }
-    static void axpy_tile(float* acc, const float* w, const float* vd, const float* vf, int64_t n,
-                          int64_t D) {
-        float c[kTile];
-        for (int64_t j = 0; j < n; ++j) c[j] = w[j] * vd[j];
-        for (int64_t i = 0; i < D; i += 16) {
-            float32x4_t a0 = vld1q_f32(acc + i), a1 = vld1q_f32(acc + i + 4);
-            float32x4_t a2 = vld1q_f32(acc + i + 8), a3 = vld1q_f32(acc + i + 12);
-            for (int64_t j = 0; j < n; ++j) {
-                const float* v = vf + j * D + i;
-                a0 = vfmaq_n_f32(a0, vld1q_f32(v), c[j]);
-                a1 = vfmaq_n_f32(a1, vld1q_f32(v + 4), c[j]);
-                a2 = vfmaq_n_f32(a2, vld1q_f32(v + 8), c[j]);
-                a3 = vfmaq_n_f32(a3, vld1q_f32(v + 12), c[j]);
+    // Two query rows at a time over 16 columns (8 accumulator chains); each V load feeds both
+    // rows. head_dim % 16 == 0 here.
+    static void axpy_rows(AttnPass& p, int64_t np) {
+        const int64_t D = p.head_dim;
+        int64_t r = 0;
+        for (; r + 2 <= p.rows; r += 2) {
+            const float* w0 = p.s + r * kTile;
+            const float* w1 = w0 + kTile;
+            float* c0 = p.acc + r * D;
+            float* c1 = c0 + D;
+            for (int64_t i = 0; i < D; i += 16) {
+                float32x4_t a0 = vld1q_f32(c0 + i), a1 = vld1q_f32(c0 + i + 4);
+                float32x4_t a2 = vld1q_f32(c0 + i + 8), a3 = vld1q_f32(c0 + i + 12);
+                float32x4_t b0 = vld1q_f32(c1 + i), b1 = vld1q_f32(c1 + i + 4);
+                float32x4_t b2 = vld1q_f32(c1 + i + 8), b3 = vld1q_f32(c1 + i + 12);
+                for (int64_t j = 0; j < np; ++j) {
+                    const float* v = p.vf + j * D + i;
+                    const float x = w0[j], y = w1[j];
+                    const float32x4_t v0 = vld1q_f32(v), v1 = vld1q_f32(v + 4);
+                    const float32x4_t v2 = vld1q_f32(v + 8), v3 = vld1q_f32(v + 12);
+                    a0 = vfmaq_n_f32(a0, v0, x);
+                    a1 = vfmaq_n_f32(a1, v1, x);
+                    a2 = vfmaq_n_f32(a2, v2, x);
+                    a3 = vfmaq_n_f32(a3, v3, x);
+                    b0 = vfmaq_n_f32(b0, v0, y);
+                    b1 = vfmaq_n_f32(b1, v1, y);
+                    b2 = vfmaq_n_f32(b2, v2, y);
+                    b3 = vfmaq_n_f32(b3, v3, y);
+                }
+                vst1q_f32(c0 + i, a0);
+                vst1q_f32(c0 + i + 4, a1);
+                vst1q_f32(c0 + i + 8, a2);
+                vst1q_f32(c0 + i + 12, a3);
+                vst1q_f32(c1 + i, b0);
+                vst1q_f32(c1 + i + 4, b1);
+                vst1q_f32(c1 + i + 8, b2);
+                vst1q_f32(c1 + i + 12, b3);
             }
-            vst1q_f32(acc + i, a0);
-            vst1q_f32(acc + i + 4, a1);
-            vst1q_f32(acc + i + 8, a2);
-            vst1q_f32(acc + i + 12, a3);
+        }
+        for (; r < p.rows; ++r) {
+            const float* w = p.s + r * kTile;
+            float* acc = p.acc + r * D;
+            for (int64_t i = 0; i < D; i += 16) {
+                float32x4_t a0 = vld1q_f32(acc + i), a1 = vld1q_f32(acc + i + 4);
+                float32x4_t a2 = vld1q_f32(acc + i + 8), a3 = vld1q_f32(acc + i + 12);
+                for (int64_t j = 0; j < np; ++j) {
+                    const float* v = p.vf + j * D + i;
+                    a0 = vfmaq_n_f32(a0, vld1q_f32(v), w[j]);
+                    a1 = vfmaq_n_f32(a1, vld1q_f32(v + 4), w[j]);
+                    a2 = vfmaq_n_f32(a2, vld1q_f32(v + 8), w[j]);
+                    a3 = vfmaq_n_f32(a3, vld1q_f32(v + 12), w[j]);
+                }
+                vst1q_f32(acc + i, a0);
+                vst1q_f32(acc + i + 4, a1);
+                vst1q_f32(acc + i + 8, a2);
+                vst1q_f32(acc + i + 12, a3);
+            }
         }
     }
 };

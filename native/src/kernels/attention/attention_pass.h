@@ -29,20 +29,21 @@ struct AttnPass {
     const int8_t* qi = nullptr;   // [rows][head_dim], quantized keys: q ~ qd * qi
     float qd[kMaxRows];
     int32_t qsum[kMaxRows];       // sum of qi, for the keys' zero point
-    // Online-softmax state: running max m, running sum l, output accumulator acc (in the rotated
-    // basis when V rows are rotated) and bias = sum_p w_p * m_p (the V zero point, added to every
-    // element at the end).
+    // Online-softmax state: running max m, running sum l and the output accumulator acc (in the
+    // rotated basis when V rows are rotated).
     float m[kMaxRows];
     float l[kMaxRows];
-    float bias[kMaxRows];
     float* acc = nullptr;   // [rows][head_dim]
+    // ISA-private scratch for scores() (for example the tile's keys transposed): 64-byte aligned,
+    // kTile * head_dim words.
+    int32_t* scratch = nullptr;
     // Per-tile scratch.
     float* s = nullptr;     // [rows][kTile] scores, then weights
     float* kf = nullptr;    // [kTile][head_dim] float keys
     uint8_t* ku = nullptr;  // [kTile][head_dim] unpacked key codes
-    float* vf = nullptr;    // [kTile][head_dim] value codes (or values) as floats
-    float vd[kTile];        // V row scale (1 for float types)
-    float vm[kTile];        // V row zero point (0 for float types)
+    // V rows of the tile decoded to floats (d * u + m for quantized rows): decoding once per tile
+    // is shared by every query row, so the weighted sum needs no per-row zero-point term.
+    float* vf = nullptr;    // [kTile][head_dim]
 };
 
 // The position loop of one ISA: runs positions [0, n_pos) over the pass.

@@ -1,6 +1,6 @@
 // attention_scalar.cpp — the scalar position loop: the fallback path and the structure every SIMD
 // file mirrors (integer q.k for quantized keys, per-row scales applied after the dot product,
-// V codes weighted by w_p * d_p, zero points summed separately).
+// V rows decoded to floats once per tile and shared by every query row).
 #include <math.h>
 
 #include <cstring>
@@ -20,10 +20,8 @@ void load_dm(const uint8_t* row, float* d, float* m) {
     *m = fp16_to_fp32(h[1]);
 }
 
-// Row to float values (F32/F16) or float codes (Q8/Q4, with scale and zero point).
-void decode_codes(KVType t, const uint8_t* row, int64_t D, float* out, float* d, float* m) {
-    *d = 1.0f;
-    *m = 0.0f;
+// Row to float values (d * u + m for the quantized types).
+void decode_row(KVType t, const uint8_t* row, int64_t D, float* out) {
     switch (t) {
         case KVType::F32: std::memcpy(out, row, static_cast<size_t>(D) * 4); return;
         case KVType::F16:
@@ -34,17 +32,19 @@ void decode_codes(KVType t, const uint8_t* row, int64_t D, float* out, float* d,
             }
             return;
         case KVType::Q8: {
-            load_dm(row, d, m);
+            float d, m;
+            load_dm(row, &d, &m);
             const uint8_t* u = row + kQuantHeaderBytes;
-            for (int64_t i = 0; i < D; ++i) out[i] = static_cast<float>(u[i]);
+            for (int64_t i = 0; i < D; ++i) out[i] = d * static_cast<float>(u[i]) + m;
             return;
         }
         case KVType::Q4: {
-            load_dm(row, d, m);
+            float d, m;
+            load_dm(row, &d, &m);
             const uint8_t* u = row + kQuantHeaderBytes;
             for (int64_t i = 0; i < D / 2; ++i) {
-                out[i] = static_cast<float>(u[i] & 15);
-                out[i + D / 2] = static_cast<float>(u[i] >> 4);
+                out[i] = d * static_cast<float>(u[i] & 15) + m;
+                out[i + D / 2] = d * static_cast<float>(u[i] >> 4) + m;
             }
             return;
         }
@@ -79,8 +79,7 @@ struct Ops {
                 }
             } else {
                 float* k = p.kf + j * D;
-                float d, m;
-                decode_codes(a.k_type, row, D, k, &d, &m);
+                decode_row(a.k_type, row, D, k);
                 for (int64_t r = 0; r < p.rows; ++r) {
                     const float* q = p.qf + r * D;
                     float dot = 0.0f;
@@ -92,8 +91,7 @@ struct Ops {
     }
     static void v_tile(const AttentionArgs& a, AttnPass& p, int64_t p0, int64_t np) {
         for (int64_t j = 0; j < np; ++j) {
-            decode_codes(a.v_type, row_at(a.v, a.v_stride, p0 + j), p.head_dim,
-                         p.vf + j * p.head_dim, &p.vd[j], &p.vm[j]);
+            decode_row(a.v_type, row_at(a.v, a.v_stride, p0 + j), p.head_dim, p.vf + j * p.head_dim);
         }
     }
     static float max_row(const float* s, int64_t n) {
@@ -109,11 +107,14 @@ struct Ops {
     static void scale_row(float* x, int64_t n, float c) {
         for (int64_t i = 0; i < n; ++i) x[i] *= c;
     }
-    static void axpy_tile(float* acc, const float* w, const float* vd, const float* vf, int64_t n,
-                          int64_t D) {
-        for (int64_t j = 0; j < n; ++j) {
-            const float c = w[j] * vd[j];
-            for (int64_t i = 0; i < D; ++i) acc[i] += c * vf[j * D + i];
+    static void axpy_rows(AttnPass& p, int64_t np) {
+        const int64_t D = p.head_dim;
+        for (int64_t r = 0; r < p.rows; ++r) {
+            float* acc = p.acc + r * D;
+            for (int64_t j = 0; j < np; ++j) {
+                const float c = p.s[r * kTile + j];
+                for (int64_t i = 0; i < D; ++i) acc[i] += c * p.vf[j * D + i];
+            }
         }
     }
 };

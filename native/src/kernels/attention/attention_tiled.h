@@ -5,11 +5,14 @@
 //
 // Ops must provide (all static):
 //   scores(a, p, p0, np)         p.s[r*kTile + j] = q_r . k_{p0+j} (scaled), j < np
-//   v_tile(a, p, p0, np)         p.vf[j*D..], p.vd[j], p.vm[j] for rows p0..p0+np-1
+//   v_tile(a, p, p0, np)         p.vf[j*D..] = V row p0+j as floats, j < np
 //   max_row(s, n)                max of s[0..n)
 //   exp_sum(s, n, m)             s[j] = exp(s[j] - m); returns the sum
 //   scale_row(x, n, c)           x[i] *= c
-//   axpy_tile(acc, w, vd, vf, n, D)  acc[i] += sum_j w[j] * vd[j] * vf[j*D + i]
+//   axpy_rows(p, np)             for every row r < p.rows:
+//                                  p.acc[r*D + i] += sum_{j<np} p.s[r*kTile + j] * p.vf[j*D + i]
+//                                (all rows at once, so V loads are shared and several
+//                                accumulator chains hide FMA latency)
 // Needs <math.h> (expf) and attention_pass.h included before the anonymous namespace.
 
 template <class Ops>
@@ -22,25 +25,22 @@ void run_tiled_pass(const ::edgert::AttentionArgs& a, ::edgert::attn::AttnPass& 
         Ops::v_tile(a, p, p0, np);
         for (int64_t r = 0; r < p.rows; ++r) {
             int64_t nr = p.limit[r] - p0;  // causal limit of this row inside the tile
-            if (nr <= 0) continue;
             if (nr > np) nr = np;
             float* s = p.s + r * kTile;
-            float* acc = p.acc + r * D;
+            // Weights past the row's limit are zero, so axpy_rows can sweep every row over np.
+            for (int64_t j = nr < 0 ? 0 : nr; j < np; ++j) s[j] = 0.0f;
+            if (nr <= 0) continue;
             const float mt = Ops::max_row(s, nr);
             const float m_new = mt > p.m[r] ? mt : p.m[r];
             if (m_new > p.m[r]) {
                 // First tile: m = -inf gives c = 0 on an all-zero state, which is harmless.
                 const float c = expf(p.m[r] - m_new);
                 p.l[r] *= c;
-                p.bias[r] *= c;
-                Ops::scale_row(acc, D, c);
+                Ops::scale_row(p.acc + r * D, D, c);
                 p.m[r] = m_new;
             }
             p.l[r] += Ops::exp_sum(s, nr, m_new);
-            float b = 0.0f;
-            for (int64_t j = 0; j < nr; ++j) b += s[j] * p.vm[j];
-            p.bias[r] += b;
-            Ops::axpy_tile(acc, s, p.vd, p.vf, nr, D);
         }
+        Ops::axpy_rows(p, np);
     }
 }
