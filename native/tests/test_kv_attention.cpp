@@ -64,6 +64,7 @@ struct Case {
 struct Problem {
     std::vector<float> q, kf, vf;
     std::vector<uint8_t> k, v;
+    std::vector<uint16_t> koff;  // Q4 keys' block offsets
     AttentionArgs a;
     double vmax = 0;
 };
@@ -108,7 +109,20 @@ Problem make_problem(const Case& c, std::mt19937& rng) {
     const size_t ks = edgert::kv_row_bytes(c.kt, D) + 6, vs = edgert::kv_row_bytes(c.vt, D) + 10;
     pr.k.assign(ks * n, 0);
     pr.v.assign(vs * n, 0);
-    edgert::kv_store_rows(c.kt, true, pr.kf.data(), D, n, D, pr.k.data(), ks);
+    if (edgert::kv_has_block_offset(c.kt, true)) {
+        // One offset per block of keys, as the runtime's cache keeps them (the biased channels
+        // above are what the offset is for); a short block keeps a zero offset, as there.
+        const int64_t B = edgert::kKvOffsetBlock;
+        pr.koff.assign(static_cast<size_t>((n + B - 1) / B * D), 0);
+        for (int64_t b0 = 0; b0 < n; b0 += B) {
+            const int64_t nb = std::min(B, n - b0);
+            uint16_t* off = pr.koff.data() + b0 / B * D;
+            if (nb >= edgert::kKvMinOffsetRows) edgert::kv_block_offset(pr.kf.data() + b0 * D, D, nb, D, off);
+            edgert::kv_store_rows(c.kt, true, pr.kf.data() + b0 * D, D, nb, D, pr.k.data() + b0 * ks, ks, off);
+        }
+    } else {
+        edgert::kv_store_rows(c.kt, true, pr.kf.data(), D, n, D, pr.k.data(), ks);
+    }
     edgert::kv_store_rows(c.vt, false, pr.vf.data(), D, n, D, pr.v.data(), vs);
     std::vector<float> row(static_cast<size_t>(D));
     for (int64_t p = 0; p < n; ++p) {
@@ -122,6 +136,7 @@ Problem make_problem(const Case& c, std::mt19937& rng) {
     a.n_tokens = c.T;
     a.pos0 = pos0;
     a.k = pr.k.data();
+    a.k_offset = pr.koff.empty() ? nullptr : pr.koff.data();
     a.k_type = c.kt;
     a.k_stride = ks;
     a.v = pr.v.data();

@@ -50,6 +50,7 @@ void test_layer_attention_matches_ref() {
                     a.n_tokens = s.n_tok;
                     a.pos0 = s.pos0;
                     a.k = kv.k_head(1, h);
+                    a.k_offset = kv.k_offset(1, h);
                     a.k_type = KVType(kt);
                     a.k_stride = kv.k_row_bytes();
                     a.v = kv.v_head(1, h);
@@ -132,7 +133,8 @@ void test_bytes_per_token(edgert_model* m) {
     const uint64_t layers = 2, kv_heads = 2, D = 32;
     struct Case { int32_t k, v; uint64_t row_k, row_v; } cases[] = {
         {EDGERT_KV_F32, EDGERT_KV_F32, 4 * D, 4 * D}, {EDGERT_KV_F16, EDGERT_KV_F16, 2 * D, 2 * D},
-        {EDGERT_KV_Q8, EDGERT_KV_Q8, 4 + D, 4 + D},   {EDGERT_KV_Q4, EDGERT_KV_Q4, 4 + D / 2, 4 + D / 2},
+        // Q4 keys add one f16 offset vector per 64 positions: 2 * D / 64 bytes per row.
+        {EDGERT_KV_Q8, EDGERT_KV_Q8, 4 + D, 4 + D},   {EDGERT_KV_Q4, EDGERT_KV_Q4, 4 + D / 2 + D / 32, 4 + D / 2},
         {EDGERT_KV_Q8, EDGERT_KV_Q4, 4 + D, 4 + D / 2}};
     for (const auto& c : cases) {
         edgert_context* ctx = new_kv_context(m, c.k, c.v, 100);

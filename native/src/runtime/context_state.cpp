@@ -2,11 +2,14 @@
 //
 // Layout (little-endian; every edgert target is):
 //   0  char[8] magic "EDGTKVS\0"        36 i32 n_past
-//   8  u32 version (1)                  40 u64 payload bytes
+//   8  u32 version (2)                  40 u64 payload bytes
 //   12 u32 model id (below)             48 u32 CRC-32 of the payload
 //   16 i32 num_layers, num_kv_heads,    52 u32 CRC-32 of bytes [0, 52)
 //      head_dim, k_type, v_type         56 payload: n_past i32 token ids, then for each layer and
-//                                          KV head, n_past K rows, then n_past V rows
+//                                          KV head, n_past K rows, the K block offsets that cover
+//                                          them (Q4 K only), then n_past V rows
+// Version 1 had no offsets; its Q4 K rows were stored against a zero offset, so they load as
+// version 2 rows with zero offsets.
 // Rows are copied as the cache holds them (kv_attention.h), so a round trip is bit-exact and a
 // continued conversation produces exactly the tokens it would have without the round trip.
 // The model id is a CRC-32 over the metadata JSON and every tensor's table entry (name, dtype,
@@ -23,7 +26,7 @@ namespace edgert {
 namespace {
 
 constexpr char kMagic[8] = {'E', 'D', 'G', 'T', 'K', 'V', 'S', '\0'};
-constexpr uint32_t kStateVersion = 1;
+constexpr uint32_t kStateVersion = 2;
 constexpr size_t kHeaderBytes = 56;
 constexpr size_t kHeaderCrcOffset = 52;
 
@@ -74,7 +77,7 @@ void encode_header(const StateHeader& h, uint8_t* b) {
 }
 
 // The header this context would write for n_past tokens (payload CRC left 0).
-StateHeader expected_header(const Context& c, int32_t n_past) {
+StateHeader expected_header(const Context& c, int32_t n_past, uint32_t version = kStateVersion) {
     const KvCache& kv = c.kv();
     StateHeader h;
     h.model_id = model_id(c.model());
@@ -84,8 +87,10 @@ StateHeader expected_header(const Context& c, int32_t n_past) {
     h.k_type = static_cast<int32_t>(kv.k_type());
     h.v_type = static_cast<int32_t>(kv.v_type());
     h.n_past = n_past;
-    h.payload_bytes = uint64_t(n_past) * (sizeof(int32_t) + uint64_t(kv.n_layers()) * kv.n_kv_heads() *
-                                                                 (kv.k_row_bytes() + kv.v_row_bytes()));
+    const uint64_t offsets = version >= 2 ? kv.k_offset_bytes(n_past) : 0;
+    h.payload_bytes = uint64_t(n_past) * sizeof(int32_t) +
+                      uint64_t(kv.n_layers()) * kv.n_kv_heads() *
+                          (uint64_t(n_past) * (kv.k_row_bytes() + kv.v_row_bytes()) + offsets);
     return h;
 }
 
@@ -107,6 +112,7 @@ void Context::save(const std::string& path) const {
     for (int l = 0; l < kv_.n_layers(); ++l) {
         for (int hd = 0; hd < kv_.n_kv_heads(); ++hd) {
             pieces.emplace_back(kv_.k_head(l, hd), size_t(n_past_) * kv_.k_row_bytes());
+            if (kv_.k_offset_bytes(n_past_) > 0) pieces.emplace_back(kv_.k_offset(l, hd), kv_.k_offset_bytes(n_past_));
             pieces.emplace_back(kv_.v_head(l, hd), size_t(n_past_) * kv_.v_row_bytes());
         }
     }
@@ -178,7 +184,7 @@ void Context::load(const std::string& path) {
                                               " tokens but this context has n_ctx " +
                                               std::to_string(config_.n_ctx) + "; create it with a larger n_ctx");
     }
-    const StateHeader want = expected_header(*this, h.n_past);
+    const StateHeader want = expected_header(*this, h.n_past, version);
     if (h.model_id != want.model_id || h.num_layers != want.num_layers ||
         h.num_kv_heads != want.num_kv_heads || h.head_dim != want.head_dim) {
         fail(EDGERT_ERR_INVALID_ARGUMENT, what + "was saved from another model; load it into a "
@@ -213,6 +219,13 @@ void Context::load(const std::string& path) {
             const size_t nk = size_t(h.n_past) * kv_.k_row_bytes(), nv = size_t(h.n_past) * kv_.v_row_bytes();
             std::memcpy(kv_.k_head(l, hd), p, nk);
             p += nk;
+            const size_t no = kv_.k_offset_bytes(h.n_past);
+            if (no > 0 && version >= 2) {
+                std::memcpy(kv_.k_offset(l, hd), p, no);
+                p += no;
+            } else if (no > 0) {
+                std::memset(kv_.k_offset(l, hd), 0, no);
+            }
             std::memcpy(kv_.v_head(l, hd), p, nv);
             p += nv;
         }

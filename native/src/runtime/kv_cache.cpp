@@ -1,6 +1,10 @@
 // kv_cache.cpp — allocation and row encoding of the KV cache (rows: kernels/attention).
 #include "runtime/kv_cache.h"
 
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
 namespace edgert {
 
 KvCache::KvCache(int n_layers, int n_ctx, int n_kv_heads, int head_dim, KVType k_type,
@@ -11,20 +15,66 @@ KvCache::KvCache(int n_layers, int n_ctx, int n_kv_heads, int head_dim, KVType k
     const size_t rows = size_t(n_layers) * size_t(n_kv_heads) * size_t(n_ctx);
     k_.reset(new uint8_t[rows * k_row_]);
     v_.reset(new uint8_t[rows * v_row_]);
+    if (kv_has_block_offset(k_type, true)) {
+        n_blocks_ = int((int64_t(n_ctx) + kKvOffsetBlock - 1) / kKvOffsetBlock);
+        const size_t n = size_t(n_layers) * size_t(n_kv_heads) * size_t(n_blocks_) * size_t(head_dim);
+        k_offset_.reset(new uint16_t[n]());
+    }
+}
+
+const uint16_t* KvCache::k_offset(int layer, int head) const {
+    if (!k_offset_) return nullptr;
+    return k_offset_.get() +
+           (size_t(layer) * size_t(n_kv_heads_) + size_t(head)) * size_t(n_blocks_) * size_t(head_dim_);
+}
+
+size_t KvCache::k_offset_bytes(int n) const {
+    if (!k_offset_) return 0;
+    return size_t((int64_t(n) + kKvOffsetBlock - 1) / kKvOffsetBlock) * size_t(head_dim_) * sizeof(uint16_t);
 }
 
 uint64_t KvCache::bytes_per_token(int n_layers, int n_kv_heads, int head_dim, KVType k_type,
                                   KVType v_type) {
     return uint64_t(n_layers) * uint64_t(n_kv_heads) *
-           (kv_row_bytes(k_type, head_dim) + kv_row_bytes(v_type, head_dim));
+           (kv_row_bytes(k_type, head_dim) + kv_offset_bytes_per_row(k_type, true, head_dim) +
+            kv_row_bytes(v_type, head_dim));
 }
 
 void KvCache::store(int layer, int pos, int n_tok, const float* k, const float* v) {
     const int64_t kv_dim = int64_t(n_kv_heads_) * head_dim_;
+    const int64_t D = head_dim_;
     for (int h = 0; h < n_kv_heads_; ++h) {
-        kv_store_rows(k_type_, true, k + int64_t(h) * head_dim_, kv_dim, n_tok, head_dim_,
-                      k_head(layer, h) + size_t(pos) * k_row_, k_row_);
-        kv_store_rows(v_type_, false, v + int64_t(h) * head_dim_, kv_dim, n_tok, head_dim_,
+        const float* kh = k + int64_t(h) * D;
+        if (!k_offset_) {
+            kv_store_rows(k_type_, true, kh, kv_dim, n_tok, D, k_head(layer, h) + size_t(pos) * k_row_, k_row_);
+        } else {
+            // One call per offset block; a block written from its start gets a fresh offset.
+            for (int p = pos; p < pos + n_tok;) {
+                const int b = int(p / kKvOffsetBlock);
+                const int end = int(std::min<int64_t>(pos + n_tok, int64_t(b + 1) * kKvOffsetBlock));
+                uint16_t* off = k_offset(layer, h) + size_t(b) * size_t(D);
+                if (p == int64_t(b) * kKvOffsetBlock) {
+                    if (end - p >= kKvMinOffsetRows) {
+                        kv_block_offset(kh + int64_t(p - pos) * kv_dim, kv_dim, end - p, D, off);
+                    } else if (b == 0) {
+                        std::memset(off, 0, size_t(D) * sizeof(uint16_t));  // plain rows
+                    } else {
+                        std::vector<float> prev(size_t(kKvOffsetBlock * D));
+                        const uint16_t* poff = off - D;
+                        for (int64_t j = 0; j < kKvOffsetBlock; ++j) {
+                            const int64_t q = int64_t(b - 1) * kKvOffsetBlock + j;
+                            kv_load_row(k_type_, true, k_head(layer, h) + size_t(q) * k_row_, D,
+                                        prev.data() + j * D, poff);
+                        }
+                        kv_block_offset(prev.data(), D, kKvOffsetBlock, D, off);
+                    }
+                }
+                kv_store_rows(k_type_, true, kh + int64_t(p - pos) * kv_dim, kv_dim, end - p, D,
+                              k_head(layer, h) + size_t(p) * k_row_, k_row_, off);
+                p = end;
+            }
+        }
+        kv_store_rows(v_type_, false, v + int64_t(h) * D, kv_dim, n_tok, D,
                       v_head(layer, h) + size_t(pos) * v_row_, v_row_);
     }
 }

@@ -4,8 +4,10 @@
 // the cache's KV type (F32, F16, Q8, Q4; K and V chosen separately). K is stored after RoPE.
 // Layout: [layer][KV head][n_ctx] rows, so one head's positions are contiguous and attention
 // streams them with a stride of one row. GQA query heads read their group's head; K/V are never
-// duplicated. A row depends only on its own position, so trimming is an index change and the
-// rows past n_past are simply invalid.
+// duplicated. A row depends only on its own position and its block's offset (Q4 keys: one
+// offset per kKvOffsetBlock positions, chosen when the block's first row is written and kept
+// until the block is written from its start again), so trimming is an index change and the rows
+// past n_past are simply invalid.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -43,6 +45,14 @@ public:
     const uint8_t* v_head(int layer, int head) const { return v_.get() + head_offset(layer, head, v_row_); }
     uint8_t* k_head(int layer, int head) { return k_.get() + head_offset(layer, head, k_row_); }
     uint8_t* v_head(int layer, int head) { return v_.get() + head_offset(layer, head, v_row_); }
+    // Block offsets of a (layer, KV head)'s keys ([block][head_dim] f16), or null when the K type
+    // has none (kv_has_block_offset).
+    const uint16_t* k_offset(int layer, int head) const;
+    uint16_t* k_offset(int layer, int head) {
+        return const_cast<uint16_t*>(static_cast<const KvCache*>(this)->k_offset(layer, head));
+    }
+    // Bytes of one (layer, KV head)'s offsets that cover the first n positions (save/load).
+    size_t k_offset_bytes(int n) const;
 
 private:
     size_t head_offset(int layer, int head, size_t row) const {
@@ -52,9 +62,11 @@ private:
     int n_layers_, n_ctx_, n_kv_heads_, head_dim_;
     KVType k_type_, v_type_;
     size_t k_row_, v_row_;
+    int n_blocks_ = 0;  // offset blocks per (layer, KV head); 0 without offsets
     // Left uninitialized on purpose: a position is only read after it was written, and untouched
     // pages of a large window never count against resident memory.
     std::unique_ptr<uint8_t[]> k_, v_;
+    std::unique_ptr<uint16_t[]> k_offset_;
 };
 
 }  // namespace edgert

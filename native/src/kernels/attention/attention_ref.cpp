@@ -12,8 +12,9 @@ void attention_ref(const AttentionArgs& a) {
     const int64_t n_pos = a.pos0 + a.n_tokens;
     std::vector<float> K(static_cast<size_t>(n_pos * D)), V(K.size());
     for (int64_t p = 0; p < n_pos; ++p) {
+        const uint16_t* off = a.k_offset ? a.k_offset + (p / kKvOffsetBlock) * D : nullptr;
         kv_load_row(a.k_type, true, static_cast<const uint8_t*>(a.k) + p * a.k_stride, D,
-                    &K[static_cast<size_t>(p * D)]);
+                    &K[static_cast<size_t>(p * D)], off);
         kv_load_row(a.v_type, false, static_cast<const uint8_t*>(a.v) + p * a.v_stride, D,
                     &V[static_cast<size_t>(p * D)]);
     }

@@ -5,6 +5,7 @@
 //
 // Ops must provide (all static):
 //   scores(a, p, p0, np)         p.s[r*kTile + j] = q_r . k_{p0+j} (scaled), j < np
+//   add_offset(p, off, np)       p.s[r*kTile + j] += p.qf_r . off (f16 block offset), j < np
 //   v_tile(a, p, p0, np)         p.vf[j*D..] = V row p0+j as floats, j < np
 //   max_row(s, n)                max of s[0..n)
 //   exp_sum(s, n, m)             s[j] = exp(s[j] - m); returns the sum
@@ -22,6 +23,7 @@ void run_tiled_pass(const ::edgert::AttentionArgs& a, ::edgert::attn::AttnPass& 
     for (int64_t p0 = 0; p0 < n_pos; p0 += kTile) {
         const int64_t np = n_pos - p0 < kTile ? n_pos - p0 : kTile;
         Ops::scores(a, p, p0, np);
+        if (a.k_offset != nullptr) Ops::add_offset(p, a.k_offset + (p0 / kTile) * D, np);
         Ops::v_tile(a, p, p0, np);
         for (int64_t r = 0; r < p.rows; ++r) {
             int64_t nr = p.limit[r] - p0;  // causal limit of this row inside the tile

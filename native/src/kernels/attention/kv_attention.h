@@ -21,13 +21,33 @@ constexpr int64_t kKvMaxHeadDim = 256;
 // with a Hadamard transform, so they need a power of two from 32 up).
 bool kv_head_dim_supported(KVType t, int64_t head_dim);
 
+// Q4 keys carry one offset vector per block of kKvOffsetBlock positions: the block's mean key
+// (rotated basis, f16), subtracted before quantizing and added back through q . offset. Keys
+// share a large per-channel mean that a per-row scale cannot absorb; taking it out first halves
+// int4 K's perplexity cost (README.md in this folder). Other types have no offsets.
+constexpr int64_t kKvOffsetBlock = 64;
+// A block whose first write brings fewer rows than this takes another offset (the runtime: the
+// previous block's mean, or zero for block 0): the mean of a few rows is noise, and one outlier
+// key among them would become every row's outlier.
+constexpr int64_t kKvMinOffsetRows = 16;
+bool kv_has_block_offset(KVType t, bool is_key);
+// Extra bytes per position the offsets cost (averaged over a block), for memory accounting.
+size_t kv_offset_bytes_per_row(KVType t, bool is_key, int64_t head_dim);
+// The offset of a block whose keys are n_rows vectors of head_dim floats (rows src_stride floats
+// apart, original basis): their mean, rotated, rounded to f16.
+void kv_block_offset(const float* src, int64_t src_stride, int64_t n_rows, int64_t head_dim,
+                     uint16_t* offset);
+
 // Encodes n_rows vectors of head_dim floats (src rows src_stride floats apart) into cache rows
 // (dst rows dst_stride bytes apart). `is_key` lets a type treat K and V differently (for example a
-// rotation applied to K only).
+// rotation applied to K only). `offset` (f16, head_dim values, or null for zero) is the block
+// offset of these rows when kv_has_block_offset(t, is_key); every row must lie in that block.
 void kv_store_rows(KVType t, bool is_key, const float* src, int64_t src_stride, int64_t n_rows,
-                   int64_t head_dim, void* dst, size_t dst_stride);
-// Decodes one row back to floats (tests, debugging, save/load checks).
-void kv_load_row(KVType t, bool is_key, const void* row, int64_t head_dim, float* out);
+                   int64_t head_dim, void* dst, size_t dst_stride,
+                   const uint16_t* offset = nullptr);
+// Decodes one row back to floats (tests, debugging, save/load checks); `offset` as above.
+void kv_load_row(KVType t, bool is_key, const void* row, int64_t head_dim, float* out,
+                 const uint16_t* offset = nullptr);
 
 // Attention of one KV head and the group of query heads that share it (GQA without copying K/V).
 // Query token t (0 <= t < n_tokens) sits at position pos0 + t and sees positions [0, pos0 + t].
@@ -42,6 +62,9 @@ struct AttentionArgs {
     const void* k = nullptr;
     KVType k_type = KVType::F16;
     size_t k_stride = 0;
+    // Block offsets of the keys ([position / kKvOffsetBlock][head_dim] f16) when
+    // kv_has_block_offset(k_type, true), else null.
+    const uint16_t* k_offset = nullptr;
     const void* v = nullptr;
     KVType v_type = KVType::F16;
     size_t v_stride = 0;
