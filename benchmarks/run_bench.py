@@ -342,6 +342,17 @@ def build_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def paired_ratio(r: dict[str, Any]) -> Optional[float]:
+    """Median over rounds of (decode @depth / decode @0), both measured in the same worker one
+    after the other: the machine's speed drifts between rounds by more than the effect measured,
+    and a ratio taken inside one round cancels that drift."""
+    s = r.get("samples", {})
+    d0, dd = s.get("decode_tok_s") or [], s.get("depth_decode_tok_s") or []
+    if not d0 or len(d0) != len(dd):
+        return None
+    return statistics.median(b / a for a, b in zip(d0, dd) if a > 0)
+
+
 def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
     return a / b if a and b else None
 
@@ -390,16 +401,16 @@ def write_markdown(results: dict[str, Any], rows: list[dict[str, Any]], path: Pa
         kd = results["kv_depth"]
         lines += ["", f"## Decode after {kd['depth']} tokens of context (issue 4), {kd['model']}", "",
                   "| engine | KV cache | decode tok/s @0 | decode tok/s @depth | depth / 0 "
-                  "| prefill of the context, ms | peak RSS MB |",
-                  "|---|---|---:|---:|---:|---:|---:|"]
+                  "| depth / 0, paired | prefill of the context, ms | peak RSS MB |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|"]
         for key, r in kd["engines"].items():
             if "error" in r:
                 lines.append(f"| {key} | | failed: {r['error'].strip().splitlines()[-1][:80]} | | | | |")
                 continue
             d0, dd = r.get("decode_tok_s"), r.get("depth_decode_tok_s")
             lines.append(f"| {r['engine']} | {r['extra'].get('kv_type')} | {_f(d0)} | {_f(dd)} "
-                         f"| {_f(_ratio(dd, d0), '{:.2f}')} | {_f(r.get('depth_ttft_ms'), '{:.0f}')} "
-                         f"| {_f(r.get('peak_rss_mb'), '{:.0f}')} |")
+                         f"| {_f(_ratio(dd, d0), '{:.2f}')} | {_f(paired_ratio(r), '{:.2f}')} "
+                         f"| {_f(r.get('depth_ttft_ms'), '{:.0f}')} | {_f(r.get('peak_rss_mb'), '{:.0f}')} |")
     notes = [n for c in results["cases"] for n in c.get("notes", [])] + results.get("notes", [])
     notes += [f"{e} on {c['label']} {c['dtype']}: {r['warning']}" for c in results["cases"]
               for e, r in c["engines"].items() if r.get("warning")]

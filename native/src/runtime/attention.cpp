@@ -10,7 +10,7 @@
 namespace edgert {
 namespace {
 
-// Query tokens per prefill task: the kernel runs passes of up to 32 query rows, and a block of
+// Query tokens per prefill task: the kernel runs passes of up to 64 query rows, and a block of
 // that order keeps one pass's K/V tile reads shared while leaving tasks for every thread.
 constexpr int kTokenBlock = 32;
 // Below this many multiply-adds a parallel region's wake-up and join cost more than they save

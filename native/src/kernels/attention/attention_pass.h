@@ -18,7 +18,7 @@ namespace edgert {
 namespace attn {
 
 constexpr int64_t kTile = 64;     // positions per tile
-constexpr int64_t kMaxRows = 32;  // query rows per pass
+constexpr int64_t kMaxRows = 64;  // query rows per pass
 static_assert(kTile == kKvOffsetBlock, "a tile reads the keys of exactly one offset block");
 
 struct AttnPass {
