@@ -8,6 +8,8 @@
 
 namespace edgert {
 
+uint64_t g_q8act_generation = 0;
+
 bool dtype_is_known(uint32_t id) {
     switch (static_cast<DType>(id)) {
         case DType::F32: case DType::F16: case DType::Q4_0:

@@ -49,6 +49,12 @@ static_assert(sizeof(BlockQ4_1) == 20, "q4_1 block is 20 bytes");
 static_assert(sizeof(BlockQ8_0) == 34, "q8_0 block is 34 bytes");
 static_assert(sizeof(BlockQ8Act) == 40, "activation block is 40 bytes");
 
+// Bumped (with __atomic_add_fetch, release) by every activation quantizer, whatever its ISA: a
+// kernel that derives per-block data from BlockQ8Act (the packed GEMMs' zero-point offsets) may
+// cache it per thread until the next bump instead of recomputing it for every row tile.
+extern uint64_t g_q8act_generation;
+#define EDGERT_BUMP_Q8ACT_GENERATION() __atomic_add_fetch(&::edgert::g_q8act_generation, 1, __ATOMIC_RELEASE)
+
 // Known dtype? (Anything else in a file is refused by the loader.)
 bool dtype_is_known(uint32_t id);
 const char* dtype_name(DType t);

@@ -11,6 +11,7 @@
 namespace edgert {
 
 void quantize_q8act_ref(const float* x, BlockQ8Act* y, int64_t n) {
+    EDGERT_BUMP_Q8ACT_GENERATION();
     for (int64_t b = 0; b < n / kQK; ++b) {
         const float* xb = x + b * kQK;
         float amax = 0.0f;

@@ -349,6 +349,7 @@ void gemm_f(const WeightView& w, const float* x, int64_t r0, int64_t r1, int64_t
 // --- activation quantization -------------------------------------------------------------------
 
 void quantize_q8act(const float* x, BlockQ8Act* y, int64_t n) {
+    EDGERT_BUMP_Q8ACT_GENERATION();
     const __m512 sign_off = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
     for (int64_t b = 0; b < n / kQK; ++b) {
         const __m512 v0 = _mm512_loadu_ps(x + b * kQK);
