@@ -64,7 +64,7 @@ struct Case {
 struct Problem {
     std::vector<float> q, kf, vf;
     std::vector<uint8_t> k, v;
-    std::vector<uint16_t> koff;  // Q4 keys' block offsets
+    std::vector<uint16_t> koff, ksink;  // Q4 keys' block offsets and exact position-0 key
     AttentionArgs a;
     double vmax = 0;
 };
@@ -112,12 +112,16 @@ Problem make_problem(const Case& c, std::mt19937& rng) {
     if (edgert::kv_has_block_offset(c.kt, true)) {
         // One offset per block of keys, as the runtime's cache keeps them (the biased channels
         // above are what the offset is for); a short block keeps a zero offset, as there.
+        // Position 0 is kept exactly (the sink) and stays out of block 0's mean, as there.
         const int64_t B = edgert::kKvOffsetBlock;
         pr.koff.assign(static_cast<size_t>((n + B - 1) / B * D), 0);
+        pr.ksink.assign(static_cast<size_t>(D), 0);
+        edgert::kv_sink_row(pr.kf.data(), D, pr.ksink.data());
         for (int64_t b0 = 0; b0 < n; b0 += B) {
-            const int64_t nb = std::min(B, n - b0);
+            const int64_t nb = std::min(B, n - b0), skip = b0 == 0 ? 1 : 0;
             uint16_t* off = pr.koff.data() + b0 / B * D;
-            if (nb >= edgert::kKvMinOffsetRows) edgert::kv_block_offset(pr.kf.data() + b0 * D, D, nb, D, off);
+            if (nb - skip >= edgert::kKvMinOffsetRows)
+                edgert::kv_block_offset(pr.kf.data() + (b0 + skip) * D, D, nb - skip, D, off);
             edgert::kv_store_rows(c.kt, true, pr.kf.data() + b0 * D, D, nb, D, pr.k.data() + b0 * ks, ks, off);
         }
     } else {
@@ -137,6 +141,7 @@ Problem make_problem(const Case& c, std::mt19937& rng) {
     a.pos0 = pos0;
     a.k = pr.k.data();
     a.k_offset = pr.koff.empty() ? nullptr : pr.koff.data();
+    a.k_sink = pr.ksink.empty() ? nullptr : pr.ksink.data();
     a.k_type = c.kt;
     a.k_stride = ks;
     a.v = pr.v.data();
@@ -150,8 +155,11 @@ Problem make_problem(const Case& c, std::mt19937& rng) {
 
 double tolerance(const Case& c) {
     if (c.data == Data::Extreme) return kTolDominant;
-    if (c.data == Data::EqualScores || c.data == Data::ZeroQuery)
-        return kTolFloatKeys;  // every score shifts alike: weights stay exactly uniform
+    if (c.data == Data::ZeroQuery) return kTolFloatKeys;  // all scores 0: uniform weights
+    // Equal keys shift every score alike, so the weights stay exactly uniform, except that Q4
+    // keys keep position 0 exactly (the sink) while the others carry quantization error.
+    if (c.data == Data::EqualScores)
+        return edgert::kv_has_block_offset(c.kt, true) ? kTolQuantKeys : kTolFloatKeys;
     return (c.kt == KVType::Q8 || c.kt == KVType::Q4) ? kTolQuantKeys : kTolFloatKeys;
 }
 

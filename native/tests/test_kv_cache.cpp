@@ -51,6 +51,7 @@ void test_layer_attention_matches_ref() {
                     a.pos0 = s.pos0;
                     a.k = kv.k_head(1, h);
                     a.k_offset = kv.k_offset(1, h);
+                    a.k_sink = kv.k_sink(1, h);
                     a.k_type = KVType(kt);
                     a.k_stride = kv.k_row_bytes();
                     a.v = kv.v_head(1, h);

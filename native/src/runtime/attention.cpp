@@ -60,6 +60,7 @@ void gqa_attention(const float* q, int n_tok, int pos0, const KvCache& kv, int l
         a.pos0 = int64_t(pos0) + t_begin;
         a.k = kv.k_head(layer, kvh);
         a.k_offset = kv.k_offset(layer, kvh);
+        a.k_sink = kv.k_sink(layer, kvh);
         a.v = kv.v_head(layer, kvh);
         attention(a);
     };

@@ -6,10 +6,11 @@
 //   12 u32 model id (below)             48 u32 CRC-32 of the payload
 //   16 i32 num_layers, num_kv_heads,    52 u32 CRC-32 of bytes [0, 52)
 //      head_dim, k_type, v_type         56 payload: n_past i32 token ids, then for each layer and
-//                                          KV head, n_past K rows, the K block offsets that cover
-//                                          them (Q4 K only), then n_past V rows
-// Version 1 had no offsets; its Q4 K rows were stored against a zero offset, so they load as
-// version 2 rows with zero offsets.
+//                                          KV head, n_past K rows, then (Q4 K only, n_past > 0)
+//                                          position 0's exact key and the block offsets that
+//                                          cover them, then n_past V rows
+// Version 1 had neither; its Q4 K rows were stored against a zero offset, so they load as
+// version 2 rows with zero offsets and row 0 decoded as the exact key.
 // Rows are copied as the cache holds them (kv_attention.h), so a round trip is bit-exact and a
 // continued conversation produces exactly the tokens it would have without the round trip.
 // The model id is a CRC-32 over the metadata JSON and every tensor's table entry (name, dtype,
@@ -112,7 +113,7 @@ void Context::save(const std::string& path) const {
     for (int l = 0; l < kv_.n_layers(); ++l) {
         for (int hd = 0; hd < kv_.n_kv_heads(); ++hd) {
             pieces.emplace_back(kv_.k_head(l, hd), size_t(n_past_) * kv_.k_row_bytes());
-            if (kv_.k_offset_bytes(n_past_) > 0) pieces.emplace_back(kv_.k_offset(l, hd), kv_.k_offset_bytes(n_past_));
+            if (kv_.k_offset_bytes(n_past_) > 0) pieces.emplace_back(kv_.offset_state(l, hd), kv_.k_offset_bytes(n_past_));
             pieces.emplace_back(kv_.v_head(l, hd), size_t(n_past_) * kv_.v_row_bytes());
         }
     }
@@ -221,10 +222,13 @@ void Context::load(const std::string& path) {
             p += nk;
             const size_t no = kv_.k_offset_bytes(h.n_past);
             if (no > 0 && version >= 2) {
-                std::memcpy(kv_.k_offset(l, hd), p, no);
+                std::memcpy(kv_.offset_state(l, hd), p, no);
                 p += no;
             } else if (no > 0) {
-                std::memset(kv_.k_offset(l, hd), 0, no);
+                std::memset(kv_.offset_state(l, hd), 0, no);
+                std::vector<float> row0(size_t(kv_.head_dim()));
+                kv_load_row(kv_.k_type(), true, kv_.k_head(l, hd), kv_.head_dim(), row0.data());
+                kv_sink_row(row0.data(), kv_.head_dim(), kv_.offset_state(l, hd));
             }
             std::memcpy(kv_.v_head(l, hd), p, nv);
             p += nv;

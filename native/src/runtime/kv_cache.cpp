@@ -17,7 +17,8 @@ KvCache::KvCache(int n_layers, int n_ctx, int n_kv_heads, int head_dim, KVType k
     v_.reset(new uint8_t[rows * v_row_]);
     if (kv_has_block_offset(k_type, true)) {
         n_blocks_ = int((int64_t(n_ctx) + kKvOffsetBlock - 1) / kKvOffsetBlock);
-        const size_t n = size_t(n_layers) * size_t(n_kv_heads) * size_t(n_blocks_) * size_t(head_dim);
+        // Per (layer, KV head): the sink row, then one offset per block.
+        const size_t n = size_t(n_layers) * size_t(n_kv_heads) * size_t(n_blocks_ + 1) * size_t(head_dim);
         k_offset_.reset(new uint16_t[n]());
     }
 }
@@ -25,12 +26,14 @@ KvCache::KvCache(int n_layers, int n_ctx, int n_kv_heads, int head_dim, KVType k
 const uint16_t* KvCache::k_offset(int layer, int head) const {
     if (!k_offset_) return nullptr;
     return k_offset_.get() +
-           (size_t(layer) * size_t(n_kv_heads_) + size_t(head)) * size_t(n_blocks_) * size_t(head_dim_);
+           ((size_t(layer) * size_t(n_kv_heads_) + size_t(head)) * size_t(n_blocks_ + 1) + 1) *
+               size_t(head_dim_);
 }
 
 size_t KvCache::k_offset_bytes(int n) const {
-    if (!k_offset_) return 0;
-    return size_t((int64_t(n) + kKvOffsetBlock - 1) / kKvOffsetBlock) * size_t(head_dim_) * sizeof(uint16_t);
+    if (!k_offset_ || n <= 0) return 0;
+    const size_t blocks = size_t((int64_t(n) + kKvOffsetBlock - 1) / kKvOffsetBlock);
+    return (1 + blocks) * size_t(head_dim_) * sizeof(uint16_t);
 }
 
 uint64_t KvCache::bytes_per_token(int n_layers, int n_kv_heads, int head_dim, KVType k_type,
@@ -53,20 +56,24 @@ void KvCache::store(int layer, int pos, int n_tok, const float* k, const float* 
                 const int b = int(p / kKvOffsetBlock);
                 const int end = int(std::min<int64_t>(pos + n_tok, int64_t(b + 1) * kKvOffsetBlock));
                 uint16_t* off = k_offset(layer, h) + size_t(b) * size_t(D);
+                if (p == 0) kv_sink_row(kh, D, k_offset(layer, h) - D);
                 if (p == int64_t(b) * kKvOffsetBlock) {
-                    if (end - p >= kKvMinOffsetRows) {
-                        kv_block_offset(kh + int64_t(p - pos) * kv_dim, kv_dim, end - p, D, off);
+                    // Position 0 (kept exactly as the sink) stays out of block 0's mean.
+                    const int skip = p == 0 ? 1 : 0;
+                    if (end - p - skip >= kKvMinOffsetRows) {
+                        kv_block_offset(kh + int64_t(p + skip - pos) * kv_dim, kv_dim, end - p - skip, D, off);
                     } else if (b == 0) {
                         std::memset(off, 0, size_t(D) * sizeof(uint16_t));  // plain rows
                     } else {
+                        const int64_t first = b == 1 ? 1 : 0;
                         std::vector<float> prev(size_t(kKvOffsetBlock * D));
                         const uint16_t* poff = off - D;
-                        for (int64_t j = 0; j < kKvOffsetBlock; ++j) {
+                        for (int64_t j = first; j < kKvOffsetBlock; ++j) {
                             const int64_t q = int64_t(b - 1) * kKvOffsetBlock + j;
                             kv_load_row(k_type_, true, k_head(layer, h) + size_t(q) * k_row_, D,
-                                        prev.data() + j * D, poff);
+                                        prev.data() + (j - first) * D, poff);
                         }
-                        kv_block_offset(prev.data(), D, kKvOffsetBlock, D, off);
+                        kv_block_offset(prev.data(), D, kKvOffsetBlock - first, D, off);
                     }
                 }
                 kv_store_rows(k_type_, true, kh + int64_t(p - pos) * kv_dim, kv_dim, end - p, D,

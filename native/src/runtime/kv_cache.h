@@ -51,7 +51,15 @@ public:
     uint16_t* k_offset(int layer, int head) {
         return const_cast<uint16_t*>(static_cast<const KvCache*>(this)->k_offset(layer, head));
     }
-    // Bytes of one (layer, KV head)'s offsets that cover the first n positions (save/load).
+    // Position 0's exact key (f16, rotated) of a (layer, KV head), or null without offsets. It
+    // sits just before block 0's offset, so offset_state() is one contiguous range.
+    const uint16_t* k_sink(int layer, int head) const {
+        return k_offset_ ? k_offset(layer, head) - head_dim_ : nullptr;
+    }
+    // Sink and offsets of a (layer, KV head) as one range, and its bytes when the first n
+    // positions are valid (save/load).
+    uint16_t* offset_state(int layer, int head) { return k_offset_ ? k_offset(layer, head) - head_dim_ : nullptr; }
+    const uint16_t* offset_state(int layer, int head) const { return k_sink(layer, head); }
     size_t k_offset_bytes(int n) const;
 
 private:

@@ -154,21 +154,16 @@ struct Ops {
             }
         }
     }
-    static void add_offset(AttnPass& p, const uint16_t* off, int64_t np) {
+    static void q_dot_half(const AttnPass& p, const uint16_t* h, float* out) {
         const int64_t D = p.head_dim;
         alignas(32) float o[kMaxHeadDim];
         for (int64_t i = 0; i < D; i += 8)
-            _mm256_store_ps(o + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(off + i))));
+            _mm256_store_ps(o + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i))));
         for (int64_t r = 0; r < p.rows; ++r) {
             __m256 acc = _mm256_setzero_ps();
             for (int64_t i = 0; i < D; i += 8)
                 acc = _mm256_fmadd_ps(_mm256_loadu_ps(p.qf + r * D + i), _mm256_load_ps(o + i), acc);
-            const float c = hsum_ps(acc);
-            const __m256 vc = _mm256_set1_ps(c);
-            float* s = p.s + r * kTile;
-            int64_t j = 0;
-            for (; j + 8 <= np; j += 8) _mm256_storeu_ps(s + j, _mm256_add_ps(_mm256_loadu_ps(s + j), vc));
-            for (; j < np; ++j) s[j] += c;
+            out[r] = hsum_ps(acc);
         }
     }
     static void v_tile(const AttentionArgs& a, AttnPass& p, int64_t p0, int64_t np) {

@@ -216,21 +216,16 @@ struct Ops {
             }
         }
     }
-    static void add_offset(AttnPass& p, const uint16_t* off, int64_t np) {
+    static void q_dot_half(const AttnPass& p, const uint16_t* h, float* out) {
         const int64_t D = p.head_dim;
         alignas(64) float o[kMaxHeadDim];
         for (int64_t i = 0; i < D; i += 16)
-            _mm512_store_ps(o + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(off + i))));
+            _mm512_store_ps(o + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + i))));
         for (int64_t r = 0; r < p.rows; ++r) {
             __m512 acc = _mm512_setzero_ps();
             for (int64_t i = 0; i < D; i += 16)
                 acc = _mm512_fmadd_ps(_mm512_loadu_ps(p.qf + r * D + i), _mm512_load_ps(o + i), acc);
-            const __m512 c = _mm512_set1_ps(_mm512_reduce_add_ps(acc));
-            float* s = p.s + r * kTile;
-            for (int64_t j = 0; j < np; j += 16) {
-                const __mmask16 m = np - j < 16 ? tail_mask(np - j) : static_cast<__mmask16>(0xffff);
-                _mm512_mask_storeu_ps(s + j, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, s + j), c));
-            }
+            out[r] = _mm512_reduce_add_ps(acc);
         }
     }
     static void v_tile(const AttentionArgs& a, AttnPass& p, int64_t p0, int64_t np) {

@@ -144,19 +144,14 @@ struct Ops {
             }
         }
     }
-    static void add_offset(AttnPass& p, const uint16_t* off, int64_t np) {
+    static void q_dot_half(const AttnPass& p, const uint16_t* h, float* out) {
         const int64_t D = p.head_dim;
         float o[kMaxHeadDim];
-        for (int64_t i = 0; i < D; i += 4) vst1q_f32(o + i, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(off + i))));
+        for (int64_t i = 0; i < D; i += 4) vst1q_f32(o + i, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(h + i))));
         for (int64_t r = 0; r < p.rows; ++r) {
             float32x4_t acc = vdupq_n_f32(0.0f);
             for (int64_t i = 0; i < D; i += 4) acc = vfmaq_f32(acc, vld1q_f32(p.qf + r * D + i), vld1q_f32(o + i));
-            const float c = vaddvq_f32(acc);
-            const float32x4_t vc = vdupq_n_f32(c);
-            float* s = p.s + r * kTile;
-            int64_t j = 0;
-            for (; j + 4 <= np; j += 4) vst1q_f32(s + j, vaddq_f32(vld1q_f32(s + j), vc));
-            for (; j < np; ++j) s[j] += c;
+            out[r] = vaddvq_f32(acc);
         }
     }
     static void v_tile(const AttentionArgs& a, AttnPass& p, int64_t p0, int64_t np) {

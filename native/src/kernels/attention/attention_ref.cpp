@@ -4,6 +4,8 @@
 #include <vector>
 
 #include "kernels/attention/kv_attention.h"
+#include "kernels/attention/kv_hadamard.h"
+#include "kernels/dtypes.h"
 
 namespace edgert {
 
@@ -15,6 +17,10 @@ void attention_ref(const AttentionArgs& a) {
         const uint16_t* off = a.k_offset ? a.k_offset + (p / kKvOffsetBlock) * D : nullptr;
         kv_load_row(a.k_type, true, static_cast<const uint8_t*>(a.k) + p * a.k_stride, D,
                     &K[static_cast<size_t>(p * D)], off);
+        if (p == 0 && a.k_offset != nullptr && a.k_sink != nullptr) {
+            for (int64_t i = 0; i < D; ++i) K[static_cast<size_t>(i)] = fp16_to_fp32(a.k_sink[i]);
+            attn::hadamard_inplace(K.data(), D);  // back to the original basis
+        }
         kv_load_row(a.v_type, false, static_cast<const uint8_t*>(a.v) + p * a.v_stride, D,
                     &V[static_cast<size_t>(p * D)]);
     }

@@ -89,14 +89,14 @@ struct Ops {
             }
         }
     }
-    static void add_offset(AttnPass& p, const uint16_t* off, int64_t np) {
+    static void q_dot_half(const AttnPass& p, const uint16_t* h, float* out) {
         const int64_t D = p.head_dim;
         float o[kMaxHeadDim];
-        for (int64_t i = 0; i < D; ++i) o[i] = fp16_to_fp32(off[i]);
+        for (int64_t i = 0; i < D; ++i) o[i] = fp16_to_fp32(h[i]);
         for (int64_t r = 0; r < p.rows; ++r) {
             float c = 0.0f;
             for (int64_t i = 0; i < D; ++i) c += p.qf[r * D + i] * o[i];
-            for (int64_t j = 0; j < np; ++j) p.s[r * kTile + j] += c;
+            out[r] = c;
         }
     }
     static void v_tile(const AttentionArgs& a, AttnPass& p, int64_t p0, int64_t np) {

@@ -5,7 +5,7 @@
 //
 // Ops must provide (all static):
 //   scores(a, p, p0, np)         p.s[r*kTile + j] = q_r . k_{p0+j} (scaled), j < np
-//   add_offset(p, off, np)       p.s[r*kTile + j] += p.qf_r . off (f16 block offset), j < np
+//   q_dot_half(p, h, out)        out[r] = p.qf_r . h (h: head_dim f16 values), r < p.rows
 //   v_tile(a, p, p0, np)         p.vf[j*D..] = V row p0+j as floats, j < np
 //   max_row(s, n)                max of s[0..n)
 //   exp_sum(s, n, m)             s[j] = exp(s[j] - m); returns the sum
@@ -23,7 +23,18 @@ void run_tiled_pass(const ::edgert::AttentionArgs& a, ::edgert::attn::AttnPass& 
     for (int64_t p0 = 0; p0 < n_pos; p0 += kTile) {
         const int64_t np = n_pos - p0 < kTile ? n_pos - p0 : kTile;
         Ops::scores(a, p, p0, np);
-        if (a.k_offset != nullptr) Ops::add_offset(p, a.k_offset + (p0 / kTile) * D, np);
+        if (a.k_offset != nullptr) {
+            // The block's offset comes back as q . offset on every score of the tile; position
+            // 0's score is recomputed from its exact key when the cache keeps one.
+            float c[::edgert::attn::kMaxRows];
+            Ops::q_dot_half(p, a.k_offset + (p0 / kTile) * D, c);
+            for (int64_t r = 0; r < p.rows; ++r)
+                for (int64_t j = 0; j < np; ++j) p.s[r * kTile + j] += c[r];
+            if (p0 == 0 && a.k_sink != nullptr) {
+                Ops::q_dot_half(p, a.k_sink, c);
+                for (int64_t r = 0; r < p.rows; ++r) p.s[r * kTile] = c[r];
+            }
+        }
         Ops::v_tile(a, p, p0, np);
         for (int64_t r = 0; r < p.rows; ++r) {
             int64_t nr = p.limit[r] - p0;  // causal limit of this row inside the tile

@@ -173,6 +173,13 @@ void kv_block_offset(const float* src, int64_t src_stride, int64_t n_rows, int64
     for (int64_t i = 0; i < head_dim; ++i) offset[i] = to_f16_saturated(mean[i]);
 }
 
+void kv_sink_row(const float* src, int64_t head_dim, uint16_t* out) {
+    float x[kKvMaxHeadDim];
+    std::memcpy(x, src, static_cast<size_t>(head_dim) * 4);
+    attn::hadamard_inplace(x, head_dim);
+    for (int64_t i = 0; i < head_dim; ++i) out[i] = to_f16_saturated(x[i]);
+}
+
 void kv_store_rows(KVType t, bool is_key, const float* src, int64_t src_stride, int64_t n_rows,
                    int64_t head_dim, void* dst, size_t dst_stride, const uint16_t* offset) {
     auto* out = static_cast<uint8_t*>(dst);
