@@ -197,22 +197,45 @@ void quant_scores(const AttentionArgs& a, AttnPass& p, int64_t p0, int64_t np) {
     }
 }
 
+inline __mmask16 tail_mask16(int64_t n) {
+    return n >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(n);
+}
+
+// Lane k of the result = the sum of a[k]'s 16 lanes.
+inline __m512 sum16(const __m512 a[16]) {
+    __m512 t[8], u[4];
+    for (int i = 0; i < 8; ++i)  // lane pairs: [a_2i, a_2i+1] partial sums per 128-bit lane
+        t[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]),
+                             _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+    for (int i = 0; i < 4; ++i) {  // per 128-bit lane: sums of a_4i .. a_4i+3 over that lane
+        const __m512d x = _mm512_castps_pd(t[2 * i]), y = _mm512_castps_pd(t[2 * i + 1]);
+        u[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+    }
+    const __m512 w01 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], 0x44), _mm512_shuffle_f32x4(u[0], u[1], 0xee));
+    const __m512 w23 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], 0x44), _mm512_shuffle_f32x4(u[2], u[3], 0xee));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(w01, w23, 0x88), _mm512_shuffle_f32x4(w01, w23, 0xdd));
+}
+
 struct Ops {
     static void scores(const AttentionArgs& a, AttnPass& p, int64_t p0, int64_t np) {
         const int64_t D = p.head_dim;
         if (kv_type_is_quantized(a.k_type)) return quant_scores(a, p, p0, np);
-        for (int64_t j = 0; j < np; ++j) {
-            const uint8_t* row = row_at(a.k, a.k_stride, p0 + j);
-            {
-                float* k = p.kf + j * D;
-                decode_row(a.k_type, row, D, k);
-                for (int64_t r = 0; r < p.rows; ++r) {
-                    const float* q = p.qf + r * D;
-                    __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(q), _mm512_loadu_ps(k));
-                    for (int64_t i = 16; i < D; i += 16)
-                        acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_loadu_ps(k + i), acc);
-                    p.s[r * kTile + j] = _mm512_reduce_add_ps(acc);
+        for (int64_t j = 0; j < np; ++j) decode_row(a.k_type, row_at(a.k, a.k_stride, p0 + j), D, p.kf + j * D);
+        // 16 positions per row at a time: 16 accumulators, then one transpose-and-add tree
+        // instead of a horizontal reduction per score.
+        for (int64_t r = 0; r < p.rows; ++r) {
+            const float* q = p.qf + r * D;
+            for (int64_t j0 = 0; j0 < np; j0 += 16) {
+                const int64_t nj = np - j0 < 16 ? np - j0 : 16;
+                __m512 acc[16];
+                for (int64_t k = 0; k < 16; ++k) acc[k] = _mm512_setzero_ps();
+                for (int64_t i = 0; i < D; i += 16) {
+                    const __m512 qv = _mm512_loadu_ps(q + i);
+                    for (int64_t k = 0; k < 16; ++k)
+                        if (k < nj) acc[k] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(p.kf + (j0 + k) * D + i), acc[k]);
                 }
+                _mm512_mask_storeu_ps(p.s + r * kTile + j0, tail_mask16(nj), sum16(acc));
             }
         }
     }
