@@ -33,16 +33,6 @@ constexpr double kTolVsScalar = 1e-4;
 // One dominant key (scores differ by >> quantization error): the output is that V row.
 constexpr double kTolDominant = 1e-3;
 
-const char* type_name(KVType t) {
-    switch (t) {
-        case KVType::F32: return "f32";
-        case KVType::F16: return "f16";
-        case KVType::Q8: return "q8";
-        case KVType::Q4: return "q4";
-    }
-    return "?";
-}
-
 enum class Data { Realistic, Extreme, EqualScores, ZeroQuery };
 const char* data_name(Data d) {
     switch (d) {
@@ -205,12 +195,12 @@ void run_case(const Case& c, std::mt19937& rng, const std::vector<std::string>& 
             st.worst[k][static_cast<int>(c.kt)] = std::max(st.worst[k][static_cast<int>(c.kt)], e);
         if (!(e <= tol))
             fail("%s k=%s v=%s len=%lld D=%lld G=%lld T=%lld %s: err %.3g > tol %.3g", name,
-                 type_name(c.kt), type_name(c.vt), (long long)c.len, (long long)c.D,
+                 edgert::kv_type_label(c.kt), edgert::kv_type_label(c.vt), (long long)c.len, (long long)c.D,
                  (long long)c.G, (long long)c.T, data_name(c.data), e, tol);
         const double es = max_err(pr, c, out, scalar);
         if (!(es <= kTolVsScalar))
             fail("%s vs scalar k=%s v=%s len=%lld D=%lld G=%lld T=%lld %s: err %.3g > tol %.3g",
-                 name, type_name(c.kt), type_name(c.vt), (long long)c.len, (long long)c.D,
+                 name, edgert::kv_type_label(c.kt), edgert::kv_type_label(c.vt), (long long)c.len, (long long)c.D,
                  (long long)c.G, (long long)c.T, data_name(c.data), es, kTolVsScalar);
     }
 }

@@ -22,16 +22,6 @@ constexpr double kQ4MaxBytesVsF16 = 0.30;
 // F16 rounding is to nearest: at most half an ulp, 2^-11 relative (normal range).
 constexpr double kF16MaxRelErr = 1.0 / 2048.0;
 
-const char* type_name(KVType t) {
-    switch (t) {
-        case KVType::F32: return "f32";
-        case KVType::F16: return "f16";
-        case KVType::Q8: return "q8";
-        case KVType::Q4: return "q4";
-    }
-    return "?";
-}
-
 void check_sizes() {
     for (int64_t D : {64, 128}) {
         const double f16 = static_cast<double>(edgert::kv_row_bytes(KVType::F16, D));
@@ -107,7 +97,7 @@ void check_round_trip() {
                     }
                     if (err > bound)
                         fail("%s D=%lld profile %d key=%d: round-trip L2 err %g > bound %g",
-                             type_name(t), (long long)D, profile, is_key, err, bound);
+                             edgert::kv_type_label(t), (long long)D, profile, is_key, err, bound);
                     if (profile == 0 && norm > 0)
                         worst[static_cast<int>(t)] = std::max(worst[static_cast<int>(t)], err / norm);
                 }
@@ -133,10 +123,10 @@ void check_strides() {
             std::vector<uint8_t> one(rb);
             edgert::kv_store_rows(t, true, src.data() + r * src_stride, D, 1, D, one.data(), rb);
             if (std::memcmp(one.data(), dst.data() + r * dst_stride, rb) != 0)
-                fail("%s: strided row %lld differs from a single-row store", type_name(t),
+                fail("%s: strided row %lld differs from a single-row store", edgert::kv_type_label(t),
                      (long long)r);
             for (size_t b = rb; b < dst_stride; ++b)
-                if (dst[r * dst_stride + b] != 0xAB) fail("%s: wrote past the row", type_name(t));
+                if (dst[r * dst_stride + b] != 0xAB) fail("%s: wrote past the row", edgert::kv_type_label(t));
         }
     }
 }

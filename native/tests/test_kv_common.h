@@ -8,6 +8,7 @@
 
 #include "check.h"
 #include "edgt_writer.h"
+#include "kernels/attention/kv_attention.h"
 
 namespace edgert_test {
 
@@ -84,14 +85,6 @@ inline double mean_kld(const std::vector<float>& ref, const std::vector<float>& 
     return rows ? total / double(rows) : 0.0;
 }
 
-inline const char* kv_name(int32_t t) {
-    switch (t) {
-        case EDGERT_KV_F32: return "f32";
-        case EDGERT_KV_F16: return "f16";
-        case EDGERT_KV_Q8: return "q8";
-        case EDGERT_KV_Q4: return "q4";
-    }
-    return "?";
-}
+inline const char* kv_name(int32_t t) { return edgert::kv_type_label(static_cast<edgert::KVType>(t)); }
 
 }  // namespace edgert_test

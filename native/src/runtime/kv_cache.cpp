@@ -23,13 +23,6 @@ KvCache::KvCache(int n_layers, int n_ctx, int n_kv_heads, int head_dim, KVType k
     }
 }
 
-const uint16_t* KvCache::k_offset(int layer, int head) const {
-    if (!k_offset_) return nullptr;
-    return k_offset_.get() +
-           ((size_t(layer) * size_t(n_kv_heads_) + size_t(head)) * size_t(n_blocks_ + 1) + 1) *
-               size_t(head_dim_);
-}
-
 size_t KvCache::k_offset_bytes(int n) const {
     if (!k_offset_ || n <= 0) return 0;
     const size_t blocks = size_t((int64_t(n) + kKvOffsetBlock - 1) / kKvOffsetBlock);
@@ -55,8 +48,9 @@ void KvCache::store(int layer, int pos, int n_tok, const float* k, const float* 
             for (int p = pos; p < pos + n_tok;) {
                 const int b = int(p / kKvOffsetBlock);
                 const int end = int(std::min<int64_t>(pos + n_tok, int64_t(b + 1) * kKvOffsetBlock));
-                uint16_t* off = k_offset(layer, h) + size_t(b) * size_t(D);
-                if (p == 0) kv_sink_row(kh, D, k_offset(layer, h) - D);
+                uint16_t* sink = offset_state(layer, h);
+                uint16_t* off = sink + D + size_t(b) * size_t(D);
+                if (p == 0) kv_sink_row(kh, D, sink);
                 if (p == int64_t(b) * kKvOffsetBlock) {
                     // Position 0 (kept exactly as the sink) stays out of block 0's mean.
                     const int skip = p == 0 ? 1 : 0;

@@ -45,24 +45,26 @@ public:
     const uint8_t* v_head(int layer, int head) const { return v_.get() + head_offset(layer, head, v_row_); }
     uint8_t* k_head(int layer, int head) { return k_.get() + head_offset(layer, head, k_row_); }
     uint8_t* v_head(int layer, int head) { return v_.get() + head_offset(layer, head, v_row_); }
-    // Block offsets of a (layer, KV head)'s keys ([block][head_dim] f16), or null when the K type
-    // has none (kv_has_block_offset).
-    const uint16_t* k_offset(int layer, int head) const;
-    uint16_t* k_offset(int layer, int head) {
-        return const_cast<uint16_t*>(static_cast<const KvCache*>(this)->k_offset(layer, head));
+    // Q4 keys' extra state of a (layer, KV head), one contiguous range (saved and loaded as is):
+    // position 0's exact key (f16, rotated), then one offset per block ([block][head_dim] f16).
+    // Null when the K type has none (kv_has_block_offset).
+    const uint16_t* offset_state(int layer, int head) const {
+        return k_offset_ ? k_offset_.get() + offset_index(layer, head) : nullptr;
     }
-    // Position 0's exact key (f16, rotated) of a (layer, KV head), or null without offsets. It
-    // sits just before block 0's offset, so offset_state() is one contiguous range.
-    const uint16_t* k_sink(int layer, int head) const {
-        return k_offset_ ? k_offset(layer, head) - head_dim_ : nullptr;
+    uint16_t* offset_state(int layer, int head) {
+        return k_offset_ ? k_offset_.get() + offset_index(layer, head) : nullptr;
     }
-    // Sink and offsets of a (layer, KV head) as one range, and its bytes when the first n
-    // positions are valid (save/load).
-    uint16_t* offset_state(int layer, int head) { return k_offset_ ? k_offset(layer, head) - head_dim_ : nullptr; }
-    const uint16_t* offset_state(int layer, int head) const { return k_sink(layer, head); }
+    const uint16_t* k_sink(int layer, int head) const { return offset_state(layer, head); }
+    const uint16_t* k_offset(int layer, int head) const {
+        return k_offset_ ? offset_state(layer, head) + head_dim_ : nullptr;
+    }
+    // Bytes of offset_state() that the first n positions use (save/load).
     size_t k_offset_bytes(int n) const;
 
 private:
+    size_t offset_index(int layer, int head) const {
+        return (size_t(layer) * size_t(n_kv_heads_) + size_t(head)) * size_t(n_blocks_ + 1) * size_t(head_dim_);
+    }
     size_t head_offset(int layer, int head, size_t row) const {
         return (size_t(layer) * size_t(n_kv_heads_) + size_t(head)) * size_t(n_ctx_) * row;
     }

@@ -9,6 +9,7 @@
 
 #include "kernels/attention/attention_pass.h"
 #include "kernels/attention/kv_hadamard.h"
+#include "kernels/attention/kv_round.h"
 #include "kernels/attention/kv_row_format.h"
 #include "kernels/cpu_features.h"
 #include "kernels/kernels.h"
@@ -33,22 +34,6 @@ T* aligned64(std::vector<T>& v, size_t n) {
     return reinterpret_cast<T*>((addr + 63) & ~static_cast<uintptr_t>(63));
 }
 
-// Exact round-to-nearest-even for |x| < 2^22 in the default rounding mode, without the libm
-// call nearbyint makes in a file built without SSE4.1 (it shows in decode time). The empty asm
-// keeps the compiler from folding (x + magic) - magic even under -ffast-math.
-inline float round_nearest_even(float x) {
-    float t = x + 12582912.0f;  // 1.5 * 2^23
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    __asm__("" : "+x"(t));
-#elif defined(__GNUC__) && defined(__aarch64__)
-    __asm__("" : "+w"(t));
-#else
-    volatile float v = t;
-    t = v;
-#endif
-    return t - 12582912.0f;
-}
-
 // Symmetric int8 with one scale per row (n % 8 == 0: quantized keys have a power-of-two head_dim
 // of at least 32): keys carry one scale per row too, so q.k is a single
 // integer dot product (the rotation has already removed the outlier channels).
@@ -67,7 +52,7 @@ void quantize_query(const float* x, int64_t n, int8_t* q, float* d, int32_t* sum
     const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
     int32_t s = 0;
     for (int64_t i = 0; i < n; ++i) {
-        q[i] = static_cast<int8_t>(round_nearest_even(x[i] * inv));
+        q[i] = static_cast<int8_t>(round_even(x[i] * inv));
         s += q[i];
     }
     *d = dq;

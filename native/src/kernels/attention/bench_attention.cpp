@@ -23,10 +23,6 @@ struct Shape {
     int64_t n_q, n_kv, head_dim, n_layers;
 };
 
-const char* type_name(KVType t) {
-    return t == KVType::F16 ? "f16" : t == KVType::Q8 ? "q8" : t == KVType::Q4 ? "q4" : "f32";
-}
-
 // Microseconds for one decode token over all KV heads of one layer at context ctx.
 double time_layer(const Shape& s, KVType t, int64_t ctx, edgert::attn::AttentionPassFn fn) {
     const int64_t D = s.head_dim, n = ctx + 1, G = s.n_q / s.n_kv;
@@ -103,7 +99,7 @@ int main(int argc, char** argv) {
             std::printf("%-7s %-15s %-4s", isa.c_str(), s.name, "");
             std::printf("\n");
             for (KVType t : {KVType::F16, KVType::Q8, KVType::Q4}) {
-                std::printf("   %-4s", type_name(t));
+                std::printf("   %-4s", edgert::kv_type_label(t));
                 for (int64_t ctx : {0, 512, 4096, 8192}) {
                     const double us = time_layer(s, t, ctx, fn);
                     std::printf("  ctx %5lld: %8.1f us (%6.2f ms)", static_cast<long long>(ctx), us,

@@ -13,6 +13,9 @@ namespace edgert {
 // Values equal edgert_kv_type in edgert.h.
 enum class KVType : int32_t { F32 = 0, F16 = 1, Q8 = 2, Q4 = 3 };
 
+// "f32", "f16", "q8", "q4" (messages, tests, tools).
+const char* kv_type_label(KVType t);
+
 // Bytes of one row (one position, one KV head) of head_dim values.
 size_t kv_row_bytes(KVType t, int64_t head_dim);
 // Largest head_dim a row holds (per-call scratch is sized for it).

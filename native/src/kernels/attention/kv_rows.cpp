@@ -5,12 +5,23 @@
 
 #include "kernels/attention/kv_attention.h"
 #include "kernels/attention/kv_hadamard.h"
+#include "kernels/attention/kv_round.h"
 #include "kernels/attention/kv_row_format.h"
 #include "kernels/dtypes.h"
 
 namespace edgert {
 
 using attn::kQuantHeaderBytes;
+
+const char* kv_type_label(KVType t) {
+    switch (t) {
+        case KVType::F32: return "f32";
+        case KVType::F16: return "f16";
+        case KVType::Q8: return "q8";
+        case KVType::Q4: return "q4";
+    }
+    return "?";
+}
 
 size_t kv_row_bytes(KVType t, int64_t head_dim) {
     const size_t n = static_cast<size_t>(head_dim);
@@ -61,10 +72,6 @@ void quantize_asym(const float* x, int64_t n, int levels, uint16_t* d16, uint16_
     }
 }
 
-// Round half to even for |x| < 2^22 without a libm call (nearbyint is one in this file's
-// baseline-ISA build); valid because the project never builds with -ffast-math.
-inline float round_even(float x) { return (x + 12582912.0f) - 12582912.0f; }
-
 // Squared reconstruction error of x[0..n) (n % 8 == 0) under (d, m) with codes 0..levels. Eight
 // partial sums so the compiler can vectorize the loop.
 float quant_error(const float* x, int64_t n, float levels, float d, float m) {
@@ -72,7 +79,7 @@ float quant_error(const float* x, int64_t n, float levels, float d, float m) {
     float part[8] = {};
     for (int64_t i = 0; i < n; i += 8) {
         for (int k = 0; k < 8; ++k) {
-            const float q = std::min(std::max(round_even((x[i + k] - m) * inv), 0.0f), levels);
+            const float q = std::min(std::max(attn::round_even((x[i + k] - m) * inv), 0.0f), levels);
             const float e = d * q + m - x[i + k];
             part[k] += e * e;
         }
@@ -121,7 +128,7 @@ void quantize_asym_mse(const float* x, int64_t n, int levels, uint16_t* d16, uin
     const float d = fp16_to_fp32(*d16), m = fp16_to_fp32(*m16);
     const float inv = d > 0.0f ? 1.0f / d : 0.0f;
     for (int64_t i = 0; i < n; ++i)
-        u[i] = static_cast<uint8_t>(std::min(std::max(round_even((x[i] - m) * inv), 0.0f), L));
+        u[i] = static_cast<uint8_t>(std::min(std::max(attn::round_even((x[i] - m) * inv), 0.0f), L));
 }
 
 void store_row(KVType t, bool is_key, const float* src, int64_t n, uint8_t* dst,
@@ -144,9 +151,9 @@ void store_row(KVType t, bool is_key, const float* src, int64_t n, uint8_t* dst,
     std::memcpy(x, src, static_cast<size_t>(n) * 4);
     if (attn::kv_type_is_rotated(t, is_key)) attn::hadamard_inplace(x, n);
     uint16_t d16, m16;
-    if (offset != nullptr && kv_has_block_offset(t, is_key))
-        for (int64_t i = 0; i < n; ++i) x[i] -= fp16_to_fp32(offset[i]);
     if (kv_has_block_offset(t, is_key)) {
+        if (offset != nullptr)
+            for (int64_t i = 0; i < n; ++i) x[i] -= fp16_to_fp32(offset[i]);
         quantize_asym_mse(x, n, 15, &d16, &m16, u);
     } else {
         quantize_asym(x, n, t == KVType::Q8 ? 255 : 15, &d16, &m16, u);
@@ -176,10 +183,7 @@ void kv_block_offset(const float* src, int64_t src_stride, int64_t n_rows, int64
 }
 
 void kv_sink_row(const float* src, int64_t head_dim, uint16_t* out) {
-    float x[kKvMaxHeadDim];
-    std::memcpy(x, src, static_cast<size_t>(head_dim) * 4);
-    attn::hadamard_inplace(x, head_dim);
-    for (int64_t i = 0; i < head_dim; ++i) out[i] = to_f16_saturated(x[i]);
+    kv_block_offset(src, head_dim, 1, head_dim, out);  // the mean of one row is that row
 }
 
 void kv_store_rows(KVType t, bool is_key, const float* src, int64_t src_stride, int64_t n_rows,
