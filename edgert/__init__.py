@@ -23,6 +23,7 @@ _LAZY = {
     "Context": ("model", "Context"),
     "Sampler": ("model", "Sampler"),
     "ModelInfo": ("model", "ModelInfo"),
+    "WeightLayout": ("model", "WeightLayout"),
     "ContextParams": ("model", "ContextParams"),
     "SamplerParams": ("model", "SamplerParams"),
 }

@@ -212,6 +212,7 @@ class EdgertEngine:
             "n_ctx": self.ctx.n_ctx,
             "kv_bytes_per_token": self.ctx.kv_bytes_per_token,
             "weights_bytes": self.llm.info.weights_size,
+            "relayout": asdict(self.llm.layout),
             "file_bytes": self.llm.info.file_size,
         }
 
@@ -287,6 +288,10 @@ def format_result(r: dict[str, Any]) -> str:
                  "before loading)")
     if r["extra"].get("isa"):
         lines.append(f"ISA          {r['extra']['isa']}")
+    relayout = r["extra"].get("relayout")
+    if relayout and relayout["isa"]:
+        lines.append(f"re-layout    {relayout['bytes'] / 1e6:9.1f} MB for {relayout['isa']} in "
+                     f"{relayout['seconds'] * 1e3:.0f} ms at load (part of load)")
     return "\n".join(lines)
 
 

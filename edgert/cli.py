@@ -152,6 +152,7 @@ def model_report(llm: Any) -> dict[str, Any]:
         "kv_bytes_per_token": llm.context.kv_bytes_per_token,
         "isa": _edgert.isa(),
         "available_isas": _edgert.available_isas(),
+        "relayout": asdict(llm.layout),
         "runtime_version": _edgert.version(),
     }
 
@@ -173,6 +174,10 @@ def _print_report(r: dict[str, Any], out: TextIO) -> None:
         f"runtime      edgert {r['runtime_version']}, ISA {r['isa']} (available: {r['available_isas']})",
         f"context      n_ctx={r['n_ctx']}, KV {r['kv_bytes_per_token']} bytes/token",
     ]
+    lay = r["relayout"]
+    lines.append(f"re-layout    {lay['bytes'] / mib:.1f} MiB for {lay['isa']} kernels, "
+                 f"{lay['seconds'] * 1e3:.0f} ms at load" if lay["isa"] else
+                 "re-layout    none (kernels read the mapped file)")
     if "verified" in r:
         lines.append("checksums    every tensor CRC-32 verified")
     out.write("\n".join(lines) + "\n")

@@ -15,7 +15,7 @@ import numpy as np
 from .chat_template import ChatTemplate, Message
 from .errors import (ChatTemplateError, ContextOverflowError, InvalidArgumentError,
                      TokenIdError)
-from .model import Context, ContextParams, Model, ModelInfo, Sampler, SamplerParams
+from .model import Context, ContextParams, Model, ModelInfo, Sampler, SamplerParams, WeightLayout
 from .stop_strings import StopStringFilter
 from .tokenizer import Tokenizer
 
@@ -64,6 +64,11 @@ class LLM:
     @property
     def info(self) -> ModelInfo:
         return self._model.info
+
+    @property
+    def layout(self) -> WeightLayout:
+        """The weights' load-time re-layout for this CPU's kernels (its RAM and time)."""
+        return self._model.layout
 
     @property
     def metadata(self) -> dict[str, Any]:

@@ -51,6 +51,15 @@ class ModelInfo:
     weights_size: int
 
 
+@dataclass(frozen=True)
+class WeightLayout:
+    """edgert_model_layout: the copy of the weights re-laid out at load for this CPU's kernels."""
+
+    isa: str  # "" when no weight was re-laid out
+    bytes: int
+    seconds: float
+
+
 @dataclass
 class ContextParams:
     """edgert_context_params. Zeros mean the runtime's defaults (see edgert.h)."""
@@ -116,6 +125,7 @@ class Model:
         self.path = os.fspath(path)
         self._handle: Any = _edgert.model_load(self.path, params)
         self.info = ModelInfo(**_edgert.model_get_info(self._handle))
+        self.layout = WeightLayout(**_edgert.model_get_layout(self._handle))
         self.metadata: dict[str, Any] = json.loads(_edgert.model_metadata_json(self._handle))
 
     @property

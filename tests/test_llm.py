@@ -37,6 +37,22 @@ def test_info_matches_the_checkpoint_config(llm: LLM) -> None:
     assert info.bos_token_id == config["bos_token_id"]
 
 
+def test_layout_reports_the_load_time_weight_relayout(smollm2_edgt: Path) -> None:
+    from edgert import _edgert
+    # SmolLM2's matrices are q4_1: every SIMD table re-lays them out for its kernels at load.
+    with LLM(smollm2_edgt, n_threads=1) as llm:
+        layout, weights = llm.layout, llm.info.weights_size
+        if _edgert.isa() == "scalar":
+            assert layout.isa == "" and layout.bytes == 0
+        else:
+            assert layout.isa == _edgert.isa()
+            # all matrices but the untied-or-tied embedding's rows: a large share of the file
+            assert weights // 4 < layout.bytes < 2 * weights
+            assert 0.0 < layout.seconds < 120.0
+    with LLM(smollm2_edgt, n_threads=1, exact=True) as exact:
+        assert exact.layout.isa == "" and exact.layout.bytes == 0  # exact matmul reads the file
+
+
 def test_tokenize_agrees_with_tokenizers_and_adds_bos(llm: LLM) -> None:
     from tokenizers import Tokenizer
     reference = Tokenizer.from_file(str(STORIES_HF / "tokenizer.json"))

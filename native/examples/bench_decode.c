@@ -74,6 +74,10 @@ int main(int argc, char **argv) {
     printf("model %s (%llu params, %llu bytes), isa %s, threads %d\n", info.name,
            (unsigned long long)info.n_params, (unsigned long long)info.file_size, edgert_isa(),
            (int)n_threads);
+    edgert_model_layout layout;
+    if (edgert_model_get_layout(model, &layout) == EDGERT_OK && layout.isa[0] != '\0')
+        printf("re-layout for %s at load: %.1f MB in %.1f ms (part of load)\n", layout.isa,
+               layout.bytes / 1e6, layout.seconds * 1e3);
     printf("load %.1f ms | prefill %d tokens: %.1f tok/s | decode %d tokens: %.2f tok/s\n",
            1e3 * load_s, (int)n_prompt, n_prompt / prefill_s, (int)n_decode,
            n_decode > 0 ? n_decode / decode_s : 0.0);

@@ -131,11 +131,22 @@ typedef struct edgert_model_info {
     uint64_t weights_size;     /* bytes of tensor data */
 } edgert_model_info;
 
+/* The load-time re-layout of quantized weights for this CPU's kernels: an extra copy in RAM,
+ * made once per load (edgert_model_load's cost beyond mapping the file). */
+typedef struct edgert_model_layout {
+    char isa[32];              /* kernel table the copies serve ("avx512vnni", "amx", ...);
+                                  "" when no weight was re-laid out (scalar kernels,
+                                  EDGERT_REPACK=0, exact_matmul) */
+    uint64_t bytes;            /* bytes of re-laid-out copies */
+    double seconds;            /* wall time spent making them */
+} edgert_model_layout;
+
 EDGERT_API edgert_model_params edgert_model_default_params(void);
 EDGERT_API edgert_status edgert_model_load(const char *path, const edgert_model_params *params,
                                            edgert_model **out_model);
 EDGERT_API void edgert_model_free(edgert_model *model);  /* NULL is a no-op */
 EDGERT_API edgert_status edgert_model_get_info(const edgert_model *model, edgert_model_info *out);
+EDGERT_API edgert_status edgert_model_get_layout(const edgert_model *model, edgert_model_layout *out);
 /* The file's metadata JSON (not NUL-terminated; *out_len receives its length). Valid until the
  * model is freed. */
 EDGERT_API const char *edgert_model_metadata_json(const edgert_model *model, size_t *out_len);

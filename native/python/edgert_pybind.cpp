@@ -157,6 +157,17 @@ std::shared_ptr<Model> model_load(const std::string& path, const edgert_model_pa
     return model;
 }
 
+py::dict model_get_layout(const Model& model) {
+    edgert_model_layout l;
+    std::memset(&l, 0, sizeof l);
+    check(edgert_model_get_layout(model.get()->ptr, &l));
+    py::dict d;
+    d["isa"] = std::string(l.isa, strnlen(l.isa, sizeof l.isa));
+    d["bytes"] = l.bytes;
+    d["seconds"] = l.seconds;
+    return d;
+}
+
 py::dict model_get_info(const Model& model) {
     edgert_model_info i;
     std::memset(&i, 0, sizeof i);
@@ -415,6 +426,7 @@ PYBIND11_MODULE(_edgert, m) {
     m.def("model_load", &model_load, py::arg("path"), py::arg("params") = nullptr);
     m.def("model_free", [](Model& model) { model.box.reset(); }, py::arg("model"));
     m.def("model_get_info", &model_get_info, py::arg("model"));
+    m.def("model_get_layout", &model_get_layout, py::arg("model"));
     m.def("model_metadata_json", &model_metadata_json, py::arg("model"));
 
     m.def("context_new", &context_new, py::arg("model"), py::arg("params") = nullptr);

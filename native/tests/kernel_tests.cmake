@@ -6,6 +6,16 @@ foreach(t test_kernels_ref test_kernels_isa)
   add_test(NAME ${t} COMMAND ${t})
 endforeach()
 
+# The AMX prefill kernel on a scalar tile model (any AVX-512 CPU) and on real tiles where present.
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
+  add_executable(test_kernels_amx ${CMAKE_CURRENT_LIST_DIR}/test_kernels_amx.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/amx_tile_model.cpp)
+  set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/amx_tile_model.cpp PROPERTIES
+    COMPILE_OPTIONS "${EDGERT_AVX512_FLAGS}")
+  target_link_libraries(test_kernels_amx PRIVATE edgert_kernels)
+  add_test(NAME test_kernels_amx COMMAND test_kernels_amx)
+endif()
+
 # EDGERT_ISA must pick the table at start-up (the reference test checks current_isa() first).
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
   add_test(NAME test_kernels_env_isa COMMAND test_kernels_ref)

@@ -63,6 +63,9 @@ void test_model_calls(edgert_model* m) {
     CHECK(info.weights_size == expected_params * 4 && info.file_size > info.weights_size);
     CHECK_STATUS(edgert_model_get_info(nullptr, &info), EDGERT_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(edgert_model_get_info(m, nullptr), EDGERT_ERR_INVALID_ARGUMENT);
+    edgert_model_layout layout;
+    CHECK_STATUS(edgert_model_get_layout(nullptr, &layout), EDGERT_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(edgert_model_get_layout(m, nullptr), EDGERT_ERR_INVALID_ARGUMENT);
 
     size_t len = 0;
     const char* json = edgert_model_metadata_json(m, &len);

@@ -157,4 +157,36 @@ inline std::vector<double> abs_dot(edgert::DType t, const void* w, int64_t rows,
     return out;
 }
 
+// SIMD and scalar share the integer block sums exactly; they differ only in fp32 rounding of
+// block scales and in accumulation order. Relative to sum_b |d_w d_x| * sum_j |w_j q_j| (+ |m s|)
+// the worst case is ~n_blocks * 2^-24 (129 blocks: 8e-6).
+constexpr double kQuantDotRelTol = 2e-5;
+
+// The error scale of one quantized output: sum over blocks of |d_w d_x| * sum_j |w_j q_j|.
+inline double quant_abs_sum(edgert::DType t, const uint8_t* row, const edgert::BlockQ8Act* x, int64_t nb) {
+    using namespace edgert;
+    double total = 0;
+    for (int64_t b = 0; b < nb; ++b) {
+        double s = 0, dw = 0, extra = 0;
+        if (t == DType::Q4_0) {
+            const BlockQ4_0& w = reinterpret_cast<const BlockQ4_0*>(row)[b];
+            dw = fp16_to_fp32(w.d);
+            for (int j = 0; j < 16; ++j)
+                s += std::abs(((w.qs[j] & 15) - 8) * x[b].qs[j]) + std::abs(((w.qs[j] >> 4) - 8) * x[b].qs[j + 16]);
+        } else if (t == DType::Q4_1) {
+            const BlockQ4_1& w = reinterpret_cast<const BlockQ4_1*>(row)[b];
+            dw = fp16_to_fp32(w.d);
+            for (int j = 0; j < 16; ++j)
+                s += std::abs((w.qs[j] & 15) * x[b].qs[j]) + std::abs((w.qs[j] >> 4) * x[b].qs[j + 16]);
+            extra = std::fabs(double(fp16_to_fp32(w.m)) * x[b].s);
+        } else {
+            const BlockQ8_0& w = reinterpret_cast<const BlockQ8_0*>(row)[b];
+            dw = fp16_to_fp32(w.d);
+            for (int j = 0; j < 32; ++j) s += std::abs(w.qs[j] * x[b].qs[j]);
+        }
+        total += std::fabs(dw * x[b].d) * s + extra;
+    }
+    return total;
+}
+
 }  // namespace edgert_test

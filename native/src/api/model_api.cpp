@@ -71,6 +71,20 @@ EDGERT_API edgert_status edgert_model_get_info(const edgert_model* model, edgert
     });
 }
 
+EDGERT_API edgert_status edgert_model_get_layout(const edgert_model* model, edgert_model_layout* out) {
+    return edgert::api_call("edgert_model_get_layout", [&] {
+        edgert::require_non_null(model, "model");
+        edgert::require_non_null(out, "out");
+        const edgert::WeightLayoutStats& s = model->impl->layout;
+        edgert_model_layout layout;
+        std::memset(&layout, 0, sizeof layout);
+        copy_truncated(layout.isa, sizeof layout.isa, s.isa);
+        layout.bytes = s.bytes;
+        layout.seconds = s.seconds;
+        *out = layout;
+    });
+}
+
 EDGERT_API const char* edgert_model_metadata_json(const edgert_model* model, size_t* out_len) {
     if (!model) {
         edgert::set_last_error("edgert_model_metadata_json: model is NULL");

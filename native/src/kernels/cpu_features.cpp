@@ -3,6 +3,10 @@
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #elif defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
 #endif
@@ -18,8 +22,36 @@ unsigned long long read_xcr0() {
     return (static_cast<unsigned long long>(edx) << 32) | eax;
 }
 
+// Linux keeps tile data disabled (XFD) until the process asks; the request is per process and
+// only enlarges signal frames. Returns null on success, else why not.
+const char* request_tile_permission() {
+#if defined(__linux__)
+    constexpr long kArchReqXcompPerm = 0x1023, kArchGetXcompPerm = 0x1022, kXfeatureTileData = 18;
+    if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureTileData) != 0)
+        return "the kernel refused tile state (arch_prctl ARCH_REQ_XCOMP_PERM; Linux >= 5.16 needed)";
+    unsigned long long granted = 0;
+    if (syscall(SYS_arch_prctl, kArchGetXcompPerm, &granted) != 0 || !((granted >> kXfeatureTileData) & 1))
+        return "tile state not granted after ARCH_REQ_XCOMP_PERM";
+    return nullptr;
+#else
+    return "AMX is enabled only on Linux (tile-state permission request)";
+#endif
+}
+
+const char* amx_missing_reason(const CpuFeatures& f, unsigned int leaf7_edx, unsigned long long xcr0) {
+    if (!((leaf7_edx >> 24) & 1) || !((leaf7_edx >> 25) & 1)) return "this CPU has no AMX-TILE/AMX-INT8 (CPUID.7.0:EDX[24,25])";
+    if (!f.avx512_vnni || !f.avx512_vbmi) return "AMX without AVX-512 VNNI/VBMI (the AMX table shares those kernels)";
+    if ((xcr0 & 0x60000) != 0x60000) return "the OS does not enable tile state (XCR0 bits 17-18)";
+    unsigned int a, b, c, d;
+    if (__get_cpuid_max(0, nullptr) < 0x1d) return "CPUID has no tile-information leaf 0x1D";
+    __cpuid_count(0x1d, 1, a, b, c, d);  // palette 1: max names, bytes per row, max rows
+    if ((b >> 16) < 8 || (b & 0xffff) < 64 || (c & 0xffff) < 16) return "tile palette 1 is smaller than 8 tiles of 16 x 64 bytes";
+    return request_tile_permission();
+}
+
 CpuFeatures detect() {
     CpuFeatures f;
+    f.amx_missing = "CPUID/XCR0 lack AVX";
     unsigned int a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
     const bool fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1,
@@ -35,6 +67,7 @@ CpuFeatures detect() {
     const bool avx512f = (b >> 16) & 1, avx512dq = (b >> 17) & 1, avx512bw = (b >> 30) & 1,
                avx512vl = (b >> 31) & 1;
     const bool avx512vnni = (c >> 11) & 1, avx512vbmi = (c >> 1) & 1;
+    const unsigned int leaf7_edx = d;
     f.avx2 = avx2 && fma && f16c;
     f.avx512 = f.avx2 && os_zmm && avx512f && avx512dq && avx512bw && avx512vl;
     f.avx512_vnni = f.avx512 && avx512vnni;
@@ -42,6 +75,8 @@ CpuFeatures detect() {
     __cpuid_count(7, 1, a, b, c, d);
     f.avx_vnni = f.avx2 && ((a >> 4) & 1);
     f.avx512_bf16 = f.avx512 && ((a >> 5) & 1);
+    f.amx_missing = amx_missing_reason(f, leaf7_edx, xcr0);
+    f.amx_int8 = f.amx_missing == nullptr;
     return f;
 }
 #elif defined(__aarch64__)

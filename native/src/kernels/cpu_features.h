@@ -1,6 +1,6 @@
 // cpu_features.h — what this CPU and its OS can run, detected once (cpuid + xgetbv on x86-64,
-// getauxval(AT_HWCAP/AT_HWCAP2) on arm64). An AVX/AVX-512 feature counts only when the OS also
-// saves its register state (XCR0), or using it faults.
+// getauxval(AT_HWCAP/AT_HWCAP2) on arm64). An AVX/AVX-512/AMX feature counts only when the OS
+// also saves its register state (XCR0), or using it faults.
 #pragma once
 
 namespace edgert {
@@ -12,6 +12,12 @@ struct CpuFeatures {
     bool avx512_vnni = false;
     bool avx512_vbmi = false;  // VPERMB
     bool avx512_bf16 = false;
+    // AMX int8 tiles (TDPBSSD): CPU (CPUID.7.0:EDX[24,25], palette 1 of at least 8 tiles of
+    // 16 x 64 bytes), OS (XCR0 tile state) and, on Linux, the process's permission to use tile
+    // state, requested once here (arch_prctl ARCH_REQ_XCOMP_PERM). With AVX-512 VNNI + VBMI,
+    // whose kernels the AMX table shares.
+    bool amx_int8 = false;
+    const char* amx_missing = "not an x86-64 CPU";  // why amx_int8 is false (for test output)
     bool neon = false;
     bool neon_dotprod = false;
     bool neon_i8mm = false;

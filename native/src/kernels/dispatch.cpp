@@ -16,6 +16,7 @@ namespace edgert {
 extern const KernelTable kAvx2Kernels;
 extern const KernelTable kAvxVnniKernels;
 extern const KernelTable kAvx512VnniKernels;
+extern const KernelTable kAmxKernels;
 #endif
 #if defined(EDGERT_KERNELS_NEON)
 extern const KernelTable kNeonKernels;
@@ -33,6 +34,7 @@ struct Candidate {
 // Best first.
 const Candidate kCandidates[] = {
 #if defined(EDGERT_KERNELS_X86)
+    {&kAmxKernels, [] { return cpu_features().amx_int8; }},
     // AVX-512 without VNNI/VBMI (Skylake-X) takes the AVX2 table.
     {&kAvx512VnniKernels, [] { return cpu_features().avx512_vnni && cpu_features().avx512_vbmi; }},
     {&kAvxVnniKernels, [] { return cpu_features().avx_vnni; }},

@@ -31,8 +31,10 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
     COMPILE_OPTIONS "-mavx2;-mfma;-mf16c")
   set_source_files_properties(${_x86}/kernels_avxvnni.cpp PROPERTIES
     COMPILE_OPTIONS "-mavx2;-mfma;-mf16c;-mavxvnni")
+  # Also the AMX table's (its tiles are inline asm: no -mamx flags) and the AMX tile-model test's.
+  set(EDGERT_AVX512_FLAGS "-mavx2;-mfma;-mf16c;-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx512vnni;-mavx512vbmi")
   set_source_files_properties(${_x86}/kernels_avx512vnni.cpp PROPERTIES
-    COMPILE_OPTIONS "-mavx2;-mfma;-mf16c;-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx512vnni;-mavx512vbmi")
+    COMPILE_OPTIONS "${EDGERT_AVX512_FLAGS}")
   target_compile_definitions(edgert_kernels PRIVATE EDGERT_KERNELS_X86)
 elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64|ARM64)$")
   set(_arm ${EDGERT_KERNELS_DIR}/arm)

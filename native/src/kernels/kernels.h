@@ -32,6 +32,7 @@ struct Weight {
     // Kernel-layer private: re-laid-out copy for the ISA named by packed_isa, or null.
     std::shared_ptr<const void> packed;
     std::string packed_isa;
+    size_t packed_bytes = 0;
 };
 
 // Called once per weight at model load, after the ISA is fixed. May re-lay the weight out for the

@@ -19,6 +19,7 @@ void prepare_weight(Weight& w) {
     if (w.packed != nullptr && w.packed_isa == k.name) return;
     w.packed.reset();
     w.packed_isa.clear();
+    w.packed_bytes = 0;
     static const bool repack = [] {
         const char* env = std::getenv("EDGERT_REPACK");
         return env == nullptr || std::strcmp(env, "0") != 0;
@@ -32,6 +33,7 @@ void prepare_weight(Weight& w) {
     k.pack_weight(w.type, w.data, w.rows, w.cols, buf);
     w.packed = std::shared_ptr<const void>(buf, [](const void* p) { std::free(const_cast<void*>(p)); });
     w.packed_isa = k.name;
+    w.packed_bytes = bytes;
 }
 
 }  // namespace edgert

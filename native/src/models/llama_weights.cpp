@@ -2,6 +2,7 @@
 // registry (llama_tensor_names.def) the converters also use.
 #include "models/llama_weights.h"
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -92,7 +93,15 @@ public:
         w.cols = cols;
         w.exact = exact_;
         // The exact path dequantizes the canonical rows; a re-laid-out copy would be dead weight.
-        if (prepare && !exact_) prepare_weight(w);
+        if (prepare && !exact_) {
+            const auto t0 = std::chrono::steady_clock::now();
+            prepare_weight(w);
+            layout_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            if (w.packed) {
+                layout_.isa = w.packed_isa;
+                layout_.bytes += w.packed_bytes;
+            }
+        }
         // Matmuls now read only the packed copy; the canonical bytes are read again only for
         // embedding rows (row_to_float), which fault back in one page at a time.
         if (w.packed) file_.drop_pages(*t);
@@ -114,6 +123,10 @@ private:
     const EdgtFile& file_;
     bool exact_;
     std::unordered_set<std::string> used_;
+    WeightLayoutStats layout_;
+
+public:
+    const WeightLayoutStats& layout() const { return layout_; }
 };
 
 }  // namespace
@@ -172,6 +185,7 @@ void llama_bind_weights(Model& model, bool exact_matmul) {
         L.w_down = b.matrix(LlamaTensor::FFN_DOWN, l, H, F);
     }
     b.reject_unused();
+    model.layout = b.layout();
 }
 
 }  // namespace edgert

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/edgt_file.h"
@@ -23,6 +24,13 @@ struct LlamaLayer {
     Weight w_gate, w_up, w_down;
 };
 
+// What load spent re-laying weights out for the kernels (prepare_weight), for edgert_model_get_layout.
+struct WeightLayoutStats {
+    std::string isa;  // the kernel table the copies are for; empty if none was made
+    uint64_t bytes = 0;
+    double seconds = 0;
+};
+
 struct Model {
     std::unique_ptr<EdgtFile> file;
     ModelMetadata meta;
@@ -33,6 +41,7 @@ struct Model {
     std::vector<LlamaLayer> layers;
     uint64_t n_params = 0;
     uint64_t weights_size = 0;
+    WeightLayoutStats layout;
 };
 
 }  // namespace edgert

@@ -13,6 +13,9 @@
 // q4_0's "-8" offset is exact: the int32 accumulator starts at -8 * sum(q) of the activations.
 // q8_0 (s8 x s8) runs VPDPBUSD on (q + 128) x w and starts from -128 * sum(w).
 // Numerics vs the scalar twin: identical integer block sums; fp32 accumulation order differs.
+//
+// The same file defines the "amx" table: these kernels plus AMX tiles for prefill on the packed
+// layout (packed_amx.h; the tile instructions are inline asm, so no -mamx flags are needed).
 #include <immintrin.h>
 
 #include <cstdint>
@@ -221,53 +224,7 @@ struct Q8_0Kernel {
 };
 
 #include "kernels/x86/packed_avx512vnni.h"
-
-// Register budget (32 zmm): G groups x 8 weight quads + G x T accumulators + 2G chain
-// temporaries. q4_0 / q8_0 run 2 groups x 4 tokens; q4_1 needs 2G more for its offsets, so 2 x 3.
-template <DType QT>
-constexpr int pair_tokens() { return QT == DType::Q4_1 ? 4 : 6; }
-
-template <DType QT, int G, int T>
-void packed_tokens(const uint8_t* grp, int64_t nb, const BlockQ8Act* x, int64_t t0, int64_t t1,
-                   const int32_t* offs, float* y, int64_t ldy, int64_t r, __mmask16 m) {
-    int64_t t = t0;
-    for (; t + T <= t1; t += T) packed_tile<QT, G, T>(grp, nb, x, t, offs + (t - t0) * nb, y, ldy, r, m);
-    const int32_t* o = offs + (t - t0) * nb;
-    switch (t1 - t) {
-        case 7: if constexpr (T > 7) packed_tile<QT, G, 7>(grp, nb, x, t, o, y, ldy, r, m); break;
-        case 6: if constexpr (T > 6) packed_tile<QT, G, 6>(grp, nb, x, t, o, y, ldy, r, m); break;
-        case 5: if constexpr (T > 5) packed_tile<QT, G, 5>(grp, nb, x, t, o, y, ldy, r, m); break;
-        case 4: if constexpr (T > 4) packed_tile<QT, G, 4>(grp, nb, x, t, o, y, ldy, r, m); break;
-        case 3: if constexpr (T > 3) packed_tile<QT, G, 3>(grp, nb, x, t, o, y, ldy, r, m); break;
-        case 2: if constexpr (T > 2) packed_tile<QT, G, 2>(grp, nb, x, t, o, y, ldy, r, m); break;
-        case 1: packed_tile<QT, G, 1>(grp, nb, x, t, o, y, ldy, r, m); break;
-        default: break;
-    }
-}
-
-template <DType QT>
-void gemm_packed(const WeightView& w, const BlockQ8Act* xq, int64_t r0, int64_t r1, int64_t t0,
-                 int64_t t1, float* y, int64_t ldy) {
-    const int64_t nb = w.cols / kQK;
-    const int32_t* offs = packed_offsets<QT>(xq, nb, t0, t1);
-    const uint8_t* base = static_cast<const uint8_t*>(w.packed);
-    // Pairs of groups while two remain (the second may be partial), then a single group. Decode
-    // (one token) keeps single groups: it streams weights and has no broadcasts to share.
-    const bool pairs = t1 - t0 > 1;
-    int64_t r = r0;  // r0 is a multiple of kPackRows (pack_rows)
-    for (; pairs && r + kPackRows < r1; r += 2 * kPackRows) {
-        const int64_t valid = r1 - r - kPackRows < kPackRows ? r1 - r - kPackRows : kPackRows;
-        const __mmask16 m = static_cast<__mmask16>((1u << valid) - 1);
-        const uint8_t* grp = base + (r / kPackRows) * nb * packed_block_bytes(QT);
-        packed_tokens<QT, 2, pair_tokens<QT>()>(grp, nb, xq, t0, t1, offs, y, ldy, r, m);
-    }
-    for (; r < r1; r += kPackRows) {
-        const int64_t valid = r1 - r < kPackRows ? r1 - r : kPackRows;
-        const __mmask16 m = static_cast<__mmask16>((1u << valid) - 1);
-        const uint8_t* grp = base + (r / kPackRows) * nb * packed_block_bytes(QT);
-        packed_tokens<QT, 1, 8>(grp, nb, xq, t0, t1, offs, y, ldy, r, m);
-    }
-}
+#include "kernels/x86/packed_amx.h"
 
 size_t packed_bytes(DType t, int64_t rows, int64_t cols) { return packed_weight_bytes(t, rows, cols, kPackRows); }
 
@@ -288,6 +245,14 @@ template <DType QT, class K>
 void gemm_q_any(const WeightView& w, const BlockQ8Act* xq, int64_t r0, int64_t r1, int64_t t0,
                 int64_t t1, float* y, int64_t ldy) {
     if (w.packed != nullptr) gemm_packed<QT>(w, xq, r0, r1, t0, t1, y, ldy);
+    else gemm_q<K>(w, xq, r0, r1, t0, t1, y, ldy);
+}
+
+// The AMX table's: tiles for prefill on packed weights, the VNNI kernels otherwise.
+template <DType QT, class K>
+void gemm_q_amx(const WeightView& w, const BlockQ8Act* xq, int64_t r0, int64_t r1, int64_t t0,
+                int64_t t1, float* y, int64_t ldy) {
+    if (w.packed != nullptr) gemm_amx<AmxTiles, QT>(w, xq, r0, r1, t0, t1, y, ldy);
     else gemm_q<K>(w, xq, r0, r1, t0, t1, y, ldy);
 }
 
@@ -454,25 +419,37 @@ void softmax_inplace(float* x, int64_t n) {
     }
 }
 
+// Both tables share everything but the quantized GEMMs (constant-initialized: no start-up order).
+constexpr KernelTable avx512_table(const char* name, QGemmFn q4_0, QGemmFn q4_1, QGemmFn q8_0) {
+    return KernelTable{
+        name,
+        quantize_q8act,
+        q4_0,
+        q4_1,
+        q8_0,
+        gemm_f<FType::F32>,
+        gemm_f<FType::F16>,
+        gemm_f<FType::BF16>,
+        packed_bytes,
+        pack_weight,
+        kPackRows,
+        rmsnorm,
+        silu_mul,
+        add_inplace,
+        softmax_inplace,
+        rope_inplace_ref,  // a few hundred flops per head per token: not worth a SIMD twin
+    };
+}
+
 }  // namespace
 
-extern const KernelTable kAvx512VnniKernels = {
-    "avx512vnni",
-    quantize_q8act,
-    gemm_q_any<DType::Q4_0, Q4_0Kernel>,
-    gemm_q_any<DType::Q4_1, Q4_1Kernel>,
-    gemm_q_any<DType::Q8_0, Q8_0Kernel>,
-    gemm_f<FType::F32>,
-    gemm_f<FType::F16>,
-    gemm_f<FType::BF16>,
-    packed_bytes,
-    pack_weight,
-    kPackRows,
-    rmsnorm,
-    silu_mul,
-    add_inplace,
-    softmax_inplace,
-    rope_inplace_ref,  // a few hundred flops per head per token: not worth a SIMD twin
-};
+extern const KernelTable kAvx512VnniKernels = avx512_table(
+    "avx512vnni", gemm_q_any<DType::Q4_0, Q4_0Kernel>, gemm_q_any<DType::Q4_1, Q4_1Kernel>,
+    gemm_q_any<DType::Q8_0, Q8_0Kernel>);
+
+// Sapphire Rapids and later: the same kernels and packed layout, prefill GEMMs on AMX tiles.
+extern const KernelTable kAmxKernels = avx512_table(
+    "amx", gemm_q_amx<DType::Q4_0, Q4_0Kernel>, gemm_q_amx<DType::Q4_1, Q4_1Kernel>,
+    gemm_q_amx<DType::Q8_0, Q8_0Kernel>);
 
 }  // namespace edgert

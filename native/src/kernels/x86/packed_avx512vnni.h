@@ -83,3 +83,57 @@ inline void packed_tile(const uint8_t* grp, int64_t nb, const BlockQ8Act* x, int
         for (int j = 0; j < T; ++j) _mm512_mask_storeu_ps(y + (t + j) * ldy + r + 16 * g, m, acc[g][j]);
     }
 }
+
+// Register budget (32 zmm): G groups x 8 weight quads + G x T accumulators + 2G chain
+// temporaries. q4_0 / q8_0 run 2 groups x 6 tokens (a few accumulators spill to L1); q4_1 needs
+// 2G more registers for its offsets, so 2 x 4.
+template <DType QT>
+constexpr int pair_tokens() { return QT == DType::Q4_1 ? 4 : 6; }
+
+template <DType QT, int G, int T>
+void packed_tokens(const uint8_t* grp, int64_t nb, const BlockQ8Act* x, int64_t t0, int64_t t1,
+                   const int32_t* offs, float* y, int64_t ldy, int64_t r, __mmask16 m) {
+    int64_t t = t0;
+    for (; t + T <= t1; t += T) packed_tile<QT, G, T>(grp, nb, x, t, offs + (t - t0) * nb, y, ldy, r, m);
+    const int32_t* o = offs + (t - t0) * nb;
+    switch (t1 - t) {
+        case 7: if constexpr (T > 7) packed_tile<QT, G, 7>(grp, nb, x, t, o, y, ldy, r, m); break;
+        case 6: if constexpr (T > 6) packed_tile<QT, G, 6>(grp, nb, x, t, o, y, ldy, r, m); break;
+        case 5: if constexpr (T > 5) packed_tile<QT, G, 5>(grp, nb, x, t, o, y, ldy, r, m); break;
+        case 4: if constexpr (T > 4) packed_tile<QT, G, 4>(grp, nb, x, t, o, y, ldy, r, m); break;
+        case 3: if constexpr (T > 3) packed_tile<QT, G, 3>(grp, nb, x, t, o, y, ldy, r, m); break;
+        case 2: if constexpr (T > 2) packed_tile<QT, G, 2>(grp, nb, x, t, o, y, ldy, r, m); break;
+        case 1: packed_tile<QT, G, 1>(grp, nb, x, t, o, y, ldy, r, m); break;
+        default: break;
+    }
+}
+
+// Rows [r0, r1) x tokens [t0, t1) of packed weights at base, given the tokens' offsets.
+template <DType QT>
+void packed_rows(const uint8_t* base, int64_t nb, const BlockQ8Act* xq, int64_t r0, int64_t r1,
+                 int64_t t0, int64_t t1, const int32_t* offs, float* y, int64_t ldy) {
+    // Pairs of groups while two remain (the second may be partial), then a single group. Decode
+    // (one token) keeps single groups: it streams weights and has no broadcasts to share.
+    const bool pairs = t1 - t0 > 1;
+    int64_t r = r0;  // r0 is a multiple of kPackRows (pack_rows)
+    for (; pairs && r + kPackRows < r1; r += 2 * kPackRows) {
+        const int64_t valid = r1 - r - kPackRows < kPackRows ? r1 - r - kPackRows : kPackRows;
+        const __mmask16 m = static_cast<__mmask16>((1u << valid) - 1);
+        const uint8_t* grp = base + (r / kPackRows) * nb * packed_block_bytes(QT);
+        packed_tokens<QT, 2, pair_tokens<QT>()>(grp, nb, xq, t0, t1, offs, y, ldy, r, m);
+    }
+    for (; r < r1; r += kPackRows) {
+        const int64_t valid = r1 - r < kPackRows ? r1 - r : kPackRows;
+        const __mmask16 m = static_cast<__mmask16>((1u << valid) - 1);
+        const uint8_t* grp = base + (r / kPackRows) * nb * packed_block_bytes(QT);
+        packed_tokens<QT, 1, 8>(grp, nb, xq, t0, t1, offs, y, ldy, r, m);
+    }
+}
+
+template <DType QT>
+void gemm_packed(const WeightView& w, const BlockQ8Act* xq, int64_t r0, int64_t r1, int64_t t0,
+                 int64_t t1, float* y, int64_t ldy) {
+    const int64_t nb = w.cols / kQK;
+    packed_rows<QT>(static_cast<const uint8_t*>(w.packed), nb, xq, r0, r1, t0, t1,
+                    packed_offsets<QT>(xq, nb, t0, t1), y, ldy);
+}
