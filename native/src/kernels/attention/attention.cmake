@@ -15,11 +15,14 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
   target_sources(edgert_kernels PRIVATE
     ${EDGERT_ATTENTION_DIR}/attention_avx2.cpp
     ${EDGERT_ATTENTION_DIR}/attention_avx512.cpp
+    ${EDGERT_ATTENTION_DIR}/attention_avx512_bf16.cpp
   )
   set_source_files_properties(${EDGERT_ATTENTION_DIR}/attention_avx2.cpp PROPERTIES
     COMPILE_OPTIONS "-mavx2;-mfma;-mf16c")
   set_source_files_properties(${EDGERT_ATTENTION_DIR}/attention_avx512.cpp PROPERTIES
     COMPILE_OPTIONS "-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx512vnni;-mavx2;-mfma;-mf16c")
+  set_source_files_properties(${EDGERT_ATTENTION_DIR}/attention_avx512_bf16.cpp PROPERTIES
+    COMPILE_OPTIONS "-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx512vnni;-mavx512bf16;-mavx2;-mfma;-mf16c")
 elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64|ARM64)$")
   target_sources(edgert_kernels PRIVATE ${EDGERT_ATTENTION_DIR}/attention_neon.cpp)
   set_source_files_properties(${EDGERT_ATTENTION_DIR}/attention_neon.cpp PROPERTIES

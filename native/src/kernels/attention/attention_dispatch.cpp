@@ -3,6 +3,7 @@
 // outputs (divide by the softmax sum, rotate back). Built without ISA
 // flags; the ISA is chosen per call from current_isa(), so set_isa()/EDGERT_ISA apply here too.
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -128,6 +129,8 @@ AttentionPassFn attention_pass_for(const char* isa) {
 #if defined(__x86_64__) || defined(_M_X64)
     if (std::strcmp(isa, "avx2") == 0 && f.avx2) return attention_pass_avx2;
     if (std::strcmp(isa, "avx512") == 0 && f.avx512_vnni) return attention_pass_avx512;
+    if (std::strcmp(isa, "avx512bf16") == 0 && f.avx512_vnni && f.avx512_bf16)
+        return attention_pass_avx512_bf16;
 #endif
 #if defined(__aarch64__)
     if (std::strcmp(isa, "neon") == 0 && f.neon_dotprod) return attention_pass_neon;
@@ -135,20 +138,31 @@ AttentionPassFn attention_pass_for(const char* isa) {
     return nullptr;
 }
 
+const char* attention_isa() {
+    // EDGERT_ATTN_BF16=0 keeps the f32 sum of quantized V rows on a CPU with AVX512_BF16, for A/B
+    // checks of speed and perplexity against the bf16 one.
+    static const bool bf16_allowed = [] {
+        const char* env = std::getenv("EDGERT_ATTN_BF16");
+        return env == nullptr || std::strcmp(env, "0") != 0;
+    }();
+    // The kernel layer names its tables by ISA family ("avx2", "avxvnni", "avx512vnni", "neon",
+    // "neon_dotprod", ...); follow the family, so EDGERT_ISA=scalar and set_isa() apply here too.
+    const char* isa = current_isa();
+    if (std::strncmp(isa, "avx512", 6) == 0) {
+        if (bf16_allowed && attention_pass_for("avx512bf16") != nullptr) return "avx512bf16";
+        if (attention_pass_for("avx512") != nullptr) return "avx512";
+    }
+    if (std::strncmp(isa, "avx", 3) == 0 && attention_pass_for("avx2") != nullptr) return "avx2";
+    if (std::strncmp(isa, "neon", 4) == 0 && attention_pass_for("neon") != nullptr) return "neon";
+    return "scalar";
+}
+
 void attention_with(const AttentionArgs& a, AttentionPassFn fn) { run_passes(a, fn); }
 
 }  // namespace attn
 
 void attention(const AttentionArgs& a) {
-    // The kernel layer names its tables by ISA family ("avx2", "avxvnni", "avx512vnni", "neon",
-    // "neon_dotprod", ...); follow the family, so EDGERT_ISA=scalar and set_isa() apply here too.
-    const char* isa = current_isa();
-    attn::AttentionPassFn fn = nullptr;
-    if (std::strncmp(isa, "avx512", 6) == 0) fn = attn::attention_pass_for("avx512");
-    if (fn == nullptr && std::strncmp(isa, "avx", 3) == 0) fn = attn::attention_pass_for("avx2");
-    if (std::strncmp(isa, "neon", 4) == 0) fn = attn::attention_pass_for("neon");
-    if (fn == nullptr) fn = attn::attention_pass_scalar;
-    attn::run_passes(a, fn);
+    attn::run_passes(a, attn::attention_pass_for(attn::attention_isa()));
 }
 
 }  // namespace edgert

@@ -43,7 +43,9 @@ struct AttnPass {
     float* kf = nullptr;    // [kTile][head_dim] float keys
     uint8_t* ku = nullptr;  // [kTile][head_dim] unpacked key codes
     // V rows of the tile decoded to floats (d * u + m for quantized rows): decoding once per tile
-    // is shared by every query row, so the weighted sum needs no per-row zero-point term.
+    // is shared by every query row, so the weighted sum needs no per-row zero-point term. A loop
+    // that sums in another type keeps its own layout of the decoded tile here (bf16: see
+    // attention_avx512_bf16.cpp).
     float* vf = nullptr;    // [kTile][head_dim]
 };
 
@@ -54,14 +56,20 @@ void attention_pass_scalar(const AttentionArgs& a, AttnPass& p, int64_t n_pos);
 #if defined(__x86_64__) || defined(_M_X64)
 void attention_pass_avx2(const AttentionArgs& a, AttnPass& p, int64_t n_pos);
 void attention_pass_avx512(const AttentionArgs& a, AttnPass& p, int64_t n_pos);
+void attention_pass_avx512_bf16(const AttentionArgs& a, AttnPass& p, int64_t n_pos);
 #endif
 #if defined(__aarch64__)
 void attention_pass_neon(const AttentionArgs& a, AttnPass& p, int64_t n_pos);
 #endif
 
-// The pass function for an ISA name ("scalar", "avx2", "avx512", "neon"), or null when this
-// build or this CPU lacks it. "avx512" needs AVX-512 VNNI.
+// The pass function for an ISA name ("scalar", "avx2", "avx512", "avx512bf16", "neon"), or null
+// when this build or this CPU lacks it. "avx512" needs AVX-512 VNNI; "avx512bf16" (the weighted V
+// sum in bf16 for Q8/Q4 V rows, the f32 "avx512" loop for others) needs AVX512_BF16 as well.
 AttentionPassFn attention_pass_for(const char* isa);
+// The name of the loop attention() runs: the family of current_isa(), and on AVX-512
+// "avx512bf16" where the CPU has it (a bf16 sum for quantized V rows), unless EDGERT_ATTN_BF16=0
+// (read once).
+const char* attention_isa();
 // The whole attention with a given position loop (tests compare every ISA through this).
 void attention_with(const AttentionArgs& a, AttentionPassFn fn);
 

@@ -83,7 +83,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> isas;
     for (int i = 1; i < argc; ++i) isas.push_back(argv[i]);
     if (isas.empty())
-        for (const char* n : {"scalar", "avx2", "avx512", "neon"})
+        for (const char* n : {"scalar", "avx2", "avx512", "avx512bf16", "neon"})
             if (edgert::attn::attention_pass_for(n) != nullptr) isas.push_back(n);
     const Shape shapes[] = {{"TinyLlama-1.1B", 32, 4, 64, 22}, {"SmolLM2-360M", 15, 5, 64, 32},
                             {"SmolLM2-135M", 9, 3, 64, 30}};
@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
         }
         for (const Shape& s : shapes) {
             if (std::strcmp(s.name, "SmolLM2-360M") == 0) continue;  // same per-head cost class
-            std::printf("%-7s %-15s %-4s", isa.c_str(), s.name, "");
+            std::printf("%-10s %-15s %-4s", isa.c_str(), s.name, "");
             std::printf("\n");
             for (KVType t : {KVType::F16, KVType::Q8, KVType::Q4}) {
                 std::printf("   %-4s", edgert::kv_type_label(t));
