@@ -109,10 +109,6 @@ struct TileModel {
     }
 };
 
-QGemmFn scalar_gemm(DType t) {
-    return t == DType::Q4_0 ? kScalarKernels.gemm_q4_0 : t == DType::Q4_1 ? kScalarKernels.gemm_q4_1 : kScalarKernels.gemm_q8_0;
-}
-
 template <DType QT>
 void check_type(std::mt19937& rng) {
     for (int64_t cols : {int64_t{32}, int64_t{96}, int64_t{4096 + 32}}) {
@@ -129,7 +125,7 @@ void check_type(std::mt19937& rng) {
                 pack_row_groups(QT, wb.data(), rows, cols, at, kPackRows);
                 const WeightView v{QT, wb.data(), at, rows, cols}, vs{QT, wb.data(), nullptr, rows, cols};
                 std::vector<float> ys(rows * max_tok);
-                scalar_gemm(QT)(vs, xq.data(), 0, rows, 0, max_tok, ys.data(), rows);
+                qgemm_of(kScalarKernels, QT)(vs, xq.data(), 0, rows, 0, max_tok, ys.data(), rows);
                 // (t0, t1): whole 16-token subtiles, a tail, a sweep of 64 + more, an odd start.
                 const int64_t ranges[][2] = {{0, 16}, {0, 17}, {0, 48}, {0, 64}, {0, 100}, {5, 38}, {3, 70}};
                 for (const auto& rg : ranges) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels/dtypes.h"
+#include "kernels/kernel_table.h"
 #include "kernels/kernels.h"
 
 namespace edgert_test {
@@ -155,6 +156,12 @@ inline std::vector<double> abs_dot(edgert::DType t, const void* w, int64_t rows,
         }
     }
     return out;
+}
+
+// The table's GEMM for a quantized weight type.
+inline edgert::QGemmFn qgemm_of(const edgert::KernelTable& k, edgert::DType t) {
+    using edgert::DType;
+    return t == DType::Q4_0 ? k.gemm_q4_0 : t == DType::Q4_1 ? k.gemm_q4_1 : k.gemm_q8_0;
 }
 
 // SIMD and scalar share the integer block sums exactly; they differ only in fp32 rounding of

@@ -30,9 +30,6 @@ constexpr double kElementwiseRelTol = 1e-5;
 const int64_t kTokCounts[] = {1, 2, 3, 7, 64, 65};
 const int64_t kCols[] = {32, 64, 96, 4096 + 32};
 
-QGemmFn qgemm_of(const KernelTable& k, DType t) {
-    return t == DType::Q4_0 ? k.gemm_q4_0 : t == DType::Q4_1 ? k.gemm_q4_1 : k.gemm_q8_0;
-}
 FGemmFn fgemm_of(const KernelTable& k, DType t) {
     return t == DType::F32 ? k.gemm_f32 : t == DType::F16 ? k.gemm_f16 : k.gemm_bf16;
 }

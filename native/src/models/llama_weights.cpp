@@ -56,6 +56,9 @@ class Binder {
 public:
     Binder(const EdgtFile& file, bool exact) : file_(file), exact_(exact) {}
 
+    // What matrix() spent re-laying weights out for the kernels so far.
+    const WeightLayoutStats& layout() const { return layout_; }
+
     // Returns the tensor, or null if it is absent and not required.
     const TensorInfo* get(LlamaTensor id, int layer, bool required,
                           std::initializer_list<int64_t> shape) {
@@ -124,9 +127,6 @@ private:
     bool exact_;
     std::unordered_set<std::string> used_;
     WeightLayoutStats layout_;
-
-public:
-    const WeightLayoutStats& layout() const { return layout_; }
 };
 
 }  // namespace

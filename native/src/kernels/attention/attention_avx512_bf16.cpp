@@ -43,22 +43,6 @@ alignas(64) constexpr uint16_t kPairIndex[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4
                                                  21, 6, 22, 7, 23, 8,  24, 9,  25, 10, 26,
                                                  11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
 
-// Channels [i, i + 16) of a quantized row as floats: decode_row's values, 16 at a time, so that
-// two rows reach bf16 without a round trip through memory. d, m: the row's scale and zero point.
-template <KVType T>
-inline __m512 decode16(const uint8_t* row, int64_t D, int64_t i, __m512 d, __m512 m) {
-    const uint8_t* u = row + kQuantHeaderBytes;
-    __m128i c;
-    if constexpr (T == KVType::Q8) {
-        c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(u + i));
-    } else {  // Q4: the first half of the elements in the low nibbles, the second in the high
-        const bool hi = i >= D / 2;
-        c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(u + (hi ? i - D / 2 : i)));
-        c = _mm_and_si128(hi ? _mm_srli_epi16(c, 4) : c, _mm_set1_epi8(15));
-    }
-    return _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(c)), m);
-}
-
 // The tile's V rows (Q8 or Q4) as bf16 pairs into vw ([kTile / 2][D] words).
 template <KVType T>
 void v_pairs(const AttentionArgs& a, int64_t D, int64_t p0, int64_t np, uint32_t* vw) {

@@ -25,6 +25,23 @@ inline void unpack_q4(const uint8_t* body, int64_t D, uint8_t* out) {
     }
 }
 
+// Channels [i, i + 16) of a quantized row as floats (d * u + m; d, m the row's scale and zero
+// point): decode_row's unit, and the bf16 loop's, which takes two rows to bf16 without a round
+// trip through memory.
+template <KVType T>
+inline __m512 decode16(const uint8_t* row, int64_t D, int64_t i, __m512 d, __m512 m) {
+    const uint8_t* u = row + kQuantHeaderBytes;
+    __m128i c;
+    if constexpr (T == KVType::Q8) {
+        c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(u + i));
+    } else {  // Q4: the first half of the elements in the low nibbles, the second in the high
+        const bool hi = i >= D / 2;
+        c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(u + (hi ? i - D / 2 : i)));
+        c = _mm_and_si128(hi ? _mm_srli_epi16(c, 4) : c, _mm_set1_epi8(15));
+    }
+    return _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(c)), m);
+}
+
 // Row to float values (d * u + m for the quantized types).
 inline void decode_row(KVType t, const uint8_t* row, int64_t D, float* out) {
     switch (t) {
@@ -34,31 +51,20 @@ inline void decode_row(KVType t, const uint8_t* row, int64_t D, float* out) {
                 _mm512_storeu_ps(out + i, _mm512_cvtph_ps(_mm256_loadu_si256(
                                               reinterpret_cast<const __m256i*>(row + 2 * i))));
             return;
-        case KVType::Q8: {
-            float d, m;
-            load_dm(row, &d, &m);
-            const __m512 vd = _mm512_set1_ps(d), vm = _mm512_set1_ps(m);
-            const uint8_t* u = row + kQuantHeaderBytes;
-            for (int64_t i = 0; i < D; i += 16) {
-                const __m512 c = _mm512_cvtepi32_ps(
-                    _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(u + i))));
-                _mm512_storeu_ps(out + i, _mm512_fmadd_ps(vd, c, vm));
-            }
-            return;
-        }
+        case KVType::Q8:
         case KVType::Q4: {
             float d, m;
             load_dm(row, &d, &m);
             const __m512 vd = _mm512_set1_ps(d), vm = _mm512_set1_ps(m);
-            const uint8_t* u = row + kQuantHeaderBytes;
-            const __m128i lo_mask = _mm_set1_epi8(15);
+            if (t == KVType::Q8) {
+                for (int64_t i = 0; i < D; i += 16)
+                    _mm512_storeu_ps(out + i, decode16<KVType::Q8>(row, D, i, vd, vm));
+                return;
+            }
+            // Both halves in one iteration: channels i and D/2 + i share their code bytes (one load).
             for (int64_t i = 0; i < D / 2; i += 16) {
-                const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(u + i));
-                const __m128i lo = _mm_and_si128(b, lo_mask);
-                const __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), lo_mask);
-                _mm512_storeu_ps(out + i, _mm512_fmadd_ps(vd, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(lo)), vm));
-                _mm512_storeu_ps(out + D / 2 + i,
-                                 _mm512_fmadd_ps(vd, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(hi)), vm));
+                _mm512_storeu_ps(out + i, decode16<KVType::Q4>(row, D, i, vd, vm));
+                _mm512_storeu_ps(out + D / 2 + i, decode16<KVType::Q4>(row, D, D / 2 + i, vd, vm));
             }
             return;
         }
