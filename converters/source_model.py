@@ -27,6 +27,7 @@ class SourceModel:
     tokenizer: dict[str, Any]          # the `tokenizer` object of the metadata
     chat_template: str | None
     tensors: list[SourceTensor] = field(default_factory=list)
+    architecture: str = "llama"        # a row of families.def
 
 
 def rope_rows_to_hf_order(n_rows: int, n_heads: int) -> np.ndarray:
@@ -46,4 +47,12 @@ def permuted_loader(load: Callable[[], np.ndarray], n_rows: int, n_heads: int) -
     def run() -> np.ndarray:
         raw = np.asarray(load()).reshape(n_rows, -1)
         return raw[rope_rows_to_hf_order(n_rows, n_heads)].reshape(-1)
+    return run
+
+
+def row_slice_loader(load: Callable[[], np.ndarray], n_rows: int, r0: int, r1: int) -> Callable[[], np.ndarray]:
+    """Rows [r0, r1) of a tensor stored as n_rows whole rows: how fused tensors (Phi-3's qkv and
+    gate_up) are split. Whole rows move, so quantized blocks are carried unchanged."""
+    def run() -> np.ndarray:
+        return np.asarray(load()).reshape(n_rows, -1)[r0:r1].reshape(-1)
     return run

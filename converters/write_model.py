@@ -51,7 +51,7 @@ def write_model(model: SourceModel, out: Path, *, recipe: str, sources: list[Pat
     metadata: dict[str, Any] = {
         "format": "edgert",
         "format_version": 1,
-        "architecture": "llama",
+        "architecture": model.architecture,
         "name": model.name,
         "hparams": model.hparams,
         "tokenizer": model.tokenizer,

@@ -58,7 +58,10 @@ def test_tiny_models(tiny_hf, tmp_path, kind, dtype):
     assert hp["tie_embeddings"] is False
     assert hp["attention_bias"] is (kind == "qwen2")
     assert hp["rope_theta"] == {"llama_untied": 50000.0, "mistral": 1e6, "qwen2": 1e6}[kind]
-    assert hp["context_length"] == (128 if kind == "mistral" else 256)  # Mistral: capped at its window
+    assert hp["context_length"] == 256
+    # Mistral's window is a sliding window of every layer (no layer_types: all of them slide)
+    assert hp.get("sliding_window") == (128 if kind == "mistral" else None) and "layer_types" not in hp
+    assert f.metadata["architecture"] == ("qwen2" if kind == "qwen2" else "llama")
     assert cfg["architectures"][0] in ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM")
     sd = load_file(src / "model.safetensors")
     assert len(f.tensors) == len(sd)

@@ -12,6 +12,7 @@ add_library(edgert_core_objects OBJECT
   ${EDGERT_SRC_DIR}/core/edgt_file.cpp
   ${EDGERT_SRC_DIR}/core/metadata.cpp
   ${EDGERT_SRC_DIR}/core/model_loader.cpp
+  ${EDGERT_SRC_DIR}/models/family.cpp
   ${EDGERT_SRC_DIR}/models/llama_weights.cpp
   ${EDGERT_SRC_DIR}/models/llama.cpp
   ${EDGERT_SRC_DIR}/runtime/kv_cache.cpp

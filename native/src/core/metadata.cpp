@@ -7,6 +7,7 @@
 #include "core/edgt_file.h"
 #include "core/json.h"
 #include "core/status_error.h"
+#include "models/family.h"
 
 namespace edgert {
 namespace {
@@ -46,6 +47,52 @@ bool require_bool(const JsonValue& obj, const char* key, const std::string& wher
     return v.as_bool();
 }
 
+// An optional key: absent or null gives `fallback`.
+float optional_float(const JsonValue& obj, const char* key, const std::string& where, float fallback,
+                     bool allow_zero) {
+    const JsonValue* v = obj.find(key);
+    if (!v || v->is_null()) return fallback;
+    const double x = v->is_number() ? v->as_number() : -1.0;
+    if (!v->is_number() || !std::isfinite(float(x)) || x < 0.0 || (!allow_zero && x == 0.0)) {
+        meta_error("'" + where + key + "' must be a " + (allow_zero ? "non-negative" : "positive") +
+                   " finite number");
+    }
+    return float(x);
+}
+
+int32_t optional_int(const JsonValue& obj, const char* key, const std::string& where) {
+    const JsonValue* v = obj.find(key);
+    if (!v || v->is_null()) return 0;
+    if (!v->is_integer() || v->as_integer() < 0 || v->as_integer() > std::numeric_limits<int32_t>::max()) {
+        meta_error("'" + where + key + "' must be a non-negative integer below 2^31");
+    }
+    return int32_t(v->as_integer());
+}
+
+// The per-layer lists, all read here (one entry per layer each). layer_types uses Hugging Face's
+// names: "full_attention", or "sliding_attention" (which needs sliding_window). Without
+// layer_types, sliding_window applies to every layer (Mistral, Phi-3).
+void read_layer_hparams(const JsonValue& hp, const std::string& w, Hparams& h) {
+    h.layers.assign(size_t(h.num_layers), LayerHparams{h.sliding_window});
+    if (const JsonValue* types = hp.find("layer_types"); types && !types->is_null()) {
+        if (!types->is_array() || types->items().size() != size_t(h.num_layers)) {
+            meta_error("'" + w + "layer_types' must be a list of num_layers strings");
+        }
+        for (size_t l = 0; l < h.layers.size(); ++l) {
+            const JsonValue& t = types->items()[l];
+            const bool sliding = t.is_string() && t.as_string() == "sliding_attention";
+            if (!sliding && !(t.is_string() && t.as_string() == "full_attention")) {
+                meta_error("'" + w + "layer_types' entries must be \"full_attention\" or "
+                           "\"sliding_attention\"");
+            }
+            if (sliding && h.sliding_window == 0) {
+                meta_error("'" + w + "layer_types' marks a sliding layer but sliding_window is not set");
+            }
+            h.layers[l].sliding_window = sliding ? h.sliding_window : 0;
+        }
+    }
+}
+
 int32_t token_id(const JsonValue& v, const char* what, int32_t vocab_size) {
     if (!v.is_integer() || v.as_integer() < 0 || v.as_integer() >= vocab_size) {
         meta_error(std::string(what) + " must be a token id in [0, vocab_size)");
@@ -78,6 +125,14 @@ Hparams read_hparams(const JsonValue& hp) {
     if (int64_t(h.num_heads) * h.head_dim > std::numeric_limits<int32_t>::max()) {
         meta_error("num_heads * head_dim is too large");
     }
+    h.query_pre_attn_scalar = optional_float(hp, "query_pre_attn_scalar", w, float(h.head_dim), false);
+    h.attn_logit_softcapping = optional_float(hp, "attn_logit_softcapping", w, 0.f, true);
+    h.final_logit_softcapping = optional_float(hp, "final_logit_softcapping", w, 0.f, true);
+    h.sliding_window = optional_int(hp, "sliding_window", w);
+    h.rope_local_theta = optional_float(hp, "rope_local_theta", w, 0.f, true);
+    h.rope_attn_factor = optional_float(hp, "rope_attn_factor", w, 1.f, false);
+    h.rope_original_context_length = optional_int(hp, "rope_original_context_length", w);
+    read_layer_hparams(hp, w, h);
     return h;
 }
 
@@ -111,9 +166,9 @@ ModelMetadata parse_metadata(std::string_view text) {
     if (!arch.is_string()) meta_error("'architecture' must be a string");
     m.architecture = arch.as_string();
     // Before hparams: another architecture may well use other hparams keys.
-    if (m.architecture != "llama") {
+    if (!find_family(m.architecture)) {
         fail(EDGERT_ERR_UNSUPPORTED, "unsupported architecture '" + m.architecture +
-                                         "'; this runtime runs: llama");
+                                         "'; this runtime runs: " + family_names());
     }
     if (const JsonValue* name = root.find("name")) {
         if (!name->is_string() && !name->is_null()) meta_error("'name' must be a string");

@@ -8,6 +8,11 @@
 
 namespace edgert {
 
+// What one layer does differently from the others (docs/format.md, per-layer hparams lists).
+struct LayerHparams {
+    int32_t sliding_window = 0;  // > 0: attends only to the last sliding_window positions
+};
+
 struct Hparams {
     int32_t vocab_size = 0;
     int32_t hidden_size = 0;
@@ -21,6 +26,15 @@ struct Hparams {
     int32_t context_length = 0;
     bool tie_embeddings = false;
     bool attention_bias = false;
+    // Optional keys (docs/format.md); the defaults are Llama's.
+    float query_pre_attn_scalar = 0.f;    // attention scale is its -1/2 power; 0: head_dim
+    float attn_logit_softcapping = 0.f;   // scores -> c * tanh(scores / c); 0: none
+    float final_logit_softcapping = 0.f;  // likewise for the logits
+    int32_t sliding_window = 0;           // window of the layers layer_types marks sliding
+    float rope_local_theta = 0.f;         // RoPE base of sliding layers; 0: rope_theta
+    float rope_attn_factor = 1.f;         // LongRoPE: q and k scaled by it after RoPE
+    int32_t rope_original_context_length = 0;  // LongRoPE: long factors when n_ctx exceeds it
+    std::vector<LayerHparams> layers;     // num_layers entries, read in one place
 };
 
 struct ModelMetadata {

@@ -59,6 +59,9 @@ void matmul_multi(const MatmulTarget* targets, int n_targets, const float* X, in
 // Elementwise ops (dispatched too, so fused SIMD versions can replace them).
 void rmsnorm(float* y, const float* x, const float* weight, int64_t n, float eps);  // y may be x
 void silu_mul(float* gate, const float* up, int64_t n);  // gate[i] = silu(gate[i]) * up[i]
+// gate[i] = gelu_tanh(gate[i]) * up[i] (GeGLU; PyTorch's gelu(approximate="tanh")). Scalar only
+// for now: it runs once per FFN element, next to two matmuls over the same rows.
+void gelu_tanh_mul(float* gate, const float* up, int64_t n);
 void add_inplace(float* y, const float* x, int64_t n);  // y += x
 void softmax_inplace(float* x, int64_t n);
 // Hugging Face rotate_half RoPE on n_heads consecutive vectors of head_dim floats at position pos.

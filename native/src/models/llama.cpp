@@ -1,10 +1,16 @@
-// llama.cpp — the Llama forward pass, reading top to bottom like the model:
-// embed → for each block { RMSNorm → Q,K,V (+bias) → RoPE → cache → GQA attention → out proj →
-// residual; RMSNorm → SwiGLU FFN → residual } → final RMSNorm → output projection.
+// llama.cpp — the forward pass of every family, reading top to bottom like the model:
+// embed (× √H) → for each block { RMSNorm → Q,K,V (+bias) → (Q/K norm) → RoPE → cache →
+// GQA attention (sliding window, soft-capped scores) → out proj → (post-norm) → residual;
+// RMSNorm → SwiGLU or GeGLU FFN → (post-norm) → residual } → final RMSNorm → output projection
+// (→ soft-capped logits).
 //
-// A chunk of n_tok tokens runs as matmuls with n_tok rows (prefill); n_tok == 1 is decode. All
-// arithmetic goes through kernels.h; attention lives in runtime/attention.
+// The parenthesised steps are the declared differences of a family (models/families.def) and of
+// its hparams; Llama takes none of them. A chunk of n_tok tokens runs as matmuls with n_tok rows
+// (prefill); n_tok == 1 is decode. All arithmetic goes through kernels.h; attention lives in
+// runtime/attention.
 #include "models/llama.h"
+
+#include <cmath>
 
 #include "kernels/kernels.h"
 #include "runtime/context.h"
@@ -21,6 +27,22 @@ void add_bias_rows(float* y, const float* bias, int n_tok, int64_t n) {
     for (int t = 0; t < n_tok; ++t) add_inplace(y + t * n, bias, n);
 }
 
+// RMSNorm of every head vector of every token (Q/K norm), or nothing without a weight.
+void head_norm_rows(float* x, const float* w, int n_tok, int64_t n_heads, int64_t Dh, float eps) {
+    if (!w) return;
+    for (int64_t i = 0; i < int64_t(n_tok) * n_heads; ++i) rmsnorm(x + i * Dh, x + i * Dh, w, Dh, eps);
+}
+
+// A block's output before the residual add: post-normed in place when the family has post_norms.
+void post_norm_rows(float* y, const float* w, int n_tok, int64_t n, float eps) {
+    if (w) rmsnorm_rows(y, y, w, n_tok, n, eps);
+}
+
+void softcap_inplace(float* x, int64_t n, float cap) {
+    if (cap <= 0.f) return;
+    for (int64_t i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] / cap);
+}
+
 }  // namespace
 
 void llama_forward(Context& ctx, const int32_t* tokens, int n_tok, int pos0, float* logits,
@@ -32,14 +54,23 @@ void llama_forward(Context& ctx, const int32_t* tokens, int n_tok, int pos0, flo
     const float eps = hp.rms_norm_eps;
     ThreadPool* pool = (n_tok > 1 && ctx.pool_batch_) ? ctx.pool_batch_.get() : ctx.pool_.get();
     Activations& a = ctx.act_;
-    const AttentionShape shape{hp.num_heads, hp.num_kv_heads, hp.head_dim};
+    const FamilyTraits& fam = *m.family;
+    const AttentionShape shape{hp.num_heads, hp.num_kv_heads, hp.head_dim, m.attn_scale,
+                               hp.attn_logit_softcapping};
+    // LongRoPE: the long factors once the context may run past the trained original length.
+    const bool rope_long = hp.rope_original_context_length > 0 && ctx.n_ctx() > hp.rope_original_context_length;
 
     for (int t = 0; t < n_tok; ++t) {
         row_to_float(m.token_embd.type, m.token_embd.data, tokens[t], H, a.x.data() + t * H);
     }
+    if (fam.embed_scale) {
+        const float s = std::sqrt(float(H));
+        for (int64_t i = 0; i < n_tok * H; ++i) a.x[size_t(i)] *= s;
+    }
 
     for (int l = 0; l < hp.num_layers; ++l) {
         const LlamaLayer& L = m.layers[size_t(l)];
+        const float* inv_freq = rope_long && L.inv_freq_long ? L.inv_freq_long : L.inv_freq;
 
         rmsnorm_rows(a.xb.data(), a.x.data(), L.attn_norm, n_tok, H, eps);
         // One input, three weights: quantize xb once and run all tiles in one pool round.
@@ -48,20 +79,28 @@ void llama_forward(Context& ctx, const int32_t* tokens, int n_tok, int pos0, flo
         add_bias_rows(a.q.data(), L.bq, n_tok, q_dim);
         add_bias_rows(a.k.data(), L.bk, n_tok, kv_dim);
         add_bias_rows(a.v.data(), L.bv, n_tok, kv_dim);
+        head_norm_rows(a.q.data(), L.q_norm, n_tok, hp.num_heads, Dh, eps);
+        head_norm_rows(a.k.data(), L.k_norm, n_tok, hp.num_kv_heads, Dh, eps);
         for (int t = 0; t < n_tok; ++t) {
-            rope_inplace(a.q.data() + t * q_dim, Dh, hp.num_heads, pos0 + t, m.inv_freq.data());
-            rope_inplace(a.k.data() + t * kv_dim, Dh, hp.num_kv_heads, pos0 + t, m.inv_freq.data());
+            rope_inplace(a.q.data() + t * q_dim, Dh, hp.num_heads, pos0 + t, inv_freq);
+            rope_inplace(a.k.data() + t * kv_dim, Dh, hp.num_kv_heads, pos0 + t, inv_freq);
         }
         ctx.kv_.store(l, pos0, n_tok, a.k.data(), a.v.data());
         gqa_attention(a.q.data(), n_tok, pos0, ctx.kv_, l, shape, a.att.data(), pool);
         matmul(L.wo, a.att.data(), n_tok, a.proj.data(), pool);
+        post_norm_rows(a.proj.data(), L.attn_post_norm, n_tok, H, eps);
         add_inplace(a.x.data(), a.proj.data(), n_tok * H);
 
         rmsnorm_rows(a.xb.data(), a.x.data(), L.ffn_norm, n_tok, H, eps);
         const MatmulTarget gate_up[] = {{&L.w_gate, a.gate.data()}, {&L.w_up, a.up.data()}};
         matmul_multi(gate_up, 2, a.xb.data(), n_tok, pool);
-        silu_mul(a.gate.data(), a.up.data(), n_tok * F);
+        if (fam.ffn_activation == FfnActivation::GELU_TANH) {
+            gelu_tanh_mul(a.gate.data(), a.up.data(), n_tok * F);
+        } else {
+            silu_mul(a.gate.data(), a.up.data(), n_tok * F);
+        }
         matmul(L.w_down, a.gate.data(), n_tok, a.proj.data(), pool);
+        post_norm_rows(a.proj.data(), L.ffn_post_norm, n_tok, H, eps);
         add_inplace(a.x.data(), a.proj.data(), n_tok * H);
     }
 
@@ -71,6 +110,7 @@ void llama_forward(Context& ctx, const int32_t* tokens, int n_tok, int pos0, flo
     const int n_rows = n_tok - first;
     rmsnorm_rows(a.xb.data(), a.x.data() + first * H, m.output_norm, n_rows, H, eps);
     matmul(m.output, a.xb.data(), n_rows, logits, pool);
+    softcap_inplace(logits, int64_t(n_rows) * hp.vocab_size, hp.final_logit_softcapping);
 }
 
 }  // namespace edgert

@@ -1,5 +1,6 @@
-// llama.h — the Llama forward pass (Llama, Mistral, Qwen2): one chunk of tokens through every
-// block, K/V into the context's cache, logits out.
+// llama.h — the forward pass of every family (models/families.def: Llama, Mistral, Qwen2/3,
+// Gemma 2/3, Phi-3): one chunk of tokens through every block, K/V into the context's cache,
+// logits out.
 #pragma once
 #include <cstdint>
 

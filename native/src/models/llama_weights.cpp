@@ -1,5 +1,6 @@
-// llama_weights.cpp — tensor binding for the `llama` architecture, driven by the one name
-// registry (llama_tensor_names.def) the converters also use.
+// llama_weights.cpp — tensor binding for every family (families.def), driven by the one name
+// registry (llama_tensor_names.def) the converters also use: the family's traits say which of
+// the optional tensors it must have, and every other tensor is refused by name.
 #include "models/llama_weights.h"
 
 #include <chrono>
@@ -7,6 +8,7 @@
 #include <cstdio>
 #include <string>
 #include <unordered_set>
+#include <vector>
 
 #include "core/status_error.h"
 
@@ -39,7 +41,7 @@ std::string tensor_name(LlamaTensor id, int layer) {
 }
 
 [[noreturn]] void tensor_error(const std::string& name, const std::string& msg) {
-    fail(EDGERT_ERR_FORMAT, "invalid llama model: tensor '" + name + "' " + msg);
+    fail(EDGERT_ERR_FORMAT, "invalid model: tensor '" + name + "' " + msg);
 }
 
 std::string shape_string(std::initializer_list<int64_t> dims) {
@@ -116,9 +118,12 @@ public:
         if (file_.find(name)) tensor_error(name, std::string("must be absent ") + why);
     }
 
-    void reject_unused() const {
+    // Every tensor the family did not ask for is an error, named with the family.
+    void reject_unused(const std::string& architecture) const {
         for (const auto& t : file_.tensors()) {
-            if (!used_.count(t.name)) tensor_error(t.name, "is not a tensor of the llama architecture");
+            if (!used_.count(t.name)) {
+                tensor_error(t.name, "is not a tensor of the " + architecture + " architecture");
+            }
         }
     }
 
@@ -129,6 +134,44 @@ private:
     WeightLayoutStats layout_;
 };
 
+// theta^(-2i/Dh) divided by factors[i] (when given), checked positive and finite.
+std::vector<float> rope_frequencies(double theta, int64_t Dh, const float* factors, const char* name) {
+    std::vector<float> f(size_t(Dh / 2));
+    for (int64_t i = 0; i < Dh / 2; ++i) {
+        double x = std::pow(theta, -2.0 * double(i) / double(Dh));
+        if (factors) {
+            if (!(factors[i] > 0.f) || !std::isfinite(factors[i])) {
+                tensor_error(name, "must hold positive finite factors");
+            }
+            x /= double(factors[i]);
+        }
+        f[size_t(i)] = float(x);
+    }
+    return f;
+}
+
+// The RoPE variants: plain, divided by rope_freqs (Llama 3), LongRoPE's short and long factors
+// (Phi-3), and the local base of sliding layers (Gemma 3).
+void bind_rope(Model& model, Binder& b) {
+    const Hparams& hp = model.meta.hparams;
+    const int64_t Dh = hp.head_dim;
+    const float* rope_freqs = b.f32(LlamaTensor::ROPE_FREQS, 0, false, Dh / 2);
+    const float* short_f = b.f32(LlamaTensor::ROPE_FACTORS_SHORT, 0, false, Dh / 2);
+    const float* long_f = b.f32(LlamaTensor::ROPE_FACTORS_LONG, 0, false, Dh / 2);
+    if (!short_f != !long_f) {
+        tensor_error(short_f ? "rope_factors_long.weight" : "rope_factors_short.weight",
+                     "is missing (LongRoPE needs both factor tensors)");
+    }
+    if (short_f && rope_freqs) tensor_error("rope_freqs.weight", "must be absent with LongRoPE factors");
+    if (short_f && hp.rope_original_context_length == 0) {
+        fail(EDGERT_ERR_FORMAT, "invalid model: LongRoPE factors need hparams.rope_original_context_length");
+    }
+    model.inv_freq = short_f ? rope_frequencies(hp.rope_theta, Dh, short_f, "rope_factors_short.weight")
+                             : rope_frequencies(hp.rope_theta, Dh, rope_freqs, "rope_freqs.weight");
+    if (long_f) model.inv_freq_long = rope_frequencies(hp.rope_theta, Dh, long_f, "rope_factors_long.weight");
+    if (hp.rope_local_theta > 0.f) model.inv_freq_local = rope_frequencies(hp.rope_local_theta, Dh, nullptr, "");
+}
+
 }  // namespace
 
 void llama_bind_weights(Model& model, bool exact_matmul) {
@@ -137,6 +180,9 @@ void llama_bind_weights(Model& model, bool exact_matmul) {
     const int64_t Dh = hp.head_dim;
     const int64_t q_dim = int64_t(hp.num_heads) * Dh, kv_dim = int64_t(hp.num_kv_heads) * Dh;
     Binder b(*model.file, exact_matmul);
+    model.family = find_family(model.meta.architecture);
+    if (!model.family) fail(EDGERT_ERR_UNSUPPORTED, "unsupported architecture '" + model.meta.architecture + "'");
+    const FamilyTraits& fam = *model.family;
 
     // Only a tied embedding is ever multiplied; an untied one is read row by row, so a packed
     // copy would just double its memory.
@@ -149,18 +195,9 @@ void llama_bind_weights(Model& model, bool exact_matmul) {
         model.output = b.matrix(LlamaTensor::OUTPUT, 0, V, H);
     }
 
-    const float* rope_freqs = b.f32(LlamaTensor::ROPE_FREQS, 0, false, Dh / 2);
-    model.inv_freq.resize(size_t(Dh / 2));
-    for (int64_t i = 0; i < Dh / 2; ++i) {
-        double f = std::pow(double(hp.rope_theta), -2.0 * double(i) / double(Dh));
-        if (rope_freqs) {
-            if (!(rope_freqs[i] > 0.f) || !std::isfinite(rope_freqs[i])) {
-                tensor_error("rope_freqs.weight", "must hold positive finite factors");
-            }
-            f /= double(rope_freqs[i]);
-        }
-        model.inv_freq[size_t(i)] = float(f);
-    }
+    bind_rope(model, b);
+    // LongRoPE scales q and k by rope_attn_factor after RoPE: one factor squared on the scores.
+    model.attn_scale = 1.0f / std::sqrt(hp.query_pre_attn_scalar) * hp.rope_attn_factor * hp.rope_attn_factor;
 
     model.layers.resize(size_t(hp.num_layers));
     for (int l = 0; l < hp.num_layers; ++l) {
@@ -178,13 +215,23 @@ void llama_bind_weights(Model& model, bool exact_matmul) {
             b.reject_absent(LlamaTensor::ATTN_K_BIAS, l, "when attention_bias is false");
             b.reject_absent(LlamaTensor::ATTN_V_BIAS, l, "when attention_bias is false");
         }
+        if (fam.qk_norm) {
+            L.q_norm = b.f32(LlamaTensor::ATTN_Q_NORM, l, true, Dh);
+            L.k_norm = b.f32(LlamaTensor::ATTN_K_NORM, l, true, Dh);
+        }
         L.wo = b.matrix(LlamaTensor::ATTN_OUTPUT, l, H, q_dim);
+        if (fam.post_norms) L.attn_post_norm = b.f32(LlamaTensor::ATTN_POST_NORM, l, true, H);
         L.ffn_norm = b.f32(LlamaTensor::FFN_NORM, l, true, H);
         L.w_gate = b.matrix(LlamaTensor::FFN_GATE, l, F, H);
         L.w_up = b.matrix(LlamaTensor::FFN_UP, l, F, H);
         L.w_down = b.matrix(LlamaTensor::FFN_DOWN, l, H, F);
+        if (fam.post_norms) L.ffn_post_norm = b.f32(LlamaTensor::FFN_POST_NORM, l, true, H);
+        L.sliding_window = hp.layers[size_t(l)].sliding_window;
+        const bool local = L.sliding_window > 0 && !model.inv_freq_local.empty();
+        L.inv_freq = local ? model.inv_freq_local.data() : model.inv_freq.data();
+        L.inv_freq_long = !local && !model.inv_freq_long.empty() ? model.inv_freq_long.data() : nullptr;
     }
-    b.reject_unused();
+    b.reject_unused(model.meta.architecture);
     model.layout = b.layout();
 }
 

@@ -1,5 +1,6 @@
-// llama_weights.h — binds the tensors of a `llama` file to a Model and checks their presence,
-// dtypes and shapes against the hparams (docs/format.md, "Tensors of the llama architecture").
+// llama_weights.h — binds the tensors of a file of any family (families.def) to a Model and
+// checks their presence, dtypes and shapes against the hparams and the family's traits
+// (docs/format.md, "Tensors").
 #pragma once
 #include "models/model.h"
 

@@ -11,6 +11,7 @@
 #include "core/edgt_file.h"
 #include "core/metadata.h"
 #include "kernels/kernels.h"
+#include "models/family.h"
 
 namespace edgert {
 
@@ -20,8 +21,17 @@ struct LlamaLayer {
     const float* bq = nullptr;  // [Nh*Dh], null unless attention_bias
     const float* bk = nullptr;  // [Nkv*Dh]
     const float* bv = nullptr;  // [Nkv*Dh]
+    const float* q_norm = nullptr;  // [Dh], null unless the family has qk_norm
+    const float* k_norm = nullptr;  // [Dh]
+    const float* attn_post_norm = nullptr;  // [H], null unless the family has post_norms
     const float* ffn_norm = nullptr;  // [H]
     Weight w_gate, w_up, w_down;
+    const float* ffn_post_norm = nullptr;  // [H]
+    int32_t sliding_window = 0;  // 0: full causal attention
+    // RoPE frequencies of this layer ([Dh/2], theta^(-2i/Dh) divided by any factors): the
+    // model's own, or its local ones for a sliding layer of a family with a local base.
+    const float* inv_freq = nullptr;
+    const float* inv_freq_long = nullptr;  // LongRoPE: used when n_ctx > the original context
 };
 
 // What load spent re-laying weights out for the kernels (prepare_weight), for edgert_model_get_layout.
@@ -37,7 +47,11 @@ struct Model {
     Weight token_embd;         // [V, H]
     Weight output;             // [V, H]; a copy of token_embd when embeddings are tied
     const float* output_norm = nullptr;
-    std::vector<float> inv_freq;  // [Dh/2] RoPE frequencies, already divided by rope_freqs
+    const FamilyTraits* family = nullptr;
+    // [Dh/2] RoPE frequencies, already divided by rope_freqs (or LongRoPE's short factors);
+    // the local ones (sliding layers, rope_local_theta) and LongRoPE's long ones, or empty.
+    std::vector<float> inv_freq, inv_freq_local, inv_freq_long;
+    float attn_scale = 0.f;  // query_pre_attn_scalar^-1/2 (times rope_attn_factor^2)
     std::vector<LlamaLayer> layers;
     uint64_t n_params = 0;
     uint64_t weights_size = 0;

@@ -25,7 +25,9 @@ void gqa_attention(const float* q, int n_tok, int pos0, const KvCache& kv, int l
     const int group = shape.n_heads / shape.n_kv_heads;
     const int64_t q_dim = int64_t(shape.n_heads) * Dh;
     const int n_blocks = (n_tok + kTokenBlock - 1) / kTokenBlock;
-    const int64_t work = int64_t(n_tok) * shape.n_heads * (int64_t(pos0) + n_tok) * Dh * 2;
+    const int window = kv.sliding_window(layer);
+    const int64_t seen = window > 0 ? std::min<int64_t>(int64_t(pos0) + n_tok, window + n_tok) : int64_t(pos0) + n_tok;
+    const int64_t work = int64_t(n_tok) * shape.n_heads * seen * Dh * 2;
     const bool parallel = pool && pool->size() > 1 && work >= kMinParallelWork;
     int n_slices = 1;
     const int64_t head_tasks = int64_t(n_blocks) * shape.n_kv_heads;
@@ -41,7 +43,10 @@ void gqa_attention(const float* q, int n_tok, int pos0, const KvCache& kv, int l
     base.v_type = kv.v_type();
     base.v_stride = kv.v_row_bytes();
     base.head_dim = Dh;
-    base.scale = 1.0f / std::sqrt(float(Dh));
+    base.scale = shape.scale > 0.0f ? shape.scale : 1.0f / std::sqrt(float(Dh));
+    base.softcap = shape.softcap;
+    base.window = kv.sliding_window(layer);
+    base.ring = kv.ring(layer);
     base.out_token_stride = q_dim;
 
     auto task_fn = [&](int64_t task, int /*thread*/) {

@@ -20,10 +20,13 @@ struct AttentionShape {
     int n_heads;
     int n_kv_heads;
     int head_dim;
+    float scale = 0.0f;    // of the scores; 0: 1/sqrt(head_dim)
+    float softcap = 0.0f;  // AttentionArgs::softcap
 };
 
 // q: [n_tok][n_heads*head_dim], RoPE applied. Token t sits at position pos0 + t, whose K/V are
-// already in the cache, and attends to positions [0, pos0 + t]. out: same shape as q.
+// already in the cache, and attends to positions [0, pos0 + t] (the layer's last
+// sliding_window of them for a window layer). out: same shape as q.
 // pool may be null (single-threaded).
 void gqa_attention(const float* q, int n_tok, int pos0, const KvCache& kv, int layer,
                    const AttentionShape& shape, float* out, ThreadPool* pool);

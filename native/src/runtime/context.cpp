@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <new>
+#include <vector>
 
 #include "core/status_error.h"
 #include "kernels/attention/kv_attention.h"
@@ -70,13 +71,18 @@ ContextConfig resolve_context_config(const Model& model, const edgert_context_pa
 
 namespace {
 
-uint64_t kv_bytes_per_token(const Hparams& hp, KVType k, KVType v) {
-    return KvCache::bytes_per_token(hp.num_layers, hp.num_kv_heads, hp.head_dim, k, v);
+// The cache's view of the layers: heads and sliding windows (hparams, read in one place).
+std::vector<KvLayerSpec> kv_layer_specs(const Hparams& hp) {
+    std::vector<KvLayerSpec> specs;
+    for (const LayerHparams& l : hp.layers) specs.push_back({hp.num_kv_heads, l.sliding_window});
+    return specs;
 }
 
-// What each position of the window costs: its K/V rows and its token id.
-uint64_t per_position_bytes(const Hparams& hp, KVType k, KVType v) {
-    return kv_bytes_per_token(hp, k, v) + sizeof(int32_t);
+// Bytes of the KV cache (sliding layers hold a ring, not n_ctx rows) and the token ids.
+uint64_t kv_bytes(const Hparams& hp, int64_t n_ctx, int32_t n_batch, KVType k, KVType v) {
+    const int32_t ctx = int32_t(n_ctx);
+    return KvCache::bytes_for(kv_layer_specs(hp), ctx, std::min(n_batch, ctx), hp.head_dim, k, v) +
+           uint64_t(n_ctx) * sizeof(int32_t);
 }
 
 // Everything but the per-position part; depends on n_ctx only through n_batch <= n_ctx.
@@ -85,11 +91,16 @@ uint64_t fixed_bytes(const Hparams& hp, int32_t n_batch) {
 }
 
 // The largest n_ctx (<= the requested one) whose cache fits the budget with these KV types; 0 if
-// none does.
+// none does. The cache only grows with n_ctx, so a bisection finds it.
 int64_t largest_fitting_ctx(const Hparams& hp, const ContextConfig& c, KVType k, KVType v) {
     const uint64_t fixed = fixed_bytes(hp, c.n_batch);
     if (fixed >= c.memory_budget) return 0;
-    return std::min<int64_t>(c.n_ctx - 1, int64_t((c.memory_budget - fixed) / per_position_bytes(hp, k, v)));
+    int64_t lo = 0, hi = c.n_ctx - 1;
+    while (lo < hi) {
+        const int64_t mid = (lo + hi + 1) / 2;
+        if (fixed + kv_bytes(hp, mid, c.n_batch, k, v) <= c.memory_budget) lo = mid; else hi = mid - 1;
+    }
+    return lo;
 }
 
 std::string suggestion(const Model& model, const ContextConfig& c) {
@@ -104,8 +115,10 @@ std::string suggestion(const Model& model, const ContextConfig& c) {
         {KVType::Q8, KVType::Q4},   {KVType::Q4, KVType::Q4}};
     for (const auto& [k, v] : options) {
         if (!kv_head_dim_supported(k, hp.head_dim) || !kv_head_dim_supported(v, hp.head_dim)) continue;
-        if (kv_bytes_per_token(hp, k, v) >= kv_bytes_per_token(hp, c.kv_type_k, c.kv_type_v)) continue;
-        const uint64_t need = fixed_bytes(hp, c.n_batch) + per_position_bytes(hp, k, v) * uint64_t(c.n_ctx);
+        if (kv_bytes(hp, c.n_ctx, c.n_batch, k, v) >= kv_bytes(hp, c.n_ctx, c.n_batch, c.kv_type_k, c.kv_type_v)) {
+            continue;
+        }
+        const uint64_t need = fixed_bytes(hp, c.n_batch) + kv_bytes(hp, c.n_ctx, c.n_batch, k, v);
         if (need <= c.memory_budget) {
             s += std::string(s.empty() ? "" : "; or ") + "kv_type_k " + kv_type_name(k) +
                  " with kv_type_v " + kv_type_name(v) + " fits n_ctx " + std::to_string(c.n_ctx) +
@@ -122,8 +135,7 @@ const ContextConfig& check_budget(const Model& model, const ContextConfig& c) {
     if (c.memory_budget != 0 && need > c.memory_budget) {
         fail(EDGERT_ERR_OUT_OF_MEMORY,
              "the context needs " + std::to_string(need) + " bytes (KV cache " +
-                 std::to_string(kv_bytes_per_token(model.meta.hparams, c.kv_type_k, c.kv_type_v) *
-                                uint64_t(c.n_ctx)) +
+                 std::to_string(kv_bytes(model.meta.hparams, c.n_ctx, c.n_batch, c.kv_type_k, c.kv_type_v)) +
                  " + scratch) for n_ctx " + std::to_string(c.n_ctx) + " but memory_budget is " +
                  std::to_string(c.memory_budget) + " bytes: " + suggestion(model, c));
     }
@@ -135,14 +147,13 @@ const ContextConfig& check_budget(const Model& model, const ContextConfig& c) {
 uint64_t Context::required_bytes(const Model& model, const ContextConfig& c) {
     const Hparams& hp = model.meta.hparams;
     // Products of int32 factors; n_ctx * bytes_per_token fits in uint64 for any int32 n_ctx.
-    return per_position_bytes(hp, c.kv_type_k, c.kv_type_v) * uint64_t(c.n_ctx) +
-           fixed_bytes(hp, c.n_batch);
+    return kv_bytes(hp, c.n_ctx, c.n_batch, c.kv_type_k, c.kv_type_v) + fixed_bytes(hp, c.n_batch);
 }
 
 Context::Context(const Model& model, const ContextConfig& config)
     : model_(model),
       config_(check_budget(model, config)),
-      kv_(model.meta.hparams.num_layers, config.n_ctx, model.meta.hparams.num_kv_heads,
+      kv_(kv_layer_specs(model.meta.hparams), config.n_ctx, config.n_batch,
           model.meta.hparams.head_dim, config.kv_type_k, config.kv_type_v),
       act_(model.meta.hparams, config.n_batch),
       logits_(size_t(model.meta.hparams.vocab_size)) {
@@ -192,7 +203,14 @@ void Context::trim(int32_t n_keep) {
         fail(EDGERT_ERR_INVALID_ARGUMENT, "n_keep " + std::to_string(n_keep) +
                                               " is outside [0, n_past = " + std::to_string(n_past_) + "]");
     }
+    if (!kv_.can_trim_to(n_keep)) {
+        fail(EDGERT_ERR_INVALID_ARGUMENT,
+             "n_keep " + std::to_string(n_keep) + ": the sliding-window layers no longer hold the "
+             "positions before it (their ring has moved on); trim to 0 or to at least " +
+                 std::to_string(kv_.min_trim(n_past_)));
+    }
     // Rows past n_keep stay in memory but are never read again before being overwritten.
+    kv_.trim(n_keep);
     tokens_.resize(size_t(n_keep));
     n_past_ = n_keep;
 }

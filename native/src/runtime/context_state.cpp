@@ -2,19 +2,24 @@
 //
 // Layout (little-endian; every edgert target is):
 //   0  char[8] magic "EDGTKVS\0"        36 i32 n_past
-//   8  u32 version (2)                  40 u64 payload bytes
+//   8  u32 version (2 or 3)             40 u64 payload bytes
 //   12 u32 model id (below)             48 u32 CRC-32 of the payload
 //   16 i32 num_layers, num_kv_heads,    52 u32 CRC-32 of bytes [0, 52)
 //      head_dim, k_type, v_type         56 payload: n_past i32 token ids, then for each layer and
-//                                          KV head, n_past K rows, then (Q4 K only, n_past > 0)
-//                                          position 0's exact key and the block offsets that
-//                                          cover them, then n_past V rows
-// Version 1 had neither; its Q4 K rows were stored against a zero offset, so they load as
+//                                          KV head, the K rows of positions [first, n_past), then
+//                                          (Q4 K only, n_past > 0) position 0's exact key and the
+//                                          offsets of the blocks that cover those positions, then
+//                                          the V rows of [first, n_past)
+// first is 0, except in version 3 for a sliding-window layer of window W, which keeps only what
+// the next query reads: first = max(0, n_past - W + 1). A model with sliding layers writes
+// version 3, any other version 2 (the same bytes as before windows existed).
+// Version 1 had no offsets; its Q4 K rows were stored against a zero offset, so they load as
 // version 2 rows with zero offsets and row 0 decoded as the exact key.
 // Rows are copied as the cache holds them (kv_attention.h), so a round trip is bit-exact and a
 // continued conversation produces exactly the tokens it would have without the round trip.
 // The model id is a CRC-32 over the metadata JSON and every tensor's table entry (name, dtype,
 // dims, size, CRC), so a state never lands on another model, even one with equal hparams.
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <vector>
@@ -27,7 +32,7 @@ namespace edgert {
 namespace {
 
 constexpr char kMagic[8] = {'E', 'D', 'G', 'T', 'K', 'V', 'S', '\0'};
-constexpr uint32_t kStateVersion = 2;
+constexpr uint32_t kStateVersion = 3;
 constexpr size_t kHeaderBytes = 56;
 constexpr size_t kHeaderCrcOffset = 52;
 
@@ -77,10 +82,60 @@ void encode_header(const StateHeader& h, uint8_t* b) {
     put(b + kHeaderCrcOffset, crc32_update(0, b, kHeaderCrcOffset));
 }
 
+bool has_windows(const KvCache& kv) {
+    for (int l = 0; l < kv.n_layers(); ++l) {
+        if (kv.sliding_window(l) > 0) return true;
+    }
+    return false;
+}
+
+// The version this context writes (see the banner).
+uint32_t version_for(const KvCache& kv) { return has_windows(kv) ? 3 : 2; }
+
+// The first position of a layer's rows in a state of this version.
+int32_t first_position(const KvCache& kv, int layer, int32_t n_past, uint32_t version) {
+    const int w = kv.sliding_window(layer);
+    return version >= 3 && w > 0 ? std::max(0, n_past - w + 1) : 0;
+}
+
+// Bytes of Q4 key state for positions [first, n_past): the sink row and the covering blocks.
+size_t offset_bytes(const KvCache& kv, int32_t first, int32_t n_past) {
+    if (!kv.offset_state(0, 0) || n_past <= 0) return 0;
+    const int64_t blocks = (n_past - 1) / kKvOffsetBlock - first / kKvOffsetBlock + 1;
+    return size_t(1 + blocks) * size_t(kv.head_dim()) * sizeof(uint16_t);
+}
+
+// The byte ranges of rows [first, n_past) of one head in file order: one piece, or two where a
+// ring wraps. `row` is the row size, `base` the head's row 0.
+template <class P>
+void row_pieces(const KvCache& kv, int layer, int32_t first, int32_t n_past, P* base, size_t row,
+                std::vector<std::pair<P*, size_t>>& out) {
+    for (int32_t p = first; p < n_past;) {
+        const int r = kv.row_of(layer, p);
+        const int32_t n = kv.ring(layer) ? std::min(n_past - p, kv.ring(layer) - r) : n_past - p;
+        out.emplace_back(base + size_t(r) * row, size_t(n) * row);
+        p += n;
+    }
+}
+
+// Pieces of the sink and block offsets for [first, n_past), in file order (KV is a KvCache,
+// const for save).
+template <class KV, class P>
+void offset_pieces(KV& kv, int layer, int head, int32_t first, int32_t n_past,
+                   std::vector<std::pair<P*, size_t>>& out) {
+    if (offset_bytes(kv, first, n_past) == 0) return;
+    const size_t bytes = size_t(kv.head_dim()) * sizeof(uint16_t);
+    out.emplace_back(reinterpret_cast<P*>(kv.offset_state(layer, head)), bytes);
+    for (int64_t b = first / kKvOffsetBlock; b <= (n_past - 1) / kKvOffsetBlock; ++b) {
+        out.emplace_back(reinterpret_cast<P*>(kv.block_offset(layer, head, b * kKvOffsetBlock)), bytes);
+    }
+}
+
 // The header this context would write for n_past tokens (payload CRC left 0).
-StateHeader expected_header(const Context& c, int32_t n_past, uint32_t version = kStateVersion) {
+StateHeader expected_header(const Context& c, int32_t n_past, uint32_t version) {
     const KvCache& kv = c.kv();
     StateHeader h;
+    h.version = version;
     h.model_id = model_id(c.model());
     h.num_layers = kv.n_layers();
     h.num_kv_heads = kv.n_kv_heads();
@@ -88,10 +143,13 @@ StateHeader expected_header(const Context& c, int32_t n_past, uint32_t version =
     h.k_type = static_cast<int32_t>(kv.k_type());
     h.v_type = static_cast<int32_t>(kv.v_type());
     h.n_past = n_past;
-    const uint64_t offsets = version >= 2 ? kv.k_offset_bytes(n_past) : 0;
-    h.payload_bytes = uint64_t(n_past) * sizeof(int32_t) +
-                      uint64_t(kv.n_layers()) * kv.n_kv_heads() *
-                          (uint64_t(n_past) * (kv.k_row_bytes() + kv.v_row_bytes()) + offsets);
+    h.payload_bytes = uint64_t(n_past) * sizeof(int32_t);
+    for (int l = 0; l < kv.n_layers(); ++l) {
+        const int32_t first = first_position(kv, l, n_past, version);
+        const uint64_t offsets = version >= 2 ? offset_bytes(kv, first, n_past) : 0;
+        h.payload_bytes += uint64_t(kv.n_kv_heads(l)) *
+                           (uint64_t(n_past - first) * (kv.k_row_bytes() + kv.v_row_bytes()) + offsets);
+    }
     return h;
 }
 
@@ -105,16 +163,18 @@ struct File {
 }  // namespace
 
 void Context::save(const std::string& path) const {
-    StateHeader h = expected_header(*this, n_past_);
+    const uint32_t version = version_for(kv_);
+    StateHeader h = expected_header(*this, n_past_, version);
     // Payload pieces in file order; the CRC runs over them before anything is written, so the
     // header can go first.
-    std::vector<std::pair<const void*, size_t>> pieces;
-    pieces.emplace_back(tokens_.data(), tokens_.size() * sizeof(int32_t));
+    std::vector<std::pair<const uint8_t*, size_t>> pieces;
+    pieces.emplace_back(reinterpret_cast<const uint8_t*>(tokens_.data()), tokens_.size() * sizeof(int32_t));
     for (int l = 0; l < kv_.n_layers(); ++l) {
-        for (int hd = 0; hd < kv_.n_kv_heads(); ++hd) {
-            pieces.emplace_back(kv_.k_head(l, hd), size_t(n_past_) * kv_.k_row_bytes());
-            if (kv_.k_offset_bytes(n_past_) > 0) pieces.emplace_back(kv_.offset_state(l, hd), kv_.k_offset_bytes(n_past_));
-            pieces.emplace_back(kv_.v_head(l, hd), size_t(n_past_) * kv_.v_row_bytes());
+        const int32_t first = first_position(kv_, l, n_past_, version);
+        for (int hd = 0; hd < kv_.n_kv_heads(l); ++hd) {
+            row_pieces(kv_, l, first, n_past_, kv_.k_head(l, hd), kv_.k_row_bytes(), pieces);
+            offset_pieces(kv_, l, hd, first, n_past_, pieces);
+            row_pieces(kv_, l, first, n_past_, kv_.v_head(l, hd), kv_.v_row_bytes(), pieces);
         }
     }
     for (const auto& [p, n] : pieces) h.payload_crc = crc32_update(h.payload_crc, p, n);
@@ -185,6 +245,10 @@ void Context::load(const std::string& path) {
                                               " tokens but this context has n_ctx " +
                                               std::to_string(config_.n_ctx) + "; create it with a larger n_ctx");
     }
+    if (version < 3 && has_windows(kv_)) {
+        fail(EDGERT_ERR_FORMAT, what + "has state format version " + std::to_string(version) +
+                                     ", which cannot hold sliding-window layers; save it again");
+    }
     const StateHeader want = expected_header(*this, h.n_past, version);
     if (h.model_id != want.model_id || h.num_layers != want.num_layers ||
         h.num_kv_heads != want.num_kv_heads || h.head_dim != want.head_dim) {
@@ -215,24 +279,33 @@ void Context::load(const std::string& path) {
     // Everything is checked; from here on nothing can fail.
     tokens_.assign(reinterpret_cast<const int32_t*>(p), reinterpret_cast<const int32_t*>(p) + h.n_past);
     p += size_t(h.n_past) * sizeof(int32_t);
+    kv_.trim(0);
+    std::vector<std::pair<uint8_t*, size_t>> pieces;
     for (int l = 0; l < kv_.n_layers(); ++l) {
-        for (int hd = 0; hd < kv_.n_kv_heads(); ++hd) {
-            const size_t nk = size_t(h.n_past) * kv_.k_row_bytes(), nv = size_t(h.n_past) * kv_.v_row_bytes();
-            std::memcpy(kv_.k_head(l, hd), p, nk);
-            p += nk;
-            const size_t no = kv_.k_offset_bytes(h.n_past);
-            if (no > 0 && version >= 2) {
-                std::memcpy(kv_.offset_state(l, hd), p, no);
-                p += no;
-            } else if (no > 0) {
-                std::memset(kv_.offset_state(l, hd), 0, no);
+        const int32_t first = first_position(kv_, l, h.n_past, version);
+        for (int hd = 0; hd < kv_.n_kv_heads(l); ++hd) {
+            pieces.clear();
+            row_pieces(kv_, l, first, h.n_past, kv_.k_head(l, hd), kv_.k_row_bytes(), pieces);
+            const size_t n_rows = pieces.size();
+            offset_pieces(kv_, l, hd, first, h.n_past, pieces);
+            const size_t n_offsets = pieces.size() - n_rows;
+            if (version < 2 && n_offsets > 0) {
+                // Version 1: no offsets in the file (rows against a zero offset, row 0 exact).
+                for (size_t i = n_rows; i < pieces.size(); ++i) std::memset(pieces[i].first, 0, pieces[i].second);
+                pieces.resize(n_rows);
+            }
+            row_pieces(kv_, l, first, h.n_past, kv_.v_head(l, hd), kv_.v_row_bytes(), pieces);
+            for (const auto& [dst, n] : pieces) {
+                std::memcpy(dst, p, n);
+                p += n;
+            }
+            if (version < 2 && n_offsets > 0) {
                 std::vector<float> row0(size_t(kv_.head_dim()));
                 kv_load_row(kv_.k_type(), true, kv_.k_head(l, hd), kv_.head_dim(), row0.data());
                 kv_sink_row(row0.data(), kv_.head_dim(), kv_.offset_state(l, hd));
             }
-            std::memcpy(kv_.v_head(l, hd), p, nv);
-            p += nv;
         }
+        kv_.set_kept_from(l, first);
     }
     n_past_ = h.n_past;
 }

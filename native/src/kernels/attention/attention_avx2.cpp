@@ -270,9 +270,9 @@ struct Ops {
 
 }  // namespace
 
-void attention_pass_avx2(const AttentionArgs& a, AttnPass& p, int64_t n_pos) {
-    if (p.head_dim % 32 != 0) return attention_pass_scalar(a, p, n_pos);
-    run_tiled_pass<Ops>(a, p, n_pos);
+void attention_pass_avx2(const AttentionArgs& a, AttnPass& p, int64_t first, int64_t n_pos) {
+    if (p.head_dim % 32 != 0) return attention_pass_scalar(a, p, first, n_pos);
+    run_tiled_pass<Ops>(a, p, first, n_pos);
 }
 
 }  // namespace attn

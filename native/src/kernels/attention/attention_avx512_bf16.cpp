@@ -132,9 +132,9 @@ struct OpsBf16 : Ops {
 
 }  // namespace
 
-void attention_pass_avx512_bf16(const AttentionArgs& a, AttnPass& p, int64_t n_pos) {
-    if (!kv_type_is_quantized(a.v_type)) return attention_pass_avx512(a, p, n_pos);
-    run_tiled_pass<OpsBf16>(a, p, n_pos);
+void attention_pass_avx512_bf16(const AttentionArgs& a, AttnPass& p, int64_t first, int64_t n_pos) {
+    if (!kv_type_is_quantized(a.v_type)) return attention_pass_avx512(a, p, first, n_pos);
+    run_tiled_pass<OpsBf16>(a, p, first, n_pos);
 }
 
 }  // namespace attn

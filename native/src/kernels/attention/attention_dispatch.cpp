@@ -103,11 +103,13 @@ void run_passes(const AttentionArgs& a, AttentionPassFn fn) {
                 }
                 for (int64_t i = 0; i < D; ++i) qr[i] *= a.scale;
                 p.limit[r] = a.pos0 + t + 1;
+                p.start[r] = a.window > 0 && p.limit[r] > a.window ? p.limit[r] - a.window : 0;
                 p.m[r] = -std::numeric_limits<float>::infinity();
                 p.l[r] = 0.0f;
             }
             std::memset(p.acc, 0, static_cast<size_t>(p.rows * D) * 4);
-            fn(a, p, a.pos0 + t1);
+            // The pass's first row has the earliest window start; tiles are whole offset blocks.
+            fn(a, p, p.start[0] / kTile * kTile, a.pos0 + t1);
             for (int64_t r = 0; r < p.rows; ++r) {
                 const int64_t t = t0 + r / ng, g = g0 + r % ng;
                 float* o = a.out + t * a.out_token_stride + g * D;

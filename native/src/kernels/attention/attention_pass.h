@@ -24,7 +24,8 @@ static_assert(kTile == kKvOffsetBlock, "a tile reads the keys of exactly one off
 struct AttnPass {
     int64_t rows = 0;
     int64_t head_dim = 0;
-    int64_t limit[kMaxRows];  // row r sees positions [0, limit[r])
+    int64_t limit[kMaxRows];  // row r sees positions [start[r], limit[r])
+    int64_t start[kMaxRows];
     // Query rows, already multiplied by the softmax scale and rotated when K rows are rotated.
     const float* qf = nullptr;    // [rows][head_dim], float keys
     const int8_t* qi = nullptr;   // [rows][head_dim], quantized keys: q ~ qd * qi
@@ -49,17 +50,18 @@ struct AttnPass {
     float* vf = nullptr;    // [kTile][head_dim]
 };
 
-// The position loop of one ISA: runs positions [0, n_pos) over the pass.
-using AttentionPassFn = void (*)(const AttentionArgs& a, AttnPass& p, int64_t n_pos);
+// The position loop of one ISA: runs positions [first, n_pos) over the pass (first a multiple of
+// kTile at or below every row's start).
+using AttentionPassFn = void (*)(const AttentionArgs& a, AttnPass& p, int64_t first, int64_t n_pos);
 
-void attention_pass_scalar(const AttentionArgs& a, AttnPass& p, int64_t n_pos);
+void attention_pass_scalar(const AttentionArgs& a, AttnPass& p, int64_t first, int64_t n_pos);
 #if defined(__x86_64__) || defined(_M_X64)
-void attention_pass_avx2(const AttentionArgs& a, AttnPass& p, int64_t n_pos);
-void attention_pass_avx512(const AttentionArgs& a, AttnPass& p, int64_t n_pos);
-void attention_pass_avx512_bf16(const AttentionArgs& a, AttnPass& p, int64_t n_pos);
+void attention_pass_avx2(const AttentionArgs& a, AttnPass& p, int64_t first, int64_t n_pos);
+void attention_pass_avx512(const AttentionArgs& a, AttnPass& p, int64_t first, int64_t n_pos);
+void attention_pass_avx512_bf16(const AttentionArgs& a, AttnPass& p, int64_t first, int64_t n_pos);
 #endif
 #if defined(__aarch64__)
-void attention_pass_neon(const AttentionArgs& a, AttnPass& p, int64_t n_pos);
+void attention_pass_neon(const AttentionArgs& a, AttnPass& p, int64_t first, int64_t n_pos);
 #endif
 
 // The pass function for an ISA name ("scalar", "avx2", "avx512", "avx512bf16", "neon"), or null

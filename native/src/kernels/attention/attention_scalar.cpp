@@ -133,8 +133,8 @@ struct Ops {
 
 }  // namespace
 
-void attention_pass_scalar(const AttentionArgs& a, AttnPass& p, int64_t n_pos) {
-    run_tiled_pass<Ops>(a, p, n_pos);
+void attention_pass_scalar(const AttentionArgs& a, AttnPass& p, int64_t first, int64_t n_pos) {
+    run_tiled_pass<Ops>(a, p, first, n_pos);
 }
 
 }  // namespace attn

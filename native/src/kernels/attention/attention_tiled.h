@@ -3,10 +3,11 @@
 // own anonymous namespace with an `Ops` struct of its kernels, so no instantiation is shared
 // between files built with different -m flags. Uses no standard-library templates (same reason).
 //
-// Ops must provide (all static):
-//   scores(a, p, p0, np)         p.s[r*kTile + j] = q_r . k_{p0+j} (scaled), j < np
+// Ops must provide (all static), where r0 is the cache row of the tile's first position (its
+// position, or that modulo a.ring: a tile never straddles a ring's wrap):
+//   scores(a, p, r0, np)         p.s[r*kTile + j] = q_r . (K row r0+j) (scaled), j < np
 //   q_dot_half(p, h, out)        out[r] = p.qf_r . h (h: head_dim f16 values), r < p.rows
-//   v_tile(a, p, p0, np)         p.vf[j*D..] = V row p0+j as floats, j < np
+//   v_tile(a, p, r0, np)         p.vf[j*D..] = V row r0+j as floats, j < np
 //   max_row(s, n)                max of s[0..n)
 //   exp_sum(s, n, m)             s[j] = exp(s[j] - m); returns the sum
 //   scale_row(x, n, c)           x[i] *= c
@@ -14,20 +15,22 @@
 //                                  p.acc[r*D + i] += sum_{j<np} p.s[r*kTile + j] * p.vf[j*D + i]
 //                                (all rows at once, so V loads are shared and several
 //                                accumulator chains hide FMA latency)
-// Needs <math.h> (expf) and attention_pass.h included before the anonymous namespace.
+// Needs <math.h> (expf, tanhf) and attention_pass.h included before the anonymous namespace.
 
 template <class Ops>
-void run_tiled_pass(const ::edgert::AttentionArgs& a, ::edgert::attn::AttnPass& p, int64_t n_pos) {
+void run_tiled_pass(const ::edgert::AttentionArgs& a, ::edgert::attn::AttnPass& p, int64_t first,
+                    int64_t n_pos) {
     using ::edgert::attn::kTile;
     const int64_t D = p.head_dim;
-    for (int64_t p0 = 0; p0 < n_pos; p0 += kTile) {
+    for (int64_t p0 = first; p0 < n_pos; p0 += kTile) {
         const int64_t np = n_pos - p0 < kTile ? n_pos - p0 : kTile;
-        Ops::scores(a, p, p0, np);
+        const int64_t r0 = a.ring > 0 ? p0 % a.ring : p0;
+        Ops::scores(a, p, r0, np);
         if (a.k_offset != nullptr) {
             // The block's offset comes back as q . offset on every score of the tile; position
             // 0's score is recomputed from its exact key when the cache keeps one.
             float c[::edgert::attn::kMaxRows];
-            Ops::q_dot_half(p, a.k_offset + (p0 / kTile) * D, c);
+            Ops::q_dot_half(p, a.k_offset + (r0 / kTile) * D, c);
             for (int64_t r = 0; r < p.rows; ++r)
                 for (int64_t j = 0; j < np; ++j) p.s[r * kTile + j] += c[r];
             if (p0 == 0 && a.k_sink != nullptr) {
@@ -35,15 +38,22 @@ void run_tiled_pass(const ::edgert::AttentionArgs& a, ::edgert::attn::AttnPass& 
                 for (int64_t r = 0; r < p.rows; ++r) p.s[r * kTile] = c[r];
             }
         }
-        Ops::v_tile(a, p, p0, np);
+        Ops::v_tile(a, p, r0, np);
         for (int64_t r = 0; r < p.rows; ++r) {
             int64_t nr = p.limit[r] - p0;  // causal limit of this row inside the tile
             if (nr > np) nr = np;
+            int64_t lo = p.start[r] - p0;  // sliding-window start of this row inside the tile
+            if (lo < 0) lo = 0;
             float* s = p.s + r * kTile;
-            // Weights past the row's limit are zero, so axpy_rows can sweep every row over np.
-            for (int64_t j = nr < 0 ? 0 : nr; j < np; ++j) s[j] = 0.0f;
-            if (nr <= 0) continue;
-            const float mt = Ops::max_row(s, nr);
+            // Weights outside the row's range are zero, so axpy_rows can sweep every row over np.
+            for (int64_t j = 0; j < lo && j < np; ++j) s[j] = 0.0f;
+            for (int64_t j = nr < lo ? lo : nr; j < np; ++j) s[j] = 0.0f;
+            if (nr <= lo) continue;
+            if (a.softcap > 0.0f) {
+                const float cap = a.softcap, inv = 1.0f / a.softcap;
+                for (int64_t j = lo; j < nr; ++j) s[j] = cap * tanhf(s[j] * inv);
+            }
+            const float mt = Ops::max_row(s + lo, nr - lo);
             const float m_new = mt > p.m[r] ? mt : p.m[r];
             if (m_new > p.m[r]) {
                 // First tile: m = -inf gives c = 0 on an all-zero state, which is harmless.
@@ -52,7 +62,7 @@ void run_tiled_pass(const ::edgert::AttentionArgs& a, ::edgert::attn::AttnPass& 
                 Ops::scale_row(p.acc + r * D, D, c);
                 p.m[r] = m_new;
             }
-            p.l[r] += Ops::exp_sum(s, nr, m_new);
+            p.l[r] += Ops::exp_sum(s + lo, nr - lo, m_new);
         }
         Ops::axpy_rows(p, np);
     }

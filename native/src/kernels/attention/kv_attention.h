@@ -55,9 +55,11 @@ void kv_load_row(KVType t, bool is_key, const void* row, int64_t head_dim, float
                  const uint16_t* offset = nullptr);
 
 // Attention of one KV head and the group of query heads that share it (GQA without copying K/V).
-// Query token t (0 <= t < n_tokens) sits at position pos0 + t and sees positions [0, pos0 + t].
+// Query token t (0 <= t < n_tokens) sits at position pos0 + t and sees positions [0, pos0 + t],
+// or with a sliding window W the last W of them, [pos0 + t - W + 1, pos0 + t].
 // q for token t, group head g: q + t * q_token_stride + g * head_dim   (floats)
-// out likewise with out_token_stride. K row of position p: k + p * k_stride (bytes); V likewise.
+// out likewise with out_token_stride. K row of position p: k + p * k_stride (bytes), or
+// k + (p % ring) * k_stride in a ring of `ring` rows (a multiple of kKvOffsetBlock); V likewise.
 struct AttentionArgs {
     const float* q = nullptr;
     int64_t q_token_stride = 0;
@@ -67,8 +69,8 @@ struct AttentionArgs {
     const void* k = nullptr;
     KVType k_type = KVType::F16;
     size_t k_stride = 0;
-    // Block offsets of the keys ([position / kKvOffsetBlock][head_dim] f16) when
-    // kv_has_block_offset(k_type, true), else null.
+    // Block offsets of the keys ([position / kKvOffsetBlock][head_dim] f16, that index modulo
+    // ring / kKvOffsetBlock in a ring) when kv_has_block_offset(k_type, true), else null.
     const uint16_t* k_offset = nullptr;
     // With k_offset: position 0's key exactly (rotated basis, f16), or null. The first position
     // is the attention sink most queries look at; its quantization error costs more than any
@@ -79,6 +81,10 @@ struct AttentionArgs {
     size_t v_stride = 0;
     int64_t head_dim = 64;
     float scale = 0.125f;      // usually 1/sqrt(head_dim)
+    // Scores s (after scale) become softcap * tanh(s / softcap) when softcap > 0 (Gemma 2).
+    float softcap = 0.0f;
+    int64_t window = 0;        // > 0: sliding window (above)
+    int64_t ring = 0;          // > 0: rows wrap modulo ring (above)
     float* out = nullptr;
     int64_t out_token_stride = 0;
 };

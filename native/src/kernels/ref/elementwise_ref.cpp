@@ -1,4 +1,4 @@
-// elementwise_ref.cpp — scalar RMSNorm, SwiGLU, residual add, softmax and RoPE (semantics in
+// elementwise_ref.cpp — scalar RMSNorm, SwiGLU, GeGLU, residual add, softmax and RoPE (semantics in
 // kernels.h). Reductions accumulate in double: this is the oracle, not the fast path.
 #include <cmath>
 
@@ -17,6 +17,14 @@ void silu_mul_ref(float* gate, const float* up, int64_t n) {
     for (int64_t i = 0; i < n; ++i) {
         const float g = gate[i];
         gate[i] = g / (1.0f + std::exp(-g)) * up[i];
+    }
+}
+
+void gelu_tanh_mul_ref(float* gate, const float* up, int64_t n) {
+    const float k = 0.7978845608028654f;  // sqrt(2 / pi)
+    for (int64_t i = 0; i < n; ++i) {
+        const float g = gate[i];
+        gate[i] = 0.5f * g * (1.0f + std::tanh(k * (g + 0.044715f * g * g * g))) * up[i];
     }
 }
 

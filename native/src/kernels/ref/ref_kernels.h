@@ -34,6 +34,7 @@ void gemm_bf16_ref(const WeightView& w, const float* x, int64_t r0, int64_t r1, 
 
 void rmsnorm_ref(float* y, const float* x, const float* weight, int64_t n, float eps);
 void silu_mul_ref(float* gate, const float* up, int64_t n);
+void gelu_tanh_mul_ref(float* gate, const float* up, int64_t n);
 void add_inplace_ref(float* y, const float* x, int64_t n);
 void softmax_inplace_ref(float* x, int64_t n);
 void rope_inplace_ref(float* v, int64_t head_dim, int64_t n_heads, int64_t pos,
