@@ -36,13 +36,13 @@ def _common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
 class LLM:
     def __init__(self, path: str | os.PathLike[str], *, n_ctx: int = 0, n_threads: int = 0,
                  n_threads_batch: int = 0, kv_type: str = "auto", verify: bool = False,
-                 exact: bool = False) -> None:
+                 exact: bool = False, n_batch: int = 0) -> None:
         self._model = Model(path, verify=verify, exact=exact)
         try:
             self.tokenizer = Tokenizer.from_metadata(self._model.metadata)
             self._ctx: Context = self._model.new_context(ContextParams(
                 n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads_batch,
-                kv_type=kv_type))
+                kv_type=kv_type, n_batch=n_batch))
         except BaseException:
             self._model.close()
             raise
@@ -141,7 +141,13 @@ class LLM:
         token to evaluate (its logits choose the first new token). Returns the kept length."""
         self._generation += 1
         keep = min(_common_prefix_len(self._cached, ids), len(ids) - 1, self._ctx.n_past)
-        self._ctx.trim(keep)
+        try:
+            self._ctx.trim(keep)
+        except InvalidArgumentError:
+            # keep <= n_past, so only sliding-window layers refuse: their KV rings no longer hold
+            # the window of position `keep` (the cache moved on past it). Start over.
+            keep = 0
+            self._ctx.trim(0)
         self._cached = self._cached[:keep]
         return keep
 

@@ -10,9 +10,10 @@
 //                                          (Q4 K only, n_past > 0) position 0's exact key and the
 //                                          offsets of the blocks that cover those positions, then
 //                                          the V rows of [first, n_past)
-// first is 0, except in version 3 for a sliding-window layer of window W, which keeps only what
-// the next query reads: first = max(0, n_past - W + 1). A model with sliding layers writes
-// version 3, any other version 2 (the same bytes as before windows existed).
+// first is 0, except in version 3 for a sliding-window layer, which keeps only what continuing
+// reads (KvCache::needed_from: the window of position n_past, for Q4 keys from the start of the
+// block before the next new one). A model with sliding layers writes version 3, any other
+// version 2 (the same bytes as before windows existed).
 // Version 1 had no offsets; its Q4 K rows were stored against a zero offset, so they load as
 // version 2 rows with zero offsets and row 0 decoded as the exact key.
 // Rows are copied as the cache holds them (kv_attention.h), so a round trip is bit-exact and a
@@ -94,8 +95,7 @@ uint32_t version_for(const KvCache& kv) { return has_windows(kv) ? 3 : 2; }
 
 // The first position of a layer's rows in a state of this version.
 int32_t first_position(const KvCache& kv, int layer, int32_t n_past, uint32_t version) {
-    const int w = kv.sliding_window(layer);
-    return version >= 3 && w > 0 ? std::max(0, n_past - w + 1) : 0;
+    return version >= 3 ? kv.needed_from(layer, n_past) : 0;
 }
 
 // Bytes of Q4 key state for positions [first, n_past): the sink row and the covering blocks.

@@ -138,20 +138,28 @@ void KvCache::store(int layer, int pos, int n_tok, const float* k, const float* 
     }
 }
 
+int KvCache::needed_from(int layer, int n_past) const {
+    const Layer& L = layers_[size_t(layer)];
+    if (L.window == 0 || n_past == 0) return 0;
+    const int window_start = std::max(0, n_past - L.window + 1);
+    if (!k_offset_) return window_start;
+    return std::min(window_start, int((n_past - 1) / kKvOffsetBlock * kKvOffsetBlock));
+}
+
 bool KvCache::can_trim_to(int n_keep) const {
     if (n_keep == 0) return true;
-    for (const Layer& L : layers_) {
-        if (L.window > 0 && std::max(0, n_keep - L.window + 1) < L.kept_from) return false;
+    for (int l = 0; l < n_layers(); ++l) {
+        if (needed_from(l, n_keep) < layers_[size_t(l)].kept_from) return false;
     }
     return true;
 }
 
 int KvCache::min_trim(int n_past) const {
-    int n = 1;
-    for (const Layer& L : layers_) {
-        if (L.window > 0 && L.kept_from > 0) n = std::max(n, L.kept_from + L.window - 1);
+    // needed_from only grows with n, so the first n that works is the answer (an error path).
+    for (int n = 1; n < n_past; ++n) {
+        if (can_trim_to(n)) return n;
     }
-    return std::min(n, std::max(n_past, 1));
+    return n_past;
 }
 
 void KvCache::trim(int n_keep) {

@@ -59,8 +59,13 @@ public:
     // Encodes n_tok tokens' K and V ([n_tok][n_kv_heads * head_dim] floats each) into the rows
     // of positions [pos, pos + n_tok) of a layer (n_tok <= n_batch for a ring layer).
     void store(int layer, int pos, int n_tok, const float* k, const float* v);
-    // Whether the window layers still hold what a query at position n_keep would read (0 always
-    // works); trim() forgets nothing else, so the caller only moves its n_past.
+    // The oldest position of a layer that continuing from n_past positions reads: the window
+    // of position n_past and, for Q4 keys, the block that the next new block's offset is taken
+    // from (a block started by fewer than kKvMinOffsetRows rows averages the one before it).
+    // 0 for full layers.
+    int needed_from(int layer, int n_past) const;
+    // Whether every layer still holds what continuing from n_keep reads (0 always works);
+    // trim() forgets nothing else, so the caller only moves its n_past.
     bool can_trim_to(int n_keep) const;
     // The smallest n_keep > 0 that can_trim_to() accepts (n_past: only the current state).
     int min_trim(int n_past) const;
