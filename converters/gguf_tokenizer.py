@@ -25,6 +25,7 @@ def tokenizer_metadata(g: GGUFFile) -> dict[str, Any]:
     bos = _opt_int(g.get("tokenizer.ggml.bos_token_id"))
     eos = _opt_int(g.get("tokenizer.ggml.eos_token_id"))
     eot = _opt_int(g.get("tokenizer.ggml.eot_token_id"))
+    eom = _opt_int(g.get("tokenizer.ggml.eom_token_id"))  # Llama 3.1's end of a tool-call message
     add_eos = bool(g.get("tokenizer.ggml.add_eos_token", False))
     if kind == "gpt2":
         add_bos = bool(g.get("tokenizer.ggml.add_bos_token", False))
@@ -49,7 +50,7 @@ def tokenizer_metadata(g: GGUFFile) -> dict[str, Any]:
     else:
         raise UnsupportedModelError(f"{g.path}: tokenizer model {kind!r} is not supported "
                                     "(supported: 'gpt2' byte-level BPE, 'llama' SentencePiece)")
-    eos_ids = [i for i in (eos, eot) if i is not None]
+    eos_ids = [i for i in (eos, eot, eom) if i is not None]
     return {
         "json": text,
         "bos_token_id": bos,

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import quantize
 from .dtypes import DType
+from .end_of_turn import end_of_turn_ids
 from .edgt_file import EdgtWriter, TensorSpec
 from .recipe import target_dtype
 from .source_model import SourceModel
@@ -47,6 +48,11 @@ def _progress(total: int, enabled: bool | None):
 def write_model(model: SourceModel, out: Path, *, recipe: str, sources: list[Path], source_label: str,
                 progress: bool | None = None) -> Path:
     specs = [TensorSpec(t.name, target_dtype(t.name, t.shape, t.dtype, recipe), t.shape) for t in model.tensors]
+    # Generation stops on the chat template's end-of-turn token too (the file may list only its
+    # end-of-text token as EOS).
+    eos = list(model.tokenizer.get("eos_token_ids") or [])
+    eos += [i for i in end_of_turn_ids(model.chat_template, model.tokenizer) if i not in eos]
+    model.tokenizer["eos_token_ids"] = eos
     counts = Counter(s.dtype.name for s in specs)
     metadata: dict[str, Any] = {
         "format": "edgert",

@@ -30,7 +30,7 @@ from test_logits_vs_transformers import LOGIT_TOL_REL, _check_greedy, _check_log
 
 transformers.logging.set_verbosity_error()
 
-KINDS = ("qwen3", "gemma2", "gemma3", "phi3")
+KINDS = ("qwen2", "qwen3", "gemma2", "gemma3", "phi3")
 WINDOW = 16          # the Gemma models' sliding window
 PHI3_ORIGINAL = 64   # Phi-3's original context: LongRoPE's short factors up to it, long beyond
 
@@ -39,6 +39,8 @@ def family_config(kind: str):
     common = dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                   rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    if kind == "qwen2":  # q/k/v biases
+        return transformers.Qwen2Config(**common, tie_word_embeddings=False, rope_theta=1e6, use_sliding_window=False)
     if kind == "qwen3":  # head_dim 32 is not hidden / heads (16): Qwen3 states it explicitly
         return transformers.Qwen3Config(**common, head_dim=32, tie_word_embeddings=False, rope_theta=1e6)
     if kind == "gemma2":
@@ -65,14 +67,16 @@ def family_config(kind: str):
 
 def make_family_hf(kind: str, dest: Path) -> Path:
     """A random `kind` checkpoint (f32) with stories260K's tokenizer (vocab 512). Norm weights are
-    randomised around their neutral value (0 for Gemma's 1 + w, else 1), so a converter that drops
-    or misplaces one shows."""
+    randomised around their neutral value (0 for Gemma's 1 + w, else 1) and biases around 0, so a
+    converter that drops or misplaces one shows."""
     torch.manual_seed(sum(map(ord, kind)))
     model = transformers.AutoModelForCausalLM.from_config(family_config(kind))
     neutral = 0.0 if kind.startswith("gemma") else 1.0
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if "norm" in name:
+            if name.endswith("bias"):
+                p.copy_(torch.randn_like(p) * 0.5)
+            elif "norm" in name:
                 p.copy_(neutral + torch.randn_like(p) * 0.1)
             else:
                 p.copy_(torch.randn_like(p) * 0.08)
@@ -87,9 +91,9 @@ def write_gguf(hf_dir: Path, out: Path) -> Path:
     `gguf` package's tensor map, Gemma norms stored as 1 + w, Phi-3's fused tensors kept fused and
     its LongRoPE factors as tensors, f32 data, the SentencePiece vocabulary of the checkpoint."""
     cfg = json.loads((hf_dir / "config.json").read_text())
-    kind = {"Qwen3ForCausalLM": "qwen3", "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3",
+    kind = {"Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3", "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3",
             "Phi3ForCausalLM": "phi3"}[cfg["architectures"][0]]
-    arch = {"qwen3": gguf.MODEL_ARCH.QWEN3, "gemma2": gguf.MODEL_ARCH.GEMMA2,
+    arch = {"qwen2": gguf.MODEL_ARCH.QWEN2, "qwen3": gguf.MODEL_ARCH.QWEN3, "gemma2": gguf.MODEL_ARCH.GEMMA2,
             "gemma3": gguf.MODEL_ARCH.GEMMA3, "phi3": gguf.MODEL_ARCH.PHI3}[kind]
     n_layers = cfg["num_hidden_layers"]
     w = gguf.GGUFWriter(out, gguf.MODEL_ARCH_NAMES[arch])
@@ -131,6 +135,9 @@ def write_gguf(hf_dir: Path, out: Path) -> Path:
     w.add_token_types([int(ty) for _, _, ty in vocab])
     w.add_bos_token_id(cfg["bos_token_id"])
     w.add_eos_token_id(cfg["eos_token_id"])
+    template = json.loads((hf_dir / "tokenizer_config.json").read_text()).get("chat_template")
+    if template:
+        w.add_chat_template(template)
     names = gguf.get_tensor_name_map(arch, n_layers)
     from safetensors.torch import load_file
     for hf_name, t in load_file(hf_dir / "model.safetensors").items():

@@ -53,6 +53,8 @@ struct Case {
     int64_t len;  // positions the last query token sees
     int64_t D, G, T;
     Data data;
+    int64_t window = 0;   // sliding window (0: full causal)
+    float softcap = 0.f;  // score soft-capping (0: none)
 };
 
 struct Problem {
@@ -143,6 +145,8 @@ Problem make_problem(const Case& c, std::mt19937& rng) {
     a.v_stride = vs;
     a.head_dim = D;
     a.scale = 1.0f / std::sqrt(static_cast<float>(D));
+    a.window = c.window;
+    a.softcap = c.softcap;
     a.out_token_stride = c.G * D + 5;
     return pr;
 }
@@ -264,6 +268,13 @@ int main(int argc, char** argv) {
             for (int64_t len : {1, 33, 100})
                 for (int64_t D : {64, 128})
                     run_case({kt, vt, len, D, 3, 7, d}, rng, isas, st);
+    // Sliding windows (narrower than a tile, a tile, wider; prefill rows start in different
+    // tiles) and soft-capped scores (Gemma 2), through every position loop.
+    for (auto [kt, vt] : kv)
+        for (int64_t window : {5, 64, 100})
+            for (float cap : {0.f, 2.f})
+                for (int64_t T : {1, 7, 70})
+                    run_case({kt, vt, 300, 64, 3, T, Data::Realistic, window, cap}, rng, isas, st);
     // More query heads than one pass holds (e.g. multi-query attention) must split correctly.
     const int64_t wide = edgert::attn::kMaxRows + 8;
     run_case({KVType::Q8, KVType::Q8, 70, 64, wide, 1, Data::Realistic}, rng, isas, st);

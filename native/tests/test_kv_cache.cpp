@@ -85,6 +85,74 @@ void test_layer_attention_matches_ref() {
 
 // Trim to 8 after junk, re-feed: every logit equals a run that never saw the junk, bit for bit
 // (rows depend only on their own position, and the chunking is the same).
+// A sliding-window layer's ring (n_batch small: 128 rows for 400 positions) holds exactly what
+// a full-length layer with the same window holds where attention reads it: after every chunk
+// (prefill chunks, then decode steps, wrapping the ring three times) the layer attention is
+// bit-identical for every KV type, int4 keys' block offsets (one slot per ring block) included,
+// and agrees with attention_ref's windowed softmax. Memory: the ring, not n_ctx, rows.
+void test_sliding_window_ring_matches_full_rows() {
+    const int n_heads = 4, n_kv = 2, D = 64, G = n_heads / n_kv, W = 40, n_batch = 24, n_ctx = 400;
+    const std::vector<edgert::KvLayerSpec> specs{{n_kv, W}};
+    std::mt19937 rng(17);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    edgert::ThreadPool pool(2);
+    for (int32_t kt : kTypes) {
+        for (int32_t vt : {EDGERT_KV_F16, EDGERT_KV_Q4}) {
+            edgert::KvCache ring(specs, n_ctx, n_batch, D, KVType(kt), KVType(vt));
+            edgert::KvCache full(specs, n_ctx, n_ctx, D, KVType(kt), KVType(vt));
+            CHECK(ring.ring(0) == 128 && full.ring(0) == 0);
+            CHECK(ring.bytes_total() * n_ctx == full.bytes_total() * 128);
+            int pos = 0;
+            for (int step = 0; pos < n_ctx; ++step) {
+                const int n = step < 6 ? (step % 2 ? 7 : n_batch) : 1 + step % 3;  // prefill, then decode
+                const int n_tok = std::min(n, n_ctx - pos);
+                std::vector<float> k(size_t(n_tok) * n_kv * D), v(k.size()), q(size_t(n_tok) * n_heads * D);
+                for (auto* x : {&k, &v, &q})
+                    for (auto& e : *x) e = nd(rng) + 0.5f;  // a shared mean: int4 keys take offsets
+                ring.store(0, pos, n_tok, k.data(), v.data());
+                full.store(0, pos, n_tok, k.data(), v.data());
+                std::vector<float> a(q.size()), b(q.size()), ref(q.size());
+                edgert::gqa_attention(q.data(), n_tok, pos, ring, 0, {n_heads, n_kv, D}, a.data(), &pool);
+                edgert::gqa_attention(q.data(), n_tok, pos, full, 0, {n_heads, n_kv, D}, b.data(), &pool);
+                CHECK_MSG(std::memcmp(a.data(), b.data(), a.size() * 4) == 0,
+                          "k %s v %s: ring differs from full rows at pos %d", kv_name(kt), kv_name(vt), pos);
+                for (int h = 0; h < n_kv; ++h) {
+                    edgert::AttentionArgs r;
+                    r.q = q.data() + h * G * D;
+                    r.q_token_stride = n_heads * D;
+                    r.n_group = G;
+                    r.n_tokens = n_tok;
+                    r.pos0 = pos;
+                    r.window = W;
+                    r.ring = ring.ring(0);
+                    r.k = ring.k_head(0, h);
+                    r.k_offset = ring.k_offset(0, h);
+                    r.k_sink = ring.k_sink(0, h);
+                    r.k_type = KVType(kt);
+                    r.k_stride = ring.k_row_bytes();
+                    r.v = ring.v_head(0, h);
+                    r.v_type = KVType(vt);
+                    r.v_stride = ring.v_row_bytes();
+                    r.head_dim = D;
+                    r.scale = 1.0f / std::sqrt(float(D));
+                    r.out = ref.data() + h * G * D;
+                    r.out_token_stride = n_heads * D;
+                    edgert::attention_ref(r);
+                }
+                double err = 0;
+                for (size_t i = 0; i < a.size(); ++i) err = std::fmax(err, std::fabs(a[i] - ref[i]));
+                const double tol = ((kt >= EDGERT_KV_Q8 ? 2e-2 : 2e-5) + (bf16_sum(vt) ? 7.83e-3 : 0)) * 5.0;
+                CHECK_MSG(err <= tol, "k %s v %s pos %d: ring vs attention_ref %.3g > %.3g", kv_name(kt),
+                          kv_name(vt), pos, err, tol);
+                pos += n_tok;
+            }
+            // What continuing reads is still held; far older positions are not.
+            CHECK(ring.can_trim_to(n_ctx - 1) && !ring.can_trim_to(n_ctx - 200) && ring.can_trim_to(0));
+            CHECK(full.can_trim_to(n_ctx - 200));
+        }
+    }
+}
+
 void test_trim_refeed_equals_fresh(edgert_model* m) {
     const std::vector<int32_t> toks = kv_tokens(40);
     const std::vector<int32_t> head(toks.begin(), toks.begin() + 8), rest(toks.begin() + 8, toks.end());
@@ -233,6 +301,7 @@ void test_quantized_needs_supported_head_dim() {
 
 int main() {
     test_layer_attention_matches_ref();
+    test_sliding_window_ring_matches_full_rows();
     edgert_model* m = load_kv_model(kv_spec());
     test_trim_refeed_equals_fresh(m);
     test_quantized_close_to_f16(m);

@@ -3,7 +3,8 @@
 // microseconds apart: spinning catches the next one without a futex wake-up, sleeping keeps an
 // idle runtime (or an oversubscribed phone) from burning a core.
 //
-// Tasks are handed out one at a time from an atomic word, so a fast thread takes more of them.
+// Tasks are split into one range per thread; a thread that finishes its own steals from the
+// others' one task at a time, so a fast thread takes more of them.
 #include "runtime/thread_pool.h"
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <fstream>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
@@ -43,72 +45,103 @@ inline void cpu_relax() {
 
 }  // namespace
 
-// Work is claimed from one atomic word, (generation << 32) | next task index, and completion is
-// counted in tasks, not workers: the caller returns as soon as every task has finished, without
-// waiting for a worker that was asleep or descheduled to notice the region at all (on a loaded
-// 2-core machine that wait used to cost more than the matmul). Region parameters live in two
-// slots by generation parity; a successful claim proves the region is still current, so its slot
-// cannot have been reused yet.
+// Each region splits its tasks into one contiguous range per thread, and each range has its own
+// claim word on its own cache line, (generation << 32) | next task index. A thread claims from
+// its own range first (an uncontended CAS: on a 2-core decode step the old single shared word
+// bounced between the cores on every task, twice, which cost more than the second core gave),
+// then steals from the others' ranges, so a thread that is asleep or descheduled never holds
+// the region up: the caller does its share. A successful claim carries the region's generation,
+// which proves the region is still current, so its slot (function, ranges) cannot have been
+// reused yet. Completion is counted once per thread per region (the tasks it ran), not per task;
+// the caller returns when the count reaches n_tasks, without waiting for a worker that never
+// noticed the region.
 struct ThreadPool::Impl {
     using Fn = std::function<void(int64_t, int)>;
+    static constexpr int kMaxThreads = 256;
+    struct alignas(64) Cursor {
+        std::atomic<uint64_t> word{0};  // generation << 32 | next task index
+    };
     struct Slot {
         const Fn* fn = nullptr;
-        std::atomic<int64_t> n_tasks{0};
         std::atomic<int64_t> done{0};
+        // End of each thread's range. Atomic only because a thread that lost the race for the
+        // last task may read it after a later region reused the slot (its claim then fails).
+        std::atomic<int64_t> end[kMaxThreads] = {};
     };
 
     int n_threads = 1;
     std::vector<std::thread> workers;
     std::mutex mu;
     std::condition_variable cv;
-    std::atomic<uint64_t> state{0};  // generation << 32 | next task index
+    alignas(64) std::atomic<uint32_t> generation{0};
     std::atomic<bool> stop{false};
+    std::unique_ptr<Cursor[]> cursors;
     Slot slots[2];
 
-    static uint32_t gen_of(uint64_t s) { return static_cast<uint32_t>(s >> 32); }
+    static uint32_t gen_of(uint64_t w) { return static_cast<uint32_t>(w >> 32); }
 
-    // Claims and runs tasks of the current region until none is left.
-    void run_region(int thread_id) {
+    // Claims the next task of range r for generation gen; false when the range is exhausted or
+    // belongs to another region by now.
+    bool claim(int r, uint32_t gen, const Slot& slot, int64_t& task) {
+        std::atomic<uint64_t>& word = cursors[r].word;
+        uint64_t w = word.load(std::memory_order_acquire);
         for (;;) {
-            uint64_t s = state.load(std::memory_order_acquire);
-            Slot& slot = slots[gen_of(s) & 1];
-            const int64_t idx = static_cast<int64_t>(s & 0xffffffffu);
-            if (idx >= slot.n_tasks.load(std::memory_order_acquire)) return;
-            if (!state.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel)) continue;
-            (*slot.fn)(idx, thread_id);
-            slot.done.fetch_add(1, std::memory_order_acq_rel);
+            if (gen_of(w) != gen) return false;
+            const int64_t idx = static_cast<int64_t>(w & 0xffffffffu);
+            if (idx >= slot.end[r].load(std::memory_order_relaxed)) return false;
+            if (word.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel)) {
+                task = idx;
+                return true;
+            }
         }
+    }
+
+    // Runs tasks of region gen, own range first, then the others'; adds what it ran to done.
+    void run_region(int thread_id, uint32_t gen) {
+        const Slot& slot = slots[gen & 1];
+        int64_t ran = 0, task = 0;
+        for (int k = 0; k < n_threads; ++k) {
+            const int r = (thread_id + k) % n_threads;
+            while (claim(r, gen, slot, task)) {
+                (*slot.fn)(task, thread_id);
+                ++ran;
+            }
+        }
+        // Every task counted here belongs to region gen (the claims said so), which cannot have
+        // completed before this add: its slot is still gen's.
+        if (ran > 0) slots[gen & 1].done.fetch_add(ran, std::memory_order_acq_rel);
     }
 
     void worker_loop(int thread_id) {
         uint32_t seen = 0;
         for (;;) {
-            uint32_t g = gen_of(state.load(std::memory_order_acquire));
+            uint32_t g = generation.load(std::memory_order_acquire);
             if (g == seen && !stop.load(std::memory_order_relaxed)) {
                 const auto until = std::chrono::steady_clock::now() + kSpinFor;
                 for (int i = 0; g == seen; ++i) {
                     cpu_relax();
-                    g = gen_of(state.load(std::memory_order_acquire));
+                    g = generation.load(std::memory_order_acquire);
                     if ((i & 63) == 63 && std::chrono::steady_clock::now() > until) break;
                 }
                 if (g == seen) {
                     std::unique_lock<std::mutex> lock(mu);
                     cv.wait(lock, [&] {
-                        return gen_of(state.load(std::memory_order_acquire)) != seen ||
+                        return generation.load(std::memory_order_acquire) != seen ||
                                stop.load(std::memory_order_relaxed);
                     });
-                    g = gen_of(state.load(std::memory_order_acquire));
+                    g = generation.load(std::memory_order_acquire);
                 }
             }
             if (stop.load(std::memory_order_relaxed)) return;
             seen = g;
-            run_region(thread_id);
+            run_region(thread_id, g);
         }
     }
 };
 
 ThreadPool::ThreadPool(int n_threads) : impl_(new Impl) {
-    impl_->n_threads = std::max(1, n_threads);
+    impl_->n_threads = std::min(std::max(1, n_threads), Impl::kMaxThreads);
+    impl_->cursors.reset(new Impl::Cursor[size_t(impl_->n_threads)]);
     for (int i = 1; i < impl_->n_threads; ++i) {
         impl_->workers.emplace_back([this, i] { impl_->worker_loop(i); });
     }
@@ -133,18 +166,27 @@ void ThreadPool::parallel_for(int64_t n_tasks,
         for (int64_t t = 0; t < n_tasks; ++t) fn(t, 0);
         return;
     }
-    const uint32_t gen = Impl::gen_of(p.state.load(std::memory_order_relaxed)) + 1;
+    const uint32_t gen = p.generation.load(std::memory_order_relaxed) + 1;
     Impl::Slot& slot = p.slots[gen & 1];
     slot.fn = &fn;
     slot.done.store(0, std::memory_order_relaxed);
-    slot.n_tasks.store(n_tasks, std::memory_order_relaxed);
+    // Thread t's range is [t * n / T, (t + 1) * n / T): contiguous tasks, so a thread walks
+    // neighbouring weight rows. Every claim word carries the new generation before the region is
+    // published.
+    const int T = p.n_threads;
+    for (int t = 0; t < T; ++t) {
+        const int64_t begin = n_tasks * t / T;
+        slot.end[t].store(n_tasks * (t + 1) / T, std::memory_order_relaxed);
+        p.cursors[t].word.store(static_cast<uint64_t>(gen) << 32 | static_cast<uint64_t>(begin),
+                                std::memory_order_relaxed);
+    }
     {
         // Under the mutex so a worker between its predicate check and its wait cannot miss it.
         std::lock_guard<std::mutex> lock(p.mu);
-        p.state.store(static_cast<uint64_t>(gen) << 32, std::memory_order_release);
+        p.generation.store(gen, std::memory_order_release);
     }
     p.cv.notify_all();
-    p.run_region(0);
+    p.run_region(0, gen);
     // Only tasks another thread is still running remain; yield now and then so that thread
     // gets the core on an oversubscribed machine.
     for (int i = 0; slot.done.load(std::memory_order_acquire) != n_tasks; ++i) {
