@@ -2,7 +2,8 @@
 on it (`<|im_end|>`, `<end_of_turn>`, `<|eot_id|>`, `<|end|>`, ...) even where a file lists only
 its end-of-text token as EOS, as many GGUFs do. No token text is hard-coded: the template renders a
 one-turn conversation through edgert's own sandboxed renderer, and the special token the template
-writes right after the assistant's words is the one that ends a turn."""
+writes right after the assistant's words is the one that ends a turn (an added token of the
+vocabulary, so plain text such as a newline never counts)."""
 from __future__ import annotations
 
 import json
@@ -11,8 +12,10 @@ from typing import Any
 _SENTINEL = "EdgertAssistantWords"  # plain letters: survives a template's trim/strip filters
 
 
-def _special_tokens(tok_json: dict[str, Any]) -> dict[str, int]:
-    return {t["content"]: int(t["id"]) for t in tok_json.get("added_tokens", []) if t.get("special")}
+def _added_tokens(tok_json: dict[str, Any]) -> dict[str, int]:
+    # Control and user-defined tokens alike: SentencePiece vocabularies (Gemma's) type their turn
+    # markers user-defined, and both kinds are matched whole in text.
+    return {t["content"]: int(t["id"]) for t in tok_json.get("added_tokens", [])}
 
 
 def _token_text(tok_json: dict[str, Any], token_id: int | None) -> str:
@@ -48,7 +51,7 @@ def end_of_turn_ids(template: str | None, tokenizer: dict[str, Any]) -> list[int
     if at < 0:
         return []
     rest = text[at + len(_SENTINEL):].lstrip()
-    specials = _special_tokens(tok_json)
-    # The longest special token the rest starts with (the tokenizer would split it the same way).
+    specials = _added_tokens(tok_json)
+    # The longest added token the rest starts with (the tokenizer would split it the same way).
     found = [s for s in specials if s and rest.startswith(s)]
     return [specials[max(found, key=len)]] if found else []
