@@ -3,11 +3,13 @@
 // the activation rounding error), elementwise ops against their definitions, and the thread pool
 // (1, 2, 3 threads bit-identical).
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "kernels/kernel_table.h"
@@ -244,6 +246,28 @@ void test_thread_pool() {
         for (int64_t i = 0; i < n; ++i)
             if (hits[i].load() != 1) fail("parallel_for(%lld): task %lld ran %d times", (long long)n, (long long)i, hits[i].load());
         if (bad_id.load()) fail("parallel_for gave an out-of-range thread id");
+    }
+    // A worker that keeps arriving late (its tasks stall 2 ms, as a thread whose core another
+    // process took does) sends the pool to the calling thread alone: then every task runs on
+    // thread 0, still exactly once.
+    {
+        ThreadPool slow(2);
+        int serial_run = 0;
+        for (int region = 0; region < 200 && serial_run < 20; ++region) {
+            std::vector<std::atomic<int>> hits(16);
+            std::atomic<int> on_worker{0};
+            slow.parallel_for(16, [&](int64_t t, int id) {
+                hits[t].fetch_add(1);
+                if (id != 0) {
+                    on_worker.fetch_add(1);
+                    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+                }
+            });
+            for (auto& h : hits)
+                if (h.load() != 1) fail("parallel_for with a late worker ran a task %d times", h.load());
+            serial_run = on_worker.load() == 0 ? serial_run + 1 : 0;
+        }
+        if (serial_run < 20) fail("a pool whose worker is always late never fell back to the calling thread");
     }
     if (physical_core_count() < 1) fail("physical_core_count < 1");
 }

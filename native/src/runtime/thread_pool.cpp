@@ -1,5 +1,6 @@
 // thread_pool.cpp — std::thread workers that spin for a short while after each parallel region,
-// then sleep on a condition variable. Decode issues a few hundred parallel regions per token,
+// then sleep on a condition variable; regions fall back to the calling thread alone for a while
+// when other processes keep taking the workers' cores (see kLateWait). Decode issues a few hundred parallel regions per token,
 // microseconds apart: spinning catches the next one without a futex wake-up, sleeping keeps an
 // idle runtime (or an oversubscribed phone) from burning a core.
 //
@@ -34,6 +35,19 @@ namespace {
 // How long an idle worker keeps spinning before it sleeps: longer than the gap between two
 // matmuls of a decode step, short against a human-visible pause.
 constexpr auto kSpinFor = std::chrono::microseconds(300);
+// A region is "late" when, its own share done, the caller still waited this long, and more than
+// kLateTasks of its own task times, for the other threads: on a quiet machine it waits at most
+// about one task; a thread that lost its core to another process makes it wait a scheduler slice
+// (milliseconds) at every barrier. A region whose worker took no task at all counts the same:
+// the worker had no core, and its spinning only takes time from the caller.
+constexpr auto kLateWait = std::chrono::microseconds(50);
+constexpr int kLateTasks = 4;
+// When kLateRegions of the last 32 regions were late, the next kSerialRegions (a few decode
+// steps) run on the calling thread alone while the workers fall asleep, then parallel again: on
+// an oversubscribed machine the pool degrades to one thread's speed instead of far below it, and
+// recovers when the load goes.
+constexpr int kLateRegions = 8;
+constexpr int kSerialRegions = 512;
 
 inline void cpu_relax() {
 #if defined(__x86_64__)
@@ -75,6 +89,13 @@ struct ThreadPool::Impl {
     std::condition_variable cv;
     alignas(64) std::atomic<uint32_t> generation{0};
     std::atomic<bool> stop{false};
+    // Workers that are going to sleep or sleep on cv. The caller takes the mutex to notify only
+    // when there are some: a worker preempted while it held the mutex (in cv.wait's predicate)
+    // used to block the caller at every region until it got a core back.
+    alignas(64) std::atomic<int> sleepers{0};
+    // Caller-only state of the late-region fallback (parallel_for is not reentrant).
+    uint32_t late_history = 0;  // bit i: region i back was late
+    int serial_left = 0;
     std::unique_ptr<Cursor[]> cursors;
     Slot slots[2];
 
@@ -96,8 +117,9 @@ struct ThreadPool::Impl {
         }
     }
 
-    // Runs tasks of region gen, own range first, then the others'; adds what it ran to done.
-    void run_region(int thread_id, uint32_t gen) {
+    // Runs tasks of region gen, own range first, then the others'; adds what it ran to done and
+    // returns it.
+    int64_t run_region(int thread_id, uint32_t gen) {
         const Slot& slot = slots[gen & 1];
         int64_t ran = 0, task = 0;
         for (int k = 0; k < n_threads; ++k) {
@@ -110,6 +132,7 @@ struct ThreadPool::Impl {
         // Every task counted here belongs to region gen (the claims said so), which cannot have
         // completed before this add: its slot is still gen's.
         if (ran > 0) slots[gen & 1].done.fetch_add(ran, std::memory_order_acq_rel);
+        return ran;
     }
 
     void worker_loop(int thread_id) {
@@ -124,11 +147,18 @@ struct ThreadPool::Impl {
                     if ((i & 63) == 63 && std::chrono::steady_clock::now() > until) break;
                 }
                 if (g == seen) {
-                    std::unique_lock<std::mutex> lock(mu);
-                    cv.wait(lock, [&] {
-                        return generation.load(std::memory_order_acquire) != seen ||
-                               stop.load(std::memory_order_relaxed);
-                    });
+                    // seq_cst against parallel_for's store of the generation and load of
+                    // sleepers: either it sees this worker counted, or this worker sees the
+                    // new generation (no lost wake-up).
+                    sleepers.fetch_add(1, std::memory_order_seq_cst);
+                    {
+                        std::unique_lock<std::mutex> lock(mu);
+                        cv.wait(lock, [&] {
+                            return generation.load(std::memory_order_seq_cst) != seen ||
+                                   stop.load(std::memory_order_relaxed);
+                        });
+                    }
+                    sleepers.fetch_sub(1, std::memory_order_relaxed);
                     g = generation.load(std::memory_order_acquire);
                 }
             }
@@ -162,7 +192,8 @@ int ThreadPool::size() const { return impl_->n_threads; }
 void ThreadPool::parallel_for(int64_t n_tasks,
                               const std::function<void(int64_t task, int thread_id)>& fn) {
     Impl& p = *impl_;
-    if (p.n_threads == 1 || n_tasks <= 1) {
+    if (p.n_threads == 1 || n_tasks <= 1 || p.serial_left > 0) {
+        if (p.serial_left > 0) --p.serial_left;
         for (int64_t t = 0; t < n_tasks; ++t) fn(t, 0);
         return;
     }
@@ -180,17 +211,36 @@ void ThreadPool::parallel_for(int64_t n_tasks,
         p.cursors[t].word.store(static_cast<uint64_t>(gen) << 32 | static_cast<uint64_t>(begin),
                                 std::memory_order_relaxed);
     }
-    {
+    p.generation.store(gen, std::memory_order_seq_cst);
+    if (p.sleepers.load(std::memory_order_seq_cst) > 0) {
         // Under the mutex so a worker between its predicate check and its wait cannot miss it.
-        std::lock_guard<std::mutex> lock(p.mu);
-        p.generation.store(gen, std::memory_order_release);
+        { std::lock_guard<std::mutex> lock(p.mu); }
+        p.cv.notify_all();
     }
-    p.cv.notify_all();
-    p.run_region(0, gen);
-    // Only tasks another thread is still running remain; yield now and then so that thread
-    // gets the core on an oversubscribed machine.
-    for (int i = 0; slot.done.load(std::memory_order_acquire) != n_tasks; ++i) {
-        if ((i & 63) == 63) std::this_thread::yield(); else cpu_relax();
+    using Clock = std::chrono::steady_clock;
+    const auto t0 = Clock::now();
+    const int64_t ran = p.run_region(0, gen);
+    bool late = false;
+    if (slot.done.load(std::memory_order_acquire) != n_tasks) {
+        const auto t1 = Clock::now();
+        // Only tasks another thread is still running remain; yield now and then so that thread
+        // gets the core on an oversubscribed machine.
+        for (int i = 0; slot.done.load(std::memory_order_acquire) != n_tasks; ++i) {
+            if ((i & 63) == 63) std::this_thread::yield(); else cpu_relax();
+        }
+        const auto waited = Clock::now() - t1;
+        const auto per_task = (t1 - t0) / std::max<int64_t>(ran, 1);
+        late = waited > kLateWait && waited > kLateTasks * per_task;
+    }
+    // A worker that took no task had no core when the region came (or came too late for any):
+    // it only spins at others' expense. Regions too small to share count neither way.
+    const bool absent = ran == n_tasks && n_tasks >= 2 * T;
+    p.late_history = p.late_history << 1 | (late || absent ? 1u : 0u);
+    int n_late = 0;
+    for (uint32_t h = p.late_history; h != 0; h &= h - 1) ++n_late;
+    if (n_late >= kLateRegions) {
+        p.serial_left = kSerialRegions;
+        p.late_history = 0;
     }
 }
 
