@@ -1,6 +1,6 @@
 // thread_pool.cpp — std::thread workers that spin for a short while after each parallel region,
-// then sleep on a condition variable; regions fall back to the calling thread alone for a while
-// when other processes keep taking the workers' cores (see kLateWait). Decode issues a few hundred parallel regions per token,
+// then sleep on a condition variable; regions use fewer threads for a while when other processes
+// keep taking the workers' cores (see kLateWait). Decode issues a few hundred parallel regions per token,
 // microseconds apart: spinning catches the next one without a futex wake-up, sleeping keeps an
 // idle runtime (or an oversubscribed phone) from burning a core.
 //
@@ -42,12 +42,12 @@ constexpr auto kSpinFor = std::chrono::microseconds(300);
 // the worker had no core, and its spinning only takes time from the caller.
 constexpr auto kLateWait = std::chrono::microseconds(50);
 constexpr int kLateTasks = 4;
-// When kLateRegions of the last 32 regions were late, the next kSerialRegions (a few decode
-// steps) run on the calling thread alone while the workers fall asleep, then parallel again: on
-// an oversubscribed machine the pool degrades to one thread's speed instead of far below it, and
-// recovers when the load goes.
+// When kLateRegions of the last 32 regions were late, half the threads sit out the next
+// kReducedRegions (a few decode steps; 2 threads: the calling thread alone, the worker falls
+// asleep), then all take part again: on an oversubscribed machine the pool degrades towards one
+// thread's speed instead of far below it, and recovers when the load goes.
 constexpr int kLateRegions = 8;
-constexpr int kSerialRegions = 512;
+constexpr int kReducedRegions = 512;
 
 inline void cpu_relax() {
 #if defined(__x86_64__)
@@ -78,6 +78,7 @@ struct ThreadPool::Impl {
     struct Slot {
         const Fn* fn = nullptr;
         std::atomic<int64_t> done{0};
+        std::atomic<int> active{0};  // threads taking part: ranges [0, active), ids below it
         // End of each thread's range. Atomic only because a thread that lost the race for the
         // last task may read it after a later region reused the slot (its claim then fails).
         std::atomic<int64_t> end[kMaxThreads] = {};
@@ -95,7 +96,8 @@ struct ThreadPool::Impl {
     alignas(64) std::atomic<int> sleepers{0};
     // Caller-only state of the late-region fallback (parallel_for is not reentrant).
     uint32_t late_history = 0;  // bit i: region i back was late
-    int serial_left = 0;
+    int active = 0;             // threads that take part in regions now (<= n_threads)
+    int reduced_left = 0;       // regions left before trying all threads again
     std::unique_ptr<Cursor[]> cursors;
     Slot slots[2];
 
@@ -122,8 +124,11 @@ struct ThreadPool::Impl {
     int64_t run_region(int thread_id, uint32_t gen) {
         const Slot& slot = slots[gen & 1];
         int64_t ran = 0, task = 0;
-        for (int k = 0; k < n_threads; ++k) {
-            const int r = (thread_id + k) % n_threads;
+        // A stale read of active (the slot reused meanwhile) only leads to claims that fail.
+        const int active_now = slot.active.load(std::memory_order_relaxed);
+        if (thread_id >= active_now) return 0;
+        for (int k = 0; k < active_now; ++k) {
+            const int r = (thread_id + k) % active_now;
             while (claim(r, gen, slot, task)) {
                 (*slot.fn)(task, thread_id);
                 ++ran;
@@ -172,6 +177,7 @@ struct ThreadPool::Impl {
 ThreadPool::ThreadPool(int n_threads) : impl_(new Impl) {
     impl_->n_threads = std::min(std::max(1, n_threads), Impl::kMaxThreads);
     impl_->cursors.reset(new Impl::Cursor[size_t(impl_->n_threads)]);
+    impl_->active = impl_->n_threads;
     for (int i = 1; i < impl_->n_threads; ++i) {
         impl_->workers.emplace_back([this, i] { impl_->worker_loop(i); });
     }
@@ -192,19 +198,20 @@ int ThreadPool::size() const { return impl_->n_threads; }
 void ThreadPool::parallel_for(int64_t n_tasks,
                               const std::function<void(int64_t task, int thread_id)>& fn) {
     Impl& p = *impl_;
-    if (p.n_threads == 1 || n_tasks <= 1 || p.serial_left > 0) {
-        if (p.serial_left > 0) --p.serial_left;
+    if (p.reduced_left > 0 && --p.reduced_left == 0) p.active = p.n_threads;  // try all again
+    if (p.active <= 1 || n_tasks <= 1) {
         for (int64_t t = 0; t < n_tasks; ++t) fn(t, 0);
         return;
     }
     const uint32_t gen = p.generation.load(std::memory_order_relaxed) + 1;
     Impl::Slot& slot = p.slots[gen & 1];
     slot.fn = &fn;
+    slot.active.store(p.active, std::memory_order_relaxed);
     slot.done.store(0, std::memory_order_relaxed);
     // Thread t's range is [t * n / T, (t + 1) * n / T): contiguous tasks, so a thread walks
     // neighbouring weight rows. Every claim word carries the new generation before the region is
     // published.
-    const int T = p.n_threads;
+    const int T = p.active;
     for (int t = 0; t < T; ++t) {
         const int64_t begin = n_tasks * t / T;
         slot.end[t].store(n_tasks * (t + 1) / T, std::memory_order_relaxed);
@@ -239,7 +246,8 @@ void ThreadPool::parallel_for(int64_t n_tasks,
     int n_late = 0;
     for (uint32_t h = p.late_history; h != 0; h &= h - 1) ++n_late;
     if (n_late >= kLateRegions) {
-        p.serial_left = kSerialRegions;
+        p.active = std::max(1, p.active / 2);
+        p.reduced_left = kReducedRegions;
         p.late_history = 0;
     }
 }

@@ -19,7 +19,7 @@ public:
     // Runs fn(task, thread_id) for every task in [0, n_tasks) across the pool, the calling thread
     // included (thread_id 0), and returns when all are done. Not reentrant. When the other
     // threads keep arriving late (their cores taken by other processes), the next few hundred
-    // regions run on the calling thread alone (thread_id 0 only), then the pool tries again.
+    // regions use half the threads (2 threads: the calling thread alone), then all again.
     void parallel_for(int64_t n_tasks, const std::function<void(int64_t task, int thread_id)>& fn);
 
 private:
