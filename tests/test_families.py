@@ -275,6 +275,20 @@ def test_window_state_trim_save_load(family, tmp_path):
             assert a.n_past == 0
 
 
+def test_llm_starts_over_when_the_ring_moved_on(family):
+    """LLM reuses the cached prefix where the rings still hold its window, and re-evaluates from
+    scratch where they do not: either way the tokens equal a fresh conversation's."""
+    _, from_hf, _, _ = family("gemma2")
+    long, other = _ids(41, 220), _ids(43, 30)
+    with LLM(from_hf, n_ctx=512, n_batch=16, n_threads=2) as llm, \
+            LLM(from_hf, n_ctx=512, n_batch=16, n_threads=2) as fresh:
+        llm.generate_ids(long, max_tokens=4)
+        for prompt in (long[:210] + other, long[:40] + other):  # inside the rings; long gone
+            want = fresh.generate_ids(prompt, max_tokens=8)
+            fresh.reset()
+            assert llm.generate_ids(prompt, max_tokens=8) == want
+
+
 def test_gemma_query_scale_is_read(family, tmp_path):
     """query_pre_attn_scalar other than head_dim (Gemma 2 27B's kind) comes from the config."""
     hf, _, _, _ = family("gemma2")
