@@ -12,13 +12,35 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from edgert.errors import ModelFormatError
+from edgert.errors import InvalidArgumentError, ModelFormatError
 
 from .recipe import RECIPES
 from .write_model import CONVERTER_VERSION
 
 __version__ = CONVERTER_VERSION
 __all__ = ["convert", "RECIPES", "__version__"]
+
+
+def _refuse_output_among_inputs(out: Path, inputs: list[Path]) -> None:
+    """The output may never be a file the conversion reads: writing it would truncate a mapped
+    input (SIGBUS) or replace the user's source. os.path.samefile compares device and inode, so
+    symlinks, other spellings of the path and hard links are all caught."""
+    if not out.exists():
+        return
+    for p in inputs:
+        try:
+            same = os.path.samefile(p, out)
+        except OSError:
+            continue
+        if same:
+            raise InvalidArgumentError(f"the output {out} is also an input of this conversion ({p}); "
+                                       "write the .edgt file to another path")
+
+
+def _directory_inputs(src: Path) -> list[Path]:
+    # Every file directly in a checkpoint directory may be read (config, tokenizer files,
+    # shards; shard names in an index are refused unless they are plain names in this directory).
+    return [p for p in src.iterdir() if p.is_file()]
 
 
 def _llama2c_tokenizer(src: Path, tokenizer: str | os.PathLike | None) -> Path:
@@ -65,33 +87,42 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, *, quantize: str = "
     """
     from .recipe import RECIPES as recipes
     if quantize not in recipes:
-        from edgert.errors import InvalidArgumentError
         raise InvalidArgumentError(f"unknown quantize recipe {quantize!r}; choose one of {', '.join(recipes)}")
     src, out = Path(src), Path(out)
     if not src.exists():
         raise FileNotFoundError(f"{src}: no such file or directory")
+    if out.is_dir():
+        raise InvalidArgumentError(f"the output {out} is a directory; give the path of the .edgt file to write")
     out.parent.mkdir(parents=True, exist_ok=True)
     if src.is_dir():
         if not (src / "config.json").exists():
             raise ModelFormatError(f"{src}: a directory source must be a Hugging Face checkpoint with config.json")
+        _refuse_output_among_inputs(out, _directory_inputs(src))
         from .hf import read_hf
         from .write_model import write_model
         model, shards = read_hf(src)
-        return write_model(model, out, recipe=quantize, sources=shards, source_label=src.name, progress=progress)
+        _refuse_output_among_inputs(out, shards)
+        write_model(model, out, recipe=quantize, sources=shards, source_label=src.name, progress=progress)
+        return out
+    _refuse_output_among_inputs(out, [src])
     with open(src, "rb") as f:
         magic = f.read(4)
     if magic == b"GGUF":
-        return _convert_gguf(src, out, quantize, progress, src.name, [src])
+        _convert_gguf(src, out, quantize, progress, src.name, [src])
+        return out
     if magic == b"PK\x03\x04" and src.suffix in (".whl", ".zip"):
-        return _convert_archive(src, out, quantize, progress)
+        _convert_archive(src, out, quantize, progress)
+        return out
     if src.suffix == ".gguf":
         raise ModelFormatError(f"{src}: has a .gguf name but no GGUF magic (got {magic!r}); the file is corrupt")
     from .llama2c import looks_like_llama2c, read_llama2c
     if looks_like_llama2c(src):
         from .write_model import write_model
         tok = _llama2c_tokenizer(src, tokenizer)
+        _refuse_output_among_inputs(out, [src, tok])
         model = read_llama2c(src, tok)
-        return write_model(model, out, recipe=quantize, sources=[src], source_label=src.name, progress=progress)
+        write_model(model, out, recipe=quantize, sources=[src], source_label=src.name, progress=progress)
+        return out
     raise ModelFormatError(
         f"{src}: unrecognised source. Expected a Hugging Face directory (config.json + *.safetensors), "
         "a .gguf file, a .whl/.zip containing one .gguf, or a llama2.c checkpoint (.bin)")

@@ -122,7 +122,16 @@ def _tokenizer(src: Path, cfg: dict[str, Any]) -> tuple[dict[str, Any], str | No
 def _shards(src: Path) -> list[Path]:
     index = src / "model.safetensors.index.json"
     if index.exists():
-        files = sorted(set(_load_json(index)["weight_map"].values()))
+        weight_map = _load_json(index).get("weight_map")
+        if not isinstance(weight_map, dict) or not all(isinstance(f, str) for f in weight_map.values()):
+            raise ModelFormatError(f"{index}: weight_map must be an object of tensor name -> shard file name")
+        files = sorted(set(weight_map.values()))
+        for f in files:
+            # a shard is a plain file name in this directory: never a path that leaves it
+            if not f or f != Path(f).name or f in (".", ".."):
+                raise ModelFormatError(f"{index}: shard {f!r} is not a file name in {src}")
+            if not (src / f).is_file():
+                raise ModelFormatError(f"{index}: shard {f!r} is missing from {src}")
         return [src / f for f in files]
     files = sorted(src.glob("*.safetensors"))
     if not files:
