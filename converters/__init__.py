@@ -7,18 +7,43 @@
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Iterator
 
-from edgert.errors import InvalidArgumentError, ModelFormatError
+from edgert.errors import EdgertError, InvalidArgumentError, ModelFormatError
+from edgert.tokenizer import is_library_failure
 
 from .recipe import RECIPES
 from .write_model import CONVERTER_VERSION
 
 __version__ = CONVERTER_VERSION
 __all__ = ["convert", "RECIPES", "__version__"]
+
+
+@contextlib.contextmanager
+def _typed_failures(src: Path, stage: str) -> Iterator[None]:
+    """The one boundary of the converters: whatever a reader or the writer raises that is not
+    already typed becomes a ModelFormatError naming the source and the stage, so no input ends
+    in a traceback or an exception an app's `except EdgertError` misses (a Rust PanicException
+    from the tokenizers library derives from BaseException). The readers validate every field
+    at its root (source_checks.py); reaching this means a check is missing, so the error is
+    marked `unexpected` and the fuzz harnesses count it as a finding. OSError is the file
+    system's own report (a missing file, a full disk) and passes through."""
+    try:
+        yield
+    except (EdgertError, OSError):
+        raise
+    except BaseException as e:
+        if not is_library_failure(e):  # KeyboardInterrupt, SystemExit, GeneratorExit
+            raise
+        err = ModelFormatError(f"{src}: {stage} failed ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
+                               "the file is malformed or uses something edgert does not read")
+        err.unexpected = type(e).__name__
+        raise err from e
 
 
 def _refuse_output_among_inputs(out: Path, inputs: list[Path]) -> None:
@@ -100,18 +125,22 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, *, quantize: str = "
         _refuse_output_among_inputs(out, _directory_inputs(src))
         from .hf import read_hf
         from .write_model import write_model
-        model, shards = read_hf(src)
+        with _typed_failures(src, "reading the Hugging Face checkpoint"):
+            model, shards = read_hf(src)
         _refuse_output_among_inputs(out, shards)
-        write_model(model, out, recipe=quantize, sources=shards, source_label=src.name, progress=progress)
+        with _typed_failures(src, f"writing {out}"):
+            write_model(model, out, recipe=quantize, sources=shards, source_label=src.name, progress=progress)
         return out
     _refuse_output_among_inputs(out, [src])
     with open(src, "rb") as f:
         magic = f.read(4)
     if magic == b"GGUF":
-        _convert_gguf(src, out, quantize, progress, src.name, [src])
+        with _typed_failures(src, "converting the GGUF file"):
+            _convert_gguf(src, out, quantize, progress, src.name, [src])
         return out
     if magic == b"PK\x03\x04" and src.suffix in (".whl", ".zip"):
-        _convert_archive(src, out, quantize, progress)
+        with _typed_failures(src, "converting the GGUF file in the archive"):
+            _convert_archive(src, out, quantize, progress)
         return out
     if src.suffix == ".gguf":
         raise ModelFormatError(f"{src}: has a .gguf name but no GGUF magic (got {magic!r}); the file is corrupt")
@@ -120,8 +149,10 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, *, quantize: str = "
         from .write_model import write_model
         tok = _llama2c_tokenizer(src, tokenizer)
         _refuse_output_among_inputs(out, [src, tok])
-        model = read_llama2c(src, tok)
-        write_model(model, out, recipe=quantize, sources=[src], source_label=src.name, progress=progress)
+        with _typed_failures(src, "reading the llama2.c checkpoint"):
+            model = read_llama2c(src, tok)
+        with _typed_failures(src, f"writing {out}"):
+            write_model(model, out, recipe=quantize, sources=[src], source_label=src.name, progress=progress)
         return out
     raise ModelFormatError(
         f"{src}: unrecognised source. Expected a Hugging Face directory (config.json + *.safetensors), "

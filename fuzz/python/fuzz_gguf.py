@@ -1,0 +1,28 @@
+"""atheris target: a GGUF file from the fuzzer through `edgert.converters.convert` (the bounds-checked
+reader, the llama import, the tokenizer.ggml.* -> tokenizer.json rebuild, the .edgt writer), then
+the converted file's tokenizer and chat template (harness.exercise_edgt)."""
+from __future__ import annotations
+
+import sys
+
+import atheris  # noqa: F401  (harness sets it up)
+
+import harness
+
+with harness.instrumented("converters"):
+    from edgert.converters import convert
+
+SCRATCH = harness.scratch_dir()
+
+
+def test_one_input(data: bytes) -> None:
+    src, out = SCRATCH / "in.gguf", SCRATCH / "out.edgt"
+    harness.clear(SCRATCH)
+    src.write_bytes(data)
+    with harness.typed_errors_allowed():
+        convert(src, out, progress=False)
+        harness.exercise_edgt(out)
+
+
+if __name__ == "__main__":
+    harness.main(test_one_input)
