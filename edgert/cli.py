@@ -1,6 +1,7 @@
 """The `edgert` command: convert, run, chat, info, bench, perplexity.
 
-Errors print one line to stderr and exit 1 (130 on Ctrl-C); EDGERT_DEBUG=1 shows the traceback.
+Errors print one line to stderr and exit 1 (130 on Ctrl-C), whatever the input; EDGERT_DEBUG=1
+shows the traceback. Arguments are checked by the object layer (edgert/arguments.py).
 `convert`, `bench` and `perplexity` belong to edgert.converters.cli, edgert.bench and
 edgert.perplexity; this file only wires them in.
 """
@@ -244,6 +245,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if os.environ.get("EDGERT_DEBUG") == "1":
             raise
         print(f"edgert: error: {_one_line(e)}", file=sys.stderr)
+        return 1
+    except BaseException as e:
+        # Anything else is a bug in edgert (every malformed input has a typed error), but the
+        # user still gets one line; a Rust PanicException derives from BaseException.
+        if isinstance(e, (SystemExit, GeneratorExit)) or os.environ.get("EDGERT_DEBUG") == "1":
+            raise
+        print(f"edgert: internal error: {type(e).__name__}: {_one_line(e)} (please report it; "
+              "EDGERT_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 1
 
 

@@ -3,7 +3,7 @@ reader, the llama import, the tokenizer.ggml.* -> tokenizer.json rebuild, the .e
 the converted file's tokenizer and chat template (harness.exercise_edgt)."""
 from __future__ import annotations
 
-import sys
+from pathlib import Path
 
 import atheris  # noqa: F401  (harness sets it up)
 
@@ -15,13 +15,17 @@ with harness.instrumented("converters"):
 SCRATCH = harness.scratch_dir()
 
 
-def test_one_input(data: bytes) -> None:
+def convert_input(data: bytes) -> Path:
+    """Convert the input as a .gguf file; returns the .edgt written (or raises)."""
     src, out = SCRATCH / "in.gguf", SCRATCH / "out.edgt"
     harness.clear(SCRATCH)
     src.write_bytes(data)
+    return convert(src, out, progress=False)
+
+
+def test_one_input(data: bytes) -> None:
     with harness.typed_errors_allowed():
-        convert(src, out, progress=False)
-        harness.exercise_edgt(out)
+        harness.exercise_edgt(convert_input(data))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from pathlib import Path
 
 import atheris  # noqa: F401
 
@@ -24,40 +25,47 @@ SIDE_FILES = ("config.json", "tokenizer_config.json", "generation_config.json")
 SCRATCH = harness.scratch_dir()
 
 
-def _checkpoint_with(files: dict[str, bytes]) -> None:
+def _checkpoint_with(files: dict[str, bytes], drop: tuple[str, ...] = ()) -> Path:
     harness.clear(SCRATCH)
     src = SCRATCH / "src"
     shutil.copytree(BASE, src)
     for name, data in files.items():
         (src / name).write_bytes(data)
+    for name in drop:
+        (src / name).unlink(missing_ok=True)
+    return src
 
 
-def _convert() -> None:
-    with harness.typed_errors_allowed():
-        convert(SCRATCH / "src", SCRATCH / "out.edgt", progress=False)
-        harness.exercise_edgt(SCRATCH / "out.edgt")
+def _convert(src: Path) -> Path:
+    return convert(src, SCRATCH / "out.edgt", progress=False)
 
 
-def hf_config(data: bytes) -> None:
+def hf_config_input(data: bytes) -> Path:
     parts = data.split(SEPARATOR)
-    _checkpoint_with(dict(zip(SIDE_FILES, parts)))
-    for name in SIDE_FILES[len(parts):]:
-        if name != "config.json":
-            (SCRATCH / "src" / name).unlink(missing_ok=True)
-    _convert()
+    return _convert(_checkpoint_with(dict(zip(SIDE_FILES, parts)),
+                                     drop=tuple(n for n in SIDE_FILES[len(parts):] if n != "config.json")))
 
 
-def safetensors(data: bytes) -> None:
-    _checkpoint_with({"model.safetensors": data})
-    _convert()
+def safetensors_input(data: bytes) -> Path:
+    return _convert(_checkpoint_with({"model.safetensors": data}))
 
 
-def tokenizer_json(data: bytes) -> None:
-    _checkpoint_with({"tokenizer.json": data})
-    _convert()
+def tokenizer_json_input(data: bytes) -> Path:
+    return _convert(_checkpoint_with({"tokenizer.json": data}))
 
 
-TARGETS = {"hf_config": hf_config, "safetensors": safetensors, "tokenizer_json": tokenizer_json}
+CONVERT_INPUT = {"hf_config": hf_config_input, "safetensors": safetensors_input,
+                 "tokenizer_json": tokenizer_json_input}
+
+
+def _target(convert_input):
+    def test_one_input(data: bytes) -> None:
+        with harness.typed_errors_allowed():
+            harness.exercise_edgt(convert_input(data))
+    return test_one_input
+
+
+TARGETS = {name: _target(f) for name, f in CONVERT_INPUT.items()}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in TARGETS:

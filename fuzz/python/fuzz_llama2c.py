@@ -3,6 +3,8 @@ without one, the checkpoint alone with the seed tokenizer) through `convert`, th
 file's tokenizer (harness.exercise_edgt)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import atheris  # noqa: F401
 
 import harness
@@ -15,15 +17,18 @@ SCRATCH = harness.scratch_dir()
 DEFAULT_TOKENIZER = (harness.CORPUS / "llama2c.tokenizer.bin").read_bytes()
 
 
-def test_one_input(data: bytes) -> None:
+def convert_input(data: bytes) -> Path:
     model, sep, tok = data.partition(SEPARATOR)
     harness.clear(SCRATCH)
     src, tok_path, out = SCRATCH / "model.bin", SCRATCH / "tokenizer.bin", SCRATCH / "out.edgt"
     src.write_bytes(model)
     tok_path.write_bytes(tok if sep else DEFAULT_TOKENIZER)
+    return convert(src, out, tokenizer=tok_path, progress=False)
+
+
+def test_one_input(data: bytes) -> None:
     with harness.typed_errors_allowed():
-        convert(src, out, tokenizer=tok_path, progress=False)
-        harness.exercise_edgt(out)
+        harness.exercise_edgt(convert_input(data))
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def typed_errors_allowed() -> Iterator[None]:
     try:
         yield
     except EdgertError as e:
-        if e.unexpected:
+        if getattr(e, "unexpected", None):
             raise UnexpectedAtBoundary(f"{e.unexpected} mapped at a boundary: {e}") from e
 
 

@@ -11,7 +11,8 @@ the checkout), cut down to 1-layer models of a few kilobytes so that mutations s
 - chat_template/: SmolLM2's template and the common template idioms (system message handling,
   loop.first/last, namespace, tojson of tools, raise_exception), each with a conversation.
 
-Files named `regress-*` are inputs the fuzzers found; this script never touches them.
+Files named `regress-*` are inputs the fuzzers found; this script never touches them. Seeds named
+`refused-*` are valid-looking inputs the converter must refuse (they reach its later checks).
 Run: python fuzz/python/make_seeds.py   (needs the `gguf` package of the test extra)
 """
 from __future__ import annotations
@@ -231,7 +232,7 @@ def hf_seeds() -> None:
     qwen = dict(config, architectures=["Qwen2ForCausalLM"], model_type="qwen2", use_sliding_window=False)
     tcfg = json.loads(files["tokenizer_config.json"])
     tcfg["chat_template"] = _field(src, "tokenizer.chat_template")
-    (d / "qwen2-no-bias").write_bytes(json.dumps(qwen).encode() + HF_SEP + json.dumps(tcfg).encode())
+    (d / "refused-qwen2-no-bias").write_bytes(json.dumps(qwen).encode() + HF_SEP + json.dumps(tcfg).encode())
     llama3 = dict(config, rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                         "high_freq_factor": 4.0, "original_max_position_embeddings": 32})
     (d / "llama3-rope").write_bytes(json.dumps(llama3).encode())
