@@ -113,8 +113,13 @@ def _library_errors(build: Callable[..., str]) -> Callable[..., str]:
         except BaseException as e:
             if not is_library_failure(e):
                 raise
-            raise ModelFormatError(f"the vocabulary does not make a valid tokenizer ({type(e).__name__}: "
-                                   f"{' '.join(str(e).split())[:200]})") from None
+            err = ModelFormatError(f"the vocabulary does not make a valid tokenizer ({type(e).__name__}: "
+                                   f"{' '.join(str(e).split())[:200]})")
+            # The library reports content it rejects as a bare Exception or a panic; any other
+            # type (IndexError, TypeError, ...) means a check before this call is missing.
+            if not (type(e) is Exception or type(e).__name__ == "PanicException"):
+                err.unexpected = type(e).__name__
+            raise err from e
     return run
 
 

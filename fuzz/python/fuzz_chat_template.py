@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """atheris target: a chat template and the messages from the fuzzer, rendered by
 `edgert.chat_template.ChatTemplate` (jinja2's sandbox with edgert's work and output limits).
 

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """atheris target: a GGUF file from the fuzzer through `edgert.converters.convert` (the bounds-checked
 reader, the llama import, the tokenizer.ggml.* -> tokenizer.json rebuild, the .edgt writer), then
 the converted file's tokenizer and chat template (harness.exercise_edgt)."""

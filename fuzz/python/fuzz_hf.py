@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """atheris targets over a Hugging Face checkpoint directory: the fuzzer writes one of its files
 (or, for `hf_config`, the JSON side files joined by SEPARATOR) and the rest come from the seed
 checkpoint (`corpus/hf.base/`, a 1-layer model cut from stories260K). Each input goes through

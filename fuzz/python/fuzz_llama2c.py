@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """atheris target: a llama2.c checkpoint and its tokenizer.bin from the fuzzer (joined by SEPARATOR;
 without one, the checkpoint alone with the seed tokenizer) through `convert`, then the converted
 file's tokenizer (harness.exercise_edgt)."""

@@ -45,7 +45,11 @@ command_of() {  # the command line (without libFuzzer flags) of one target
     esac
 }
 
-if [ "$mode" = runs ]; then budget=(-runs="$amount"); else budget=(-max_total_time="$amount"); fi
+# --runs: in-process, deterministic with -seed (CI). --seconds: libFuzzer's fork mode, which runs
+# the target in child processes it restarts, so one input's leftovers (or a library's slow growth
+# per tokenizer, ~20 KB in tokenizers 0.23) never add up to the RSS limit over a long run; the
+# child is the target script itself (hence the shebang lines and the executable bit).
+if [ "$mode" = runs ]; then budget=(-runs="$amount"); else budget=(-max_total_time="$amount" -fork=1); fi
 status=0 total=0
 printf '%-15s %12s %9s %9s\n' target executions seconds findings
 for t in "${targets[@]}"; do
