@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -95,6 +96,13 @@ def _convert_archive(src: Path, out: Path, quantize: str, progress: bool | None)
             if len(ggufs) != 1:
                 raise ModelFormatError(f"{src}: the archive must contain exactly one .gguf, found {len(ggufs)}")
             with tempfile.TemporaryDirectory(prefix="edgert-") as tmp:
+                # zipfile writes at most the member's declared size: check it fits before a
+                # hostile archive (a zip bomb) can fill the disk
+                size = z.getinfo(ggufs[0]).file_size
+                free = shutil.disk_usage(tmp).free
+                if size > free:
+                    raise ModelFormatError(f"{src}: {ggufs[0]} would unpack to {size:,} bytes but only "
+                                           f"{free:,} are free in {tempfile.gettempdir()} (set TMPDIR elsewhere)")
                 inner = Path(z.extract(ggufs[0], tmp))
                 return _convert_gguf(inner, out, quantize, progress, f"{src.name}!{ggufs[0]}", [inner])
     except zipfile.BadZipFile as e:

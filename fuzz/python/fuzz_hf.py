@@ -8,6 +8,7 @@ checkpoint (`corpus/hf.base/`, a 1-layer model cut from stories260K). Each input
 """
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -69,7 +70,12 @@ def _target(convert_input):
 TARGETS = {name: _target(f) for name, f in CONVERT_INPUT.items()}
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2 or sys.argv[1] not in TARGETS:
+    # The target name is the first argument; libFuzzer's fork mode re-runs this script with the
+    # libFuzzer flags only, so the children find the name in the environment instead.
+    name = os.environ.get("EDGERT_FUZZ_HF_TARGET")
+    if name is None and len(sys.argv) > 1 and sys.argv[1] in TARGETS:
+        name = sys.argv.pop(1)
+    if name not in TARGETS:
         sys.exit(f"usage: {sys.argv[0]} {'|'.join(TARGETS)} [libFuzzer flags] [corpus]")
-    target = TARGETS[sys.argv.pop(1)]
-    harness.main(target)
+    os.environ["EDGERT_FUZZ_HF_TARGET"] = name
+    harness.main(TARGETS[name])
