@@ -140,15 +140,19 @@ def cmd_chat(args: argparse.Namespace) -> int:
 def model_report(llm: Any) -> dict[str, Any]:
     from . import _edgert
     meta = llm.metadata
+
+    def obj(value: Any) -> dict[str, Any]:  # the file's metadata may hold anything: show objects only
+        return value if isinstance(value, dict) else {}
+    quantization = obj(meta.get("quantization"))
     return {
         "path": os.path.abspath(llm.path),
         "info": asdict(llm.info),
-        "hparams": meta.get("hparams", {}),
-        "tensor_types": (meta.get("quantization") or {}).get("tensor_types", {}),
-        "quantization_recipe": (meta.get("quantization") or {}).get("recipe"),
-        "provenance": meta.get("provenance", {}),
+        "hparams": obj(meta.get("hparams")),
+        "tensor_types": obj(quantization.get("tensor_types")),
+        "quantization_recipe": quantization.get("recipe"),
+        "provenance": obj(meta.get("provenance")),
         "has_chat_template": bool(meta.get("chat_template")),
-        "tokenizer": {k: v for k, v in (meta.get("tokenizer") or {}).items() if k != "json"},
+        "tokenizer": {k: v for k, v in obj(meta.get("tokenizer")).items() if k != "json"},
         "n_ctx": llm.n_ctx,
         "kv_bytes_per_token": llm.context.kv_bytes_per_token,
         "isa": _edgert.isa(),

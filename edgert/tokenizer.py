@@ -140,7 +140,10 @@ class Tokenizer:
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, Any]) -> "Tokenizer":
-        tok = metadata.get("tokenizer") or {}
+        tok = metadata.get("tokenizer") if isinstance(metadata, dict) else None
+        if not isinstance(tok, dict):
+            raise ModelFormatError("the model metadata has no tokenizer object; re-convert the model "
+                                   "with `edgert convert`")
         if not isinstance(tok.get("json"), str):
             raise ModelFormatError("the model metadata has no tokenizer.json text; re-convert the "
                                    "model with `edgert convert`")

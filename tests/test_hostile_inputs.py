@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT, STORIES
+import edgert
 from edgert.errors import EdgertError, ModelFormatError, TokenizerError
 
 FUZZ = REPO_ROOT / "fuzz" / "python"
@@ -200,3 +201,33 @@ def test_conversion_memory_is_bounded_by_the_file(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.count("refused") == 2
+
+
+def _with_metadata(src_path: Path, dst: Path, **changes) -> Path:
+    from converters.edgt_file import EdgtWriter, TensorSpec, read_edgt
+    src = read_edgt(src_path)
+    specs = [TensorSpec(e.name, e.dtype, e.shape) for e in src.tensors.values()]
+    with EdgtWriter(dst, dict(src.metadata, **changes), specs) as w:
+        for s in specs:
+            w.write(s.name, src.raw(s.name))
+    return dst
+
+
+def test_odd_metadata_values_are_typed_errors_or_ignored(stories_edgt: Path, tmp_path: Path) -> None:
+    """The metadata JSON of an .edgt file is the file's: a `tokenizer` that is not an object is a
+    ModelFormatError when the model opens; `edgert info` shows what it can of odd report fields."""
+    from edgert import LLM
+    bad = _with_metadata(stories_edgt, tmp_path / "tok.edgt", tokenizer="not an object")
+    with pytest.raises(ModelFormatError, match="tokenizer"):
+        LLM(bad)
+    from edgert.tokenizer import Tokenizer
+    with pytest.raises(ModelFormatError, match="no tokenizer object"):
+        Tokenizer.from_metadata({"tokenizer": "not an object"})
+    odd = _with_metadata(stories_edgt, tmp_path / "odd.edgt", quantization=[1], provenance="x",
+                         chat_template=12)
+    r = subprocess.run([sys.executable, "-m", "edgert", "info", str(odd)], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=120)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    with LLM(odd) as llm:
+        with pytest.raises(edgert.ChatTemplateError, match="must be text"):
+            llm.chat([{"role": "user", "content": "hi"}])
