@@ -10,7 +10,7 @@ add_library(edgert_test_support STATIC
 target_link_libraries(edgert_test_support PUBLIC edgert_core)
 target_include_directories(edgert_test_support PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 
-foreach(t test_json_crc test_loader_bad_input test_api_errors test_sampler test_forward)
+foreach(t test_json_crc test_loader_bad_input test_hostile_files test_api_errors test_sampler test_forward)
   add_executable(${t} ${CMAKE_CURRENT_LIST_DIR}/${t}.cpp)
   target_link_libraries(${t} PRIVATE edgert_test_support)
   add_test(NAME ${t} COMMAND ${t})

@@ -2,6 +2,7 @@
 #include <string>
 
 #include "api/api_guard.h"
+#include "core/message_text.h"
 #include "kernels/kernels.h"
 
 namespace edgert {
@@ -11,7 +12,10 @@ thread_local std::string g_last_error;
 
 void set_last_error(const std::string& message) {
     try {
-        g_last_error = message;
+        // Messages quote file bytes through quote_bytes() where they are built; this is the net
+        // for any that did not: edgert_last_error() is always valid UTF-8, so the Python binding
+        // (py::str) and the JNI bridge (NewStringUTF) can take it as it is.
+        g_last_error = escape_invalid_utf8(message);
     } catch (...) {
         g_last_error.clear();  // out of memory while reporting: an empty message beats a crash
     }
