@@ -23,7 +23,7 @@ BUILD = Path(os.environ.get("EDGERT_FUZZ_BUILD", REPO / "build" / "fuzz-native")
 JOBS = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", "2")
 # Executions per target in CI: ~20 s in all on 2 cores, past every seed (the largest corpus has
 # ~50) into mutations.
-RUNS = 600
+RUNS = 2000
 
 TARGETS = sorted(p.stem for p in FUZZ.glob("fuzz_*.cpp"))
 LINE = re.compile(r"^(fuzz_\w+)\s+executions\s+(\d+)\s+time\s+(\d+)s\s+findings\s+(\d+)$", re.M)

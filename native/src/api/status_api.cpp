@@ -1,4 +1,5 @@
 // status_api.cpp — status names, last error, versions and ISA selection of the C API.
+#include <cstring>
 #include <string>
 
 #include "api/api_guard.h"
@@ -26,7 +27,13 @@ void set_last_error(const std::string& message) {
 extern "C" {
 
 EDGERT_API const char* edgert_status_string(edgert_status status) {
-    switch (status) {
+    // A C caller may pass any int. In C++ an edgert_status outside its enumerators' range
+    // (0..15) cannot be read as the enum without undefined behaviour (clang's -fsanitize=enum
+    // reports it), so the bytes are read as the int they are.
+    static_assert(sizeof(edgert_status) == sizeof(int), "edgert_status is an int-sized enum");
+    int code;
+    std::memcpy(&code, &status, sizeof code);
+    switch (code) {
         case EDGERT_OK: return "EDGERT_OK";
         case EDGERT_ERR_INVALID_ARGUMENT: return "EDGERT_ERR_INVALID_ARGUMENT";
         case EDGERT_ERR_IO: return "EDGERT_ERR_IO";
