@@ -182,7 +182,34 @@ def pin_inputs(model: Any, input_shapes: Optional[Mapping[str, Sequence[int]]]) 
     if given:
         raise ModelFormatError(f"input_shapes names {sorted(given)}, which are not graph inputs "
                                f"(inputs: {[v.name for v in model.graph.input]})")
-    del onnx
+    _type_shapeless_outputs(model)
+
+
+def _type_shapeless_outputs(model: Any) -> None:
+    """Graph outputs declared without a shape (onnxruntime accepts them, onnx.checker does not):
+    take their type from shape inference on a copy where they are intermediate values."""
+    import onnx
+    import onnx.shape_inference
+    missing = [o for o in model.graph.output
+               if o.type.HasField("tensor_type") and not o.type.tensor_type.HasField("shape")]
+    if not missing:
+        return
+    tmp = onnx.ModelProto()
+    tmp.CopyFrom(model)
+    names = {o.name for o in missing}
+    kept = [o for o in tmp.graph.output if o.name not in names]
+    del tmp.graph.output[:]
+    tmp.graph.output.extend(kept)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(tmp, strict_mode=True, data_prop=True)
+    except (onnx.shape_inference.InferenceError, RuntimeError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelFormatError(f"shape inference failed (wrong shapes in the graph): {first}"
+                               ) from None
+    found = {vi.name: vi for vi in inferred.graph.value_info}
+    for o in missing:
+        if o.name in found and found[o.name].type.tensor_type.HasField("shape"):
+            o.type.CopyFrom(found[o.name].type)
 
 
 def _attrs(node: Any) -> dict[str, Any]:

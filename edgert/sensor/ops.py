@@ -42,6 +42,16 @@ def _intr(ctx: KernelCtx, name: str, ty: Any = None) -> Any:
     return ctx.cg.module.declare_intrinsic(name, [ty or ctx.f32])
 
 
+def _intr2(ctx: KernelCtx, name: str) -> Any:
+    """A two-operand f32 intrinsic (copysign, pow, minnum...) declared with its real signature."""
+    full = f"{name}.f32"
+    mod = ctx.cg.module
+    if full in mod.globals:
+        return mod.globals[full]
+    ir = ctx.ir
+    return ir.Function(mod, ir.FunctionType(ctx.f32, [ctx.f32, ctx.f32]), name=full)
+
+
 def _select_lt(ctx: KernelCtx, x: Any, c: float, a: Any, bv: Any) -> Any:
     return ctx.b.select(ctx.b.fcmp_ordered("<", x, ctx.cf(c)), a, bv)
 
@@ -87,7 +97,7 @@ def m_tanh(ctx: KernelCtx, x: Any) -> Any:
     small = b.fadd(b.fmul(b.fmul(p, z), x, flags=("contract",)), x, flags=("contract",))
     e = m_exp(ctx, b.fmul(ax, cf(2.0)))
     big = b.fsub(cf(1.0), b.fdiv(cf(2.0), b.fadd(e, cf(1.0))))
-    big = b.call(ctx.cg.module.declare_intrinsic("llvm.copysign", [ctx.f32]), [big, x])
+    big = b.call(_intr2(ctx, "llvm.copysign"), [big, x])
     return b.select(b.fcmp_ordered("<", ax, cf(0.625)), small, big)
 
 
@@ -101,7 +111,7 @@ def m_erf(ctx: KernelCtx, x: Any) -> Any:
     p = b.fmul(p, t)
     e = m_exp(ctx, b.fneg(b.fmul(ax, ax)))
     y = b.fsub(cf(1.0), b.fmul(p, e))
-    return b.call(ctx.cg.module.declare_intrinsic("llvm.copysign", [ctx.f32]), [y, x])
+    return b.call(_intr2(ctx, "llvm.copysign"), [y, x])
 
 
 def m_clamp(ctx: KernelCtx, x: Any, lo: Optional[float], hi: Optional[float]) -> Any:
@@ -137,7 +147,7 @@ def eval_op(ctx: KernelCtx, op: str, attrs: dict[str, Any], args: Sequence[Any])
         y = b.select(b.fcmp_ordered("<", args[1], x), args[1], x)
         return b.select(b.fcmp_unordered("uno", args[1], args[1]), args[1], y)
     if op == "Pow":
-        return b.call(ctx.cg.module.declare_intrinsic("llvm.pow", [ctx.f32]), [x, args[1]])
+        return b.call(_intr2(ctx, "llvm.pow"), [x, args[1]])
     if op == "PRelu":
         return _select_lt(ctx, x, 0.0, b.fmul(x, args[1]), x)
     if op == "Relu":
@@ -192,8 +202,10 @@ def eval_op(ctx: KernelCtx, op: str, attrs: dict[str, Any], args: Sequence[Any])
         pos = b.uitofp(b.fcmp_ordered(">", x, cf(0.0)), ctx.f32)
         neg = b.uitofp(b.fcmp_ordered("<", x, cf(0.0)), ctx.f32)
         return b.select(b.fcmp_unordered("uno", x, x), x, b.fsub(pos, neg))
-    if op == "Softplus":
-        return _libm(ctx, "llvm.log", b.fadd(cf(1.0), m_exp(ctx, x)))
+    if op == "Softplus":  # max(x, 0) + log(1 + exp(-|x|)): no overflow for large x
+        ax = _libm(ctx, "llvm.fabs", x)
+        lg = _libm(ctx, "llvm.log", b.fadd(cf(1.0), m_exp(ctx, b.fneg(ax))))
+        return b.fadd(_select_lt(ctx, x, 0.0, cf(0.0), x), lg)
     if op == "Elu":
         a = attrs.get("alpha", 1.0)
         return _select_lt(ctx, x, 0.0, b.fmul(cf(a), b.fsub(m_exp(ctx, x), cf(1.0))), x)
@@ -848,10 +860,11 @@ def k_pool(ctx: KernelCtx) -> None:
                         v = ctx.load(xp, ctx.add(ctx.mul(nc, H * W), ctx.mul(iy, W), ix))
                         acc = b.load(acc_ptr, typ=ctx.f32)
                         if is_max:
-                            # NaN wins, as in ORT's MaxPool (x > acc is false for NaN acc)
-                            take = b.or_(b.fcmp_unordered("ugt", v, acc),
-                                         b.fcmp_unordered("uno", v, v))
-                            acc = b.select(b.and_(take, b.fcmp_ordered("ord", acc, acc)), v, acc)
+                            # NaN propagates (a window holding a NaN gives NaN; onnxruntime's
+                            # MaxPool has no single NaN rule, see tests/test_sensor_ops.py)
+                            keep = b.or_(b.fcmp_ordered(">", acc, v),
+                                         b.fcmp_unordered("uno", acc, acc))
+                            acc = b.select(keep, acc, v)
                         else:
                             acc = b.fadd(acc, v)
                         b.store(acc, acc_ptr)
@@ -881,13 +894,13 @@ def k_global_pool(ctx: KernelCtx) -> None:
     acc_ptr = ctx.alloca()
     rank = len(xs)
     with ctx.loop(NC, name="nc") as nc:
-        b.store(ctx.cf(-math.inf) if is_max else ctx.cf(0.0), acc_ptr)
+        b.store(ctx.load(xp, ctx.mul(nc, S)) if is_max else ctx.cf(0.0), acc_ptr)
         with ctx.loop(S, name="s") as s:
             v = ctx.load(xp, ctx.add(ctx.mul(nc, S), s))
             acc = b.load(acc_ptr, typ=ctx.f32)
-            if is_max:
-                take = b.or_(b.fcmp_unordered("ugt", v, acc), b.fcmp_unordered("uno", v, v))
-                acc = b.select(b.and_(take, b.fcmp_ordered("ord", acc, acc)), v, acc)
+            if is_max:  # NaN propagates, as in MaxPool
+                keep = b.or_(b.fcmp_ordered(">", acc, v), b.fcmp_unordered("uno", acc, acc))
+                acc = b.select(keep, acc, v)
             else:
                 acc = ctx.fadd(acc, v)
             b.store(acc, acc_ptr)
@@ -972,8 +985,9 @@ def k_reduce(ctx: KernelCtx) -> None:
 
     def outer_body(oc: list[Any]) -> None:
         base = ctx.add(*[ctx.mul(c, st[d]) for c, d in zip(oc, keep)])
-        b.store(ctx.cf(-math.inf if kind == "ReduceMax" else math.inf if kind == "ReduceMin"
-                       else 0.0), acc_ptr)
+        # max/min: ORT's rule, acc starts at the first element and takes x when x > acc
+        b.store(ctx.load(xp, base) if kind in ("ReduceMax", "ReduceMin") else ctx.cf(0.0),
+                acc_ptr)
 
         def inner_body(ic: list[Any]) -> None:
             off = ctx.add(base, *[ctx.mul(c, st[d]) for c, d in zip(ic, axes)])
@@ -981,8 +995,7 @@ def k_reduce(ctx: KernelCtx) -> None:
             acc = b.load(acc_ptr, typ=ctx.f32)
             if kind in ("ReduceMax", "ReduceMin"):
                 cmp = ">" if kind == "ReduceMax" else "<"
-                take = b.or_(b.fcmp_ordered(cmp, v, acc), b.fcmp_unordered("uno", v, v))
-                acc = b.select(b.and_(take, b.fcmp_ordered("ord", acc, acc)), v, acc)
+                acc = b.select(b.fcmp_ordered(cmp, v, acc), v, acc)
             elif kind == "ReduceSumSquare":
                 acc = ctx.fma(acc, v, v)
             else:

@@ -37,6 +37,7 @@ def optimize(g: Graph, fuse: bool = True) -> Graph:
     _drop_identities(g)
     _normalise(g)
     _fold_batchnorm(g)
+    _to_elementwise(g)
     if fuse:
         _fuse_elementwise(g)
     _drop_dead(g)
@@ -178,9 +179,8 @@ def _fold_batchnorm(g: Graph) -> None:
     g.nodes = kept
 
 
-def _fuse_elementwise(g: Graph) -> None:
-    """Merge elementwise chains into one Elementwise node or into their producer's epilogue."""
-    # 1. every elementwise node becomes an `Elementwise` node with a one-step program.
+def _to_elementwise(g: Graph) -> None:
+    """Every float elementwise node becomes an `Elementwise` node with a one-step program."""
     for n in g.nodes:
         if n.op in ELEMENTWISE and n.domain in ("", "ai.onnx") and _float_op(g, n):
             ins = [t for t in n.inputs if t]
@@ -188,7 +188,11 @@ def _fuse_elementwise(g: Graph) -> None:
                        "n_inputs": len(ins)}
             n.inputs = ins
             n.op = "Elementwise"
-    # 2. fold a consumer Elementwise into its producer while the rules allow.
+
+
+def _fuse_elementwise(g: Graph) -> None:
+    """Fold a consumer Elementwise into its producer (another Elementwise, or a kernel with an
+    epilogue) while the rules of the file banner allow."""
     changed = True
     while changed:
         changed = False
