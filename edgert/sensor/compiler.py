@@ -6,8 +6,8 @@ link it into a shared library with the system C compiler when there is one, else
 with MCJIT -> `_runtime.Runner`, which calls it with preallocated buffers.
 
 Cache: `$EDGERT_SENSOR_CACHE` or `~/.cache/edgert/sensor/<key>/` with `model.so` (or `model.o`)
-and `meta.json`. The key hashes the model bytes, the compile options, the code generator's version,
-llvmlite's version and the CPU's identity and feature flags, so a copied cache never runs code built
+and `meta.json`. The key hashes the model bytes, the compile options, the code generator's version and
+the CPU's identity and feature flags, so a copied cache never runs code built
 for another CPU. A cached start reads and hashes the file and dlopens the library: it imports
 neither onnx nor llvmlite (that is what keeps it under 50 ms and the process small).
 
@@ -21,9 +21,6 @@ import hashlib
 import json
 import os
 import platform
-import shutil
-import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,14 +73,11 @@ def cpu_fingerprint() -> str:
 
 
 def _cache_key(data: bytes, options: Mapping[str, Any]) -> str:
-    import importlib.metadata as md
-    try:
-        llvm_version = md.version("llvmlite")
-    except md.PackageNotFoundError:
-        llvm_version = "?"
+    # Not the llvmlite version: finding it costs a metadata scan on every cached start, and code
+    # another LLVM built for this CPU is still right. CODEGEN_VERSION covers our own changes.
     h = hashlib.sha256()
     h.update(hashlib.sha256(data).digest())
-    h.update(json.dumps({"options": options, "codegen": CODEGEN_VERSION, "llvmlite": llvm_version,
+    h.update(json.dumps({"options": options, "codegen": CODEGEN_VERSION,
                          "cpu": cpu_fingerprint()}, sort_keys=True).encode())
     return h.hexdigest()[:32]
 
@@ -226,6 +220,7 @@ def _lower(data: bytes, input_shapes: Optional[Mapping[str, Sequence[int]]], dty
 
 
 def _link_shared(obj_path: Path, so_path: Path, cc: Optional[str]) -> bool:
+    import subprocess
     if not cc:
         return False
     r = subprocess.run([cc, "-shared", "-o", str(so_path), str(obj_path), "-lm"],
@@ -234,6 +229,7 @@ def _link_shared(obj_path: Path, so_path: Path, cc: Optional[str]) -> bool:
 
 
 def _host_cc() -> Optional[str]:
+    import shutil
     env = os.environ.get("EDGERT_SENSOR_CC")
     if env is not None:
         return env or None  # EDGERT_SENSOR_CC= (empty) forces the MCJIT loader
@@ -268,6 +264,8 @@ def compile(model: ModelSource, *, target: str = "host", dtype: str = "f32",  # 
     loader: "auto" (shared library when a C compiler is present, else MCJIT), "so", "mcjit".
     Raises ModelFormatError for a malformed model, UnsupportedModelError for an unsupported one.
     """
+    import shutil
+    import tempfile
     _check_options(target, dtype, fallback)
     if loader not in ("auto", "so", "mcjit"):
         raise InvalidArgumentError(f"loader {loader!r}: 'auto', 'so' or 'mcjit'")
@@ -332,6 +330,7 @@ def compile(model: ModelSource, *, target: str = "host", dtype: str = "f32",  # 
 
 
 def _publish(tmp: Path, entry: Path) -> Path:
+    import shutil
     entry.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.rename(tmp, entry)
@@ -396,6 +395,7 @@ def _compile_aot(data: bytes, target: str, dtype: str,
                  input_shapes: Optional[Mapping[str, Sequence[int]]], fuse: bool,
                  output_dir: Optional[str | os.PathLike], cpu: Optional[str],
                  name: str) -> AotArtifact:
+    import shutil
     if output_dir is None:
         raise InvalidArgumentError("an AOT compile (target other than 'host') needs output_dir")
     out = Path(output_dir)

@@ -362,6 +362,9 @@ def _fold_constants(graph: Graph) -> None:
 
 def _set_const(graph: Graph, name: str, val: np.ndarray) -> None:
     val = np.ascontiguousarray(val)
+    if name in graph.shapes and tuple(graph.shapes[name]) != tuple(val.shape) and \
+            int(np.prod(graph.shapes[name])) == val.size:
+        val = val.reshape(graph.shapes[name])  # the reference's Gather keeps a scalar index's dim
     if name in graph.shapes and tuple(graph.shapes[name]) != tuple(val.shape):
         raise ModelFormatError(f"constant folding gave {name!r} shape {val.shape}, shape "
                                f"inference said {graph.shapes[name]}")
