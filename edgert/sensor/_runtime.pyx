@@ -102,7 +102,12 @@ cdef class Runner:
         size (any shape with that many elements), numpy's conversion rules otherwise."""
         cdef Py_buffer view
         cdef int fast = 0
-        if PyObject_GetBuffer(x, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) == 0:
+        cdef int got = 0
+        try:
+            got = PyObject_GetBuffer(x, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) == 0
+        except (BufferError, ValueError, TypeError):
+            got = 0  # not contiguous, or not a buffer: the slow path converts it
+        if got:
             try:
                 if (view.len == self.in_bytes[i] and view.format != NULL and
                         view.format[0] == self.in_fmt[i] and view.format[1] == 0):

@@ -24,7 +24,13 @@ EXTRA_HINT = 'edgert sensor needs the sensor extra: pip install "edgert[sensor]"
 
 
 def _require_extra(need: tuple[str, ...] = ("onnx", "llvmlite")) -> None:
-    missing = [m for m in need if importlib.util.find_spec(m) is None]
+    missing = []
+    for m in need:
+        try:
+            if importlib.util.find_spec(m) is None:
+                missing.append(m)
+        except ImportError:
+            missing.append(m)
     if missing:
         raise EdgertError(f"{EXTRA_HINT} (missing: {', '.join(missing)})")
 

@@ -245,7 +245,25 @@ _NOT_FOLDABLE = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUni
 
 def read_graph(source: ModelSource, input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
                data: Optional[bytes] = None) -> Graph:
-    """Parse, check, shape-infer and constant-fold an ONNX model into a static Graph."""
+    """Parse, check, shape-infer and constant-fold an ONNX model into a static Graph.
+
+    The file is untrusted: whatever the onnx package raises on it (protobuf, checker, inference,
+    a bad UTF-8 name, the reference evaluator) becomes a ModelFormatError."""
+    from ..errors import EdgertError
+    try:
+        return _read_graph(source, input_shapes, data)
+    except (EdgertError, FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except MemoryError:
+        raise ModelFormatError("the model needs more memory than is available to read it"
+                               ) from None
+    except Exception as e:  # noqa: BLE001 - see the docstring
+        raise ModelFormatError(f"the ONNX file cannot be read: {type(e).__name__}: "
+                               f"{str(e).splitlines()[0] if str(e) else ''}") from None
+
+
+def _read_graph(source: ModelSource, input_shapes: Optional[Mapping[str, Sequence[int]]],
+                data: Optional[bytes]) -> Graph:
     import onnx
     import onnx.shape_inference
     data = data if data is not None else read_model_bytes(source)

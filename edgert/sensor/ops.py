@@ -749,19 +749,19 @@ def k_conv(ctx: KernelCtx) -> None:
                     row = ctx.mul(ctx.add(ctx.mul(oy, OW), ox), CO)
                     with ctx.loop(CO, name="c0") as co:
                         ctx.store(ctx.load(bias_p, co), t_buf, ctx.add(row, co))
-                    with ctx.loop(C, name="ci") as ci:
-                        for ky in range(KH):
-                            for kx in range(KW):
-                                iy = ctx.add(ctx.mul(oy, sy), ky * dy)
-                                ix = ctx.add(ctx.mul(ox, sx), kx * dx)
-                                xv = ctx.load(src, ctx.add(src_base, ctx.mul(ci, Hp * Wp),
-                                                           ctx.mul(iy, Wp), ix))
-                                wrow = ctx.add(ctx.mul(ci, KH * KW * CO), (ky * KW + kx) * CO)
-                                with ctx.loop(CO, name="co") as co:
-                                    to = ctx.add(row, co)
-                                    acc = ctx.load(t_buf, to)
-                                    wv = ctx.load(wtp, ctx.add(wrow, co))
-                                    ctx.store(ctx.fma(acc, xv, wv), t_buf, to)
+                    with ctx.loop(C, name="ci") as ci, ctx.loop(KH, name="ky") as ky, \
+                            ctx.loop(KW, name="kx") as kx:
+                        iy = ctx.add(ctx.mul(oy, sy), ctx.mul(ky, dy))
+                        ix = ctx.add(ctx.mul(ox, sx), ctx.mul(kx, dx))
+                        xv = ctx.load(src, ctx.add(src_base, ctx.mul(ci, Hp * Wp),
+                                                   ctx.mul(iy, Wp), ix))
+                        wrow = ctx.add(ctx.mul(ci, KH * KW * CO), ctx.mul(ky, KW * CO),
+                                       ctx.mul(kx, CO))
+                        with ctx.loop(CO, name="co") as co:
+                            to = ctx.add(row, co)
+                            acc = ctx.load(t_buf, to)
+                            wv = ctx.load(wtp, ctx.add(wrow, co))
+                            ctx.store(ctx.fma(acc, xv, wv), t_buf, to)
             with ctx.loop(CO, name="co") as co:
                 with ctx.loop(OH, name="oy") as oy:
                     with ctx.loop(OW, name="ox") as ox:
@@ -778,20 +778,19 @@ def k_conv(ctx: KernelCtx) -> None:
                 with ctx.loop(P, name="p0") as p:
                     ctx.store(bv, yp, ctx.add(plane, p))
                 grp = b.sdiv(co, ctx.ci(COg)) if G > 1 else ctx.ci(0)
-                with ctx.loop(Cg, name="ci") as ci:
+                with ctx.loop(Cg, name="ci") as ci, ctx.loop(KH, name="ky") as ky, \
+                        ctx.loop(KW, name="kx") as kx:
                     c = ctx.add(ctx.mul(grp, Cg), ci)
-                    for ky in range(KH):
-                        for kx in range(KW):
-                            wv = ctx.load(wp, ctx.add(ctx.mul(co, Cg * KH * KW), ctx.mul(ci, KH * KW),
-                                                      ky * KW + kx))
-                            with ctx.loop(OH, name="oy") as oy:
-                                ib = ctx.add(src_base, ctx.mul(c, Hp * Wp),
-                                             ctx.mul(oy, sy * Wp), ky * dy * Wp + kx * dx)
-                                ob = ctx.add(plane, ctx.mul(oy, OW))
-                                with ctx.loop(OW, name="ox") as ox:
-                                    xo = ctx.add(ib, ctx.mul(ox, sx))
-                                    yo = ctx.add(ob, ox)
-                                    ctx.store(ctx.fma(ctx.load(yp, yo), wv, ctx.load(src, xo)), yp, yo)
+                    wv = ctx.load(wp, ctx.add(ctx.mul(co, Cg * KH * KW), ctx.mul(ci, KH * KW),
+                                              ctx.mul(ky, KW), kx))
+                    with ctx.loop(OH, name="oy") as oy:
+                        ib = ctx.add(src_base, ctx.mul(c, Hp * Wp), ctx.mul(oy, sy * Wp),
+                                     ctx.mul(ky, dy * Wp), ctx.mul(kx, dx))
+                        ob = ctx.add(plane, ctx.mul(oy, OW))
+                        with ctx.loop(OW, name="ox") as ox:
+                            xo = ctx.add(ib, ctx.mul(ox, sx))
+                            yo = ctx.add(ob, ox)
+                            ctx.store(ctx.fma(ctx.load(yp, yo), wv, ctx.load(src, xo)), yp, yo)
                 if ctx.has_epilogue:
                     with ctx.loop(OH, name="oy") as oy:
                         with ctx.loop(OW, name="ox") as ox:
