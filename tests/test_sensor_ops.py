@@ -39,6 +39,7 @@ def sensor_cache(tmp_path_factory):
     (3, 16, 20, 1, 0, 0.5, 2.0, "mn"),
     (2, 9, 3, 1, 1, 1.0, 0.0, "1"),
     (4, 8, 17, 0, 0, 1.0, 1.0, "none"),
+    (7, 19, 45, 0, 1, 1.0, 1.0, "n"),      # row tail (7 = 4 + 3), vector and scalar column tails
 ])
 def test_gemm(M, K, N, ta, tb, alpha, beta, cshape):
     A = (K, M) if ta else (M, K)
@@ -138,6 +139,9 @@ CONV2D = [
     (6, 4, 11, 13, 3, 1, 2, 2, 2),      # grouped + dilated
     (16, 24, 4, 4, 1, 1, 0, 1, 1),      # pointwise on a small plane
     (1, 8, 49, 10, 3, 2, 1, 1, 1),      # the DS-CNN first layer shape
+    (16, 32, 3, 3, 3, 1, 1, 1, 1),      # 9 pixels, 32 channels: vectors over channels
+    (32, 20, 2, 2, 1, 1, 0, 1, 1),      # pointwise, vectors over channels, channel tail
+    (12, 12, 7, 5, 3, 2, 1, 2, 12),     # depthwise, strided + dilated, channel tail
 ]
 
 
@@ -410,3 +414,30 @@ def test_unfused_matches_fused():
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert sensor.compile(model, fuse=False).info.ops == {"Gemm": 1, "Elementwise": 2}
     assert sensor.compile(model).info.ops == {"Gemm": 1}
+
+
+@pytest.mark.parametrize("case", ["gemm", "conv_p", "conv_c", "depthwise", "gru"])
+def test_tiled_kernels_equal_scalar_twins(case, monkeypatch):
+    """The register-tiled kernels (microkernels.py) against the plain loops they replace."""
+    from edgert import sensor
+    if case == "gemm":
+        model = make_model([helper.make_node("Gemm", ["x", "w", "b"], ["y"])], {"x": (6, 33)},
+                           {"y": (6, 29)}, {"w": w(33, 29), "b": w(29)})
+    elif case == "gru":
+        model = make_model([helper.make_node("GRU", ["x", "W", "R", "B"], ["Y"], hidden_size=20)],
+                           {"x": (9, 1, 5)}, {"Y": (9, 1, 1, 20)},
+                           {"W": w(1, 60, 5), "R": w(1, 60, 20), "B": w(1, 120)})
+    else:
+        cin, cout, hw, g = {"conv_p": (5, 7, 13, 1), "conv_c": (9, 24, 3, 1),
+                            "depthwise": (11, 11, 6, 11)}[case]
+        model = make_model([helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[3, 3],
+                                             pads=[1, 1, 1, 1], group=g),
+                            helper.make_node("Relu", ["c"], ["y"])],
+                           {"x": (1, cin, hw, hw)}, {"y": (1, cout, hw, hw)},
+                           {"w": w(cout, cin // g, 3, 3), "b": w(cout)})
+    x = [RNG.standard_normal(s).astype(np.float32) for s in
+         sensor.compile(model).input_shapes]
+    tiled = sensor.compile(model)(*x).copy()
+    monkeypatch.setenv("EDGERT_SENSOR_KERNELS", "scalar")
+    scalar = sensor.compile(model)(*x).copy()
+    np.testing.assert_allclose(tiled, scalar, rtol=1e-5, atol=1e-6)

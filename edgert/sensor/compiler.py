@@ -278,7 +278,8 @@ def compile(model: ModelSource, *, target: str = "host", dtype: str = "f32",  # 
                             else "model")
     options = {"dtype": dtype, "input_shapes": {k: list(map(int, v)) for k, v in
                                                 (input_shapes or {}).items()},
-               "fuse": fuse, "loader": loader, "cpu": cpu}
+               "fuse": fuse, "loader": loader, "cpu": cpu,
+               "kernels": os.environ.get("EDGERT_SENSOR_KERNELS", "tiled")}
     key = _cache_key(data, options)
     entry = cache_root() / key
     if cache:

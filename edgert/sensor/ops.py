@@ -524,6 +524,8 @@ def k_gemm(ctx: KernelCtx) -> None:
     bc = ctx.const(B)
     if bc is not None:
         bc = bc.reshape(bshp).T if tb else bc.reshape(bshp)
+    if tiled_kernels() and _gemm_tiled(ctx, M, N, K, A, ta, bc, B, tb, C, alpha, beta, y):
+        return
     bias = None
     if C is not None and beta != 0.0:
         cc = ctx.const(C)
@@ -543,6 +545,36 @@ def k_gemm(ctx: KernelCtx) -> None:
                 return ctx.b.fmul(v, ctx.cf(beta)) if beta != 1.0 else v
     _gemm(ctx, M, N, K, ap, a_at, bc, None if bc is not None else ctx.ptr(B),
           (1, K) if tb else (N, 1), bias, ctx.ptr(y), ctx.ci(0), [], alpha)
+
+
+def _gemm_tiled(ctx: KernelCtx, M: int, N: int, K: int, A: str, ta: int,
+                bc: Optional[np.ndarray], B: str, tb: int, C: Optional[str], alpha: float,
+                beta: float, y: str) -> bool:
+    """Gemm on the register-tiled kernel; False when the case is left to the plain loops (a
+    run-time transposed B or bias, a bias that is not one row broadcast)."""
+    from . import microkernels as mk
+    col_bias = None
+    if C is not None and beta != 0.0:
+        cc = ctx.const(C)
+        if cc is None:
+            return False
+        full = np.broadcast_to(cc.astype(np.float32) * np.float32(beta), (M, N))
+        if not (M == 1 or (full == full[0:1]).all()):
+            return False
+        col_bias = ctx.array_ptr(np.ascontiguousarray(full[0]), "gemm_bias")
+    if bc is not None:
+        pb = ctx.array_ptr(np.ascontiguousarray(bc.astype(np.float32) * np.float32(alpha)),
+                           "gemm_w")
+    elif tb or alpha != 1.0:
+        return False
+    else:
+        pb = ctx.ptr(B)
+    lda, acs = (1, M) if ta else (K, 1)
+    yp = ctx.ptr(y)
+    mk.gemm(ctx, M, N, K, ctx.ptr(A), ctx.ci(0), lda, pb, ctx.ci(0), N, yp, ctx.ci(0), N,
+            col_bias=col_bias, a_col_stride=acs)
+    _epilogue_pass(ctx, yp, [M, N])
+    return True
 
 
 def k_matmul(ctx: KernelCtx) -> None:
@@ -573,6 +605,15 @@ def k_matmul(ctx: KernelCtx) -> None:
             return ctx.load(ap, ctx.add(a_off, ctx.mul(m, K), k))
 
         prefix = list(bcoords)
+        if tiled_kernels():
+            from . import microkernels as mk
+            if bc is not None and not any(b_bs):
+                pb, pb_off = ctx.array_ptr(np.ascontiguousarray(
+                    bc.reshape(b2).reshape(-1, K, N)[0].astype(np.float32)), "matmul_w"), ctx.ci(0)
+            else:
+                pb, pb_off = ctx.ptr(B), b_off
+            mk.gemm(ctx, M, N, K, ap, a_off, K, pb, pb_off, N, yp, y_base, N)
+            return
         if bc is not None and not any(b_bs):
             w = bc.reshape(b2)
             w = w.reshape(-1, K, N)[0]
@@ -585,6 +626,8 @@ def k_matmul(ctx: KernelCtx) -> None:
             _gemm_y(ctx, M, N, K, ap, a_at, None, bptr, (N, 1), yp, y_base, prefix, yshp,
                     len(ashp), len(bshp))
     _nest(ctx, batch, run) if batch else run([])
+    if tiled_kernels():
+        _epilogue_pass(ctx, yp, yshp)
 
 
 def _gemm_y(ctx: KernelCtx, M: int, N: int, K: int, ap: Any, a_at: Any, w: Optional[np.ndarray],
@@ -666,6 +709,9 @@ def _conv_geometry(ctx: KernelCtx, n: Node) -> dict[str, Any]:
 def _conv_scratch(n: Node, gr: Graph) -> int:
     ctx_like = _ShapeOnly(gr, n)
     g = _conv_geometry(ctx_like, n)  # type: ignore[arg-type]
+    plan = _conv_plan(g)
+    if plan != "loops":
+        return _conv_plan_scratch(g, plan)
     total = 0
     if g["padded"]:
         total += g["C"] * g["Hp"] * g["Wp"] * 4 + 64
@@ -703,7 +749,8 @@ def _pad_copy(ctx: KernelCtx, xp: Any, batch: Any, g: dict[str, Any], dst: Any,
                 ctx.store(ctx.load(xp, src, ty), dst, d)
 
 
-def k_conv(ctx: KernelCtx) -> None:
+def k_conv_loops(ctx: KernelCtx) -> None:
+    """Conv as plain loops (the scalar twin of the tiled paths; grouped convs use it)."""
     n = ctx.node
     x, wt, y = n.inputs[0], n.inputs[1], n.outputs[0]
     bias_t = n.inputs[2] if len(n.inputs) > 2 and n.inputs[2] else None
@@ -797,6 +844,170 @@ def k_conv(ctx: KernelCtx) -> None:
                             yo = ctx.add(plane, ctx.mul(oy, OW), ox)
                             v = ctx.epilogue(ctx.load(yp, yo), coords(bn, co, oy, ox))
                             ctx.store(v, yp, yo)
+
+
+# -- Conv on the tiled kernels (microkernels.py) ------------------------------------------------
+
+def tiled_kernels() -> bool:
+    """EDGERT_SENSOR_KERNELS=scalar forces the plain-loop twins (for comparing the two)."""
+    import os
+    return os.environ.get("EDGERT_SENSOR_KERNELS", "tiled") != "scalar"
+
+
+def _conv_plan(g: dict[str, Any]) -> str:
+    """depthwise (channels-last, vectors over channels), gemm_p (vectors over output pixels),
+    gemm_c (vectors over output channels, then a transposing store), or loops."""
+    if not tiled_kernels():
+        return "loops"
+    C, CO, G = g["C"], g["CO"], g["group"]
+    P = g["OH"] * g["OW"]
+    if G == C and g["Cg"] == 1 and CO == C:
+        return "depthwise"
+    if G != 1:
+        return "loops"
+    if P >= 16 and (P >= CO or P % 8 == 0):
+        return "gemm_p"
+    if CO >= 8:
+        return "gemm_c"
+    return "gemm_p"
+
+
+def _pointwise(g: dict[str, Any]) -> bool:
+    """A 1x1 conv whose input already is the GEMM operand (rows of whole vectors: a row length
+    that is not a multiple of 8 floats splits loads across cache lines; im2col repacks those)."""
+    return (g["KH"], g["KW"], g["sy"], g["sx"]) == (1, 1, 1, 1) and not g["padded"] and \
+        (g["OH"] * g["OW"]) % 8 == 0
+
+
+def _row_pad(P: int) -> int:
+    return (P + 7) // 8 * 8
+
+
+def _conv_plan_scratch(g: dict[str, Any], plan: str) -> int:
+    C, CO = g["C"], g["CO"]
+    P = g["OH"] * g["OW"]
+    Kc = C * g["KH"] * g["KW"]
+    if plan == "depthwise":
+        return (g["Hp"] * g["Wp"] * C + P * C) * 4 + 128
+    if plan == "gemm_p":
+        return 0 if _pointwise(g) else Kc * _row_pad(P) * 4 + 64
+    return ((0 if _pointwise(g) else P * Kc) + P * CO) * 4 + 128
+
+
+def _im2col(ctx: KernelCtx, g: dict[str, Any], xp: Any, x_base: Any, dst: Any,
+            transposed: bool, ldp: int = 0) -> None:
+    """col[k, p] (or colT[p, k]) = x[ci, oy*sy + ky*dy - pt, ox*sx + kx*dx - pl], 0 outside."""
+    b = ctx.b
+    C, H, W, OH, OW = g["C"], g["H"], g["W"], g["OH"], g["OW"]
+    KH, KW = g["KH"], g["KW"]
+    P, Kc = OH * OW, C * KH * KW
+    ldp = ldp or P
+    with ctx.loop(C, name="ci") as ci, ctx.loop(KH, name="ky") as ky, \
+            ctx.loop(KW, name="kx") as kx:
+        k = ctx.add(ctx.mul(ci, KH * KW), ctx.mul(ky, KW), kx)
+        with ctx.loop(OH, name="oy") as oy:
+            iy = b.sub(ctx.add(ctx.mul(oy, g["sy"]), ctx.mul(ky, g["dy"])), ctx.ci(g["pt"]))
+            y_ok = b.and_(b.icmp_signed(">=", iy, ctx.ci(0)), b.icmp_signed("<", iy, ctx.ci(H)))
+            with ctx.loop(OW, name="ox") as ox:
+                ix = b.sub(ctx.add(ctx.mul(ox, g["sx"]), ctx.mul(kx, g["dx"])), ctx.ci(g["pl"]))
+                ok = b.and_(y_ok, b.and_(b.icmp_signed(">=", ix, ctx.ci(0)),
+                                         b.icmp_signed("<", ix, ctx.ci(W))))
+                src = ctx.add(x_base, ctx.mul(ci, H * W), ctx.mul(iy, W), ix)
+                v = ctx.load(xp, b.select(ok, src, x_base))
+                v = b.select(ok, v, ctx.cf(0.0))
+                p = ctx.add(ctx.mul(oy, OW), ox)
+                d = ctx.add(ctx.mul(p, Kc), k) if transposed else ctx.add(ctx.mul(k, ldp), p)
+                ctx.store(v, dst, d)
+
+
+def _epilogue_pass(ctx: KernelCtx, yp: Any, shape: Sequence[int], base_coords: Sequence[Any] = (),
+                   base: Any = None) -> None:
+    """Apply the fused epilogue in place over a contiguous output block (still in L1)."""
+    if not ctx.has_epilogue:
+        return
+    st = _contig_strides(shape)
+    lead = list(base_coords)
+
+    def body(coords: list[Any]) -> None:
+        off = ctx.add(base if base is not None else ctx.ci(0),
+                      *[ctx.mul(c, s) for c, s in zip(coords, st)])
+        ctx.store(ctx.epilogue(ctx.load(yp, off), lead + coords), yp, off)
+    _nest(ctx, list(shape), body)
+
+
+def k_conv(ctx: KernelCtx) -> None:
+    from . import microkernels as mk
+    n = ctx.node
+    x, wt, y = n.inputs[0], n.inputs[1], n.outputs[0]
+    bias_t = n.inputs[2] if len(n.inputs) > 2 and n.inputs[2] else None
+    w = ctx.const(wt)
+    if w is None:
+        raise _unsupported(n, "a Conv whose weights are not constant")
+    g = _conv_geometry(ctx, n)
+    plan = _conv_plan(g)
+    if plan == "loops":
+        k_conv_loops(ctx)
+        return
+    bias = ctx.const(bias_t) if bias_t else None
+    if bias_t and bias is None:
+        raise _unsupported(n, "a Conv whose bias is not constant")
+    N, C, CO, OH, OW = g["N"], g["C"], g["CO"], g["OH"], g["OW"]
+    H, W, Hp, Wp, KH, KW = g["H"], g["W"], g["Hp"], g["Wp"], g["KH"], g["KW"]
+    P, Kc = OH * OW, C * KH * KW
+    w = w.astype(np.float32).reshape(CO, g["Cg"] * KH * KW)
+    bias_arr = np.zeros(CO, np.float32) if bias is None else bias.astype(np.float32).reshape(CO)
+    bias_p = ctx.array_ptr(bias_arr, "conv_bias")
+    xp, yp = ctx.ptr(x), ctx.ptr(y)
+    sp = ctx.scratch_ptr
+    b = ctx.b
+    spatial = [OW] if g["nsp"] == 1 else [OH, OW]
+    with ctx.loop(N, name="b") as bn:
+        x_base, y_base = ctx.mul(bn, C * H * W), ctx.mul(bn, CO * P)
+        if plan == "depthwise":
+            xT, outT = sp, ctx.gep(sp, Hp * Wp * C + 16)
+            ctx.memset0(xT, Hp * Wp * C * 4)
+            with ctx.loop(C, name="c") as c, ctx.loop(H, name="h") as h, \
+                    ctx.loop(W, name="w") as ww:
+                v = ctx.load(xp, ctx.add(x_base, ctx.mul(c, H * W), ctx.mul(h, W), ww))
+                ctx.store(v, xT, ctx.add(ctx.mul(ctx.add(ctx.mul(h, Wp), ww), C),
+                                         (g["pt"] * Wp + g["pl"]) * C, c))
+            wT = ctx.array_ptr(np.ascontiguousarray(w.T), "dw_w")
+            toff = np.array([(ky * g["dy"] * Wp + kx * g["dx"]) * C for ky in range(KH)
+                             for kx in range(KW)], np.int64)
+            tp = ctx.array_ptr(toff, "dw_taps")
+
+            def tap_offset(p: Any, t: Any) -> Any:
+                oy, ox = b.udiv(p, ctx.ci(OW)), b.urem(p, ctx.ci(OW))
+                base = ctx.mul(ctx.add(ctx.mul(oy, g["sy"] * Wp), ctx.mul(ox, g["sx"])), C)
+                return b.add(base, ctx.load(tp, t, ctx.i64))
+            mk.depthwise_nhwc(ctx, P, C, KH * KW, xT, tap_offset, wT, bias_p, outT)
+            with ctx.loop(C, name="c") as c, ctx.loop(P, name="p") as p:
+                ctx.store(ctx.load(outT, ctx.add(ctx.mul(p, C), c)), yp,
+                          ctx.add(y_base, ctx.mul(c, P), p))
+        elif plan == "gemm_p":
+            wp = ctx.array_ptr(np.ascontiguousarray(w), "conv_w")
+            if _pointwise(g):
+                col, col_base, ldb = xp, x_base, P
+            else:
+                col, col_base, ldb = sp, ctx.ci(0), _row_pad(P)
+                _im2col(ctx, g, xp, x_base, col, transposed=False, ldp=ldb)
+            mk.gemm(ctx, CO, P, Kc, wp, ctx.ci(0), Kc, col, col_base, ldb, yp, y_base, P,
+                    row_bias=bias_p)
+        else:  # gemm_c
+            wTp = ctx.array_ptr(np.ascontiguousarray(w.T), "conv_wt")
+            if _pointwise(g):
+                a, a_base, lda, acs = xp, x_base, 1, P
+                tbuf = sp
+            else:
+                a, a_base, lda, acs = sp, ctx.ci(0), Kc, 1
+                _im2col(ctx, g, xp, x_base, sp, transposed=True)
+                tbuf = ctx.gep(sp, P * Kc + 16)
+            mk.gemm(ctx, P, CO, Kc, a, a_base, lda, wTp, ctx.ci(0), CO, tbuf, ctx.ci(0), CO,
+                    col_bias=bias_p, a_col_stride=acs)
+            with ctx.loop(CO, name="co") as co, ctx.loop(P, name="p") as p:
+                ctx.store(ctx.load(tbuf, ctx.add(ctx.mul(p, CO), co)), yp,
+                          ctx.add(y_base, ctx.mul(co, P), p))
+        _epilogue_pass(ctx, yp, [CO] + spatial, [bn], y_base)
 
 
 def _pool_geometry(ctx: Any, n: Node) -> dict[str, Any]:
@@ -1058,6 +1269,24 @@ def _rnn_scratch(n: Node, g: Graph, gates: int) -> int:
     return (T * gates * H + gates * H + 4 * H) * 4 + 256
 
 
+def _dense(ctx: KernelCtx, w: np.ndarray, bias: np.ndarray, M: int, x: Any, x_off: Any,
+           out: Any, out_off: Any, hint: str) -> None:
+    """out[m, r] = bias[r] + sum_c w[r, c] x[m, c] for m < M (w, bias: constants)."""
+    rows, cols = w.shape
+    if tiled_kernels():
+        from . import microkernels as mk
+        wT = ctx.array_ptr(np.ascontiguousarray(w.T, dtype=np.float32), hint + "_t")
+        bp = ctx.array_ptr(np.ascontiguousarray(bias, dtype=np.float32), hint + "_b")
+        mk.gemm(ctx, M, rows, cols, x, x_off, cols, wT, ctx.ci(0), rows, out, out_off, rows,
+                col_bias=bp)
+        return
+    wp = ctx.array_ptr(np.ascontiguousarray(w, dtype=np.float32), hint)
+    bp = ctx.array_ptr(np.ascontiguousarray(bias, dtype=np.float32), hint + "_b")
+    with ctx.loop(M, name="dm") as m:
+        _matvec(ctx, wp, rows, cols, x, ctx.add(x_off, ctx.mul(m, cols)), out,
+                ctx.add(out_off, ctx.mul(m, rows)), bp, 0)
+
+
 def _matvec(ctx: KernelCtx, wp: Any, rows: int, cols: int, vec: Any, vec_off: Any,
             out: Any, out_off: Any, bias_p: Any, bias_off: int) -> None:
     """out[r] = bias[r] + sum_c W[r, c] vec[c] (dot products, vectorised reductions)."""
@@ -1083,11 +1312,8 @@ def _rnn_common(ctx: KernelCtx, gates: int) -> tuple[dict[str, Any], Any, Any, A
     h = ctx.gep(s, T * gates * H + gates * H)        # [H]
     c = ctx.gep(s, T * gates * H + gates * H + H)    # [H] (LSTM)
     tmp = ctx.gep(s, T * gates * H + gates * H + 2 * H)  # [H]
-    wp = ctx.array_ptr(p["W"], "rnn_w")
-    bias_p = ctx.array_ptr(p["B"], "rnn_b")
     xp = ctx.ptr(n.inputs[0])
-    with ctx.loop(T, name="t") as t:
-        _matvec(ctx, wp, gates * H, I, xp, ctx.mul(t, I), xw, ctx.mul(t, gates * H), bias_p, 0)
+    _dense(ctx, p["W"], p["B"][:gates * H], T, xp, ctx.ci(0), xw, ctx.ci(0), "rnn_w")
     init = n.inputs[5] if len(n.inputs) > 5 and n.inputs[5] else None
     if init:
         if ctx.shape(init) != (1, 1, H):
@@ -1116,14 +1342,13 @@ def k_gru(ctx: KernelCtx) -> None:
     T, H = p["T"], p["H"]
     lbr = int(n.attrs.get("linear_before_reset", 0))
     b = ctx.b
-    rp = ctx.array_ptr(p["R"], "gru_r")
-    bias_p = ctx.array_ptr(p["B"], "gru_b")
+    R, Bv = p["R"], p["B"]
     one = ctx.cf(1.0)
     with ctx.loop(T, name="step") as step:
         t = b.sub(ctx.ci(T - 1), step) if p["reverse"] else step
         xo = ctx.mul(t, 3 * H)
         if lbr:
-            _matvec(ctx, rp, 3 * H, H, h, ctx.ci(0), rh, ctx.ci(0), bias_p, 3 * H)
+            _dense(ctx, R, Bv[3 * H:], 1, h, ctx.ci(0), rh, ctx.ci(0), "gru_r")
             with ctx.loop(H, name="j") as j:
                 z = m_sigmoid(ctx, b.fadd(ctx.load(xw, ctx.add(xo, j)), ctx.load(rh, j)))
                 r = m_sigmoid(ctx, b.fadd(ctx.load(xw, ctx.add(xo, H, j)),
@@ -1134,13 +1359,12 @@ def k_gru(ctx: KernelCtx) -> None:
                 ctx.store(b.fadd(b.fmul(b.fsub(one, z), hh), b.fmul(z, hv)), tmp, j)
         else:
             # z and r first, then R_h (r * h)
-            _matvec(ctx, rp, 2 * H, H, h, ctx.ci(0), rh, ctx.ci(0), bias_p, 3 * H)
+            _dense(ctx, R[:2 * H], Bv[3 * H:5 * H], 1, h, ctx.ci(0), rh, ctx.ci(0), "gru_rzr")
             with ctx.loop(H, name="j") as j:
                 r = m_sigmoid(ctx, b.fadd(ctx.load(xw, ctx.add(xo, H, j)),
                                           ctx.load(rh, ctx.add(j, H))))
                 ctx.store(b.fmul(r, ctx.load(h, j)), tmp, j)
-            rhp = ctx.gep(rp, 2 * H * H)
-            _matvec(ctx, rhp, H, H, tmp, ctx.ci(0), rh, ctx.ci(2 * H), bias_p, 5 * H)
+            _dense(ctx, R[2 * H:], Bv[5 * H:], 1, tmp, ctx.ci(0), rh, ctx.ci(2 * H), "gru_rh")
             with ctx.loop(H, name="j") as j:
                 z = m_sigmoid(ctx, b.fadd(ctx.load(xw, ctx.add(xo, j)), ctx.load(rh, j)))
                 hh = m_tanh(ctx, b.fadd(ctx.load(xw, ctx.add(xo, 2 * H, j)),
@@ -1158,8 +1382,6 @@ def k_lstm(ctx: KernelCtx) -> None:
     p, xw, rh, h, c, tmp = _rnn_common(ctx, 4)
     T, H = p["T"], p["H"]
     b = ctx.b
-    rp = ctx.array_ptr(p["R"], "lstm_r")
-    bias_p = ctx.array_ptr(p["B"], "lstm_b")
     peep = n.inputs[7] if len(n.inputs) > 7 and n.inputs[7] else None
     pp = None
     if peep:
@@ -1170,7 +1392,7 @@ def k_lstm(ctx: KernelCtx) -> None:
     with ctx.loop(T, name="step") as step:
         t = b.sub(ctx.ci(T - 1), step) if p["reverse"] else step
         xo = ctx.mul(t, 4 * H)
-        _matvec(ctx, rp, 4 * H, H, h, ctx.ci(0), rh, ctx.ci(0), bias_p, 4 * H)
+        _dense(ctx, p["R"], p["B"][4 * H:], 1, h, ctx.ci(0), rh, ctx.ci(0), "lstm_r")
         with ctx.loop(H, name="j") as j:
             def pre(k: int) -> Any:
                 return b.fadd(ctx.load(xw, ctx.add(xo, k * H, j)), ctx.load(rh, ctx.add(j, k * H)))
