@@ -213,7 +213,8 @@ def _lower(data: bytes, input_shapes: Optional[Mapping[str, Sequence[int]]], dty
     from .graph import read_graph
     from .optimize import optimize
     from .quant import prepare as quant_prepare
-    g = read_graph(None, input_shapes, data=data)  # type: ignore[arg-type]
+    keep = frozenset({"DequantizeLinear"}) if dtype == "int8" else frozenset()
+    g = read_graph(None, input_shapes, data=data, keep=keep)  # type: ignore[arg-type]
     quant_prepare(g, dtype)
     optimize(g, fuse=fuse)
     return build_module(g, SYMBOL, int8=dtype == "int8")

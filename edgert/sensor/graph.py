@@ -244,14 +244,14 @@ _NOT_FOLDABLE = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUni
 
 
 def read_graph(source: ModelSource, input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
-               data: Optional[bytes] = None) -> Graph:
+               data: Optional[bytes] = None, keep: frozenset[str] = frozenset()) -> Graph:
     """Parse, check, shape-infer and constant-fold an ONNX model into a static Graph.
 
     The file is untrusted: whatever the onnx package raises on it (protobuf, checker, inference,
     a bad UTF-8 name, the reference evaluator) becomes a ModelFormatError."""
     from ..errors import EdgertError
     try:
-        return _read_graph(source, input_shapes, data)
+        return _read_graph(source, input_shapes, data, keep)
     except (EdgertError, FileNotFoundError, PermissionError, IsADirectoryError):
         raise
     except MemoryError:
@@ -263,7 +263,7 @@ def read_graph(source: ModelSource, input_shapes: Optional[Mapping[str, Sequence
 
 
 def _read_graph(source: ModelSource, input_shapes: Optional[Mapping[str, Sequence[int]]],
-                data: Optional[bytes]) -> Graph:
+                data: Optional[bytes], keep: frozenset[str]) -> Graph:
     import onnx
     import onnx.shape_inference
     data = data if data is not None else read_model_bytes(source)
@@ -321,7 +321,7 @@ def _read_graph(source: ModelSource, input_shapes: Optional[Mapping[str, Sequenc
              for n in g.node]
     graph = Graph(inputs, outputs, nodes, shapes, dtypes, consts, opset,
                   name=g.name or "model", extra_domains=extra)
-    _fold_constants(graph)
+    _fold_constants(graph, keep)
     total = 0
     for n in graph.nodes:
         for t in n.outputs:
@@ -342,8 +342,9 @@ def _read_graph(source: ModelSource, input_shapes: Optional[Mapping[str, Sequenc
     return graph
 
 
-def _fold_constants(graph: Graph) -> None:
-    """Evaluate every node whose inputs are all known; it becomes an initializer."""
+def _fold_constants(graph: Graph, keep: frozenset[str] = frozenset()) -> None:
+    """Evaluate every node whose inputs are all known; it becomes an initializer. Ops in `keep`
+    stay nodes (quant.prepare still needs to see DequantizeLinear of int8 weights)."""
     kept: list[Node] = []
     for n in graph.nodes:
         if n.op == "Constant":
@@ -363,7 +364,8 @@ def _fold_constants(graph: Graph) -> None:
                                                      dtype=np.int64))
             continue
         ins = [t for t in n.inputs if t]
-        foldable = (n.domain in ("", "ai.onnx") and n.op not in _NOT_FOLDABLE and ins
+        foldable = (n.domain in ("", "ai.onnx") and n.op not in _NOT_FOLDABLE
+                    and n.op not in keep and ins
                     and all(t in graph.consts for t in ins)
                     and all(graph.shapes.get(t) is not None for t in n.outputs if t)
                     and sum(int(np.prod(graph.shapes[t])) for t in n.outputs if t)
@@ -403,7 +405,34 @@ def _constant_value(n: Node) -> np.ndarray:
 
 
 def _evaluate(n: Node, graph: Graph) -> list[np.ndarray]:
-    """Run one node on constant inputs with onnx's reference implementation."""
+    """Run one node on constant inputs with onnx's reference implementation (DequantizeLinear of
+    int8 weights in numpy: the reference has no implementation before opset 19)."""
+    if n.op == "DequantizeLinear" and len(n.inputs) >= 2:
+        return [_dequantize(n, graph)]
+    try:
+        return _evaluate_reference(n, graph, graph.opset)
+    except ModelFormatError as e:
+        if "No implementation" not in str(e):
+            raise
+        return _evaluate_reference(n, graph, max(graph.opset, 21))
+
+
+def _dequantize(n: Node, graph: Graph) -> np.ndarray:
+    x = graph.consts[n.inputs[0]]
+    s = graph.consts[n.inputs[1]].astype(np.float32)
+    z = graph.consts[n.inputs[2]] if len(n.inputs) > 2 and n.inputs[2] else np.zeros((), x.dtype)
+    if n.attrs.get("block_size", 0):
+        raise UnsupportedModelError(f"{n.where()}: blocked quantization is not supported")
+    shape = [1] * x.ndim
+    if s.size > 1:
+        axis = int(n.attrs.get("axis", 1)) % x.ndim
+        shape[axis] = s.size
+    out = (x.astype(np.float32) - z.astype(np.float32).reshape(shape if z.size > 1 else ())) * \
+        s.reshape(shape if s.size > 1 else ())
+    return out.astype(np.float32)
+
+
+def _evaluate_reference(n: Node, graph: Graph, opset: int) -> list[np.ndarray]:
     import onnx
     from onnx import helper
     from onnx.reference import ReferenceEvaluator
@@ -416,7 +445,7 @@ def _evaluate(n: Node, graph: Graph) -> list[np.ndarray]:
     tensor_out = [helper.make_tensor_value_info(t, onnx.TensorProto.UNDEFINED, None)
                   for t in n.outputs if t]
     model = helper.make_model(helper.make_graph([node], "fold", tensor_in, tensor_out),
-                              opset_imports=[helper.make_opsetid("", graph.opset)])
+                              opset_imports=[helper.make_opsetid("", opset)])
     try:
         res = ReferenceEvaluator(model).run(None, {t: graph.consts[t] for t in ins})
     except Exception as e:  # noqa: BLE001 - the reference raises whatever numpy raises
