@@ -864,7 +864,7 @@ def _conv_plan(g: dict[str, Any]) -> str:
     if G == C and g["Cg"] == 1 and CO == C:
         return "depthwise"
     if G != 1:
-        return "loops"
+        return "gemm_p" if P >= 8 else "loops"
     if P >= 16 and (P >= CO or P % 8 == 0):
         return "gemm_p"
     if CO >= 8:
@@ -873,10 +873,8 @@ def _conv_plan(g: dict[str, Any]) -> str:
 
 
 def _pointwise(g: dict[str, Any]) -> bool:
-    """A 1x1 conv whose input already is the GEMM operand (rows of whole vectors: a row length
-    that is not a multiple of 8 floats splits loads across cache lines; im2col repacks those)."""
-    return (g["KH"], g["KW"], g["sy"], g["sx"]) == (1, 1, 1, 1) and not g["padded"] and \
-        (g["OH"] * g["OW"]) % 8 == 0
+    """A 1x1 conv whose input already is the GEMM operand (no im2col copy)."""
+    return (g["KH"], g["KW"], g["sy"], g["sx"]) == (1, 1, 1, 1) and not g["padded"]
 
 
 def _row_pad(P: int) -> int:
@@ -890,19 +888,52 @@ def _conv_plan_scratch(g: dict[str, Any], plan: str) -> int:
     if plan == "depthwise":
         return (g["Hp"] * g["Wp"] * C + P * C) * 4 + 128
     if plan == "gemm_p":
-        return 0 if _pointwise(g) else Kc * _row_pad(P) * 4 + 64
+        return 0 if _pointwise(g) and g["group"] == 1 else \
+            g["Cg"] * g["KH"] * g["KW"] * _row_pad(P) * 4 + 64
     return ((0 if _pointwise(g) else P * Kc) + P * CO) * 4 + 128
 
 
 def _im2col(ctx: KernelCtx, g: dict[str, Any], xp: Any, x_base: Any, dst: Any,
-            transposed: bool, ldp: int = 0) -> None:
-    """col[k, p] (or colT[p, k]) = x[ci, oy*sy + ky*dy - pt, ox*sx + kx*dx - pl], 0 outside."""
+            transposed: bool, ldp: int = 0, c0: Any = None, n_ch: int = 0) -> None:
+    """col[k, p] (or colT[p, k]) = x[c0 + ci, oy*sy + ky*dy - pt, ox*sx + kx*dx - pl], 0 outside,
+    for the n_ch channels from c0 (default: all)."""
     b = ctx.b
     C, H, W, OH, OW = g["C"], g["H"], g["W"], g["OH"], g["OW"]
     KH, KW = g["KH"], g["KW"]
-    P, Kc = OH * OW, C * KH * KW
+    n_ch = n_ch or C
+    c0 = c0 if c0 is not None else ctx.ci(0)
+    P, Kc = OH * OW, n_ch * KH * KW
     ldp = ldp or P
-    with ctx.loop(C, name="ci") as ci, ctx.loop(KH, name="ky") as ky, \
+    if not transposed:
+        # Geometry is static: the valid output rows (columns) of each kernel row (column) form
+        # one range, looked up from a table; zero everything once, copy only the valid ranges.
+        def ranges(O: int, I: int, K: int, s_: int, d: int, p0: int) -> np.ndarray:
+            out = []
+            for k in range(K):
+                v = [o for o in range(O) if 0 <= o * s_ + k * d - p0 < I]
+                out += [v[0], v[-1] + 1] if v else [0, 0]
+            return np.array(out, np.int64)
+        ty = ctx.array_ptr(ranges(OH, H, KH, g["sy"], g["dy"], g["pt"]), "im2col_y")
+        tx = ctx.array_ptr(ranges(OW, W, KW, g["sx"], g["dx"], g["pl"]), "im2col_x")
+        ctx.memset0(dst, Kc * ldp * 4)
+        with ctx.loop(n_ch, name="ci") as ci, ctx.loop(KH, name="ky") as ky:
+            ylo = ctx.load(ty, ctx.mul(ky, 2), ctx.i64)
+            yhi = ctx.load(ty, ctx.add(ctx.mul(ky, 2), 1), ctx.i64)
+            with ctx.loop(KW, name="kx") as kx:
+                xlo = ctx.load(tx, ctx.mul(kx, 2), ctx.i64)
+                xhi = ctx.load(tx, ctx.add(ctx.mul(kx, 2), 1), ctx.i64)
+                k = ctx.add(ctx.mul(ci, KH * KW), ctx.mul(ky, KW), kx)
+                ch = ctx.add(x_base, ctx.mul(ctx.add(c0, ci), H * W),
+                             b.sub(ctx.mul(kx, g["dx"]), ctx.ci(g["pl"])))
+                with ctx.loop(yhi, start=ylo, name="oy") as oy:
+                    iy = b.sub(ctx.add(ctx.mul(oy, g["sy"]), ctx.mul(ky, g["dy"])), ctx.ci(g["pt"]))
+                    src_row = ctx.add(ch, ctx.mul(iy, W))
+                    dst_row = ctx.add(ctx.mul(k, ldp), ctx.mul(oy, OW))
+                    with ctx.loop(xhi, start=xlo, name="ox") as ox:
+                        v = ctx.load(xp, ctx.add(src_row, ctx.mul(ox, g["sx"])))
+                        ctx.store(v, dst, ctx.add(dst_row, ox))
+        return
+    with ctx.loop(n_ch, name="ci") as ci, ctx.loop(KH, name="ky") as ky, \
             ctx.loop(KW, name="kx") as kx:
         k = ctx.add(ctx.mul(ci, KH * KW), ctx.mul(ky, KW), kx)
         with ctx.loop(OH, name="oy") as oy:
@@ -912,7 +943,7 @@ def _im2col(ctx: KernelCtx, g: dict[str, Any], xp: Any, x_base: Any, dst: Any,
                 ix = b.sub(ctx.add(ctx.mul(ox, g["sx"]), ctx.mul(kx, g["dx"])), ctx.ci(g["pl"]))
                 ok = b.and_(y_ok, b.and_(b.icmp_signed(">=", ix, ctx.ci(0)),
                                          b.icmp_signed("<", ix, ctx.ci(W))))
-                src = ctx.add(x_base, ctx.mul(ci, H * W), ctx.mul(iy, W), ix)
+                src = ctx.add(x_base, ctx.mul(ctx.add(c0, ci), H * W), ctx.mul(iy, W), ix)
                 v = ctx.load(xp, b.select(ok, src, x_base))
                 v = b.select(ok, v, ctx.cf(0.0))
                 p = ctx.add(ctx.mul(oy, OW), ox)
@@ -984,6 +1015,18 @@ def k_conv(ctx: KernelCtx) -> None:
             with ctx.loop(C, name="c") as c, ctx.loop(P, name="p") as p:
                 ctx.store(ctx.load(outT, ctx.add(ctx.mul(p, C), c)), yp,
                           ctx.add(y_base, ctx.mul(c, P), p))
+        elif plan == "gemm_p" and g["group"] > 1:
+            # one GEMM per group over that group's channels
+            Cg, COg = g["Cg"], CO // g["group"]
+            Kg = Cg * KH * KW
+            wp = ctx.array_ptr(np.ascontiguousarray(w), "conv_w")
+            ldb = _row_pad(P)
+            with ctx.loop(g["group"], name="grp") as gi:
+                _im2col(ctx, g, xp, x_base, sp, transposed=False, ldp=ldb,
+                        c0=ctx.mul(gi, Cg), n_ch=Cg)
+                mk.gemm(ctx, COg, P, Kg, wp, ctx.mul(gi, COg * Kg), Kg, sp, ctx.ci(0), ldb, yp,
+                        ctx.add(y_base, ctx.mul(gi, COg * P)), P,
+                        row_bias=ctx.gep(bias_p, ctx.mul(gi, COg)))
         elif plan == "gemm_p":
             wp = ctx.array_ptr(np.ascontiguousarray(w), "conv_w")
             if _pointwise(g):
