@@ -17,7 +17,6 @@ AOT (`target="aarch64-linux-gnu"`): the same module built for that triple, writt
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -52,6 +51,19 @@ def cache_root() -> Path:
 _CPU_ID: Optional[str] = None
 
 
+def _sha256(data: bytes) -> Any:
+    # CPython's own SHA-256 where it has one: hashlib would map OpenSSL's libcrypto (~3.6 MiB of
+    # resident memory) into a process that only needs to look up its cache entry.
+    try:
+        from _sha256 import sha256  # type: ignore[import-not-found]
+    except ImportError:
+        try:
+            from _sha2 import sha256  # type: ignore[import-not-found, no-redef]
+        except ImportError:
+            from hashlib import sha256  # type: ignore[no-redef]
+    return sha256(data)
+
+
 def cpu_fingerprint() -> str:
     """The CPU's identity and feature flags, read without LLVM (so a cached start stays light)."""
     global _CPU_ID
@@ -68,15 +80,14 @@ def cpu_fingerprint() -> str:
                         break
         except OSError:
             parts.append(platform.processor())
-        _CPU_ID = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+        _CPU_ID = _sha256("\n".join(parts).encode()).hexdigest()[:16]
     return _CPU_ID
 
 
 def _cache_key(data: bytes, options: Mapping[str, Any]) -> str:
     # Not the llvmlite version: finding it costs a metadata scan on every cached start, and code
     # another LLVM built for this CPU is still right. CODEGEN_VERSION covers our own changes.
-    h = hashlib.sha256()
-    h.update(hashlib.sha256(data).digest())
+    h = _sha256(_sha256(data).digest())
     h.update(json.dumps({"options": options, "codegen": CODEGEN_VERSION,
                          "cpu": cpu_fingerprint()}, sort_keys=True).encode())
     return h.hexdigest()[:32]
