@@ -10,9 +10,10 @@ end that feeds them windows of sensor samples.
     for chunk in source: outputs = s.push(chunk)   # [k, out] for the windows completed
 
 Files: graph.py (ONNX reader: checks, shape inference, constant folding), optimize.py (BatchNorm
-folding, elementwise fusion), codegen.py (LLVM IR through llvmlite), ops.py and quant.py (the op
-library), compiler.py (JIT, cache, AOT), _runtime.pyx (the Cython runner and ring buffer),
-stream.py, cli.py (`edgert sensor run|bench`). Needs `pip install "edgert[sensor]"`.
+folding, elementwise fusion), codegen.py (LLVM IR through llvmlite), ops.py, microkernels.py and
+quant.py (the op library), compiler.py (JIT, cache, AOT), _runtime.pyx (the Cython runner and ring
+buffer), stream.py, cli.py (`edgert sensor run|bench|compile`). Needs
+`pip install "edgert[sensor]"`.
 """
 from __future__ import annotations
 
