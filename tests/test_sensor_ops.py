@@ -416,20 +416,24 @@ def test_unfused_matches_fused():
     assert sensor.compile(model).info.ops == {"Gemm": 1}
 
 
-@pytest.mark.parametrize("case", ["gemm", "conv_p", "conv_c", "depthwise", "gru"])
+@pytest.mark.parametrize("case", ["gemm", "gemm_wide", "conv_p", "conv_c", "depthwise",
+                                  "depthwise_wide", "gru"])
 def test_tiled_kernels_equal_scalar_twins(case, monkeypatch):
     """The register-tiled kernels (microkernels.py) against the plain loops they replace."""
     from edgert import sensor
     if case == "gemm":
         model = make_model([helper.make_node("Gemm", ["x", "w", "b"], ["y"])], {"x": (6, 33)},
                            {"y": (6, 29)}, {"w": w(33, 29), "b": w(29)})
+    elif case == "gemm_wide":  # 16-float vectors on AVX-512 hosts, with an overlapping tail
+        model = make_model([helper.make_node("Gemm", ["x", "w", "b"], ["y"])], {"x": (5, 40)},
+                           {"y": (5, 141)}, {"w": w(40, 141), "b": w(141)})
     elif case == "gru":
         model = make_model([helper.make_node("GRU", ["x", "W", "R", "B"], ["Y"], hidden_size=20)],
                            {"x": (9, 1, 5)}, {"Y": (9, 1, 1, 20)},
                            {"W": w(1, 60, 5), "R": w(1, 60, 20), "B": w(1, 120)})
     else:
         cin, cout, hw, g = {"conv_p": (5, 7, 13, 1), "conv_c": (9, 24, 3, 1),
-                            "depthwise": (11, 11, 6, 11)}[case]
+                            "depthwise": (11, 11, 6, 11), "depthwise_wide": (70, 70, 5, 70)}[case]
         model = make_model([helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[3, 3],
                                              pads=[1, 1, 1, 1], group=g),
                             helper.make_node("Relu", ["c"], ["y"])],

@@ -61,9 +61,10 @@ def _nbytes(shape: Sequence[int], dtype: np.dtype) -> int:
 class Codegen:
     """Lowers a Graph into an llvmlite ir.Module (see the file banner for the contract)."""
 
-    def __init__(self, g: Graph, symbol: str, int8: bool = False) -> None:
+    def __init__(self, g: Graph, symbol: str, int8: bool = False, vector_width: int = 8) -> None:
         from llvmlite import ir
         self.ir = ir
+        self.vector_width = vector_width
         self.g = g
         self.symbol = symbol
         self.int8 = int8
@@ -400,10 +401,12 @@ def broadcast_strides(shape: Sequence[int], out_shape: Sequence[int]) -> list[in
     return strides
 
 
-def build_module(g: Graph, symbol: str, int8: bool = False) -> tuple[str, ModelSignature]:
-    """Lower the whole graph; returns (LLVM IR text, signature)."""
+def build_module(g: Graph, symbol: str, int8: bool = False,
+                 vector_width: int = 8) -> tuple[str, ModelSignature]:
+    """Lower the whole graph; returns (LLVM IR text, signature). vector_width: floats per vector
+    in the tiled kernels (8, or 16 for an AVX-512 target)."""
     from . import ops
-    cg = Codegen(g, symbol, int8=int8)
+    cg = Codegen(g, symbol, int8=int8, vector_width=vector_width)
     for n in g.nodes:
         if n.op not in ALIAS_OPS and ops.kernel_for(n) is None:
             raise UnsupportedModelError(

@@ -195,6 +195,7 @@ def _target_machine(target: Optional[str], cpu: Optional[str] = None) -> Any:
         triple = llvm.get_process_triple()
         cpu_name = cpu or llvm.get_host_cpu_name()
         features = llvm.get_host_cpu_features().flatten() if cpu is None else ""
+
     else:
         triple, cpu_name, features = TARGETS[target]
         cpu_name = cpu or cpu_name
@@ -218,8 +219,15 @@ def _optimise(ir_text: str, tm: Any) -> Any:
     return mod
 
 
+def _host_vector_width(cpu: Optional[str]) -> int:
+    """16 floats per vector where the host has AVX-512 (and the user did not pin a CPU)."""
+    if cpu is not None or os.environ.get("EDGERT_SENSOR_VECTOR_WIDTH") == "8":
+        return 8
+    return 16 if _llvm().get_host_cpu_features().get("avx512f", False) else 8
+
+
 def _lower(data: bytes, input_shapes: Optional[Mapping[str, Sequence[int]]], dtype: str,
-           fuse: bool) -> tuple[str, Any]:
+           fuse: bool, vector_width: int = 8) -> tuple[str, Any]:
     from .codegen import build_module
     from .graph import read_graph
     from .optimize import optimize
@@ -228,7 +236,7 @@ def _lower(data: bytes, input_shapes: Optional[Mapping[str, Sequence[int]]], dty
     g = read_graph(None, input_shapes, data=data, keep=keep)  # type: ignore[arg-type]
     quant_prepare(g, dtype)
     optimize(g, fuse=fuse)
-    return build_module(g, SYMBOL, int8=dtype == "int8")
+    return build_module(g, SYMBOL, int8=dtype == "int8", vector_width=vector_width)
 
 
 def _link_shared(obj_path: Path, so_path: Path, cc: Optional[str]) -> bool:
@@ -291,7 +299,8 @@ def compile(model: ModelSource, *, target: str = "host", dtype: str = "f32",  # 
     options = {"dtype": dtype, "input_shapes": {k: list(map(int, v)) for k, v in
                                                 (input_shapes or {}).items()},
                "fuse": fuse, "loader": loader, "cpu": cpu,
-               "kernels": os.environ.get("EDGERT_SENSOR_KERNELS", "tiled")}
+               "kernels": os.environ.get("EDGERT_SENSOR_KERNELS", "tiled"),
+               "vector_width": os.environ.get("EDGERT_SENSOR_VECTOR_WIDTH", "auto")}
     key = _cache_key(data, options)
     entry = cache_root() / key
     if cache:
@@ -299,7 +308,7 @@ def compile(model: ModelSource, *, target: str = "host", dtype: str = "f32",  # 
         if hit is not None:
             return hit
     try:
-        ir_text, sig = _lower(data, input_shapes, dtype, fuse)
+        ir_text, sig = _lower(data, input_shapes, dtype, fuse, _host_vector_width(cpu))
     except UnsupportedModelError as e:
         if fallback == "onnxruntime":
             from .fallback import OrtModel

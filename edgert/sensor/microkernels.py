@@ -10,9 +10,8 @@ vector types (<8 x float>) so the accumulators live in registers for a whole red
   depthwise   channels-last depthwise convolution: one output pixel's channels in vectors, taps
               accumulated in registers (any stride, dilation, padding).
 
-<8 x float> is one AVX2 register, half an AVX-512 one (LLVM's default preference on Intel
-server parts is 256-bit vectors anyway), and two NEON registers on aarch64: the same IR serves
-every target. Scalar twins of these kernels are the plain loops in ops.py (used with
+<8 x float> is one AVX2 register and two NEON registers on aarch64; on a host with AVX-512 a
+kernel whose vector dim holds at least four <16 x float> (one zmm register each) uses those. Scalar twins of these kernels are the plain loops in ops.py (used with
 EDGERT_SENSOR_KERNELS=scalar, and compared in tests/test_sensor_ops.py).
 """
 from __future__ import annotations
@@ -21,22 +20,31 @@ from typing import Any, Callable, Optional, Sequence
 
 from .codegen import KernelCtx
 
-VW = 8          # floats per vector
+VW = 8          # floats per vector (the default; Codegen.vector_width overrides it: 16 on AVX-512)
 MR = 4          # rows per tile
 NV = 2          # vectors per tile (MR * NV accumulators)
 NV_ROW = 4      # vectors per tile when M == 1 (a matrix-vector product)
 
 
+def vector_width(ctx: KernelCtx, extent: int = 0) -> int:
+    """Floats per vector for a kernel whose vector dim has `extent` elements: the target's widest
+    (16 on AVX-512) only where at least 4 such vectors fill it; short rows keep 8 (fewer wasted
+    lanes in the overlapping tail)."""
+    widest = int(getattr(ctx.cg, "vector_width", VW))
+    return widest if extent >= 4 * widest else min(widest, VW)
+
+
 class Vec:
     """Vector helpers bound to a KernelCtx."""
 
-    def __init__(self, ctx: KernelCtx) -> None:
+    def __init__(self, ctx: KernelCtx, width: int = VW) -> None:
         ir = ctx.ir
         self.ctx = ctx
         self.b = ctx.b
-        self.ty = ir.VectorType(ctx.f32, VW)
-        self.zero = ir.Constant(self.ty, [0.0] * VW)
-        self._mask0 = ir.Constant(ir.VectorType(ir.IntType(32), VW), [0] * VW)
+        vw = width
+        self.ty = ir.VectorType(ctx.f32, vw)
+        self.zero = ir.Constant(self.ty, [0.0] * vw)
+        self._mask0 = ir.Constant(ir.VectorType(ir.IntType(32), vw), [0] * vw)
         self._undef = ir.Constant(self.ty, ir.Undefined)
 
     def load(self, p: Any, idx: Any) -> Any:
@@ -96,7 +104,8 @@ def gemm(ctx: KernelCtx, M: int, N: int, K: int,
 
     A(m, k) is pa[a_off + m*lda + k*a_col_stride]; B(k, n) is pb[b_off + k*ldb + n] (unit stride
     in n: that is the vector dim); C likewise with ldc. Biases are f32 pointers or None."""
-    vec = Vec(ctx)
+    VW = vector_width(ctx, N)  # noqa: N806
+    vec = Vec(ctx, VW)
     b = ctx.b
     mr = 1 if M == 1 else MR
     nv = NV_ROW if M == 1 else NV
@@ -179,7 +188,8 @@ def depthwise_nhwc(ctx: KernelCtx, P: int, C: int, taps: int, xT: Any, tap_offse
 
     xT is channels-last (row length C); tap_offset(p, t) gives the element offset of pixel p's
     t-th tap row. Vectors over channels; a scalar loop finishes C % 8."""
-    vec = Vec(ctx)
+    VW = vector_width(ctx, C)  # noqa: N806
+    vec = Vec(ctx, VW)
     b = ctx.b
     c_vec = C // VW * VW
     with ctx.loop(P, name="p") as p:

@@ -956,14 +956,29 @@ def _epilogue_pass(ctx: KernelCtx, yp: Any, shape: Sequence[int], base_coords: S
     """Apply the fused epilogue in place over a contiguous output block (still in L1)."""
     if not ctx.has_epilogue:
         return
+    shape = list(shape)
     st = _contig_strides(shape)
     lead = list(base_coords)
+    # Trailing dims no epilogue operand varies along (a per-channel scale, a scalar, none) run as
+    # one flat loop with coordinate 0: a 25x5 plane is one loop of 125, not 25 loops of 5.
+    out_shape = ctx.shape(ctx.node.outputs[0])
+    rank_off = len(out_shape) - len(shape)
+    flat_from = len(shape)
+    for d in range(len(shape) - 1, -1, -1):
+        if any(broadcast_strides(ctx.shape(t), out_shape)[rank_off + d]
+               for t in ctx.epilogue_inputs if int(np.prod(ctx.shape(t))) > 1):
+            break
+        flat_from = d
+    inner = int(np.prod(shape[flat_from:])) if flat_from < len(shape) else 1
+    zeros = [ctx.ci(0)] * (len(shape) - flat_from)
 
     def body(coords: list[Any]) -> None:
-        off = ctx.add(base if base is not None else ctx.ci(0),
-                      *[ctx.mul(c, s) for c, s in zip(coords, st)])
-        ctx.store(ctx.epilogue(ctx.load(yp, off), lead + coords), yp, off)
-    _nest(ctx, list(shape), body)
+        base_off = ctx.add(base if base is not None else ctx.ci(0),
+                           *[ctx.mul(c, s_) for c, s_ in zip(coords, st)])
+        with ctx.loop(inner, name="e") as i:
+            off = ctx.add(base_off, i)
+            ctx.store(ctx.epilogue(ctx.load(yp, off), lead + coords + zeros), yp, off)
+    _nest(ctx, shape[:flat_from], body)
 
 
 def k_conv(ctx: KernelCtx) -> None:
