@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("onnx", reason="edgert[sensor] is part of the test extra: pip install '.[test]'")
 from onnx import helper  # noqa: E402
 
-from sensor_helpers import compare, make_model, ort_run  # noqa: E402
+from sensor_reference import compare, make_model, ort_run  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SYSROOT = "/usr/aarch64-linux-gnu"

@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("onnx", reason="edgert[sensor] is part of the test extra: pip install '.[test]'")
 from onnx import TensorProto, helper  # noqa: E402
 
-from sensor_helpers import compare, make_model, ort_run  # noqa: E402
+from sensor_reference import compare, make_model, ort_run  # noqa: E402
 
 from edgert.errors import EdgertError, ModelFormatError, UnsupportedModelError  # noqa: E402
 

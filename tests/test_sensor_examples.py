@@ -14,7 +14,7 @@ pytest.importorskip("onnx", reason="edgert[sensor] is part of the test extra: pi
 pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
-from sensor_helpers import check_model  # noqa: E402
+from sensor_reference import check_model  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "sensor"
 

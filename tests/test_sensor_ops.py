@@ -1,6 +1,6 @@
 """Every op of edgert.sensor against onnxruntime: one small graph per op and attribute case, on
 random inputs and on edge values (zeros, large magnitudes, NaN), within the f32 tolerance of
-sensor_helpers.TOL. The compile cache is one temp dir per test session."""
+sensor_reference.TOL. The compile cache is one temp dir per test session."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("onnx", reason="edgert[sensor] is part of the test extra: pip install '.[test]'")
 from onnx import helper  # noqa: E402
 
-from sensor_helpers import check_model, make_model  # noqa: E402
+from sensor_reference import check_model, make_model  # noqa: E402
 
 RNG = np.random.default_rng(1234)
 
@@ -210,7 +210,7 @@ def _check_pool(model, shape, op):
     # NaN gives NaN. The reference for that case is onnxruntime on the input with NaN replaced
     # by 0, with NaN put back wherever onnxruntime's max pool of the NaN indicator is 1.
     m = check_model(model, {"x": shape}, edge_cases=("random", "zeros", "large"))
-    from sensor_helpers import compare, ort_run
+    from sensor_reference import compare, ort_run
     x = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
     x.reshape(-1)[:: max(1, x.size // 5)] = np.nan
     ref = ort_run(model, {"x": np.nan_to_num(x, nan=0.0)})[0]

@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("onnx", reason="edgert[sensor] is part of the test extra: pip install '.[test]'")
 from onnx import TensorProto, helper  # noqa: E402
 
-from sensor_helpers import make_model, ort_run  # noqa: E402
+from sensor_reference import make_model, ort_run  # noqa: E402
 
 RNG = np.random.default_rng(21)
 INT8_STEPS = 1        # quantized outputs

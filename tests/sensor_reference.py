@@ -1,6 +1,6 @@
-"""Shared by the sensor tests: build one-node ONNX models, run them through edgert.sensor and
-onnxruntime (the reference nobody here wrote), compare within the tolerance named per dtype on
-random inputs and on edge values (zeros, large magnitudes, NaN)."""
+"""The onnxruntime reference harness of the sensor tests: build small ONNX models, run them
+through edgert.sensor and onnxruntime (the reference nobody here wrote), and compare within the
+tolerance named per dtype on random inputs and on edge values (zeros, large magnitudes, NaN)."""
 from __future__ import annotations
 
 from typing import Any, Optional, Sequence
