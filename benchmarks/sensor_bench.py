@@ -17,7 +17,7 @@ Measured, per model, in one run (medians; loadavg recorded at start and end):
   cached      compile() on a warm cache in a fresh process (target <= 50 ms), and with the
               `import edgert.sensor` it needs
   peak RSS    VmHWM of a script that loads the model and runs 2000 calls, edgert vs onnxruntime
-              (target ratio <= 0.5)
+              (target ratio <= 0.5), and each engine's share above the same script without one
   streaming   samples/s through WindowStream -> MLP (window 128, hop 32, one thread; target
               >= 100,000)
 Writes benchmarks/results/sensor-<date>-<host>.json and prints the table.
@@ -130,7 +130,10 @@ _RSS_SCRIPT = r"""
 import sys
 import numpy as np
 engine, path = sys.argv[1], sys.argv[2]
-if engine == "edgert":
+if engine == "baseline":  # the same script without an engine: Python, numpy, the inputs
+    x = np.random.default_rng(0).standard_normal(16).astype(np.float32)
+    run = lambda: None
+elif engine == "edgert":
     from edgert import sensor
     m = sensor.compile(path)
     x = [np.random.default_rng(0).standard_normal(s).astype(np.float32) for s in m.input_shapes]
@@ -179,7 +182,9 @@ def compile_times(path: str, repeats: int) -> dict[str, Any]:
 def peak_rss(path: str, env: dict[str, str]) -> dict[str, float]:
     e = float(_py(_RSS_SCRIPT, "edgert", path, env=env))
     o = float(_py(_RSS_SCRIPT, "onnxruntime", path, env=env))
-    return {"edgert_mb": e, "onnxruntime_mb": o, "ratio": e / o}
+    base = float(_py(_RSS_SCRIPT, "baseline", path, env=env))
+    return {"edgert_mb": e, "onnxruntime_mb": o, "baseline_mb": base, "ratio": e / o,
+            "engine_ratio": (e - base) / max(o - base, 1e-9)}
 
 
 def streaming_rate(info: dict[str, Any], seconds: float) -> dict[str, Any]:
@@ -227,8 +232,9 @@ def main() -> int:
               f"p99 {r['edgert']['p99_us']:8.2f} vs "
               f"{r['onnxruntime']['p99_us']:8.2f} us; compile {r['compile_s'] * 1e3:.0f} ms, "
               f"cached {r['cached_s'] * 1e3:.1f} ms ({r['cached_with_import_s'] * 1e3:.0f} ms with "
-              f"import); RSS {r['rss']['edgert_mb']:.0f}/{r['rss']['onnxruntime_mb']:.0f} MiB "
-              f"({r['rss']['ratio']:.2f}x)", flush=True)
+              f"import); RSS {r['rss']['edgert_mb']:.1f}/{r['rss']['onnxruntime_mb']:.1f} MiB "
+              f"({r['rss']['ratio']:.2f}x; above the {r['rss']['baseline_mb']:.1f} MiB "
+              f"Python+numpy script {r['rss']['engine_ratio']:.2f}x)", flush=True)
     stream = streaming_rate(models["mlp_anomaly"], 1.0 if args.quick else 3.0)
     print(f"streaming MLP      {stream['samples_per_s']:,.0f} samples/s "
           f"({stream['windows_per_s']:,.0f} windows/s, window 128 hop 32, 1 thread)")
