@@ -3,8 +3,9 @@ vector types (<8 x float>) so the accumulators live in registers for a whole red
 
   gemm        C[M, N] = A[M, K] . B[K, N] (+ a row or column bias): Gemm, MatMul, Conv as a
               GEMM over an im2col buffer (either orientation), the recurrent matrix-vector
-              products. Tiles of MR rows x NV vectors: each k step loads NV vectors of B, broadcasts
-              MR scalars of A and issues MR*NV FMAs. Columns past the last full vector get one more vector tile
+              products. Tiles of MR rows x NV vectors (one row x up to 12 vectors for a
+              matrix-vector product): each k step loads NV vectors of B, broadcasts MR scalars of
+              A and issues MR*NV FMAs. Columns past the last full vector get one more vector tile
               ending at N, overlapping columns already written (same sums, same order, same
               values); only N < 8 runs a scalar loop.
   depthwise   channels-last depthwise convolution: one output pixel's channels in vectors, taps
@@ -23,7 +24,6 @@ from .codegen import KernelCtx
 VW = 8          # floats per vector (the default; Codegen.vector_width overrides it: 16 on AVX-512)
 MR = 4          # rows per tile
 NV = 2          # vectors per tile (MR * NV accumulators)
-NV_ROW = 4      # vectors per tile when M == 1 (a matrix-vector product)
 
 
 def vector_width(ctx: KernelCtx, extent: int = 0) -> int:
@@ -108,7 +108,9 @@ def gemm(ctx: KernelCtx, M: int, N: int, K: int,
     vec = Vec(ctx, VW)
     b = ctx.b
     mr = 1 if M == 1 else MR
-    nv = NV_ROW if M == 1 else NV
+    # a matrix-vector product: as many accumulators as the row needs (up to 12 registers), so
+    # the k loop's FMA chains run side by side instead of one short tile after another
+    nv = max(1, min(N // VW, 12)) if M == 1 else NV
     n_full = N // (nv * VW) * (nv * VW)
     n_vec = N // VW * VW              # columns covered by whole vectors
 
