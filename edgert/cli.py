@@ -232,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_delegate(sub, "bench", "edgert.bench", "measure speed and memory")
     _add_delegate(sub, "perplexity", "edgert.perplexity",
                   "perplexity and KL divergence vs reference logits (KV-cache quality)")
+    _add_delegate(sub, "sensor", "edgert.sensor.cli",
+                  "compile, stream and benchmark small ONNX models (the sensor path)")
+    _add_delegate(sub, "export-onnx", "edgert.onnx_export",
+                  "export an .edgt model to ONNX (onnxruntime / onnxruntime-genai)")
     return parser
 
 
