@@ -2,6 +2,7 @@
 
     python benchmarks/bench_threads.py                       # SmolLM2-135M in every recipe
     python benchmarks/bench_threads.py --types q4_0,q8_0 --rounds 15 --n-gen 128
+    python benchmarks/bench_threads.py --shape tinyllama-1.1b --types q4_0,q4_1,q8_0,f16
     python benchmarks/bench_threads.py --model a.edgt --model b.edgt   # files of your own
 
 Issue 11's target: decode with 2 threads is never slower than with 1, for every weight type. One
@@ -12,8 +13,10 @@ between rounds cancels. Reported: median tok/s per thread count, the median and 
 ratio against the first thread count, and /proc/loadavg before and after (on a busy machine
 2-thread figures fall apart: a descheduled thread stalls every barrier; rerun when quiet).
 
-Weight types come from converting the shared SmolLM2-135M-Instruct Q4_1 GGUF with each recipe of
-edgert.converters (cached under --cache); a new recipe shows up here by itself.
+Weight types come from converting the shared SmolLM2-135M-Instruct Q4_1 GGUF (--shape smollm2, the
+default) or the random-weight f16 checkpoint make_models.py writes for a shape of its SHAPES
+(--shape tinyllama-1.1b, smollm2-135m) with each recipe of edgert.converters, cached under --cache;
+a new recipe shows up here by itself.
 """
 from __future__ import annotations
 
@@ -42,11 +45,19 @@ def model_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
     types = args.types.split(",") if args.types else [r for r in RECIPES if r not in ("f32", "bf16")]
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
+    if args.shape == "smollm2":
+        source, prefix = SMOLLM2_GGUF, "smollm2"
+    else:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import make_models
+        source, prefix = cache / args.shape / "hf", args.shape
+        if not (source / "model.safetensors").exists():
+            make_models.write_hf(make_models.SHAPES[args.shape], source)
     out = []
     for t in types:
-        path = cache / f"smollm2-{t}.edgt"
+        path = cache / f"{prefix}-{t}.edgt"
         if not path.exists():
-            convert(SMOLLM2_GGUF, path, quantize=t, progress=False)
+            convert(source, path, quantize=t, progress=False)
         out.append((t, path))
     return out
 
@@ -87,7 +98,9 @@ def bench_file(path: Path, threads: list[int], rounds: int, n_gen: int, pause: f
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", action="append", help=".edgt file (repeatable); default: SmolLM2 per recipe")
-    p.add_argument("--types", default="", help="recipes to convert SmolLM2 to (default: all but f32/bf16)")
+    p.add_argument("--shape", default="smollm2", choices=["smollm2", "smollm2-135m", "tinyllama-1.1b"],
+                   help="smollm2: the real SmolLM2 GGUF; otherwise make_models.py's random weights of that shape")
+    p.add_argument("--types", default="", help="recipes to convert the source to (default: all but f32/bf16)")
     p.add_argument("--cache", default="/tmp/edgert-bench-threads", help="where converted files are kept")
     p.add_argument("--threads", default="1,2", help="thread counts, the first is the baseline")
     p.add_argument("--rounds", type=int, default=9)
@@ -105,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = r
         ratios = "  ".join(f"{k}: median {v['median']:.3f} (min {v['min']:.3f})" for k, v in r["ratios"].items())
         tok = "  ".join(f"{t}t {x:.1f}" for t, x in zip(threads, r["median_tok_s"]))
-        print(f"{name:8s} decode tok/s {tok}  |  {ratios}  |  loadavg {loadavg()}", flush=True)
+        print(f"{args.shape} {name:8s} decode tok/s {tok}  |  {ratios}  |  loadavg {loadavg()}", flush=True)
     print(f"loadavg after {loadavg()}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

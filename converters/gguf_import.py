@@ -22,6 +22,8 @@ from .families import FAMILIES
 from .gguf_reader import GGUFFile, ggml_type_name
 from .gguf_tokenizer import tokenizer_metadata
 from .llama_tensor_names import NAMES
+from .source_checks import (HPARAM_LIMITS, bool_field, check_source_model, checked_hparams, float_field,
+                            int_field, list_field, show, str_field)
 from .source_model import SourceModel, SourceTensor, permuted_loader, row_slice_loader
 
 # GGUF tensor type -> edgert dtype; ids are shared, so this is the supported subset.
@@ -55,96 +57,110 @@ _GGUF_DEFAULTS: dict[str, dict[str, Any]] = {
 _FUSED = {"attn_qkv.weight": ("ATTN_Q", "ATTN_K", "ATTN_V"), "ffn_up.weight": ("FFN_GATE", "FFN_UP")}
 
 
-def _layer_types(g: GGUFFile, a: str, n_layers: int) -> list[str] | None:
-    pattern = g.get(f"{a}.attention.sliding_window_pattern")
+def _layer_types(g: GGUFFile, a: str, n_layers: int) -> tuple[str, list[str]] | None:
+    """(field, Hugging Face layer_types) of a file with a sliding window, or None when every
+    layer slides; n_layers has been range-checked."""
+    key = f"{a}.attention.sliding_window_pattern"
+    pattern = g.get(key)
     if pattern is None:
-        pattern = _GGUF_DEFAULTS.get(a, {}).get("swa_pattern", 0)
-    if isinstance(pattern, (int, np.integer)):
-        n = int(pattern)
+        key, pattern = "llama.cpp's pattern for " + a, _GGUF_DEFAULTS.get(a, {}).get("swa_pattern", 0)
+    if isinstance(pattern, (int, np.integer)) and not isinstance(pattern, (bool, np.bool_)):
+        n = int_field(g.path, key, pattern, 0, 1 << 10)
         slides = [n == 0 or il % n < n - 1 for il in range(n_layers)]
     else:
-        slides = [bool(x) for x in pattern]
+        slides = list_field(g.path, key, pattern, lambda f, v: bool_field(g.path, f, v),
+                            max_len=HPARAM_LIMITS["num_layers"][1])
         if len(slides) != n_layers:
-            raise ModelFormatError(f"{g.path}: {a}.attention.sliding_window_pattern has {len(slides)} "
-                                   f"entries for {n_layers} layers")
+            raise ModelFormatError(f"{g.path}: {key} has {len(slides)} entries for {n_layers} layers")
     if all(slides):
         return None  # every layer slides: no layer_types needed
-    return ["sliding_attention" if s else "full_attention" for s in slides]
+    return key, ["sliding_attention" if s else "full_attention" for s in slides]
 
 
 def _hparams(g: GGUFFile, a: str, n_vocab: int, has_output: bool, has_bias: bool) -> tuple[dict[str, Any], float | None]:
-    """The hparams, and the linear RoPE scaling factor of full-attention layers (or None)."""
-    def req(key: str) -> Any:
-        v = g.get(f"{a}.{key}")
-        if v is None:
+    """The checked hparams, and the linear RoPE scaling factor of full-attention layers (or None)."""
+    def field(key: str, default: Any = None, required: bool = False) -> tuple[str, Any]:
+        v = g.get(f"{a}.{key}", default)
+        if v is None and required:
             raise UnsupportedModelError(f"{g.path}: GGUF key {a}.{key} is missing")
-        return v
+        return f"{a}.{key}", v
 
-    hidden = int(req("embedding_length"))
-    heads = int(req("attention.head_count"))
-    kv_heads = int(g.get(f"{a}.attention.head_count_kv", heads))
-    head_dim = int(g.get(f"{a}.attention.key_length", g.get(f"{a}.rope.dimension_count", hidden // heads)))
-    n_layers = int(req("block_count"))
     defaults = _GGUF_DEFAULTS.get(a, {})
     linear = None
     scaling = g.get(f"{a}.rope.scaling.type")
+    if scaling is not None and not isinstance(scaling, str):
+        raise UnsupportedModelError(f"{g.path}: rope scaling type {show(scaling)} is not supported")
     if scaling == "linear":
-        linear = float(req("rope.scaling.factor"))
+        linear = field("rope.scaling.factor", required=True)
     elif scaling not in (None, "none") and not (a == "phi3" and scaling in ("longrope", "su")):
-        raise UnsupportedModelError(f"{g.path}: rope scaling type {scaling!r} is not supported")
-    hp = {
-        "vocab_size": n_vocab,
+        raise UnsupportedModelError(f"{g.path}: rope scaling type {show(scaling)} is not supported")
+    hidden = field("embedding_length", required=True)
+    heads = field("attention.head_count", required=True)
+    h = int_field(g.path, hidden[0], hidden[1], *HPARAM_LIMITS["hidden_size"])
+    n = int_field(g.path, heads[0], heads[1], *HPARAM_LIMITS["num_heads"])
+    head_dim = field("attention.key_length")
+    if head_dim[1] is None:
+        head_dim = field("rope.dimension_count")
+    if head_dim[1] is None:  # implied by the others, once those are known to be sane
+        head_dim = (f"{hidden[0]} / {heads[0]}", h // n)
+    layers = field("block_count", required=True)
+    n_layers = int_field(g.path, layers[0], layers[1], *HPARAM_LIMITS["num_layers"])
+    fields = {
+        "vocab_size": ("rows of token_embd.weight", n_vocab),
         "hidden_size": hidden,
-        "intermediate_size": int(req("feed_forward_length")),
-        "num_layers": n_layers,
+        "intermediate_size": field("feed_forward_length", required=True),
+        "num_layers": layers,
         "num_heads": heads,
-        "num_kv_heads": kv_heads,
+        "num_kv_heads": field("attention.head_count_kv", heads[1]),
         "head_dim": head_dim,
-        "rope_theta": float(g.get(f"{a}.rope.freq_base", 10000.0)),
-        "rms_norm_eps": float(g.get(f"{a}.attention.layer_norm_rms_epsilon", 1e-5)),
-        "context_length": int(req("context_length")),
-        "tie_embeddings": not has_output,
-        "attention_bias": has_bias,
+        "rope_theta": field("rope.freq_base", 10000.0),
+        "rms_norm_eps": field("attention.layer_norm_rms_epsilon", 1e-5),
+        "context_length": field("context_length", required=True),
+        "tie_embeddings": ("presence of output.weight", not has_output),
+        "attention_bias": ("presence of blk.0.attn_q.bias", has_bias),
     }
     if "query_from_embd" in defaults:
-        hp["query_pre_attn_scalar"] = float(hidden // heads if n_layers in defaults["query_from_embd"] else head_dim)
+        hd = int_field(g.path, head_dim[0], head_dim[1], *HPARAM_LIMITS["head_dim"])
+        fields["query_pre_attn_scalar"] = (f"llama.cpp's query scale of {a}",
+                                           h // n if n_layers in defaults["query_from_embd"] else hd)
     for key in ("attn_logit_softcapping", "final_logit_softcapping"):
-        if g.get(f"{a}.{key}"):
-            hp[key] = float(g.get(f"{a}.{key}"))
-    window = g.get(f"{a}.attention.sliding_window")
-    if window:
-        hp["sliding_window"] = int(window)
+        cap = field(key)
+        if cap[1] is not None and cap[1] != 0:
+            fields[key] = cap
+    window = field("attention.sliding_window")
+    if window[1] is not None and window[1] != 0:
+        fields["sliding_window"] = window
         types = _layer_types(g, a, n_layers)
         if types is not None:
-            hp["layer_types"] = types
-            local = g.get(f"{a}.rope.freq_base_swa", defaults.get("local_theta"))
-            if local is not None:
-                hp["rope_local_theta"] = float(local)
+            fields["layer_types"] = types
+            local = field("rope.freq_base_swa", defaults.get("local_theta"))
+            if local[1] is not None:
+                fields["rope_local_theta"] = local
     if g.get(f"{a}.rope.scaling.original_context_length") is not None and "rope_factors_long.weight" in g.tensors:
-        hp["rope_original_context_length"] = int(g.get(f"{a}.rope.scaling.original_context_length"))
-        attn = float(g.get(f"{a}.rope.scaling.attn_factor", 1.0))
-        if attn != 1.0:
-            hp["rope_attn_factor"] = attn
+        fields["rope_original_context_length"] = field("rope.scaling.original_context_length")
+        attn = field("rope.scaling.attn_factor")
+        if attn[1] is not None and attn[1] != 1.0:
+            fields["rope_attn_factor"] = attn
+    hp = checked_hparams(g.path, fields)
+    if linear is not None:
+        linear = float_field(g.path, linear[0], linear[1], 0.0, 1e6, lo_open=True)
     return hp, linear
-
-
-def _known_names(n_layers: int) -> set[str]:
-    out = set()
-    for t in NAMES.values():
-        out.update(t.format(i) for i in range(n_layers)) if t.per_layer else out.add(t.format())
-    return out
 
 
 def _check_architecture(path: Path, g: GGUFFile) -> str:
     arch = g.get("general.architecture")
+    if not isinstance(arch, str):
+        raise UnsupportedModelError(f"{path}: GGUF architecture {show(arch)} is not supported "
+                                    f"(supported: {', '.join(FAMILIES)})")
     if arch in _REFUSED:
         raise UnsupportedModelError(f"{path}: GGUF architecture {arch!r} needs {_REFUSED[arch]}, which edgert does not run")
     if arch not in FAMILIES:
-        raise UnsupportedModelError(f"{path}: GGUF architecture {arch!r} is not supported "
+        raise UnsupportedModelError(f"{path}: GGUF architecture {show(arch)} is not supported "
                                     f"(supported: {', '.join(FAMILIES)})")
-    if int(g.get(f"{arch}.expert_count", 0) or 0) > 0:
+    experts = g.get(f"{arch}.expert_count")
+    if int_field(path, f"{arch}.expert_count", experts, 0, 1 << 20, default=0) > 0:
         raise UnsupportedModelError(f"{path}: this {arch} GGUF has mixture-of-experts layers "
-                                    f"({arch}.expert_count = {g.get(f'{arch}.expert_count')}), which edgert does not run")
+                                    f"({arch}.expert_count = {experts}), which edgert does not run")
     return arch
 
 
@@ -157,12 +173,7 @@ def read_gguf(path: Path, g: GGUFFile) -> SourceModel:
                 "F32, F16, BF16, Q8_0, Q4_0, Q4_1 (re-quantize the GGUF, or convert from the original checkpoint)")
     if "token_embd.weight" not in g.tensors:
         raise UnsupportedModelError(f"{path}: no token_embd.weight; is this a vocabulary-only GGUF?")
-    n_layers = int(g.get(f"{arch}.block_count", 0))
-    fused = {f"blk.{i}.{s}" for i in range(n_layers) for s in _FUSED} if arch == "phi3" else set()
-    known = _known_names(n_layers) | fused
-    unknown = sorted(set(g.tensors) - known)
-    if unknown:
-        raise UnsupportedModelError(f"{path}: tensors that edgert's {arch} does not have: {unknown[:5]}")
+    # Every count is checked before anything is sized or looped over from it.
     n_vocab = g.tensors["token_embd.weight"].shape[0]
     hp, linear = _hparams(g, arch, n_vocab, "output.weight" in g.tensors, "blk.0.attn_q.bias" in g.tensors)
     tok = tokenizer_metadata(g)
@@ -176,11 +187,13 @@ def read_gguf(path: Path, g: GGUFFile) -> SourceModel:
         load = (lambda n=info.name: g.tensor_bytes(n))
         rows = info.shape[0]
         dtype = _CARRIED[info.ggml_type]
-        suffix = info.name.split(".", 2)[-1]
-        if arch == "phi3" and suffix in _FUSED and rows == sum(split_rows[suffix]):
-            layer = int(info.name.split(".")[1])
+        parts = info.name.split(".", 2)
+        if arch == "phi3" and len(parts) == 3 and parts[0] == "blk" and parts[1].isdecimal() \
+                and int(parts[1]) < hp["num_layers"] and parts[2] in _FUSED and len(info.shape) == 2 \
+                and rows == sum(split_rows[parts[2]]):
+            layer = int(parts[1])
             r0 = 0
-            for rid, n in zip(_FUSED[suffix], split_rows[suffix]):
+            for rid, n in zip(_FUSED[parts[2]], split_rows[parts[2]]):
                 tensors.append(SourceTensor(NAMES[rid].format(layer), (n,) + tuple(info.shape[1:]), dtype,
                                             row_slice_loader(load, rows, r0, r0 + n)))
                 r0 += n
@@ -195,5 +208,7 @@ def read_gguf(path: Path, g: GGUFFile) -> SourceModel:
             raise UnsupportedModelError(f"{path}: both rope_freqs.weight and linear rope scaling")
         f = np.full(hp["head_dim"] // 2, linear, dtype=np.float32)
         tensors.append(SourceTensor("rope_freqs.weight", f.shape, dtypes.F32, lambda f=f: f.view(np.uint8)))
-    name = g.get("general.name") or path.stem
-    return SourceModel("gguf", str(name), hp, tok, chat_template, tensors, arch)
+    name = str_field(path, "general.name", g.get("general.name"), default=None) or path.stem
+    model = SourceModel("gguf", name, hp, tok, chat_template, tensors, arch)
+    check_source_model(path, model)
+    return model

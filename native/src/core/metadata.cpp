@@ -6,6 +6,7 @@
 
 #include "core/edgt_file.h"
 #include "core/json.h"
+#include "core/message_text.h"
 #include "core/status_error.h"
 #include "models/family.h"
 
@@ -69,17 +70,17 @@ int32_t optional_int(const JsonValue& obj, const char* key, const std::string& w
     return int32_t(v->as_integer());
 }
 
-// The per-layer lists, all read here (one entry per layer each). layer_types uses Hugging Face's
-// names: "full_attention", or "sliding_attention" (which needs sliding_window). Without
-// layer_types, sliding_window applies to every layer (Mistral, Phi-3).
+// The per-layer lists, all read here (one entry per layer each, bounded by the document's own
+// size: nothing is allocated from num_layers alone). layer_types uses Hugging Face's names:
+// "full_attention", or "sliding_attention" (which needs sliding_window). Without layer_types,
+// sliding_window applies to every layer (Mistral, Phi-3).
 void read_layer_hparams(const JsonValue& hp, const std::string& w, Hparams& h) {
-    h.layers.assign(size_t(h.num_layers), LayerHparams{h.sliding_window});
     if (const JsonValue* types = hp.find("layer_types"); types && !types->is_null()) {
         if (!types->is_array() || types->items().size() != size_t(h.num_layers)) {
             meta_error("'" + w + "layer_types' must be a list of num_layers strings");
         }
-        for (size_t l = 0; l < h.layers.size(); ++l) {
-            const JsonValue& t = types->items()[l];
+        h.layer_sliding_window.reserve(types->items().size());
+        for (const JsonValue& t : types->items()) {
             const bool sliding = t.is_string() && t.as_string() == "sliding_attention";
             if (!sliding && !(t.is_string() && t.as_string() == "full_attention")) {
                 meta_error("'" + w + "layer_types' entries must be \"full_attention\" or "
@@ -88,7 +89,7 @@ void read_layer_hparams(const JsonValue& hp, const std::string& w, Hparams& h) {
             if (sliding && h.sliding_window == 0) {
                 meta_error("'" + w + "layer_types' marks a sliding layer but sliding_window is not set");
             }
-            h.layers[l].sliding_window = sliding ? h.sliding_window : 0;
+            h.layer_sliding_window.push_back(sliding ? h.sliding_window : 0);
         }
     }
 }
@@ -167,8 +168,8 @@ ModelMetadata parse_metadata(std::string_view text) {
     m.architecture = arch.as_string();
     // Before hparams: another architecture may well use other hparams keys.
     if (!find_family(m.architecture)) {
-        fail(EDGERT_ERR_UNSUPPORTED, "unsupported architecture '" + m.architecture +
-                                         "'; this runtime runs: " + family_names());
+        fail(EDGERT_ERR_UNSUPPORTED, "unsupported architecture " + quote_bytes(m.architecture) +
+                                         "; this runtime runs: " + family_names());
     }
     if (const JsonValue* name = root.find("name")) {
         if (!name->is_string() && !name->is_null()) meta_error("'name' must be a string");

@@ -8,11 +8,6 @@
 
 namespace edgert {
 
-// What one layer does differently from the others (docs/format.md, per-layer hparams lists).
-struct LayerHparams {
-    int32_t sliding_window = 0;  // > 0: attends only to the last sliding_window positions
-};
-
 struct Hparams {
     int32_t vocab_size = 0;
     int32_t hidden_size = 0;
@@ -34,7 +29,14 @@ struct Hparams {
     float rope_local_theta = 0.f;         // RoPE base of sliding layers; 0: rope_theta
     float rope_attn_factor = 1.f;         // LongRoPE: q and k scaled by it after RoPE
     int32_t rope_original_context_length = 0;  // LongRoPE: long factors when n_ctx exceeds it
-    std::vector<LayerHparams> layers;     // num_layers entries, read in one place
+    // Per-layer lists (docs/format.md), read in one place (metadata.cpp). Empty: every layer has
+    // the global value; never sized from num_layers alone (a header may claim 2^31 layers).
+    std::vector<int32_t> layer_sliding_window;  // from layer_types: sliding_window or 0
+
+    // > 0: the layer attends only to the last window(layer) positions.
+    int32_t window(int layer) const {
+        return layer_sliding_window.empty() ? sliding_window : layer_sliding_window[size_t(layer)];
+    }
 };
 
 struct ModelMetadata {

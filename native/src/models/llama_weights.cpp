@@ -3,6 +3,7 @@
 // the optional tensors it must have, and every other tensor is refused by name.
 #include "models/llama_weights.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -10,6 +11,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "core/message_text.h"
 #include "core/status_error.h"
 
 namespace edgert {
@@ -41,7 +43,7 @@ std::string tensor_name(LlamaTensor id, int layer) {
 }
 
 [[noreturn]] void tensor_error(const std::string& name, const std::string& msg) {
-    fail(EDGERT_ERR_FORMAT, "invalid model: tensor '" + name + "' " + msg);
+    fail(EDGERT_ERR_FORMAT, "invalid model: tensor " + quote_bytes(name) + " " + msg);
 }
 
 std::string shape_string(std::initializer_list<int64_t> dims) {
@@ -56,7 +58,8 @@ std::string shape_string(std::initializer_list<int64_t> dims) {
 
 class Binder {
 public:
-    Binder(const EdgtFile& file, bool exact) : file_(file), exact_(exact) {}
+    Binder(const EdgtFile& file, bool exact, int num_layers)
+        : file_(file), exact_(exact), num_layers_(num_layers) {}
 
     // What matrix() spent re-laying weights out for the kernels so far.
     const WeightLayoutStats& layout() const { return layout_; }
@@ -67,6 +70,10 @@ public:
         std::string name = tensor_name(id, layer);
         const TensorInfo* t = file_.find(name);
         if (!t) {
+            // A per-layer tensor may be missing because hparams.num_layers overstates the file.
+            if (required && kNames[int(id)].per_layer) {
+                tensor_error(name, "is missing (hparams.num_layers is " + std::to_string(num_layers_) + ")");
+            }
             if (required) tensor_error(name, "is missing");
             return nullptr;
         }
@@ -130,6 +137,7 @@ public:
 private:
     const EdgtFile& file_;
     bool exact_;
+    int num_layers_;
     std::unordered_set<std::string> used_;
     WeightLayoutStats layout_;
 };
@@ -179,9 +187,11 @@ void llama_bind_weights(Model& model, bool exact_matmul) {
     const int64_t H = hp.hidden_size, F = hp.intermediate_size, V = hp.vocab_size;
     const int64_t Dh = hp.head_dim;
     const int64_t q_dim = int64_t(hp.num_heads) * Dh, kv_dim = int64_t(hp.num_kv_heads) * Dh;
-    Binder b(*model.file, exact_matmul);
+    Binder b(*model.file, exact_matmul, hp.num_layers);
     model.family = find_family(model.meta.architecture);
-    if (!model.family) fail(EDGERT_ERR_UNSUPPORTED, "unsupported architecture '" + model.meta.architecture + "'");
+    if (!model.family) {
+        fail(EDGERT_ERR_UNSUPPORTED, "unsupported architecture " + quote_bytes(model.meta.architecture));
+    }
     const FamilyTraits& fam = *model.family;
 
     // Only a tied embedding is ever multiplied; an untied one is read row by row, so a packed
@@ -195,13 +205,14 @@ void llama_bind_weights(Model& model, bool exact_matmul) {
         model.output = b.matrix(LlamaTensor::OUTPUT, 0, V, H);
     }
 
-    bind_rope(model, b);
-    // LongRoPE scales q and k by rope_attn_factor after RoPE: one factor squared on the scores.
-    model.attn_scale = 1.0f / std::sqrt(hp.query_pre_attn_scalar) * hp.rope_attn_factor * hp.rope_attn_factor;
-
-    model.layers.resize(size_t(hp.num_layers));
+    // Nothing below is sized from an hparam before a tensor of the file has confirmed it: a layer
+    // is added only as its tensors are found (a header claiming millions of layers fails at the
+    // first missing one, having allocated for the layers the file really holds), and the RoPE
+    // tables ([Dh/2]) are built after blk.0.attn_q.weight ([num_heads * Dh, H]) matched its shape.
+    model.layers.reserve(std::min<size_t>(size_t(hp.num_layers), model.file->tensors().size() / 9));
     for (int l = 0; l < hp.num_layers; ++l) {
-        LlamaLayer& L = model.layers[size_t(l)];
+        model.layers.emplace_back();
+        LlamaLayer& L = model.layers.back();
         L.attn_norm = b.f32(LlamaTensor::ATTN_NORM, l, true, H);
         L.wq = b.matrix(LlamaTensor::ATTN_Q, l, q_dim, H);
         L.wk = b.matrix(LlamaTensor::ATTN_K, l, kv_dim, H);
@@ -226,7 +237,12 @@ void llama_bind_weights(Model& model, bool exact_matmul) {
         L.w_up = b.matrix(LlamaTensor::FFN_UP, l, F, H);
         L.w_down = b.matrix(LlamaTensor::FFN_DOWN, l, H, F);
         if (fam.post_norms) L.ffn_post_norm = b.f32(LlamaTensor::FFN_POST_NORM, l, true, H);
-        L.sliding_window = hp.layers[size_t(l)].sliding_window;
+        L.sliding_window = hp.window(l);
+    }
+    bind_rope(model, b);
+    // LongRoPE scales q and k by rope_attn_factor after RoPE: one factor squared on the scores.
+    model.attn_scale = 1.0f / std::sqrt(hp.query_pre_attn_scalar) * hp.rope_attn_factor * hp.rope_attn_factor;
+    for (LlamaLayer& L : model.layers) {
         const bool local = L.sliding_window > 0 && !model.inv_freq_local.empty();
         L.inv_freq = local ? model.inv_freq_local.data() : model.inv_freq.data();
         L.inv_freq_long = !local && !model.inv_freq_long.empty() ? model.inv_freq_long.data() : nullptr;

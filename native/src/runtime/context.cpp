@@ -5,6 +5,7 @@
 #include <new>
 #include <vector>
 
+#include "core/checked_size.h"
 #include "core/status_error.h"
 #include "kernels/attention/kv_attention.h"
 #include "models/llama.h"
@@ -74,20 +75,22 @@ namespace {
 // The cache's view of the layers: heads and sliding windows (hparams, read in one place).
 std::vector<KvLayerSpec> kv_layer_specs(const Hparams& hp) {
     std::vector<KvLayerSpec> specs;
-    for (const LayerHparams& l : hp.layers) specs.push_back({hp.num_kv_heads, l.sliding_window});
+    for (int l = 0; l < hp.num_layers; ++l) specs.push_back({hp.num_kv_heads, hp.window(l)});
     return specs;
 }
 
-// Bytes of the KV cache (sliding layers hold a ring, not n_ctx rows) and the token ids.
+// Bytes of the KV cache (sliding layers hold a ring, not n_ctx rows) and the token ids. Every
+// factor comes from the file or the caller; an overflow fails (checked_size.h) before the
+// KvCache constructor forms the same products unchecked.
 uint64_t kv_bytes(const Hparams& hp, int64_t n_ctx, int32_t n_batch, KVType k, KVType v) {
     const int32_t ctx = int32_t(n_ctx);
-    return KvCache::bytes_for(kv_layer_specs(hp), ctx, std::min(n_batch, ctx), hp.head_dim, k, v) +
-           uint64_t(n_ctx) * sizeof(int32_t);
+    return size_add(KvCache::bytes_for(kv_layer_specs(hp), ctx, std::min(n_batch, ctx), hp.head_dim, k, v),
+                    size_mul(uint64_t(n_ctx), sizeof(int32_t), "the KV cache"), "the KV cache");
 }
 
 // Everything but the per-position part; depends on n_ctx only through n_batch <= n_ctx.
 uint64_t fixed_bytes(const Hparams& hp, int32_t n_batch) {
-    return Activations::bytes(hp, n_batch) + uint64_t(hp.vocab_size) * sizeof(float);
+    return size_add(Activations::bytes(hp, n_batch), uint64_t(hp.vocab_size) * sizeof(float), "the context");
 }
 
 // The largest n_ctx (<= the requested one) whose cache fits the budget with these KV types; 0 if
@@ -98,7 +101,11 @@ int64_t largest_fitting_ctx(const Hparams& hp, const ContextConfig& c, KVType k,
     int64_t lo = 0, hi = c.n_ctx - 1;
     while (lo < hi) {
         const int64_t mid = (lo + hi + 1) / 2;
-        if (fixed + kv_bytes(hp, mid, c.n_batch, k, v) <= c.memory_budget) lo = mid; else hi = mid - 1;
+        if (size_add(fixed, kv_bytes(hp, mid, c.n_batch, k, v), "the context") <= c.memory_budget) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
     }
     return lo;
 }
@@ -118,7 +125,7 @@ std::string suggestion(const Model& model, const ContextConfig& c) {
         if (kv_bytes(hp, c.n_ctx, c.n_batch, k, v) >= kv_bytes(hp, c.n_ctx, c.n_batch, c.kv_type_k, c.kv_type_v)) {
             continue;
         }
-        const uint64_t need = fixed_bytes(hp, c.n_batch) + kv_bytes(hp, c.n_ctx, c.n_batch, k, v);
+        const uint64_t need = size_add(fixed_bytes(hp, c.n_batch), kv_bytes(hp, c.n_ctx, c.n_batch, k, v), "the context");
         if (need <= c.memory_budget) {
             s += std::string(s.empty() ? "" : "; or ") + "kv_type_k " + kv_type_name(k) +
                  " with kv_type_v " + kv_type_name(v) + " fits n_ctx " + std::to_string(c.n_ctx) +
@@ -146,8 +153,10 @@ const ContextConfig& check_budget(const Model& model, const ContextConfig& c) {
 
 uint64_t Context::required_bytes(const Model& model, const ContextConfig& c) {
     const Hparams& hp = model.meta.hparams;
-    // Products of int32 factors; n_ctx * bytes_per_token fits in uint64 for any int32 n_ctx.
-    return kv_bytes(hp, c.n_ctx, c.n_batch, c.kv_type_k, c.kv_type_v) + fixed_bytes(hp, c.n_batch);
+    // Every factor comes from the file or the caller; an overflow fails (checked_size.h) before
+    // the KvCache and Activations constructors form the same products unchecked.
+    return size_add(kv_bytes(hp, c.n_ctx, c.n_batch, c.kv_type_k, c.kv_type_v), fixed_bytes(hp, c.n_batch),
+                    "the context");
 }
 
 Context::Context(const Model& model, const ContextConfig& config)

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <vector>
 
+#include "core/checked_size.h"
+
 namespace edgert {
 namespace {
 
@@ -31,17 +33,20 @@ int KvCache::layer_rows(int sliding_window, int n_ctx, int n_batch) {
 
 uint64_t KvCache::bytes_for(const std::vector<KvLayerSpec>& layers, int n_ctx, int n_batch,
                             int head_dim, KVType k_type, KVType v_type) {
+    // Rows are at most 4 * head_dim + 4 bytes each (< 2^34), so only the products can overflow.
     uint64_t total = 0;
     for (const KvLayerSpec& s : layers) {
-        total += uint64_t(s.n_kv_heads) * uint64_t(layer_rows(s.sliding_window, n_ctx, n_batch)) *
-                 row_bytes(head_dim, k_type, v_type);
+        const uint64_t rows = size_mul(uint64_t(s.n_kv_heads), uint64_t(layer_rows(s.sliding_window, n_ctx, n_batch)),
+                                       "the KV cache");
+        total = size_add(total, size_mul(rows, row_bytes(head_dim, k_type, v_type), "the KV cache"), "the KV cache");
     }
     return total;
 }
 
 uint64_t KvCache::bytes_per_token(int n_layers, int n_kv_heads, int head_dim, KVType k_type,
                                   KVType v_type) {
-    return uint64_t(n_layers) * uint64_t(n_kv_heads) * row_bytes(head_dim, k_type, v_type);
+    return size_mul(size_mul(uint64_t(n_layers), uint64_t(n_kv_heads), "the KV cache"),
+                    row_bytes(head_dim, k_type, v_type), "the KV cache");
 }
 
 KvCache::KvCache(int n_layers, int n_ctx, int n_kv_heads, int head_dim, KVType k_type,
