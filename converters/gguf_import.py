@@ -98,11 +98,12 @@ def _hparams(g: GGUFFile, a: str, n_vocab: int, has_output: bool, has_bias: bool
     heads = field("attention.head_count", required=True)
     h = int_field(g.path, hidden[0], hidden[1], *HPARAM_LIMITS["hidden_size"])
     n = int_field(g.path, heads[0], heads[1], *HPARAM_LIMITS["num_heads"])
+    # llama.cpp's rule: the head size is key_length, else hidden / heads; rope.dimension_count
+    # is how many of its dims RoPE turns (n_rot), fewer than all for Phi-4-mini.
     head_dim = field("attention.key_length")
-    if head_dim[1] is None:
-        head_dim = field("rope.dimension_count")
     if head_dim[1] is None:  # implied by the others, once those are known to be sane
         head_dim = (f"{hidden[0]} / {heads[0]}", h // n)
+    rope_dim = field("rope.dimension_count")
     layers = field("block_count", required=True)
     n_layers = int_field(g.path, layers[0], layers[1], *HPARAM_LIMITS["num_layers"])
     fields = {
@@ -119,6 +120,11 @@ def _hparams(g: GGUFFile, a: str, n_vocab: int, has_output: bool, has_bias: bool
         "tie_embeddings": ("presence of output.weight", not has_output),
         "attention_bias": ("presence of blk.0.attn_q.bias", has_bias),
     }
+    if rope_dim[1] is not None and rope_dim[1] != head_dim[1]:
+        if a != "phi3":  # llama.cpp's other families here rotate whole heads
+            raise UnsupportedModelError(f"{g.path}: {rope_dim[0]} = {show(rope_dim[1])} differs from the head size "
+                                        f"{show(head_dim[1])}: partial rotary embeddings are supported for phi3 only")
+        fields["rope_dim"] = rope_dim
     if "query_from_embd" in defaults:
         hd = int_field(g.path, head_dim[0], head_dim[1], *HPARAM_LIMITS["head_dim"])
         fields["query_pre_attn_scalar"] = (f"llama.cpp's query scale of {a}",
@@ -206,7 +212,7 @@ def read_gguf(path: Path, g: GGUFFile) -> SourceModel:
     if linear is not None:
         if "rope_freqs.weight" in g.tensors:
             raise UnsupportedModelError(f"{path}: both rope_freqs.weight and linear rope scaling")
-        f = np.full(hp["head_dim"] // 2, linear, dtype=np.float32)
+        f = np.full(hp.get("rope_dim", hp["head_dim"]) // 2, linear, dtype=np.float32)
         tensors.append(SourceTensor("rope_freqs.weight", f.shape, dtypes.F32, lambda f=f: f.view(np.uint8)))
     name = str_field(path, "general.name", g.get("general.name"), default=None) or path.stem
     model = SourceModel("gguf", name, hp, tok, chat_template, tensors, arch)

@@ -324,7 +324,7 @@ def _longrope_fields(where: Path, scaling: dict[str, Any], ctx: int, cfg: dict[s
 def _rope_tensors(where: Path, scaling: dict[str, Any] | None, theta: float, head_dim: int) -> list[SourceTensor]:
     """RoPE scaling as factor tensors the runtime divides the frequencies by (llama.cpp's way):
     llama3 -> rope_freqs; linear -> rope_freqs of the factor (Gemma 3's global layers); longrope
-    (Phi-3) -> rope_factors_short/long."""
+    (Phi-3) -> rope_factors_short/long. `head_dim` is the rotated part of a head (rope_dim)."""
     def tensor(name: str, field: str, values: Any) -> SourceTensor:
         vals = list_field(where, field, values, lambda f, v: float_field(where, f, v, 0.0, 1e6, lo_open=True),
                           max_len=head_dim)
@@ -377,9 +377,10 @@ def read_hf(src: Path) -> tuple[SourceModel, list[Path]]:
         ("hidden_size / num_attention_heads", hidden // heads)
     rope_params = dict_field(where, "rope_parameters", cfg.get("rope_parameters") or {})
     partial = cfg.get("partial_rotary_factor", rope_params.get("partial_rotary_factor"))
-    if float_field(where, "partial_rotary_factor", partial, 0.0, 1.0, default=1.0) != 1.0:
+    partial = float_field(where, "partial_rotary_factor", partial, 0.0, 1.0, lo_open=True, default=1.0)
+    if partial != 1.0 and arch != "phi3":  # transformers rotates a part of the head only for Phi-3
         raise UnsupportedModelError(f"{src}: partial rotary embeddings (partial_rotary_factor {partial}) "
-                                    "are not supported")
+                                    f"are not supported for {cls}")
     if arch == "gemma3":
         theta, scaling, local_theta = _gemma3_rope(where, cfg)
     else:
@@ -393,6 +394,8 @@ def read_hf(src: Path) -> tuple[SourceModel, list[Path]]:
                     *HPARAM_LIMITS["context_length"])
     head_dim_value = int_field(where, head_dim[0], head_dim[1], *HPARAM_LIMITS["head_dim"])
     family = _family_hparams(src, where, cfg, arch, n_layers, head_dim_value)
+    if partial != 1.0:  # Phi-4-mini: transformers' int(head_dim * factor) leading dims of each head
+        family["rope_dim"] = ("head_dim * partial_rotary_factor", int(head_dim_value * partial))
     if local_theta is not None and "layer_types" in family:
         family["rope_local_theta"] = local_theta
     if scaling is not None and scaling.get("rope_type", scaling.get("type")) in ("longrope", "su"):
@@ -468,7 +471,7 @@ def read_hf(src: Path) -> tuple[SourceModel, list[Path]]:
         if fam.hf_norm_plus_one and name.endswith("norm.weight"):
             load, dtype = _plus_one_loader(load, dtype, shape), dtypes.F32
         tensors.append(SourceTensor(name, shape, dtype, load))
-    tensors += _rope_tensors(where, scaling, hp["rope_theta"], hp["head_dim"])
+    tensors += _rope_tensors(where, scaling, hp["rope_theta"], hp.get("rope_dim", hp["head_dim"]))
     tok, template = _tokenizer(src, cfg)
     model = SourceModel("hf", src.name, hp, tok, template, tensors, arch)
     check_source_model(src, model)

@@ -49,7 +49,8 @@ _OPTIONAL_FLOATS: dict[str, tuple[float, float, bool]] = {
     "rope_attn_factor": (0.0, 1e3, True),
 }
 _OPTIONAL_INTS = {"sliding_window": HPARAM_LIMITS["context_length"],
-                  "rope_original_context_length": HPARAM_LIMITS["context_length"]}
+                  "rope_original_context_length": HPARAM_LIMITS["context_length"],
+                  "rope_dim": HPARAM_LIMITS["head_dim"]}
 LAYER_TYPES = ("sliding_attention", "full_attention")
 
 
@@ -196,6 +197,12 @@ def checked_hparams(where: Any, fields: dict[str, tuple[str, Any]]) -> dict[str,
             hp[name] = float_field(where, field, value, lo, hi, lo_open=lo_open)
         elif name in _OPTIONAL_INTS:
             hp[name] = int_field(where, field, value, *_OPTIONAL_INTS[name])
+    if "rope_dim" in hp:  # partial rotary: the first rope_dim dims of each head
+        if hp["rope_dim"] % 2 or hp["rope_dim"] > hp["head_dim"]:
+            field, value = fields["rope_dim"]
+            raise field_error(where, field, value, f"must be even and at most head_dim ({hp['head_dim']})")
+        if hp["rope_dim"] == hp["head_dim"]:
+            del hp["rope_dim"]  # the default: written only when it differs
     if fields.get("layer_types", (None, None))[1] is not None:
         field, value = fields["layer_types"]
         types = list_field(where, field, value, lambda f, v: str_field(where, f, v, LAYER_TYPES),
@@ -213,13 +220,13 @@ def expected_shapes(hp: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     whose shape is fixed by them."""
     d, f, v = hp["hidden_size"], hp["intermediate_size"], hp["vocab_size"]
     q, kv = hp["num_heads"] * hp["head_dim"], hp["num_kv_heads"] * hp["head_dim"]
-    by_id = {"TOKEN_EMBD": (v, d), "OUTPUT": (v, d), "OUTPUT_NORM": (d,), "ROPE_FREQS": (hp["head_dim"] // 2,),
+    rot = hp.get("rope_dim", hp["head_dim"])
+    by_id = {"TOKEN_EMBD": (v, d), "OUTPUT": (v, d), "OUTPUT_NORM": (d,), "ROPE_FREQS": (rot // 2,),
              "ATTN_NORM": (d,), "FFN_NORM": (d,), "ATTN_Q": (q, d), "ATTN_K": (kv, d), "ATTN_V": (kv, d),
              "ATTN_OUTPUT": (d, q), "ATTN_Q_BIAS": (q,), "ATTN_K_BIAS": (kv,), "ATTN_V_BIAS": (kv,),
              "FFN_GATE": (f, d), "FFN_UP": (f, d), "FFN_DOWN": (d, f),
              "ATTN_Q_NORM": (hp["head_dim"],), "ATTN_K_NORM": (hp["head_dim"],), "ATTN_POST_NORM": (d,),
-             "FFN_POST_NORM": (d,), "ROPE_FACTORS_SHORT": (hp["head_dim"] // 2,),
-             "ROPE_FACTORS_LONG": (hp["head_dim"] // 2,)}
+             "FFN_POST_NORM": (d,), "ROPE_FACTORS_SHORT": (rot // 2,), "ROPE_FACTORS_LONG": (rot // 2,)}
     out = {}
     for id_, shape in by_id.items():
         t = NAMES.get(id_)

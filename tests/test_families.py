@@ -30,7 +30,9 @@ from test_logits_vs_transformers import LOGIT_TOL_REL, _check_greedy, _check_log
 
 transformers.logging.set_verbosity_error()
 
-KINDS = ("qwen2", "qwen3", "gemma2", "gemma3", "phi3")
+# phi4: Phi-4-mini's kind of phi3 (partial rotary: RoPE turns 3/4 of each head; tied embeddings)
+KINDS = ("qwen2", "qwen3", "gemma2", "gemma3", "phi3", "phi4")
+PHI = ("phi3", "phi4")
 WINDOW = 16          # the Gemma models' sliding window
 PHI3_ORIGINAL = 64   # Phi-3's original context: LongRoPE's short factors up to it, long beyond
 
@@ -55,12 +57,15 @@ def family_config(kind: str):
             layer_types=["sliding_attention", "full_attention", "sliding_attention"],
             rope_parameters={"full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 1e6},
                              "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}})
-    if kind == "phi3":  # fused qkv and gate_up; LongRoPE with distinct short and long factors
+    if kind in PHI:  # fused qkv and gate_up; LongRoPE with distinct short and long factors
+        partial = 0.75 if kind == "phi4" else 1.0
+        pairs = int(16 * partial) // 2  # head_dim 16
         return transformers.Phi3Config(
             **{**common, "max_position_embeddings": 256}, original_max_position_embeddings=PHI3_ORIGINAL,
-            rope_parameters={"rope_type": "longrope", "rope_theta": 1e4,
-                             "short_factor": [1.0 + 0.1 * i for i in range(8)],
-                             "long_factor": [1.0 + 0.7 * i for i in range(8)],
+            tie_word_embeddings=kind == "phi4",
+            rope_parameters={"rope_type": "longrope", "rope_theta": 1e4, "partial_rotary_factor": partial,
+                             "short_factor": [1.0 + 0.1 * i for i in range(pairs)],
+                             "long_factor": [1.0 + 0.7 * i for i in range(pairs)],
                              "original_max_position_embeddings": PHI3_ORIGINAL})
     raise ValueError(kind)
 
@@ -93,6 +98,8 @@ def write_gguf(hf_dir: Path, out: Path) -> Path:
     cfg = json.loads((hf_dir / "config.json").read_text())
     kind = {"Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3", "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3",
             "Phi3ForCausalLM": "phi3"}[cfg["architectures"][0]]
+    rope = cfg.get("rope_parameters") or {}
+    partial = rope.get("partial_rotary_factor", 1.0)
     arch = {"qwen2": gguf.MODEL_ARCH.QWEN2, "qwen3": gguf.MODEL_ARCH.QWEN3, "gemma2": gguf.MODEL_ARCH.GEMMA2,
             "gemma3": gguf.MODEL_ARCH.GEMMA3, "phi3": gguf.MODEL_ARCH.PHI3}[kind]
     n_layers = cfg["num_hidden_layers"]
@@ -105,8 +112,9 @@ def write_gguf(hf_dir: Path, out: Path) -> Path:
     w.add_head_count(cfg["num_attention_heads"])
     w.add_head_count_kv(cfg["num_key_value_heads"])
     w.add_key_length(cfg["head_dim"] if "head_dim" in cfg else cfg["hidden_size"] // cfg["num_attention_heads"])
+    if partial != 1.0:  # as llama.cpp's Phi-3 converter: n_rot = int(factor * hidden) // heads
+        w.add_rope_dimension_count(int(partial * cfg["hidden_size"]) // cfg["num_attention_heads"])
     w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
-    rope = cfg.get("rope_parameters") or {}
     if kind == "gemma3":
         full = rope["full_attention"]
         w.add_rope_freq_base(full["rope_theta"])
@@ -179,7 +187,7 @@ def _ids(seed: int, n: int) -> list[int]:
 
 def _n_ctx(kind: str) -> int:
     # Phi-3 below its original context: short factors, as PyTorch uses for these lengths.
-    return PHI3_ORIGINAL if kind == "phi3" else 256
+    return PHI3_ORIGINAL if kind in PHI else 256
 
 
 @pytest.mark.parametrize("source", ["hf", "gguf"])
@@ -187,8 +195,10 @@ def _n_ctx(kind: str) -> int:
 def test_logits_and_greedy_match_pytorch(family, kind, source):
     hf, from_hf, from_gguf, ref = family(kind)
     path = from_hf if source == "hf" else from_gguf
-    assert read_edgt(path).metadata["architecture"] == kind
-    n_max = PHI3_ORIGINAL - 1 - 32 if kind == "phi3" else 100  # 100: far past the 16-wide window
+    meta = read_edgt(path).metadata
+    assert meta["architecture"] == ("phi3" if kind == "phi4" else kind)
+    assert meta["hparams"].get("rope_dim") == (12 if kind == "phi4" else None)
+    n_max = PHI3_ORIGINAL - 1 - 32 if kind in PHI else 100  # 100: far past the 16-wide window
     with LLM(path, n_ctx=_n_ctx(kind), n_threads=2, exact=True, kv_type="f16") as llm:
         for n in (1, 7, n_max):
             _check_logits(llm, ref, _ids(n, n))
@@ -205,10 +215,11 @@ def test_gguf_conversion_equals_hf_conversion(family, kind):
         np.testing.assert_array_equal(a.logits(ids, all_positions=True), b.logits(ids, all_positions=True))
 
 
-def test_phi3_long_factors_past_the_original_context(family):
+@pytest.mark.parametrize("kind", PHI)
+def test_phi3_long_factors_past_the_original_context(family, kind):
     """A context longer than Phi-3's original one takes LongRoPE's long factors (and PyTorch does
     for a sequence that long)."""
-    _, from_hf, from_gguf, ref = family("phi3")
+    _, from_hf, from_gguf, ref = family(kind)
     for path in (from_hf, from_gguf):
         with LLM(path, n_ctx=256, n_threads=2, exact=True, kv_type="f16") as llm:
             _check_logits(llm, ref, _ids(11, 150))
@@ -348,3 +359,33 @@ def test_unsupported_hf_names_what_is_missing(family, tmp_path, cls, what):
     (dst / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(UnsupportedModelError, match=what):
         convert(dst, tmp_path / "x.edgt")
+
+
+def test_partial_rotary_is_checked(family, tmp_path):
+    """rope_dim (Phi-4-mini's partial rotary) is even and at most head_dim in the file, and only
+    Phi-3 takes a partial rotary from transformers or llama.cpp: other families are refused by name."""
+    from converters.edgt_file import EdgtWriter, TensorSpec
+    from edgert.errors import ModelFormatError
+    _, from_hf, _, _ = family("phi4")
+    src = read_edgt(from_hf)
+    specs = [TensorSpec(e.name, e.dtype, e.shape) for e in src.tensors.values()]
+    for bad in (11, 18):
+        meta = dict(src.metadata, hparams=dict(src.metadata["hparams"], rope_dim=bad))
+        with EdgtWriter(tmp_path / f"r{bad}.edgt", meta, specs) as w:
+            for s in specs:
+                w.write(s.name, src.raw(s.name))
+        with pytest.raises(ModelFormatError, match="rope_dim"):
+            Model(tmp_path / f"r{bad}.edgt")
+    hf, _, _, _ = family("qwen3")
+    dst = tmp_path / "m"
+    shutil.copytree(hf, dst)
+    cfg = json.loads((dst / "config.json").read_text())
+    cfg["partial_rotary_factor"] = 0.5
+    (dst / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(UnsupportedModelError, match="partial rotary"):
+        convert(dst, tmp_path / "x.edgt")
+    gg = _gguf_header(tmp_path / "g.gguf", "gemma2", **{"gemma2.attention.head_count_kv": 2,
+                                                       "gemma2.rope.dimension_count": 8})
+    with pytest.raises(UnsupportedModelError, match="partial rotary .* phi3 only"):
+        convert(gg, tmp_path / "g.edgt")
+    assert not (tmp_path / "x.edgt").exists() and not (tmp_path / "g.edgt").exists()

@@ -133,6 +133,10 @@ Hparams read_hparams(const JsonValue& hp) {
     h.rope_local_theta = optional_float(hp, "rope_local_theta", w, 0.f, true);
     h.rope_attn_factor = optional_float(hp, "rope_attn_factor", w, 1.f, false);
     h.rope_original_context_length = optional_int(hp, "rope_original_context_length", w);
+    h.rope_dim = optional_int(hp, "rope_dim", w);
+    if (h.rope_dim % 2 != 0 || h.rope_dim > h.head_dim) {
+        meta_error("'hparams.rope_dim' must be even and at most head_dim (RoPE rotates pairs of a head)");
+    }
     read_layer_hparams(hp, w, h);
     return h;
 }

@@ -29,9 +29,12 @@ struct Hparams {
     float rope_local_theta = 0.f;         // RoPE base of sliding layers; 0: rope_theta
     float rope_attn_factor = 1.f;         // LongRoPE: q and k scaled by it after RoPE
     int32_t rope_original_context_length = 0;  // LongRoPE: long factors when n_ctx exceeds it
+    int32_t rope_dim = 0;  // RoPE rotates the first rope_dim dims of each head (Phi-4-mini); 0: head_dim
     // Per-layer lists (docs/format.md), read in one place (metadata.cpp). Empty: every layer has
     // the global value; never sized from num_layers alone (a header may claim 2^31 layers).
     std::vector<int32_t> layer_sliding_window;  // from layer_types: sliding_window or 0
+
+    int32_t rotary_dim() const { return rope_dim > 0 ? rope_dim : head_dim; }
 
     // > 0: the layer attends only to the last window(layer) positions.
     int32_t window(int layer) const {

@@ -1,5 +1,5 @@
 // llama.cpp — the forward pass of every family, reading top to bottom like the model:
-// embed (× √H) → for each block { RMSNorm → Q,K,V (+bias) → (Q/K norm) → RoPE → cache →
+// embed (× √H) → for each block { RMSNorm → Q,K,V (+bias) → (Q/K norm) → (partial) RoPE → cache →
 // GQA attention (sliding window, soft-capped scores) → out proj → (post-norm) → residual;
 // RMSNorm → SwiGLU or GeGLU FFN → (post-norm) → residual } → final RMSNorm → output projection
 // (→ soft-capped logits).
@@ -38,6 +38,25 @@ void post_norm_rows(float* y, const float* w, int n_tok, int64_t n, float eps) {
     if (w) rmsnorm_rows(y, y, w, n_tok, n, eps);
 }
 
+// RoPE of every head of one token's q or k. Partial rotary (rot < Dh, Phi-4-mini) turns the first
+// rot dims of each head (pairs i, i + rot/2) and passes the rest: one kernel call per head, whose
+// head_dim argument is then rot. LongRoPE's factor scales only the turned dims then (as
+// transformers' cos/sin and ggml's rope do), so it is applied here, not folded into attn_scale.
+void rope_heads(float* v, int64_t Dh, int64_t rot, int64_t n_heads, int64_t pos, const float* inv_freq,
+                float mscale) {
+    if (rot == Dh) {
+        rope_inplace(v, Dh, n_heads, pos, inv_freq);
+        return;
+    }
+    for (int64_t h = 0; h < n_heads; ++h) {
+        float* x = v + h * Dh;
+        rope_inplace(x, rot, 1, pos, inv_freq);
+        if (mscale != 1.f) {
+            for (int64_t i = 0; i < rot; ++i) x[i] *= mscale;
+        }
+    }
+}
+
 void softcap_inplace(float* x, int64_t n, float cap) {
     if (cap <= 0.f) return;
     for (int64_t i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] / cap);
@@ -51,6 +70,8 @@ void llama_forward(Context& ctx, const int32_t* tokens, int n_tok, int pos0, flo
     const Hparams& hp = m.meta.hparams;
     const int64_t H = hp.hidden_size, F = hp.intermediate_size, Dh = hp.head_dim;
     const int64_t q_dim = int64_t(hp.num_heads) * Dh, kv_dim = int64_t(hp.num_kv_heads) * Dh;
+    const int64_t rot = hp.rotary_dim();
+    const float mscale = hp.rope_attn_factor;  // on the turned dims when rot < Dh (rope_heads)
     const float eps = hp.rms_norm_eps;
     ThreadPool* pool = (n_tok > 1 && ctx.pool_batch_) ? ctx.pool_batch_.get() : ctx.pool_.get();
     Activations& a = ctx.act_;
@@ -82,8 +103,8 @@ void llama_forward(Context& ctx, const int32_t* tokens, int n_tok, int pos0, flo
         head_norm_rows(a.q.data(), L.q_norm, n_tok, hp.num_heads, Dh, eps);
         head_norm_rows(a.k.data(), L.k_norm, n_tok, hp.num_kv_heads, Dh, eps);
         for (int t = 0; t < n_tok; ++t) {
-            rope_inplace(a.q.data() + t * q_dim, Dh, hp.num_heads, pos0 + t, inv_freq);
-            rope_inplace(a.k.data() + t * kv_dim, Dh, hp.num_kv_heads, pos0 + t, inv_freq);
+            rope_heads(a.q.data() + t * q_dim, Dh, rot, hp.num_heads, pos0 + t, inv_freq, mscale);
+            rope_heads(a.k.data() + t * kv_dim, Dh, rot, hp.num_kv_heads, pos0 + t, inv_freq, mscale);
         }
         ctx.kv_.store(l, pos0, n_tok, a.k.data(), a.v.data());
         gqa_attention(a.q.data(), n_tok, pos0, ctx.kv_, l, shape, a.att.data(), pool);

@@ -158,11 +158,13 @@ std::vector<float> rope_frequencies(double theta, int64_t Dh, const float* facto
     return f;
 }
 
-// The RoPE variants: plain, divided by rope_freqs (Llama 3), LongRoPE's short and long factors
-// (Phi-3), and the local base of sliding layers (Gemma 3).
+// The RoPE variants (over rotary_dim, the first dims of each head): plain, divided by rope_freqs
+// (Llama 3), LongRoPE's short and long factors (Phi-3), and the local base of sliding layers
+// (Gemma 3).
 void bind_rope(Model& model, Binder& b) {
     const Hparams& hp = model.meta.hparams;
-    const int64_t Dh = hp.head_dim;
+    // Partial rotary (rope_dim < head_dim): tables over the rotated dims only.
+    const int64_t Dh = hp.rotary_dim();
     const float* rope_freqs = b.f32(LlamaTensor::ROPE_FREQS, 0, false, Dh / 2);
     const float* short_f = b.f32(LlamaTensor::ROPE_FACTORS_SHORT, 0, false, Dh / 2);
     const float* long_f = b.f32(LlamaTensor::ROPE_FACTORS_LONG, 0, false, Dh / 2);
@@ -208,7 +210,8 @@ void llama_bind_weights(Model& model, bool exact_matmul) {
     // Nothing below is sized from an hparam before a tensor of the file has confirmed it: a layer
     // is added only as its tensors are found (a header claiming millions of layers fails at the
     // first missing one, having allocated for the layers the file really holds), and the RoPE
-    // tables ([Dh/2]) are built after blk.0.attn_q.weight ([num_heads * Dh, H]) matched its shape.
+    // tables ([rotary_dim/2]) are built after blk.0.attn_q.weight ([num_heads * Dh, H]) matched its
+    // shape.
     model.layers.reserve(std::min<size_t>(size_t(hp.num_layers), model.file->tensors().size() / 9));
     for (int l = 0; l < hp.num_layers; ++l) {
         model.layers.emplace_back();
@@ -240,8 +243,10 @@ void llama_bind_weights(Model& model, bool exact_matmul) {
         L.sliding_window = hp.window(l);
     }
     bind_rope(model, b);
-    // LongRoPE scales q and k by rope_attn_factor after RoPE: one factor squared on the scores.
-    model.attn_scale = 1.0f / std::sqrt(hp.query_pre_attn_scalar) * hp.rope_attn_factor * hp.rope_attn_factor;
+    // LongRoPE scales q and k by rope_attn_factor after RoPE: one factor squared on the scores
+    // when RoPE turns whole heads; with partial rotary only the turned dims (llama.cpp's forward).
+    const float mscale = hp.rotary_dim() == hp.head_dim ? hp.rope_attn_factor : 1.f;
+    model.attn_scale = 1.0f / std::sqrt(hp.query_pre_attn_scalar) * mscale * mscale;
     for (LlamaLayer& L : model.layers) {
         const bool local = L.sliding_window > 0 && !model.inv_freq_local.empty();
         L.inv_freq = local ? model.inv_freq_local.data() : model.inv_freq.data();

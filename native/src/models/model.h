@@ -28,8 +28,9 @@ struct LlamaLayer {
     Weight w_gate, w_up, w_down;
     const float* ffn_post_norm = nullptr;  // [H]
     int32_t sliding_window = 0;  // 0: full causal attention
-    // RoPE frequencies of this layer ([Dh/2], theta^(-2i/Dh) divided by any factors): the
-    // model's own, or its local ones for a sliding layer of a family with a local base.
+    // RoPE frequencies of this layer ([R/2], R = hparams.rotary_dim(), theta^(-2i/R) divided by
+    // any factors): the model's own, or its local ones for a sliding layer of a family with a
+    // local base.
     const float* inv_freq = nullptr;
     const float* inv_freq_long = nullptr;  // LongRoPE: used when n_ctx > the original context
 };
@@ -48,7 +49,7 @@ struct Model {
     Weight output;             // [V, H]; a copy of token_embd when embeddings are tied
     const float* output_norm = nullptr;
     const FamilyTraits* family = nullptr;
-    // [Dh/2] RoPE frequencies, already divided by rope_freqs (or LongRoPE's short factors);
+    // [rotary_dim/2] RoPE frequencies, already divided by rope_freqs (or LongRoPE's short factors);
     // the local ones (sliding layers, rope_local_theta) and LongRoPE's long ones, or empty.
     std::vector<float> inv_freq, inv_freq_local, inv_freq_long;
     float attn_scale = 0.f;  // query_pre_attn_scalar^-1/2 (times rope_attn_factor^2)
