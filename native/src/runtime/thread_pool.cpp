@@ -46,8 +46,14 @@ constexpr int kLateTasks = 4;
 // kReducedRegions (a few decode steps; 2 threads: the calling thread alone, the worker falls
 // asleep), then all take part again: on an oversubscribed machine the pool degrades towards one
 // thread's speed instead of far below it, and recovers when the load goes.
+// A load that outlasts the reduced stretch makes the next try with all threads late again at
+// once, and each try costs kLateRegions late barriers (a scheduler slice each): a relapse within
+// kRelapseRegions of trying doubles the stretch, up to kMaxReducedRegions (a few seconds of
+// decode on a small model); a try that holds that long resets it.
 constexpr int kLateRegions = 8;
 constexpr int kReducedRegions = 512;
+constexpr int kRelapseRegions = 256;
+constexpr int kMaxReducedRegions = 32768;
 
 inline void cpu_relax() {
 #if defined(__x86_64__)
@@ -98,6 +104,8 @@ struct ThreadPool::Impl {
     uint32_t late_history = 0;  // bit i: region i back was late
     int active = 0;             // threads that take part in regions now (<= n_threads)
     int reduced_left = 0;       // regions left before trying all threads again
+    int reduced_for = kReducedRegions;  // the next reduced stretch (doubles on a relapse)
+    int64_t since_try = 0;              // regions since all threads took part again
     std::unique_ptr<Cursor[]> cursors;
     Slot slots[2];
 
@@ -198,7 +206,11 @@ int ThreadPool::size() const { return impl_->n_threads; }
 void ThreadPool::parallel_for(int64_t n_tasks,
                               const std::function<void(int64_t task, int thread_id)>& fn) {
     Impl& p = *impl_;
-    if (p.reduced_left > 0 && --p.reduced_left == 0) p.active = p.n_threads;  // try all again
+    if (p.reduced_left > 0 && --p.reduced_left == 0) {
+        p.active = p.n_threads;  // try all again
+        p.since_try = 0;
+    }
+    ++p.since_try;
     if (p.active <= 1 || n_tasks <= 1) {
         for (int64_t t = 0; t < n_tasks; ++t) fn(t, 0);
         return;
@@ -246,8 +258,10 @@ void ThreadPool::parallel_for(int64_t n_tasks,
     int n_late = 0;
     for (uint32_t h = p.late_history; h != 0; h &= h - 1) ++n_late;
     if (n_late >= kLateRegions) {
+        p.reduced_for = p.since_try <= kRelapseRegions ? std::min(2 * p.reduced_for, kMaxReducedRegions)
+                                                       : kReducedRegions;
         p.active = std::max(1, p.active / 2);
-        p.reduced_left = kReducedRegions;
+        p.reduced_left = p.reduced_for;
         p.late_history = 0;
     }
 }
