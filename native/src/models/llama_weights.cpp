@@ -133,9 +133,8 @@ private:
 
 void llama_bind_weights(Model& model, bool exact_matmul) {
     const Hparams& hp = model.meta.hparams;
-    const int64_t H = hp.hidden_size, F = hp.intermediate_size, V = hp.vocab_size;
+    const int64_t H = hp.hidden_size, V = hp.vocab_size;
     const int64_t Dh = hp.head_dim;
-    const int64_t q_dim = int64_t(hp.num_heads) * Dh, kv_dim = int64_t(hp.num_kv_heads) * Dh;
     Binder b(*model.file, exact_matmul);
 
     // Only a tied embedding is ever multiplied; an untied one is read row by row, so a packed
@@ -165,6 +164,9 @@ void llama_bind_weights(Model& model, bool exact_matmul) {
     model.layers.resize(size_t(hp.num_layers));
     for (int l = 0; l < hp.num_layers; ++l) {
         LlamaLayer& L = model.layers[size_t(l)];
+        // Per-layer widths (a pruned model's) or the global ones.
+        const int64_t F = hp.ffn_dim(l);
+        const int64_t q_dim = int64_t(hp.heads(l)) * Dh, kv_dim = int64_t(hp.kv_heads(l)) * Dh;
         L.attn_norm = b.f32(LlamaTensor::ATTN_NORM, l, true, H);
         L.wq = b.matrix(LlamaTensor::ATTN_Q, l, q_dim, H);
         L.wk = b.matrix(LlamaTensor::ATTN_K, l, kv_dim, H);

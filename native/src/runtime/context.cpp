@@ -71,7 +71,7 @@ ContextConfig resolve_context_config(const Model& model, const edgert_context_pa
 namespace {
 
 uint64_t kv_bytes_per_token(const Hparams& hp, KVType k, KVType v) {
-    return KvCache::bytes_per_token(hp.num_layers, hp.num_kv_heads, hp.head_dim, k, v);
+    return KvCache::bytes_per_token(hp.total_kv_heads(), hp.head_dim, k, v);
 }
 
 // What each position of the window costs: its K/V rows and its token id.
@@ -132,6 +132,12 @@ const ContextConfig& check_budget(const Model& model, const ContextConfig& c) {
 
 }  // namespace
 
+static std::vector<int> layer_kv_heads(const Hparams& hp) {
+    std::vector<int> n(size_t(hp.num_layers));
+    for (int l = 0; l < hp.num_layers; ++l) n[size_t(l)] = hp.kv_heads(l);
+    return n;
+}
+
 uint64_t Context::required_bytes(const Model& model, const ContextConfig& c) {
     const Hparams& hp = model.meta.hparams;
     // Products of int32 factors; n_ctx * bytes_per_token fits in uint64 for any int32 n_ctx.
@@ -142,8 +148,8 @@ uint64_t Context::required_bytes(const Model& model, const ContextConfig& c) {
 Context::Context(const Model& model, const ContextConfig& config)
     : model_(model),
       config_(check_budget(model, config)),
-      kv_(model.meta.hparams.num_layers, config.n_ctx, model.meta.hparams.num_kv_heads,
-          model.meta.hparams.head_dim, config.kv_type_k, config.kv_type_v),
+      kv_(layer_kv_heads(model.meta.hparams), config.n_ctx, model.meta.hparams.head_dim,
+          config.kv_type_k, config.kv_type_v),
       act_(model.meta.hparams, config.n_batch),
       logits_(size_t(model.meta.hparams.vocab_size)) {
     tokens_.reserve(size_t(config.n_ctx));

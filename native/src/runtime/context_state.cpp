@@ -83,14 +83,14 @@ StateHeader expected_header(const Context& c, int32_t n_past, uint32_t version =
     StateHeader h;
     h.model_id = model_id(c.model());
     h.num_layers = kv.n_layers();
-    h.num_kv_heads = kv.n_kv_heads();
+    h.num_kv_heads = c.model().meta.hparams.num_kv_heads;  // the maximum when layers differ
     h.head_dim = kv.head_dim();
     h.k_type = static_cast<int32_t>(kv.k_type());
     h.v_type = static_cast<int32_t>(kv.v_type());
     h.n_past = n_past;
     const uint64_t offsets = version >= 2 ? kv.k_offset_bytes(n_past) : 0;
     h.payload_bytes = uint64_t(n_past) * sizeof(int32_t) +
-                      uint64_t(kv.n_layers()) * kv.n_kv_heads() *
+                      uint64_t(c.model().meta.hparams.total_kv_heads()) *
                           (uint64_t(n_past) * (kv.k_row_bytes() + kv.v_row_bytes()) + offsets);
     return h;
 }
@@ -111,7 +111,7 @@ void Context::save(const std::string& path) const {
     std::vector<std::pair<const void*, size_t>> pieces;
     pieces.emplace_back(tokens_.data(), tokens_.size() * sizeof(int32_t));
     for (int l = 0; l < kv_.n_layers(); ++l) {
-        for (int hd = 0; hd < kv_.n_kv_heads(); ++hd) {
+        for (int hd = 0; hd < kv_.n_kv_heads(l); ++hd) {
             pieces.emplace_back(kv_.k_head(l, hd), size_t(n_past_) * kv_.k_row_bytes());
             if (kv_.k_offset_bytes(n_past_) > 0) pieces.emplace_back(kv_.offset_state(l, hd), kv_.k_offset_bytes(n_past_));
             pieces.emplace_back(kv_.v_head(l, hd), size_t(n_past_) * kv_.v_row_bytes());
@@ -216,7 +216,7 @@ void Context::load(const std::string& path) {
     tokens_.assign(reinterpret_cast<const int32_t*>(p), reinterpret_cast<const int32_t*>(p) + h.n_past);
     p += size_t(h.n_past) * sizeof(int32_t);
     for (int l = 0; l < kv_.n_layers(); ++l) {
-        for (int hd = 0; hd < kv_.n_kv_heads(); ++hd) {
+        for (int hd = 0; hd < kv_.n_kv_heads(l); ++hd) {
             const size_t nk = size_t(h.n_past) * kv_.k_row_bytes(), nv = size_t(h.n_past) * kv_.v_row_bytes();
             std::memcpy(kv_.k_head(l, hd), p, nk);
             p += nk;

@@ -9,16 +9,23 @@ namespace edgert {
 
 KvCache::KvCache(int n_layers, int n_ctx, int n_kv_heads, int head_dim, KVType k_type,
                  KVType v_type)
-    : n_layers_(n_layers), n_ctx_(n_ctx), n_kv_heads_(n_kv_heads), head_dim_(head_dim),
+    : KvCache(std::vector<int>(size_t(n_layers), n_kv_heads), n_ctx, head_dim, k_type, v_type) {}
+
+KvCache::KvCache(const std::vector<int>& layer_kv_heads, int n_ctx, int head_dim, KVType k_type,
+                 KVType v_type)
+    : n_layers_(int(layer_kv_heads.size())), n_ctx_(n_ctx), head_dim_(head_dim),
       k_type_(k_type), v_type_(v_type), k_row_(kv_row_bytes(k_type, head_dim)),
       v_row_(kv_row_bytes(v_type, head_dim)) {
-    const size_t rows = size_t(n_layers) * size_t(n_kv_heads) * size_t(n_ctx);
+    head_base_.assign(1, 0);
+    for (int h : layer_kv_heads) head_base_.push_back(head_base_.back() + size_t(h));
+    const size_t heads = head_base_.back();
+    const size_t rows = heads * size_t(n_ctx);
     k_.reset(new uint8_t[rows * k_row_]);
     v_.reset(new uint8_t[rows * v_row_]);
     if (kv_has_block_offset(k_type, true)) {
         n_blocks_ = int((int64_t(n_ctx) + kKvOffsetBlock - 1) / kKvOffsetBlock);
         // Per (layer, KV head): the sink row, then one offset per block.
-        const size_t n = size_t(n_layers) * size_t(n_kv_heads) * size_t(n_blocks_ + 1) * size_t(head_dim);
+        const size_t n = heads * size_t(n_blocks_ + 1) * size_t(head_dim);
         k_offset_.reset(new uint16_t[n]());
     }
 }
@@ -29,17 +36,17 @@ size_t KvCache::k_offset_bytes(int n) const {
     return (1 + blocks) * size_t(head_dim_) * sizeof(uint16_t);
 }
 
-uint64_t KvCache::bytes_per_token(int n_layers, int n_kv_heads, int head_dim, KVType k_type,
-                                  KVType v_type) {
-    return uint64_t(n_layers) * uint64_t(n_kv_heads) *
+uint64_t KvCache::bytes_per_token(int64_t total_kv_heads, int head_dim, KVType k_type, KVType v_type) {
+    return uint64_t(total_kv_heads) *
            (kv_row_bytes(k_type, head_dim) + kv_offset_bytes_per_row(k_type, true, head_dim) +
             kv_row_bytes(v_type, head_dim));
 }
 
 void KvCache::store(int layer, int pos, int n_tok, const float* k, const float* v) {
-    const int64_t kv_dim = int64_t(n_kv_heads_) * head_dim_;
+    const int n_heads = n_kv_heads(layer);
+    const int64_t kv_dim = int64_t(n_heads) * head_dim_;
     const int64_t D = head_dim_;
-    for (int h = 0; h < n_kv_heads_; ++h) {
+    for (int h = 0; h < n_heads; ++h) {
         const float* kh = k + int64_t(h) * D;
         if (!k_offset_) {
             kv_store_rows(k_type_, true, kh, kv_dim, n_tok, D, k_head(layer, h) + size_t(pos) * k_row_, k_row_);

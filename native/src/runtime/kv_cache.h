@@ -7,11 +7,14 @@
 // duplicated. A row depends only on its own position and its block's offset (Q4 keys: one
 // offset per kKvOffsetBlock positions, chosen when the block's first row is written and kept
 // until the block is written from its start again), so trimming is an index change and the rows
-// past n_past are simply invalid.
+// past n_past are simply invalid. A structurally pruned model has a KV head count per layer; the
+// layers' heads are then laid out back to back (head_base_), so the cache holds exactly the rows
+// the model uses.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "kernels/attention/kv_attention.h"
 
@@ -19,12 +22,15 @@ namespace edgert {
 
 class KvCache {
 public:
+    // Every layer with n_kv_heads heads.
     KvCache(int n_layers, int n_ctx, int n_kv_heads, int head_dim, KVType k_type, KVType v_type);
+    // layer_kv_heads[l] heads in layer l.
+    KvCache(const std::vector<int>& layer_kv_heads, int n_ctx, int head_dim, KVType k_type, KVType v_type);
 
-    static uint64_t bytes_per_token(int n_layers, int n_kv_heads, int head_dim, KVType k_type,
-                                    KVType v_type);
+    // total_kv_heads: KV heads summed over the layers.
+    static uint64_t bytes_per_token(int64_t total_kv_heads, int head_dim, KVType k_type, KVType v_type);
     uint64_t bytes_per_token() const {
-        return bytes_per_token(n_layers_, n_kv_heads_, head_dim_, k_type_, v_type_);
+        return bytes_per_token(int64_t(head_base_.back()), head_dim_, k_type_, v_type_);
     }
     uint64_t bytes_total() const { return bytes_per_token() * uint64_t(n_ctx_); }
 
@@ -35,7 +41,7 @@ public:
     KVType k_type() const { return k_type_; }
     KVType v_type() const { return v_type_; }
     int n_layers() const { return n_layers_; }
-    int n_kv_heads() const { return n_kv_heads_; }
+    int n_kv_heads(int layer) const { return int(head_base_[size_t(layer) + 1] - head_base_[size_t(layer)]); }
     int head_dim() const { return head_dim_; }
     int n_ctx() const { return n_ctx_; }
     size_t k_row_bytes() const { return k_row_; }
@@ -63,13 +69,14 @@ public:
 
 private:
     size_t offset_index(int layer, int head) const {
-        return (size_t(layer) * size_t(n_kv_heads_) + size_t(head)) * size_t(n_blocks_ + 1) * size_t(head_dim_);
+        return (head_base_[size_t(layer)] + size_t(head)) * size_t(n_blocks_ + 1) * size_t(head_dim_);
     }
     size_t head_offset(int layer, int head, size_t row) const {
-        return (size_t(layer) * size_t(n_kv_heads_) + size_t(head)) * size_t(n_ctx_) * row;
+        return (head_base_[size_t(layer)] + size_t(head)) * size_t(n_ctx_) * row;
     }
 
-    int n_layers_, n_ctx_, n_kv_heads_, head_dim_;
+    int n_layers_, n_ctx_, head_dim_;
+    std::vector<size_t> head_base_;  // [n_layers + 1]: index of each layer's first head
     KVType k_type_, v_type_;
     size_t k_row_, v_row_;
     int n_blocks_ = 0;  // offset blocks per (layer, KV head); 0 without offsets

@@ -1,0 +1,333 @@
+"""The calibrated quantization stage: streams the calibration activations through the model one
+block at a time and quantizes each linear against the inputs it actually sees, in the order the
+data flows (Q/K/V, O, gate/up, down), each on activations that already went through the
+quantized linears before it (GPTQ's "true sequential" order).
+
+Methods (`--quant TYPE:METHOD`):
+  rtn       round to nearest: byte for byte what `edgert convert --quantize TYPE` writes
+  gptq      GPTQ error compensation (gptq.py) on the format's blocks
+  awq       AWQ scaling (awq.py), then each block's range fitted against the activations
+  awq+gptq  AWQ scaling, then GPTQ
+
+Mixed precision (`--target-bpw B`): every block matrix starts at TYPE; a sensitivity pass measures,
+on the calibration activations, each matrix's output error at every candidate type (round to
+nearest), and matrices move one type up where that buys the most error per extra byte, until
+the next move would exceed B bits per weight (over the blocks' matrices, scales included).
+
+Memory: one block's activations for the calibration set, plus one matrix's Hessian (in × in f64);
+the weights are replaced in place as they are quantized.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+
+from edgert.errors import InvalidArgumentError
+
+from .. import quantize as codec
+from ..dtypes import BY_NAME, F16, DType
+from ..llama_tensor_names import name as reg
+from . import awq, forward
+from .gptq import Hessian, gptq_quantize, output_error_h
+from .grids import GRIDS, grid_for, quantize_matrix
+from .model_desc import ModelDesc
+
+METHODS = ("rtn", "gptq", "awq", "awq+gptq")
+EMBED_NAMES = ("token_embd.weight", "output.weight")
+# The linears of one block, grouped by the input they share.
+INPUT_GROUPS = (("ATTN_Q", ("ATTN_Q", "ATTN_K", "ATTN_V")), ("ATTN_OUTPUT", ("ATTN_OUTPUT",)),
+                ("FFN_GATE", ("FFN_GATE", "FFN_UP")), ("FFN_DOWN", ("FFN_DOWN",)))
+
+
+def quant_types() -> list[str]:
+    """Block types calibrated quantization can target, cheapest first."""
+    return sorted(GRIDS, key=lambda t: BY_NAME[t].block_bytes / BY_NAME[t].block_size)
+
+
+def bits_per_weight(t: str) -> float:
+    d = BY_NAME[t]
+    return 8.0 * d.block_bytes / d.block_size
+
+
+@dataclass
+class QuantSpec:
+    type: str = "q4_0"
+    method: str = "gptq"
+    target_bpw: Optional[float] = None
+    damp: float = 0.01
+    embed_type: Optional[str] = None   # default: q8_0 under types of < 8 bits, as the converter does
+    chunk: int = 8                     # calibration sequences per forward chunk
+
+    def validate(self) -> None:
+        if self.type not in GRIDS:
+            raise InvalidArgumentError(f"--quant type {self.type!r}: calibrated quantization targets "
+                                       f"{', '.join(quant_types())}")
+        if self.method not in METHODS:
+            raise InvalidArgumentError(f"--quant method {self.method!r}: choose one of {', '.join(METHODS)}")
+        if self.embed_type is not None and self.embed_type not in BY_NAME:
+            raise InvalidArgumentError(f"embed_type {self.embed_type!r}: one of {', '.join(BY_NAME)}")
+        if not 0 < self.damp < 1:
+            raise InvalidArgumentError(f"damp {self.damp}: a fraction of the mean Hessian diagonal in (0, 1)")
+
+
+@dataclass
+class QuantResult:
+    types: dict[str, str] = field(default_factory=dict)    # matrix -> type written
+    alphas: dict[str, float] = field(default_factory=dict)  # AWQ exponent per input group
+    errors: dict[str, float] = field(default_factory=dict)  # output MSE on calibration inputs
+
+
+def _fits(name: str, shape, t: str) -> bool:
+    return shape[-1] % BY_NAME[t].block_size == 0
+
+
+def block_bytes_at(desc: ModelDesc, types: dict[str, str]) -> tuple[int, int]:
+    """(bytes, params) of the block matrices under `types` (f16 where the rows are not whole blocks)."""
+    nbytes = params = 0
+    for n in desc.block_matrix_names():
+        shape = tuple(desc.weights[n].shape)
+        t = types[n]
+        d = BY_NAME[t] if _fits(n, shape, t) else F16
+        nbytes += d.nbytes(shape)
+        params += int(np.prod(shape))
+    return nbytes, params
+
+
+def check_target(desc: ModelDesc, spec: QuantSpec) -> None:
+    """A target no mixture meets is an error before any work."""
+    if spec.target_bpw is None:
+        return
+    low = block_bytes_at(desc, {n: spec.type for n in desc.block_matrix_names()})
+    bpw = 8.0 * low[0] / max(low[1], 1)
+    if spec.target_bpw < bpw - 1e-9:
+        raise InvalidArgumentError(
+            f"--target-bpw {spec.target_bpw}: no mixture meets it; every block matrix at {spec.type} "
+            f"(the cheapest allowed) already takes {bpw:.3f} bits per weight. Choose a target >= "
+            f"{bpw:.3f} or a cheaper --quant type")
+
+
+def _chunks(n: int, size: int):
+    for i in range(0, n, size):
+        yield slice(i, min(i + size, n))
+
+
+def _bar(total: int, enabled: bool, desc: str):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, unit="layer", desc=desc, file=sys.stderr)
+
+
+class _Stream:
+    """The calibration activations entering the current block, [n_seq, T, H], and the helpers that
+    run one sub-block over them chunk by chunk."""
+
+    def __init__(self, desc: ModelDesc, ids: torch.Tensor, chunk: int):
+        self.desc, self.chunk = desc, chunk
+        self.hp = desc.hparams
+        self.freqs = forward.inv_freq(desc.weights, desc.hparams)
+        with torch.no_grad():
+            self.x = forward.embed(desc.weights, ids).clone()
+
+    def inputs(self, layer: int, which: str):
+        """Yield the input of `which` (an INPUT_GROUPS key) for each chunk, with current weights."""
+        W, hp, eps = self.desc.weights, self.hp, float(self.hp["rms_norm_eps"])
+        for sl in _chunks(self.x.shape[0], self.chunk):
+            x = self.x[sl]
+            if which == "ATTN_Q":
+                yield forward.rms_norm(x, W[reg("ATTN_NORM", layer)], eps)
+            elif which == "ATTN_OUTPUT":
+                heads: list = []
+                forward.attention_block(W, hp, layer, x, 0, self.freqs, head_out=heads)
+                yield heads[0].reshape(x.shape[0], x.shape[1], -1)
+            elif which == "FFN_GATE":
+                h = forward.attention_block(W, hp, layer, x, 0, self.freqs)
+                yield forward.rms_norm(h, W[reg("FFN_NORM", layer)], eps)
+            else:
+                acts: list = []
+                forward.ffn_block(W, hp, layer, forward.attention_block(W, hp, layer, x, 0, self.freqs), act_out=acts)
+                yield acts[0]
+
+    def advance(self, layer: int) -> None:
+        for sl in _chunks(self.x.shape[0], self.chunk):
+            self.x[sl] = forward.block(self.desc.weights, self.hp, layer, self.x[sl], 0, self.freqs)
+
+
+def _collect(stream: _Stream, layer: int, which: str, n_sample: int, gen: torch.Generator):
+    """Hessian of the input, and a random sample of its rows (for AWQ's search)."""
+    hess = None
+    sample = []
+    for x in stream.inputs(layer, which):
+        x2 = x.reshape(-1, x.shape[-1])
+        if hess is None:
+            hess = Hessian(x2.shape[1])
+        hess.add(x2)
+        k = min(x2.shape[0], max(n_sample // max(stream.x.shape[0] // stream.chunk, 1), 16))
+        sample.append(x2[torch.randperm(x2.shape[0], generator=gen)[:k]])
+    return hess, torch.cat(sample)
+
+
+def _fold_scales(desc: ModelDesc, layer: int, which: str, s: torch.Tensor) -> None:
+    """Scale the group's input channels by s and undo it where the input is produced."""
+    W = desc.weights
+    members = dict(INPUT_GROUPS)[which]
+    for id in members:
+        W[reg(id, layer)] = W[reg(id, layer)] * s[None, :]
+    if which == "ATTN_Q":
+        W[reg("ATTN_NORM", layer)] = W[reg("ATTN_NORM", layer)] / s
+    elif which == "FFN_GATE":
+        W[reg("FFN_NORM", layer)] = W[reg("FFN_NORM", layer)] / s
+    elif which == "FFN_DOWN":
+        W[reg("FFN_UP", layer)] = W[reg("FFN_UP", layer)] / s[:, None]
+    else:
+        raise AssertionError(which)
+
+
+def _awq(desc: ModelDesc, layer: int, which: str, sample: torch.Tensor, types: dict[str, str],
+         result: QuantResult) -> torch.Tensor:
+    members = dict(INPUT_GROUPS)[which]
+    Ws = [desc.weights[reg(id, layer)] for id in members]
+    grid = grid_for(types[reg(members[0], layer)], search=False)
+    if Ws[0].shape[1] % grid.group:  # written as f16 (rows not whole blocks): nothing to protect
+        return torch.ones(Ws[0].shape[1])
+    s, alpha, _ = awq.search_scales(Ws, sample, grid)
+    result.alphas[f"blk.{layer}.{which.lower()}"] = alpha
+    if alpha > 0:
+        _fold_scales(desc, layer, which, s)
+    else:
+        s = torch.ones_like(s)
+    return s
+
+
+def _quantize_one(W: torch.Tensor, t: str, method: str, H: Optional[torch.Tensor], damp: float):
+    """(values, bytes, dtype) of one matrix."""
+    dtype = BY_NAME[t]
+    if W.shape[1] % dtype.block_size:
+        dtype = F16
+    if not dtype.is_block:
+        raw = codec.encode(W.numpy(), dtype)
+        return torch.from_numpy(codec.decode(raw, dtype, tuple(W.shape)).copy()), raw, dtype
+    if method == "rtn" or H is None:
+        raw = codec.encode(W.numpy(), dtype)
+        return torch.from_numpy(codec.decode(raw, dtype, tuple(W.shape)).copy()), raw, dtype
+    if method in ("gptq", "awq+gptq"):
+        wq, raw = gptq_quantize(W, H, grid_for(t), damp=damp)
+        return wq, raw, dtype
+    wq, raw = quantize_matrix(W, grid_for(t), importance=torch.diag(H).float())  # awq: fitted ranges
+    return wq, raw, dtype
+
+
+def sensitivity_types(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, progress: bool) -> dict[str, str]:
+    """The per-matrix types of --target-bpw (module docstring)."""
+    names = desc.block_matrix_names()
+    types = {n: spec.type for n in names}
+    if spec.target_bpw is None:
+        return types
+    ladder = [t for t in quant_types() if bits_per_weight(t) >= bits_per_weight(spec.type)]
+    err: dict[tuple[str, str], float] = {}
+    stream = _Stream(desc, ids, spec.chunk)
+    bar = _bar(desc.n_layers, progress, "sensitivity")
+    with torch.no_grad():
+        for l in range(desc.n_layers):
+            for which, members in INPUT_GROUPS:
+                hess = None
+                for x in stream.inputs(l, which):
+                    if hess is None:
+                        hess = Hessian(x.shape[-1])
+                    hess.add(x)
+                H = hess.matrix()
+                for id in members:
+                    n = reg(id, l)
+                    for t in ladder:
+                        wq, _, _ = _quantize_one(desc.weights[n], t, "rtn", None, spec.damp)
+                        err[(n, t)] = output_error_h(desc.weights[n], wq, H)
+            stream.advance(l)
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    budget = spec.target_bpw
+    nbytes, params = block_bytes_at(desc, types)
+    limit = budget * params / 8.0
+    while True:
+        best = None
+        for n in names:
+            i = ladder.index(types[n])
+            if i + 1 >= len(ladder):
+                continue
+            up = ladder[i + 1]
+            extra = block_bytes_at_one(desc, n, up) - block_bytes_at_one(desc, n, types[n])
+            gain = err[(n, types[n])] - err[(n, up)]
+            if extra <= 0 or nbytes + extra > limit:
+                continue
+            score = gain / extra
+            if best is None or score > best[0]:
+                best = (score, n, up, extra)
+        if best is None:
+            break
+        _, n, up, extra = best
+        types[n] = up
+        nbytes += extra
+    return types
+
+
+def block_bytes_at_one(desc: ModelDesc, n: str, t: str) -> int:
+    shape = tuple(desc.weights[n].shape)
+    return (BY_NAME[t] if _fits(n, shape, t) else F16).nbytes(shape)
+
+
+@torch.no_grad()
+def quantize_model(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, *, progress: bool = False,
+                   seed: int = 0) -> QuantResult:
+    """Quantize desc in place (weights replaced by their quantized values, bytes in desc.encoded)."""
+    spec.validate()
+    check_target(desc, spec)
+    result = QuantResult()
+    types = sensitivity_types(desc, ids, spec, progress)
+    result.types.update(types)
+    embed_t = spec.embed_type or ("q8_0" if bits_per_weight(spec.type) < 8 else spec.type)
+    for n in EMBED_NAMES:
+        if n in desc.weights:
+            wq, raw, dt = _quantize_one(desc.weights[n], embed_t, "rtn", None, spec.damp)
+            desc.weights[n], desc.encoded[n] = wq, (dt, raw)
+            result.types[n] = dt.name
+    old_threads = torch.get_num_threads()
+    gen = torch.Generator().manual_seed(seed)
+    stream = _Stream(desc, ids, spec.chunk)
+    bar = _bar(desc.n_layers, progress, f"quantizing ({spec.type}:{spec.method})")
+    try:
+        for l in range(desc.n_layers):
+            for which, members in INPUT_GROUPS:
+                awq_here = spec.method.startswith("awq") and which in ("ATTN_Q", "FFN_GATE")
+                if awq_here and which == "FFN_GATE":
+                    # The down projection's scales fold into the up rows, so they are searched
+                    # (on the float gate/up's output) before gate/up are quantized.
+                    _, sample = _collect(stream, l, "FFN_DOWN", 4096, gen)
+                    _awq(desc, l, "FFN_DOWN", sample, types, result)
+                hess, sample = _collect(stream, l, which, 4096, gen)
+                H = hess.matrix()
+                if awq_here:
+                    s = _awq(desc, l, which, sample, types, result)
+                    H = H / s.double()[:, None] / s.double()[None, :]
+                # GPTQ's column loop is many small operations: one thread each wastes less.
+                torch.set_num_threads(1)
+                for id in members:
+                    n = reg(id, l)
+                    W = desc.weights[n]
+                    wq, raw, dt = _quantize_one(W, types[n], spec.method, H, spec.damp)
+                    result.errors[n] = output_error_h(W, wq, H)
+                    result.types[n] = dt.name
+                    desc.weights[n], desc.encoded[n] = wq, (dt, raw)
+                torch.set_num_threads(old_threads)
+            stream.advance(l)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        torch.set_num_threads(old_threads)
+        if bar is not None:
+            bar.close()
+    return result
