@@ -1,0 +1,212 @@
+"""Structured pruning by calibration importance: FFN channels, attention heads (whole KV groups:
+a KV head with the query heads that read it, so GQA stays intact) and whole layers. The result is
+a smaller dense model whose per-layer widths may differ (docs/format.md, `layer_*` hparams).
+
+Importance, measured on the calibration sequences with the unpruned model:
+  act     activation × weight: the mean norm of a unit's contribution to the residual stream —
+          E|a_c|·‖W_down[:, c]‖ for FFN channel c, E‖W_o,h · att_h‖ summed over a group's query
+          heads — and for layers the block influence 1 − cos(x_in, x_out) (ShortGPT);
+  taylor  first order Taylor: |Σ w·∂L/∂w| over a unit's weights, the loss change its removal is
+          estimated to cause (L: next-token cross-entropy on the calibration sequences).
+Units are ranked across all layers at once, so pruning is uneven where importance says so. FFN
+widths are kept a multiple of the block size (32) when the source's are, so every matrix still
+quantizes to whole blocks; every layer keeps at least one block of channels and one KV group.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import torch
+
+from edgert.errors import InvalidArgumentError
+
+from ..llama_tensor_names import name as reg
+from . import forward
+from .model_desc import ModelDesc
+
+IMPORTANCE = ("act", "taylor")
+_LAYER_IDS = ("ATTN_NORM", "ATTN_Q", "ATTN_K", "ATTN_V", "ATTN_Q_BIAS", "ATTN_K_BIAS", "ATTN_V_BIAS",
+              "ATTN_OUTPUT", "FFN_NORM", "FFN_GATE", "FFN_UP", "FFN_DOWN")
+
+
+@dataclass
+class PruneSpec:
+    ffn: float = 0.0      # fraction of all FFN channels removed
+    heads: float = 0.0    # fraction of all KV groups removed
+    layers: int = 0       # whole layers removed
+    importance: str = "act"
+    chunk: int = 4
+
+    @property
+    def active(self) -> bool:
+        return self.ffn > 0 or self.heads > 0 or self.layers > 0
+
+    def validate(self, desc: ModelDesc) -> None:
+        if self.importance not in IMPORTANCE:
+            raise InvalidArgumentError(f"prune importance {self.importance!r}: choose {' or '.join(IMPORTANCE)}")
+        for what, v in (("ffn", self.ffn), ("heads", self.heads)):
+            if not 0.0 <= v < 1.0:
+                raise InvalidArgumentError(
+                    f"--prune {what}={v}: the fraction removed must be in [0, 1); 1 would remove every "
+                    f"{'FFN channel' if what == 'ffn' else 'attention head'} and leave no model")
+        if not 0 <= self.layers < desc.n_layers:
+            raise InvalidArgumentError(f"--prune layers={self.layers}: the model has {desc.n_layers} "
+                                       f"layers; remove between 0 and {desc.n_layers - 1}")
+        total_f = sum(desc.layer_dims(l).ffn for l in range(desc.n_layers))
+        keep_f = total_f * (1 - self.ffn)
+        if keep_f < desc.n_layers:
+            raise InvalidArgumentError(f"--prune ffn={self.ffn} leaves {keep_f:.0f} channels for "
+                                       f"{desc.n_layers} layers; every layer needs at least one")
+
+
+@dataclass
+class PruneResult:
+    ffn_widths: list[int] = field(default_factory=list)
+    kv_heads: list[int] = field(default_factory=list)
+    removed_layers: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"ffn_widths": self.ffn_widths, "kv_heads": self.kv_heads, "removed_layers": self.removed_layers}
+
+
+def _importance_act(desc: ModelDesc, ids: torch.Tensor, chunk: int):
+    W, hp = desc.weights, desc.hparams
+    L, dh = desc.n_layers, desc.head_dim
+    freqs = forward.inv_freq(W, hp)
+    ffn = [torch.zeros(desc.layer_dims(l).ffn, dtype=torch.float64) for l in range(L)]
+    grp = [torch.zeros(desc.layer_dims(l).kv_heads, dtype=torch.float64) for l in range(L)]
+    bi = torch.zeros(L, dtype=torch.float64)
+    n_tok = 0
+    with torch.no_grad():
+        for i in range(0, ids.shape[0], chunk):
+            x = forward.embed(W, ids[i:i + chunk])
+            n_tok += x.shape[0] * x.shape[1]
+            for l in range(L):
+                d = desc.layer_dims(l)
+                heads: list = []
+                acts: list = []
+                h = forward.attention_block(W, hp, l, x, 0, freqs, head_out=heads)
+                att = heads[0]  # [B, T, heads, dh]
+                wo = W[reg("ATTN_OUTPUT", l)].view(-1, d.heads, dh)  # [H, heads, dh]
+                contrib = torch.einsum("bthd,ohd->btho", att, wo).norm(dim=-1)  # [B, T, heads]
+                per_head = contrib.sum((0, 1)).double()
+                grp[l] += per_head.view(d.kv_heads, d.heads // d.kv_heads).sum(1)
+                y = forward.ffn_block(W, hp, l, h, act_out=acts)
+                ffn[l] += (acts[0].abs().sum((0, 1)) * W[reg("FFN_DOWN", l)].norm(dim=0)).double()
+                bi[l] += (1 - torch.nn.functional.cosine_similarity(x, y, dim=-1)).sum().double()
+                x = y
+    return [f / n_tok for f in ffn], [g / n_tok for g in grp], bi / n_tok
+
+
+def _importance_taylor(desc: ModelDesc, ids: torch.Tensor, chunk: int):
+    W = {k: v.detach().clone().requires_grad_(True) for k, v in desc.weights.items()}
+    L, dh = desc.n_layers, desc.head_dim
+    for i in range(0, ids.shape[0], chunk):
+        b = ids[i:i + chunk]
+        lg = forward.logits(W, desc.hparams, b)
+        loss = torch.nn.functional.cross_entropy(lg[:, :-1].reshape(-1, lg.shape[-1]), b[:, 1:].reshape(-1),
+                                                 reduction="sum") / ids[:, 1:].numel()
+        loss.backward()
+    wg = {k: (v.detach() * v.grad).double() for k, v in W.items() if v.grad is not None}
+    ffn, grp, lay = [], [], torch.zeros(L, dtype=torch.float64)
+    for l in range(L):
+        d = desc.layer_dims(l)
+        ffn.append((wg[reg("FFN_GATE", l)].sum(1) + wg[reg("FFN_UP", l)].sum(1)
+                    + wg[reg("FFN_DOWN", l)].sum(0)).abs())
+        r = d.heads // d.kv_heads
+        q = wg[reg("ATTN_Q", l)].view(d.kv_heads, r * dh, -1).sum((1, 2))
+        k = wg[reg("ATTN_K", l)].view(d.kv_heads, dh, -1).sum((1, 2))
+        v = wg[reg("ATTN_V", l)].view(d.kv_heads, dh, -1).sum((1, 2))
+        o = wg[reg("ATTN_OUTPUT", l)].view(-1, d.kv_heads, r * dh).sum((0, 2))
+        grp.append((q + k + v + o).abs())
+        lay[l] = abs(sum(float(wg[reg(id, l)].sum()) for id in _LAYER_IDS if reg(id, l) in wg))
+    return ffn, grp, lay
+
+
+def importance(desc: ModelDesc, ids: torch.Tensor, spec: PruneSpec):
+    """(per-layer FFN channel scores, per-layer KV group scores, per-layer scores)."""
+    if spec.importance == "taylor":
+        return _importance_taylor(desc, ids, spec.chunk)
+    return _importance_act(desc, ids, spec.chunk)
+
+
+def _allocate(scores: list[torch.Tensor], frac: float, multiple: int, minimum: int) -> list[torch.Tensor]:
+    """Indices kept per layer: the globally best (1 − frac) of the units, each layer's count
+    rounded to a multiple of `multiple` (at least `minimum`)."""
+    sizes = [len(s) for s in scores]
+    total = sum(sizes)
+    keep_total = round(total * (1 - frac))
+    flat = torch.cat(scores)
+    order = torch.argsort(flat, descending=True, stable=True)[:keep_total]
+    owner = torch.repeat_interleave(torch.arange(len(scores)), torch.tensor(sizes))
+    counts = torch.bincount(owner[order], minlength=len(scores)).tolist()
+    kept = []
+    for s, n, c in zip(scores, sizes, counts):
+        c = int(round(c / multiple)) * multiple if multiple > 1 else c
+        c = min(max(c, minimum), n)
+        kept.append(torch.sort(torch.argsort(s, descending=True, stable=True)[:c]).values)
+    return kept
+
+
+def apply(desc: ModelDesc, ffn_keep: list[torch.Tensor], grp_keep: list[torch.Tensor],
+          drop_layers: list[int]) -> ModelDesc:
+    """A new ModelDesc with only the kept channels, groups and layers (renumbered)."""
+    W, dh = desc.weights, desc.head_dim
+    out: dict[str, torch.Tensor] = {}
+    layer_map = [l for l in range(desc.n_layers) if l not in set(drop_layers)]
+    new_of = {old: new for new, old in enumerate(layer_map)}
+    for name, t in W.items():
+        if not name.startswith("blk."):
+            out[name] = t
+            continue
+        l = int(name.split(".")[1])
+        if l not in new_of:
+            continue
+        d = desc.layer_dims(l)
+        r = d.heads // d.kv_heads
+        fk = ffn_keep[l]
+        kv_rows = torch.cat([torch.arange(g * dh, (g + 1) * dh) for g in grp_keep[l].tolist()])
+        q_rows = torch.cat([torch.arange(g * r * dh, (g + 1) * r * dh) for g in grp_keep[l].tolist()])
+        kind = name.split(".", 2)[2]
+        if kind in ("ffn_gate.weight", "ffn_up.weight"):
+            t = t[fk]
+        elif kind == "ffn_down.weight":
+            t = t[:, fk]
+        elif kind in ("attn_q.weight", "attn_q.bias"):
+            t = t[q_rows]
+        elif kind in ("attn_k.weight", "attn_v.weight", "attn_k.bias", "attn_v.bias"):
+            t = t[kv_rows]
+        elif kind == "attn_output.weight":
+            t = t[:, q_rows]
+        out[f"blk.{new_of[l]}.{kind}"] = t.contiguous()
+    # Keep the file's tensor order: globals where they were, layers in their new order.
+    hp = dict(desc.hparams)
+    hp["num_layers"] = len(layer_map)
+    return ModelDesc(desc.name, hp, desc.tokenizer, desc.chat_template, out, {}, dict(desc.source))
+
+
+def prune_model(desc: ModelDesc, ids: torch.Tensor, spec: PruneSpec, *, progress: bool = False) -> tuple[ModelDesc, PruneResult]:
+    spec.validate(desc)
+    if progress:
+        print(f"pruning: measuring {spec.importance} importance on {ids.shape[0]} sequences", file=sys.stderr)
+    ffn_s, grp_s, lay_s = importance(desc, ids, spec)
+    L = desc.n_layers
+    drop = sorted(torch.argsort(lay_s, stable=True)[:spec.layers].tolist()) if spec.layers else []
+    widths = [desc.layer_dims(l).ffn for l in range(L)]
+    multiple = 32 if all(w % 32 == 0 for w in widths) else 1
+    live = [l for l in range(L) if l not in drop]
+    ffn_keep = [torch.arange(w) for w in widths]
+    grp_keep = [torch.arange(desc.layer_dims(l).kv_heads) for l in range(L)]
+    if spec.ffn > 0:
+        kept = _allocate([ffn_s[l] for l in live], spec.ffn, multiple, multiple)
+        for l, k in zip(live, kept):
+            ffn_keep[l] = k
+    if spec.heads > 0:
+        kept = _allocate([grp_s[l] for l in live], spec.heads, 1, 1)
+        for l, k in zip(live, kept):
+            grp_keep[l] = k
+    out = apply(desc, ffn_keep, grp_keep, drop)
+    res = PruneResult([out.layer_dims(l).ffn for l in range(out.n_layers)],
+                      [out.layer_dims(l).kv_heads for l in range(out.n_layers)], drop)
+    return out, res
