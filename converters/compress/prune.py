@@ -14,6 +14,7 @@ quantizes to whole blocks; every layer keeps at least one block of channels and 
 """
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, field
 
@@ -133,37 +134,51 @@ def importance(desc: ModelDesc, ids: torch.Tensor, spec: PruneSpec):
 
 def _allocate(scores: list[torch.Tensor], frac: float, multiple: int, minimum: int) -> list[torch.Tensor]:
     """Indices kept per layer: the globally best (1 − frac) of the units, each layer's count
-    rounded to a multiple of `multiple` (at least `minimum`)."""
+    rounded to a multiple of `multiple` (at least `minimum`). No layer loses more than
+    min(2·frac, 0.9) of its units: importance measured before pruning misjudges a layer that
+    would lose nearly everything, and a later layer's residual contributions are larger."""
     sizes = [len(s) for s in scores]
-    total = sum(sizes)
-    keep_total = round(total * (1 - frac))
-    flat = torch.cat(scores)
-    order = torch.argsort(flat, descending=True, stable=True)[:keep_total]
-    owner = torch.repeat_interleave(torch.arange(len(scores)), torch.tensor(sizes))
-    counts = torch.bincount(owner[order], minlength=len(scores)).tolist()
+    keep_total = round(sum(sizes) * (1 - frac))
+    cap = min(2 * frac, 0.9)
+    floor = [max(minimum, int(math.ceil(n * (1 - cap)))) for n in sizes]
+    ranked = [torch.argsort(s, descending=True, stable=True) for s in scores]
+    # Each layer's floor is kept first; the rest of the budget goes by global rank.
+    counts = list(floor)
+    rest = torch.cat([s[r[f:]] for s, r, f in zip(scores, ranked, floor)])
+    owner = torch.cat([torch.full((n - f,), i) for i, (n, f) in enumerate(zip(sizes, floor))])
+    extra = max(keep_total - sum(floor), 0)
+    for i in owner[torch.argsort(rest, descending=True, stable=True)[:extra]].tolist():
+        counts[i] += 1
     kept = []
-    for s, n, c in zip(scores, sizes, counts):
-        c = int(round(c / multiple)) * multiple if multiple > 1 else c
+    for r, n, c, f in zip(ranked, sizes, counts, floor):
+        if multiple > 1:
+            c = int(round(c / multiple)) * multiple
         c = min(max(c, minimum), n)
-        kept.append(torch.sort(torch.argsort(s, descending=True, stable=True)[:c]).values)
+        kept.append(torch.sort(r[:c]).values)
     return kept
 
 
 def apply(desc: ModelDesc, ffn_keep: list[torch.Tensor], grp_keep: list[torch.Tensor],
-          drop_layers: list[int]) -> ModelDesc:
-    """A new ModelDesc with only the kept channels, groups and layers (renumbered)."""
-    W, dh = desc.weights, desc.head_dim
+          drop_layers: list[int], *, drop_source: bool = False) -> ModelDesc:
+    """A new ModelDesc with only the kept channels, groups and layers (renumbered).
+    drop_source empties desc as it goes, so the two never coexist in memory."""
+    dh = desc.head_dim
+    dims = [desc.layer_dims(l) for l in range(desc.n_layers)]
+    W = desc.weights if not drop_source else desc.weights.copy()
+    if drop_source:
+        desc.weights.clear()
     out: dict[str, torch.Tensor] = {}
     layer_map = [l for l in range(desc.n_layers) if l not in set(drop_layers)]
     new_of = {old: new for new, old in enumerate(layer_map)}
-    for name, t in W.items():
+    for name in list(W):
+        t = W.pop(name) if drop_source else W[name]
         if not name.startswith("blk."):
             out[name] = t
             continue
         l = int(name.split(".")[1])
         if l not in new_of:
             continue
-        d = desc.layer_dims(l)
+        d = dims[l]
         r = d.heads // d.kv_heads
         fk = ffn_keep[l]
         kv_rows = torch.cat([torch.arange(g * dh, (g + 1) * dh) for g in grp_keep[l].tolist()])
@@ -186,7 +201,8 @@ def apply(desc: ModelDesc, ffn_keep: list[torch.Tensor], grp_keep: list[torch.Te
     return ModelDesc(desc.name, hp, desc.tokenizer, desc.chat_template, out, {}, dict(desc.source))
 
 
-def prune_model(desc: ModelDesc, ids: torch.Tensor, spec: PruneSpec, *, progress: bool = False) -> tuple[ModelDesc, PruneResult]:
+def prune_model(desc: ModelDesc, ids: torch.Tensor, spec: PruneSpec, *, progress: bool = False,
+                drop_source: bool = False) -> tuple[ModelDesc, PruneResult]:
     spec.validate(desc)
     if progress:
         print(f"pruning: measuring {spec.importance} importance on {ids.shape[0]} sequences", file=sys.stderr)
@@ -206,7 +222,7 @@ def prune_model(desc: ModelDesc, ids: torch.Tensor, spec: PruneSpec, *, progress
         kept = _allocate([grp_s[l] for l in live], spec.heads, 1, 1)
         for l, k in zip(live, kept):
             grp_keep[l] = k
-    out = apply(desc, ffn_keep, grp_keep, drop)
+    out = apply(desc, ffn_keep, grp_keep, drop, drop_source=drop_source)
     res = PruneResult([out.layer_dims(l).ffn for l in range(out.n_layers)],
                       [out.layer_dims(l).kv_heads for l in range(out.n_layers)], drop)
     return out, res
