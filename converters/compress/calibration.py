@@ -3,6 +3,8 @@ sequences the stages never see, on which the quality report measures perplexity 
 
 - `--calib FILE`: the user's own UTF-8 text, any size. The last tenth of its tokens is held back;
   training sequences are windows sampled at seeded random offsets from the rest.
+- `--calib FILE.npz`: token sequences kept by an earlier run's `--save-calib` (sampling once
+  serves several runs).
 - `--calib self[:N]`: N sequences sampled from the teacher itself at temperature 1 from short,
   generic prompts (the data-free recipe of LLM-QAT, Liu et al. 2023); the held-back sequences are
   further samples from other prompts.
@@ -113,11 +115,17 @@ def sample_self(desc: ModelDesc, n: int, seq_len: int, seed: int, prompts: tuple
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=n * seq_len, unit="tok", desc=f"sampling {what}", file=sys.stderr)
+    # Prompts of the same token length share one batch (the forward pass has no padding mask).
+    groups: dict[int, list[list[int]]] = {}
     for prompt, k in zip(prompts, per):
+        p = tok.encode(prompt)[:seq_len - 1] or [int(desc.tokenizer.get("bos_token_id") or 0)]
+        groups.setdefault(len(p), []).extend([p] * k)
+    for rows in groups.values():
+        k = len(rows)
         if k == 0:
             continue
-        p = tok.encode(prompt)[:seq_len - 1] or [int(desc.tokenizer.get("bos_token_id") or 0)]
-        ids = torch.tensor([p] * k, dtype=torch.long)
+        p = rows[0]
+        ids = torch.tensor(rows, dtype=torch.long)
         caches = [forward.LayerCache() for _ in range(desc.n_layers)]
         logits = forward.logits(W, hp, ids, caches=caches)[:, -1]
         seq = [ids]
@@ -138,10 +146,35 @@ def sample_self(desc: ModelDesc, n: int, seq_len: int, seed: int, prompts: tuple
     return torch.cat(out)[:, :seq_len]
 
 
+def save(calib: CalibData, path: str | Path) -> None:
+    """Keep sampled calibration data for other runs (`--calib FILE.npz` reads it back)."""
+    import numpy as np
+    with open(path, "wb") as f:
+        np.savez(f, train=calib.train.numpy(), heldout=calib.heldout.numpy(), description=np.array(calib.description))
+
+
+def load(path: str | Path) -> CalibData:
+    import numpy as np
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"--calib {p}: no such file")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            train, held, what = z["train"], z["heldout"], str(z["description"])
+    except (OSError, ValueError, KeyError) as e:
+        raise InvalidArgumentError(f"--calib {p}: not calibration data saved by --save-calib ({e})") from None
+    if train.ndim != 2 or held.ndim != 2 or train.shape[1] != held.shape[1] or train.size == 0:
+        raise InvalidArgumentError(f"--calib {p}: token arrays of the wrong shape")
+    return CalibData(torch.from_numpy(train.astype(np.int64)), torch.from_numpy(held.astype(np.int64)),
+                     f"{what} (from {p.name})")
+
+
 def make(desc: ModelDesc, spec: str, *, seq_len: int, n: Optional[int], seed: int, n_heldout: int,
          progress: bool) -> CalibData:
     """Calibration data for `spec` ('self[:N]' or a text file path)."""
     what, n_self = parse_spec(spec)
+    if what.endswith(".npz"):
+        return load(what)
     if what == "self":
         n = n_self or n or 128
         half = len(SELF_PROMPTS) // 2

@@ -14,7 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="output .edgt path (written atomically)")
     parser.add_argument("--recipe", default=None, help="TOML recipe (flags below override it)")
     parser.add_argument("--calib", default=None,
-                        help="calibration text: 'self[:N]' (N sequences sampled from the teacher; default) or a UTF-8 file")
+                        help="calibration text: 'self[:N]' (N sequences sampled from the teacher; default), "
+                             "a UTF-8 file, or a .npz kept by --save-calib")
     parser.add_argument("--calib-seqs", type=int, default=None, help="calibration sequences (default 128)")
     parser.add_argument("--seq-len", type=int, default=None, help="tokens per calibration sequence (default 256)")
     parser.add_argument("--prune", default=None, metavar="ffn=F,heads=H,layers=L,importance=act|taylor",
@@ -31,6 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer", default=None, help="llama2.c tokenizer.bin (default: found beside SRC)")
     parser.add_argument("--allow-quantized-source", action="store_true", default=None,
                         help="use a block-quantized teacher's dequantized values (e.g. a Q4_1 GGUF)")
+    parser.add_argument("--save-stages", default=None, metavar="DIR",
+                        help="also write the pruned and healed float models to DIR (pruned.edgt, healed.edgt)")
+    parser.add_argument("--save-calib", default=None, metavar="FILE.npz",
+                        help="keep the calibration tokens for another run's --calib FILE.npz")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -44,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
                      target_bpw=args.target_bpw, seed=args.seed, threads=args.threads,
                      allow_quantized_source=args.allow_quantized_source)
         res = compress(args.src, args.output, r, progress=False if args.no_progress else None,
-                       tokenizer=args.tokenizer)
+                       tokenizer=args.tokenizer, save_stages=args.save_stages, save_calib=args.save_calib)
     except ImportError as e:
         print(f"edgert compress: error: {e}; install the extra: pip install 'edgert[compress]'", file=sys.stderr)
         return 1

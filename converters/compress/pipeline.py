@@ -35,10 +35,23 @@ def _say(progress: bool, msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
+def _save_stage(where, stage: str, model, rep) -> None:
+    if where is not None:
+        from .write import write_desc
+        Path(where).mkdir(parents=True, exist_ok=True)
+        write_desc(model, Path(where) / f"{stage}.edgt",
+                   compression={"stage": stage, "report": [s.as_dict() for s in rep.stages]})
+
+
 def compress(src: str | os.PathLike, out: str | os.PathLike, recipe: Optional[Recipe] = None, *,
-             progress: Optional[bool] = None, tokenizer: Optional[str] = None) -> CompressResult:
+             progress: Optional[bool] = None, tokenizer: Optional[str] = None,
+             save_stages: Optional[str | os.PathLike] = None,
+             save_calib: Optional[str | os.PathLike] = None) -> CompressResult:
     """Compress `src` into the `.edgt` file `out` under `recipe` (default: GPTQ q4_0 on 128
-    sequences sampled from the model). Returns the path and the quality report."""
+    sequences sampled from the model). Returns the path and the quality report.
+    save_stages: a directory that also receives each float stage as `pruned.edgt` / `healed.edgt`
+    (f32), for evaluating them on other text. save_calib: keep the calibration tokens (.npz) for
+    another run's `--calib FILE.npz`."""
     import torch
 
     from . import calibration, distill, model_desc, prune, quantize_stage, report, write
@@ -52,7 +65,9 @@ def compress(src: str | os.PathLike, out: str | os.PathLike, recipe: Optional[Re
         torch.set_num_threads(recipe.threads)
     # Inputs that need no model are checked first.
     what, _ = calibration.parse_spec(recipe.calib.source)
-    if what != "self":
+    if what.endswith(".npz"):
+        calibration.load(what)
+    elif what != "self":
         calibration.check_text_file(what)
     if recipe.quant is None and not recipe.prune.active and not recipe.distill.active:
         raise InvalidArgumentError("nothing to do: give --prune, --distill and/or --quant")
@@ -67,6 +82,11 @@ def compress(src: str | os.PathLike, out: str | os.PathLike, recipe: Optional[Re
 
     calib = calibration.make(teacher, recipe.calib.source, seq_len=recipe.calib.seq_len, n=recipe.calib.n,
                              seed=recipe.seed, n_heldout=recipe.calib.heldout, progress=progress)
+    if save_calib is not None:
+        calibration.save(calib, save_calib)
+    vocab = int(teacher.hparams["vocab_size"])
+    if int(calib.train.max()) >= vocab or int(calib.heldout.max()) >= vocab:
+        raise InvalidArgumentError(f"--calib {recipe.calib.source}: token ids outside this model's vocabulary")
     rep = report.QualityReport(calib.heldout)
     extra: dict[str, Any] = {}
     try:
@@ -78,6 +98,7 @@ def compress(src: str | os.PathLike, out: str | os.PathLike, recipe: Optional[Re
                                             drop_source=not recipe.distill.active)
             extra["prune"] = pres.as_dict()
             rep.measure("pruned", model)
+            _save_stage(save_stages, "pruned", model, rep)
         if recipe.distill.active:
             ckpt = out.with_name(out.name + ".distill.ckpt")
             student = model if model is not teacher else teacher.copy()
@@ -85,6 +106,7 @@ def compress(src: str | os.PathLike, out: str | os.PathLike, recipe: Optional[Re
                                                checkpoint=ckpt, progress=progress)
             model = student
             rep.measure("healed", model)
+            _save_stage(save_stages, "healed", model, rep)
         del teacher
         if recipe.quant is not None:
             q = quantize_stage.quantize_model(model, calib.train, recipe.quant, progress=progress, seed=recipe.seed)

@@ -4,8 +4,9 @@ distributions over the whole vocabulary, with the bytes and bits per weight the 
 take. Computed in float32 on the stage's weights — for a quantized stage the exact values its
 blocks decode to, i.e. what the runtime's exact mode computes.
 
-The source's log-probabilities are kept in a temporary file (memory-mapped), so a stage is
-compared against the source after the source's weights are gone.
+The source's log-probabilities are kept in a temporary file (read back with plain file reads, so
+they sit in the page cache, not in this process's resident memory), so a stage is compared against
+the source after the source's weights are gone.
 """
 from __future__ import annotations
 
@@ -40,12 +41,12 @@ class StageQuality:
 
 
 class QualityReport:
-    def __init__(self, heldout: torch.Tensor, chunk: int = 2):
+    def __init__(self, heldout: torch.Tensor, chunk: int = 1):
         self.heldout = heldout
         self.chunk = chunk
         self.stages: list[StageQuality] = []
-        self._ref: Optional[np.memmap] = None
-        self._tmp = None
+        self._tmp = None        # the source's log-probabilities, [n, T - 1, V] float32
+        self._row_bytes = 0
 
     def _logp(self, desc: ModelDesc, sl: slice) -> torch.Tensor:
         with torch.no_grad():
@@ -53,13 +54,11 @@ class QualityReport:
 
     def measure(self, stage: str, desc: ModelDesc) -> StageQuality:
         n, T = self.heldout.shape
-        if self._ref is None:
-            V = int(desc.weights["token_embd.weight"].shape[0])
+        V = int(desc.weights["token_embd.weight"].shape[0])
+        is_ref = self._tmp is None
+        if is_ref:
             self._tmp = tempfile.TemporaryFile(prefix="edgert-compress-ref-")
-            self._ref = np.memmap(self._tmp, dtype=np.float32, mode="w+", shape=(n, T - 1, V))
-            is_ref = True
-        else:
-            is_ref = False
+            self._row_bytes = (T - 1) * V * 4
         nll, kl, count = 0.0, 0.0, 0
         for i in range(0, n, self.chunk):
             sl = slice(i, min(i + self.chunk, n))
@@ -68,9 +67,12 @@ class QualityReport:
             nll -= float(lp.gather(-1, tgt[..., None]).sum())
             count += tgt.numel()
             if is_ref:
-                self._ref[sl] = lp.float().numpy()
+                self._tmp.seek(sl.start * self._row_bytes)
+                self._tmp.write(lp.float().numpy().tobytes())
             else:
-                ref = torch.from_numpy(np.asarray(self._ref[sl])).double()
+                self._tmp.seek(sl.start * self._row_bytes)
+                buf = self._tmp.read((sl.stop - sl.start) * self._row_bytes)
+                ref = torch.from_numpy(np.frombuffer(buf, np.float32).reshape(lp.shape)).double()
                 kl += float((ref.exp() * (ref - lp)).sum())
         nbytes = file_bytes(desc)
         params = desc.n_params()
@@ -87,7 +89,6 @@ class QualityReport:
         return "\n".join(rows)
 
     def close(self) -> None:
-        self._ref = None
         if self._tmp is not None:
             self._tmp.close()
             self._tmp = None
