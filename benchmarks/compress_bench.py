@@ -54,7 +54,9 @@ def run_tool(args: list[str], log: Path) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.monotonic()
     with open(log, "w") as f:
-        r = subprocess.run([sys.executable, "-m", "edgert", *args], stdout=f, stderr=subprocess.STDOUT)
+        # Not from the checkout: `python -m` would import its edgert/ (no native module).
+        r = subprocess.run([sys.executable, "-m", "edgert", *args], stdout=f, stderr=subprocess.STDOUT,
+                           cwd=log.parent)
     wall = time.monotonic() - t0
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed; see {log}")

@@ -263,7 +263,8 @@ def test_cli_compress_end_to_end(out_dir, tmp_path):
                     '[options]\nthreads = 1\n')
     cmd = [sys.executable, "-m", "edgert", "compress", str(STORIES / "hf"), "-o", str(out), "--recipe", str(toml),
            "--no-progress"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    # cwd outside the checkout: `python -m edgert` there would import the checkout's edgert/.
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     for stage in ("source", "pruned", "healed", "quantized"):
         assert stage in r.stdout
@@ -272,14 +273,15 @@ def test_cli_compress_end_to_end(out_dir, tmp_path):
     assert [s["stage"] for s in rep] == ["source", "pruned", "healed", "quantized"]
     assert rep[-1]["bits_per_weight"] < 10 and rep[1]["params"] < rep[0]["params"]
     assert "layer_intermediate_size" in meta["hparams"] or meta["hparams"]["intermediate_size"] < 172
-    info = subprocess.run([sys.executable, "-m", "edgert", "info", str(out)], capture_output=True, text=True)
+    info = subprocess.run([sys.executable, "-m", "edgert", "info", str(out)], capture_output=True, text=True,
+                          cwd=tmp_path)
     assert info.returncode == 0 and "healed" in info.stdout and "quantized" in info.stdout
     from edgert import LLM
     with LLM(out, n_ctx=64) as llm:
         assert len(llm.generate_ids([1, 403, 407], max_tokens=4)) == 4
     before = out.read_bytes()
     bad = subprocess.run(cmd[:-3] + ["--recipe", str(toml), "--prune", "ffn=1.0", "--no-progress"],
-                         capture_output=True, text=True, timeout=600)
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert bad.returncode == 1 and "ffn" in bad.stderr and "Traceback" not in bad.stderr
     assert out.read_bytes() == before
     assert not [p for p in out_dir.iterdir() if p.name.endswith(".tmp")]
