@@ -46,7 +46,10 @@ def _progress(total: int, enabled: bool | None):
 
 def write_model(model: SourceModel, out: Path, *, recipe: str, sources: list[Path], source_label: str,
                 progress: bool | None = None) -> Path:
-    specs = [TensorSpec(t.name, target_dtype(t.name, t.shape, t.dtype, recipe), t.shape) for t in model.tensors]
+    n_layers = int(model.hparams.get("num_layers", 0)) or None
+    tied = bool(model.hparams.get("tie_embeddings", False))
+    specs = [TensorSpec(t.name, target_dtype(t.name, t.shape, t.dtype, recipe, n_layers=n_layers,
+                                             tied_embeddings=tied), t.shape) for t in model.tensors]
     counts = Counter(s.dtype.name for s in specs)
     metadata: dict[str, Any] = {
         "format": "edgert",
