@@ -41,7 +41,7 @@ def _rtn(W, t):
     return torch.from_numpy(quantize.decode(raw, BY_NAME[t], tuple(W.shape)).copy())
 
 
-@pytest.mark.parametrize("t", ["q4_0", "q4_1", "q8_0"])
+@pytest.mark.parametrize("t", ["q3_0", "q3_k", "q4_0", "q4_1", "q8_0"])
 def test_gptq_beats_rtn_on_outlier_layer(t):
     W, X = _outlier_layer()
     h = gptq.Hessian(W.shape[1])
@@ -55,6 +55,16 @@ def test_gptq_beats_rtn_on_outlier_layer(t):
     assert err < 0.6 * err_nocomp, (err, err_nocomp)
     # The bytes decode (converters.quantize, the format's decoder) to exactly the values GPTQ scored.
     assert torch.equal(torch.from_numpy(quantize.decode(raw, BY_NAME[t], tuple(W.shape)).copy()), wq)
+
+
+def test_3bit_grids_encode_what_the_converter_encodes():
+    """Without search, the 3-bit grids are quantize.py's own fits: the same bytes as encode()."""
+    W = torch.randn(16, 512) * 0.05
+    W[2, 7] = 2.0
+    for t in ("q3_0", "q3_k"):
+        wq, raw = grids.quantize_matrix(W, grids.grid_for(t, search=False))
+        assert np.array_equal(raw, quantize.encode(W.numpy(), BY_NAME[t])), t
+        assert torch.equal(torch.from_numpy(quantize.decode(raw, BY_NAME[t], (16, 512)).copy()), wq), t
 
 
 def test_awq_scaling_beats_rtn_on_outlier_layer():

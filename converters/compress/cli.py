@@ -24,7 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="heal by knowledge distillation from the teacher")
     parser.add_argument("--time-budget", default=None, help="distillation time limit: seconds, or 45m, 1h")
     parser.add_argument("--quant", default=None, metavar="TYPE[:METHOD]",
-                        help="q4_0, q4_1 or q8_0, method rtn|gptq|awq|awq+gptq (default gptq); 'none' keeps floats")
+                        help="q3_k (3-bit; q3_0 where rows are not whole 256-blocks), q3_0, q4_0, q4_1 or q8_0; "
+                             "method rtn|gptq|awq|awq+gptq (default gptq); 'none' keeps floats")
+    parser.add_argument("--embed-type", default=None,
+                        help="type of the embedding/output matrix (default q8_0 under types of < 8 bits)")
     parser.add_argument("--target-bpw", type=float, default=None,
                         help="mixed precision: bits per weight of the block matrices, by measured sensitivity")
     parser.add_argument("--seed", type=int, default=None)
@@ -46,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         toml = rc.load_toml(args.recipe) if args.recipe else None
         r = rc.build(toml, calib=args.calib, calib_seqs=args.calib_seqs, seq_len=args.seq_len,
                      prune=args.prune, distill=args.distill, time_budget=args.time_budget, quant=args.quant,
-                     target_bpw=args.target_bpw, seed=args.seed, threads=args.threads,
+                     target_bpw=args.target_bpw, embed_type=args.embed_type, seed=args.seed, threads=args.threads,
                      allow_quantized_source=args.allow_quantized_source)
         res = compress(args.src, args.output, r, progress=False if args.no_progress else None,
                        tokenizer=args.tokenizer, save_stages=args.save_stages, save_calib=args.save_calib)

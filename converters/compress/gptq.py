@@ -51,7 +51,7 @@ def gptq_quantize(W: torch.Tensor, H: torch.Tensor, grid: Grid, *, damp: float =
     g = grid.group
     if cols % g:
         raise InvalidArgumentError(f"{cols} input columns are not a whole number of {g}-column groups")
-    block = max(block // g, 1) * g
+    block = max(block // g, 1) * g  # whole groups per block (q3_k: one 256-column super-block)
     W = W.double().clone()
     H = H.double().clone()
     dead = torch.diag(H) == 0
@@ -84,7 +84,7 @@ def gptq_quantize(W: torch.Tensor, H: torch.Tensor, grid: Grid, *, damp: float =
             if col % g == 0:
                 p = grid.fit(W1[:, i:i + g].float(), diag[col:col + g].float())
                 params.append(p)
-            q = grid.quantize(W1[:, i:i + 1].float(), params[-1]).double()[:, 0]
+            q = grid.quantize(W1[:, i:i + 1].float(), params[-1], col % g).double()[:, 0]
             Q[:, col] = q
             if compensate:
                 err = (W1[:, i] - q) / U1[i, i]

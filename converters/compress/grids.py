@@ -2,7 +2,9 @@
 columns' parameters (scale, offset), put any column of the group on that grid, and encode the
 finished matrix into the format's bytes (docs/format.md).
 
-Groups are the formats' own blocks along the input dimension (32 columns for q4_0, q4_1, q8_0), so
+Groups are the formats' own blocks along the input dimension (32 columns for q4_0, q4_1, q8_0 and
+edgert's 3-bit q3_0; a 256-column super-block for q3_k, whose 16 sub-block scales are fitted with
+its d when GPTQ reaches the super-block; the 3-bit scale fits and packers are converters/quantize.py's), so
 calibrated files run on the existing kernels unchanged. A grid returns values exactly as the
 runtime decodes them (f16-rounded scales, the same formula), so GPTQ compensates the error the
 runtime will actually see.
@@ -19,7 +21,8 @@ from typing import Optional, Protocol
 import numpy as np
 import torch
 
-from ..dtypes import Q4_0, Q4_1, Q8_0, DType
+from .. import quantize as codec
+from ..dtypes import Q3_0, Q3_K, Q4_0, Q4_1, Q8_0, DType
 
 
 class Grid(Protocol):
@@ -27,7 +30,8 @@ class Grid(Protocol):
     group: int  # columns fitted together (a multiple of 32)
 
     def fit(self, w: torch.Tensor, importance: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, ...]: ...
-    def quantize(self, w: torch.Tensor, params: tuple[torch.Tensor, ...]) -> torch.Tensor: ...
+    # w: columns [j0, j0 + k) of a group (the q3_k grid's step depends on the column).
+    def quantize(self, w: torch.Tensor, params: tuple[torch.Tensor, ...], j0: int = 0) -> torch.Tensor: ...
     def encode(self, wq: torch.Tensor, params: list[tuple[torch.Tensor, ...]]) -> np.ndarray: ...
 
 
@@ -66,7 +70,7 @@ class Q40Grid:
         inv = torch.where(d == 0, torch.zeros_like(d), 1.0 / torch.where(d == 0, torch.ones_like(d), d))
         return (torch.round(w * inv) + 8).clamp(0, 15)
 
-    def quantize(self, w, params):
+    def quantize(self, w, params, j0=0):
         return params[0][:, None] * (self.codes(w, params) - 8)
 
     def encode(self, wq, params):
@@ -100,7 +104,7 @@ class Q41Grid:
         inv = torch.where(d == 0, torch.zeros_like(d), 1.0 / torch.where(d == 0, torch.ones_like(d), d))
         return torch.round((w - m) * inv).clamp(0, 15)
 
-    def quantize(self, w, params):
+    def quantize(self, w, params, j0=0):
         return params[0][:, None] * self.codes(w, params) + params[1][:, None]
 
     def encode(self, wq, params):
@@ -131,7 +135,7 @@ class Q80Grid:
         inv = torch.where(d == 0, torch.zeros_like(d), 1.0 / torch.where(d == 0, torch.ones_like(d), d))
         return torch.round(w * inv).clamp(-127, 127)
 
-    def quantize(self, w, params):
+    def quantize(self, w, params, j0=0):
         return params[0][:, None] * self.codes(w, params)
 
     def encode(self, wq, params):
@@ -158,7 +162,75 @@ def _pack4(d: torch.Tensor, m: Optional[torch.Tensor], q: torch.Tensor) -> np.nd
     return out.reshape(-1)
 
 
-GRIDS = {"q4_0": Q40Grid, "q4_1": Q41Grid, "q8_0": Q80Grid}
+@dataclass
+class Q30Grid:
+    """q3_0 (edgert's 3-bit, 32-blocks): x = d·(code − 4), code 0..7, one f16 d per 32 columns.
+    The fit starts from quantize.q3_0_scales (x²-weighted best scale) and, with search, also tries
+    a few scalings of it against the importance-weighted error."""
+    search: bool = True
+    dtype: DType = Q3_0
+    group: int = 32
+    scales: tuple[float, ...] = (1.0, 0.9, 0.95, 1.05, 1.1)
+
+    def fit(self, w, importance=None):
+        d = torch.from_numpy(codec.q3_0_scales(w.float().numpy()).astype(np.float32))
+        if not self.search:
+            return (d,)
+        return _best(w, [(_f16(d * s),) for s in self.scales], self.quantize, importance)
+
+    def codes(self, w, params):
+        d = params[0][:, None]
+        ok = d != 0
+        return torch.where(ok, torch.round(w / torch.where(ok, d, torch.ones_like(d))).clamp(-4, 3), torch.zeros_like(w)) + 4
+
+    def quantize(self, w, params, j0=0):
+        return params[0][:, None] * (self.codes(w, params) - 4)
+
+    def encode(self, wq, params):
+        d = torch.stack([p[0] for p in params], 1)  # [rows, blocks]
+        q = torch.stack([self.codes(wq[:, i * 32:(i + 1) * 32], p) for i, p in enumerate(params)], 1)
+        return codec.q3_0_pack(q.to(torch.uint8).numpy().reshape(-1, 32), d.numpy().reshape(-1)).reshape(-1)
+
+
+@dataclass
+class Q3KGrid:
+    """q3_k: 256-column super-blocks, x = (d·sc_k)·(code − 4) with a 6-bit sc_k per 16 columns.
+    Fitted per super-block with quantize.q3_k_scales (ggml's search); GPTQ then rounds each
+    column on that fixed grid."""
+    search: bool = True
+    dtype: DType = Q3_K
+    group: int = 256
+
+    def fit(self, w, importance=None):
+        d, sc = codec.q3_k_scales(w.float().numpy())
+        return torch.from_numpy(d.astype(np.float32)), torch.from_numpy(sc.astype(np.float32))
+
+    def steps(self, params, j0: int, k: int) -> torch.Tensor:
+        d, sc = params
+        # (d·sc) in float32, as the decoder computes it
+        return (d[:, None] * sc).repeat_interleave(16, 1)[:, j0:j0 + k]
+
+    def codes(self, w, params, j0=0):
+        step = self.steps(params, j0, w.shape[1])
+        ok = step != 0
+        return torch.where(ok, torch.round(w / torch.where(ok, step, torch.ones_like(step))).clamp(-4, 3),
+                           torch.zeros_like(w)) + 4
+
+    def quantize(self, w, params, j0=0):
+        return self.steps(params, j0, w.shape[1]) * (self.codes(w, params, j0) - 4)
+
+    def encode(self, wq, params):
+        rows = wq.shape[0]
+        nb = len(params)
+        codes = torch.stack([self.codes(wq[:, i * 256:(i + 1) * 256], p) for i, p in enumerate(params)], 1)
+        d = torch.stack([p[0] for p in params], 1).numpy().reshape(-1)
+        sc = torch.stack([p[1] for p in params], 1).numpy().reshape(rows * nb, 16).astype(np.int8)
+        return codec.q3_k_pack(codes.to(torch.uint8).numpy().reshape(-1, 256), d, sc).reshape(-1)
+
+
+GRIDS = {"q3_0": Q30Grid, "q3_k": Q3KGrid, "q4_0": Q40Grid, "q4_1": Q41Grid, "q8_0": Q80Grid}
+# A type whose block does not divide a matrix's rows falls back to (the converters' q3_k recipe does the same).
+FALLBACK = {"q3_k": "q3_0"}
 
 
 def grid_for(type_name: str, search: bool = True) -> Grid:

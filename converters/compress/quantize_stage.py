@@ -33,7 +33,7 @@ from ..dtypes import BY_NAME, F16, DType
 from ..llama_tensor_names import name as reg
 from . import awq, forward
 from .gptq import Hessian, gptq_quantize, output_error_h
-from .grids import GRIDS, grid_for, quantize_matrix
+from .grids import FALLBACK, GRIDS, grid_for, quantize_matrix
 from .model_desc import ModelDesc
 
 METHODS = ("rtn", "gptq", "awq", "awq+gptq")
@@ -60,6 +60,7 @@ class QuantSpec:
     target_bpw: Optional[float] = None
     damp: float = 0.01
     embed_type: Optional[str] = None   # default: q8_0 under types of < 8 bits, as the converter does
+                                       # (rounded to nearest: it is looked up, and multiplied last)
     chunk: int = 8                     # calibration sequences per forward chunk
 
     def validate(self) -> None:
@@ -81,8 +82,13 @@ class QuantResult:
     errors: dict[str, float] = field(default_factory=dict)  # output MSE on calibration inputs
 
 
-def _fits(name: str, shape, t: str) -> bool:
-    return shape[-1] % BY_NAME[t].block_size == 0
+def effective_type(t: str, cols: int) -> DType:
+    """What a matrix with `cols` columns is written in under type t: t, its fallback (q3_k -> q3_0
+    for rows that are not whole 256-column super-blocks), or f16 when no block fits."""
+    for name in (t, FALLBACK.get(t)):
+        if name is not None and cols % BY_NAME[name].block_size == 0:
+            return BY_NAME[name]
+    return F16
 
 
 def block_bytes_at(desc: ModelDesc, types: dict[str, str]) -> tuple[int, int]:
@@ -90,9 +96,7 @@ def block_bytes_at(desc: ModelDesc, types: dict[str, str]) -> tuple[int, int]:
     nbytes = params = 0
     for n in desc.block_matrix_names():
         shape = tuple(desc.weights[n].shape)
-        t = types[n]
-        d = BY_NAME[t] if _fits(n, shape, t) else F16
-        nbytes += d.nbytes(shape)
+        nbytes += effective_type(types[n], shape[-1]).nbytes(shape)
         params += int(np.prod(shape))
     return nbytes, params
 
@@ -191,9 +195,10 @@ def _awq(desc: ModelDesc, layer: int, which: str, sample: torch.Tensor, types: d
          result: QuantResult) -> torch.Tensor:
     members = dict(INPUT_GROUPS)[which]
     Ws = [desc.weights[reg(id, layer)] for id in members]
-    grid = grid_for(types[reg(members[0], layer)], search=False)
-    if Ws[0].shape[1] % grid.group:  # written as f16 (rows not whole blocks): nothing to protect
+    eff = effective_type(types[reg(members[0], layer)], Ws[0].shape[1])
+    if not eff.is_block:  # written as f16 (rows not whole blocks): nothing to protect
         return torch.ones(Ws[0].shape[1])
+    grid = grid_for(eff.name, search=False)
     s, alpha, _ = awq.search_scales(Ws, sample, grid)
     result.alphas[f"blk.{layer}.{which.lower()}"] = alpha
     if alpha > 0:
@@ -205,9 +210,8 @@ def _awq(desc: ModelDesc, layer: int, which: str, sample: torch.Tensor, types: d
 
 def _quantize_one(W: torch.Tensor, t: str, method: str, H: Optional[torch.Tensor], damp: float):
     """(values, bytes, dtype) of one matrix."""
-    dtype = BY_NAME[t]
-    if W.shape[1] % dtype.block_size:
-        dtype = F16
+    dtype = effective_type(t, W.shape[1])
+    t = dtype.name
     if not dtype.is_block:
         raw = codec.encode(W.numpy(), dtype)
         return torch.from_numpy(codec.decode(raw, dtype, tuple(W.shape)).copy()), raw, dtype
@@ -256,11 +260,14 @@ def sensitivity_types(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, progr
     while True:
         best = None
         for n in names:
-            i = ladder.index(types[n])
-            if i + 1 >= len(ladder):
+            here = block_bytes_at_one(desc, n, types[n])
+            # The next type up that costs more bytes for this matrix (q3_k and its q3_0 fallback
+            # can be the same thing).
+            ups = [u for u in ladder[ladder.index(types[n]) + 1:] if block_bytes_at_one(desc, n, u) > here]
+            if not ups:
                 continue
-            up = ladder[i + 1]
-            extra = block_bytes_at_one(desc, n, up) - block_bytes_at_one(desc, n, types[n])
+            up = ups[0]
+            extra = block_bytes_at_one(desc, n, up) - here
             gain = err[(n, types[n])] - err[(n, up)]
             if extra <= 0 or nbytes + extra > limit:
                 continue
@@ -277,7 +284,7 @@ def sensitivity_types(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, progr
 
 def block_bytes_at_one(desc: ModelDesc, n: str, t: str) -> int:
     shape = tuple(desc.weights[n].shape)
-    return (BY_NAME[t] if _fits(n, shape, t) else F16).nbytes(shape)
+    return effective_type(t, shape[-1]).nbytes(shape)
 
 
 @torch.no_grad()

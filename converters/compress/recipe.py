@@ -14,9 +14,10 @@ or both (flags override the file). Everything is checked here, before any work.
     steps = 200
     time_budget = 3600
     [quant]                      # --quant q4_0:gptq  --target-bpw 4.8
-    type = "q4_0"
+    type = "q4_0"                # q3_k, q3_0, q4_0, q4_1, q8_0
     method = "gptq"              # rtn | gptq | awq | awq+gptq
     target_bpw = 4.8
+    embed_type = "q8_0"          # the embedding/output matrix (default q8_0 below 8 bits)
     [options]
     seed = 0
     threads = 2
@@ -132,6 +133,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 def build(toml: dict[str, Any] | None = None, *, calib: str | None = None, calib_seqs: int | None = None,
           seq_len: int | None = None, prune: str | None = None, distill: str | None = None,
           time_budget: str | None = None, quant: str | None = None, target_bpw: float | None = None,
+          embed_type: str | None = None,
           seed: int | None = None, threads: int | None = None,
           allow_quantized_source: bool | None = None) -> Recipe:
     r = Recipe()
@@ -174,6 +176,10 @@ def build(toml: dict[str, Any] | None = None, *, calib: str | None = None, calib
         if r.quant is None:
             raise InvalidArgumentError("--target-bpw needs a --quant type")
         r.quant.target_bpw = float(target_bpw)
+    if embed_type is not None:
+        if r.quant is None:
+            raise InvalidArgumentError("--embed-type needs a --quant type")
+        r.quant.embed_type = embed_type
     if seed is not None:
         r.seed = seed
     if threads is not None:
