@@ -127,45 +127,90 @@ def _bar(total: int, enabled: bool, desc: str):
 
 
 class _Stream:
-    """The calibration activations entering the current block, [n_seq, T, H], and the helpers that
-    run one sub-block over them chunk by chunk."""
+    """The calibration activations entering the current block, [n_seq, T, H], and the inputs of
+    its linears, each computed once, chunk by chunk, with the weights as they are when asked for
+    (so with the linears before it already quantized): the attention output (O's input) and the
+    residual after attention are kept until the block is done, as is the FFN activation (down's
+    input) once gate/up are final."""
 
     def __init__(self, desc: ModelDesc, ids: torch.Tensor, chunk: int):
         self.desc, self.chunk = desc, chunk
         self.hp = desc.hparams
+        self.eps = float(self.hp["rms_norm_eps"])
         self.freqs = forward.inv_freq(desc.weights, desc.hparams)
         with torch.no_grad():
             self.x = forward.embed(desc.weights, ids).clone()
+        self._att = self._h = self._a = None
 
-    def inputs(self, layer: int, which: str):
-        """Yield the input of `which` (an INPUT_GROUPS key) for each chunk, with current weights."""
-        W, hp, eps = self.desc.weights, self.hp, float(self.hp["rms_norm_eps"])
-        for sl in _chunks(self.x.shape[0], self.chunk):
-            x = self.x[sl]
-            if which == "ATTN_Q":
-                yield forward.rms_norm(x, W[reg("ATTN_NORM", layer)], eps)
-            elif which == "ATTN_OUTPUT":
-                heads: list = []
-                forward.attention_block(W, hp, layer, x, 0, self.freqs, head_out=heads)
-                yield heads[0].reshape(x.shape[0], x.shape[1], -1)
-            elif which == "FFN_GATE":
-                h = forward.attention_block(W, hp, layer, x, 0, self.freqs)
-                yield forward.rms_norm(h, W[reg("FFN_NORM", layer)], eps)
-            else:
-                acts: list = []
-                forward.ffn_block(W, hp, layer, forward.attention_block(W, hp, layer, x, 0, self.freqs), act_out=acts)
-                yield acts[0]
+    def _chunks(self):
+        return _chunks(self.x.shape[0], self.chunk)
+
+    def inputs(self, layer: int, which: str, keep: bool = True):
+        """Yield the input of `which` (an INPUT_GROUPS key) chunk by chunk. keep=False: FFN_DOWN's
+        input from the current gate/up, not kept (AWQ's look before gate/up are quantized)."""
+        W, hp = self.desc.weights, self.hp
+        if which == "ATTN_Q":
+            for sl in self._chunks():
+                yield forward.rms_norm(self.x[sl], W[reg("ATTN_NORM", layer)], self.eps)
+        elif which == "ATTN_OUTPUT":
+            if self._att is None:
+                parts = []
+                for sl in self._chunks():
+                    heads: list = []
+                    x = self.x[sl]
+                    # the block's attention half without the output projection
+                    forward.attention_block(W, hp, layer, x, 0, self.freqs, head_out=heads)
+                    parts.append(heads[0].reshape(x.shape[0], x.shape[1], -1))
+                self._att = torch.cat(parts)
+            for sl in self._chunks():
+                yield self._att[sl]
+        elif which == "FFN_GATE":
+            for sl in self._chunks():
+                yield forward.rms_norm(self._after_attention(layer)[sl], W[reg("FFN_NORM", layer)], self.eps)
+        else:
+            if self._a is not None and keep:
+                for sl in self._chunks():
+                    yield self._a[sl]
+                return
+            h = self._after_attention(layer)
+            parts = []
+            for sl in self._chunks():
+                n = forward.rms_norm(h[sl], W[reg("FFN_NORM", layer)], self.eps)
+                a = torch.nn.functional.silu(n @ W[reg("FFN_GATE", layer)].T) * (n @ W[reg("FFN_UP", layer)].T)
+                if keep:
+                    parts.append(a)
+                yield a
+            if keep:
+                self._a = torch.cat(parts)
+
+    def _after_attention(self, layer: int) -> torch.Tensor:
+        """x + O·attention, with O as it is now (asked for once O is final)."""
+        if self._h is None:
+            if self._att is None:
+                for _ in self.inputs(layer, "ATTN_OUTPUT"):
+                    pass
+            wo = self.desc.weights[reg("ATTN_OUTPUT", layer)]
+            self._h = torch.cat([self.x[sl] + self._att[sl] @ wo.T for sl in self._chunks()])
+            self._att = None
+        return self._h
 
     def advance(self, layer: int) -> None:
-        for sl in _chunks(self.x.shape[0], self.chunk):
-            self.x[sl] = forward.block(self.desc.weights, self.hp, layer, self.x[sl], 0, self.freqs)
+        """x <- the block's output; the block's kept inputs are dropped."""
+        if self._a is None:
+            for _ in self.inputs(layer, "FFN_DOWN"):
+                pass
+        wd = self.desc.weights[reg("FFN_DOWN", layer)]
+        h = self._after_attention(layer)
+        for sl in self._chunks():
+            self.x[sl] = h[sl] + self._a[sl] @ wd.T
+        self._att = self._h = self._a = None
 
 
-def _collect(stream: _Stream, layer: int, which: str, n_sample: int, gen: torch.Generator):
+def _collect(stream: _Stream, layer: int, which: str, n_sample: int, gen: torch.Generator, keep: bool = True):
     """Hessian of the input, and a random sample of its rows (for AWQ's search)."""
     hess = None
     sample = []
-    for x in stream.inputs(layer, which):
+    for x in stream.inputs(layer, which, keep):
         x2 = x.reshape(-1, x.shape[-1])
         if hess is None:
             hess = Hessian(x2.shape[1])
@@ -313,7 +358,7 @@ def quantize_model(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, *, progr
                 if awq_here and which == "FFN_GATE":
                     # The down projection's scales fold into the up rows, so they are searched
                     # (on the float gate/up's output) before gate/up are quantized.
-                    _, sample = _collect(stream, l, "FFN_DOWN", 4096, gen)
+                    _, sample = _collect(stream, l, "FFN_DOWN", 4096, gen, keep=False)
                     _awq(desc, l, "FFN_DOWN", sample, types, result)
                 hess, sample = _collect(stream, l, which, 4096, gen)
                 H = hess.matrix()

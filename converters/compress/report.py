@@ -72,7 +72,7 @@ class QualityReport:
             else:
                 self._tmp.seek(sl.start * self._row_bytes)
                 buf = self._tmp.read((sl.stop - sl.start) * self._row_bytes)
-                ref = torch.from_numpy(np.frombuffer(buf, np.float32).reshape(lp.shape)).double()
+                ref = torch.from_numpy(np.frombuffer(buf, np.float32).reshape(lp.shape).copy()).double()
                 kl += float((ref.exp() * (ref - lp)).sum())
         nbytes = file_bytes(desc)
         params = desc.n_params()
