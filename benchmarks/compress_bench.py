@@ -12,9 +12,12 @@ Stages (each skipped when its file exists):
   gptq-q4_0     edgert compress GGUF --allow-quantized-source --quant q4_0:gptq --calib self:128
                 --save-calib calib.npz (later runs: --calib calib.npz, the same sequences)
   awqgptq-q4_0  ... --quant q4_0:awq+gptq
+  rtn-q3_k      edgert convert GGUF --quantize q3_k (q3_0 where rows are not whole 256-blocks)
+  gptq-q3_k, awqgptq-q3_k   ... --quant q3_k:gptq / q3_k:awq+gptq
   student       ... --prune ffn=0.25 --distill time_budget (--distill-minutes, default 60)
                     --quant q4_0:gptq --save-stages (pruned.edgt, healed.edgt: f32)
-Compress runs record wall time and peak RSS (the child's ru_maxrss).
+Compress runs record wall time and peak RSS (/usr/bin/time -v); the target is <= 2x the f32
+model (540 MB) without distillation.
 
 Quality (load-independent): wikitext-2 test (never calibration text), chunks of --ctx 512, the
 second half of each chunk scored as edgert perplexity does; PPL and mean KLD(teacher ‖ model) over
@@ -30,7 +33,6 @@ import datetime
 import json
 import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -50,19 +52,21 @@ def loadavg() -> str:
 
 
 def run_tool(args: list[str], log: Path) -> dict:
-    """Run an edgert command in a child; wall time and the child's peak RSS."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Run an edgert command in a child under /usr/bin/time -v: wall time and its peak RSS (a fresh
+    `time` process in between, so the figure is not this orchestrator's carried-over ru_maxrss)."""
     t0 = time.monotonic()
     with open(log, "w") as f:
         # Not from the checkout: `python -m` would import its edgert/ (no native module).
-        r = subprocess.run([sys.executable, "-m", "edgert", *args], stdout=f, stderr=subprocess.STDOUT,
-                           cwd=log.parent)
+        r = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-m", "edgert", *args], stdout=f,
+                           stderr=subprocess.STDOUT, cwd=log.parent)
     wall = time.monotonic() - t0
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed; see {log}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"seconds": round(wall, 1), "peak_rss_mb": round(peak / 1024, 1) if peak > before else None,
-            "loadavg_end": loadavg()}
+    peak = None
+    for line in log.read_text().splitlines():
+        if "Maximum resident set size" in line:
+            peak = round(int(line.split(":")[1]) / 1024, 1)
+    return {"seconds": round(wall, 1), "peak_rss_mb": peak, "loadavg_end": loadavg()}
 
 
 def make_files(work: Path, minutes: float, threads: int, calib: str) -> dict:
@@ -72,12 +76,14 @@ def make_files(work: Path, minutes: float, threads: int, calib: str) -> dict:
     jobs = [
         ("teacher-f32", ["convert", g, "-o", str(work / "teacher-f32.edgt"), "--quantize", "f32", "--no-progress"]),
         ("rtn-q4_0", ["convert", g, "-o", str(work / "rtn-q4_0.edgt"), "--quantize", "q4_0", "--no-progress"]),
+        ("rtn-q3_k", ["convert", g, "-o", str(work / "rtn-q3_k.edgt"), "--quantize", "q3_k", "--no-progress"]),
     ]
     # The first compress run samples the calibration set and keeps it; the others reuse it.
     saved = work / "calib.npz"
     common = ["--allow-quantized-source", "--threads", str(threads), "--no-progress"]
-    for name, method in (("gptq-q4_0", "gptq"), ("awqgptq-q4_0", "awq+gptq")):
-        jobs.append((name, ["compress", g, "-o", str(work / f"{name}.edgt"), "--quant", f"q4_0:{method}", *common]))
+    for name, quant in (("gptq-q4_0", "q4_0:gptq"), ("awqgptq-q4_0", "q4_0:awq+gptq"), ("gptq-q3_k", "q3_k:gptq"),
+                        ("awqgptq-q3_k", "q3_k:awq+gptq")):
+        jobs.append((name, ["compress", g, "-o", str(work / f"{name}.edgt"), "--quant", quant, *common]))
     jobs.append(("student-q4_0", ["compress", g, "-o", str(work / "student-q4_0.edgt"), "--prune", "ffn=0.25",
                                   "--distill", "lr=2e-4,batch=4", "--time-budget", f"{minutes}m",
                                   "--quant", "q4_0:gptq", "--save-stages", str(work / "stages"), *common]))
@@ -171,6 +177,11 @@ def report(res: dict) -> str:
                 cut_kld = 1 - q[n]["kld"] / rtn["kld"]
                 lines.append(f"\n{n} vs rtn-q4_0: PPL gap cut {100 * cut_gap:.0f}% (target >= 50%), "
                              f"mean KLD cut {100 * cut_kld:.0f}% (target >= 40%)")
+    for n in ("gptq-q3_k", "awqgptq-q3_k"):
+        if n in q and "rtn-q4_0" in q:
+            lines.append(f"\n{n}: PPL {q[n]['ppl']:.3f} vs rtn-q4_0 {q['rtn-q4_0']['ppl']:.3f} (target: no worse)"
+                         + (f"; decode {sp[n] / sp['rtn-q4_0']:.2f}x rtn-q4_0 (target >= 1.2x)"
+                            if n in sp and "rtn-q4_0" in sp else ""))
     if all(k in q for k in ("stages/pruned", "stages/healed")) and t is not None:
         p, h = q["stages/pruned"]["ppl"], q["stages/healed"]["ppl"]
         lines.append(f"\nprune ffn=0.25 + distillation: recovers {100 * (p - h) / (p - t):.0f}% of the PPL gap "
@@ -197,7 +208,8 @@ def main() -> int:
     res = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     if a.only in (None, "files"):
         res["runs"] = make_files(a.work, a.distill_minutes, a.threads, a.calib)
-    names = [n for n in ("rtn-q4_0", "gptq-q4_0", "awqgptq-q4_0", "stages/pruned", "stages/healed", "student-q4_0")
+    names = [n for n in ("rtn-q4_0", "gptq-q4_0", "awqgptq-q4_0", "rtn-q3_k", "gptq-q3_k", "awqgptq-q3_k",
+                         "stages/pruned", "stages/healed", "student-q4_0")
              if (a.work / f"{n}.edgt").exists()]
     if a.only in (None, "quality"):
         res["quality"] = quality(a.work, names, a.ctx, a.max_tokens, a.threads)
