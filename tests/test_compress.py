@@ -295,3 +295,21 @@ def test_cli_compress_end_to_end(out_dir, tmp_path):
     assert bad.returncode == 1 and "ffn" in bad.stderr and "Traceback" not in bad.stderr
     assert out.read_bytes() == before
     assert not [p for p in out_dir.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_calibration_from_text_holds_back_its_tail_and_round_trips(stories, out_dir):
+    desc, _ = stories
+    text = (STORIES.parent.parent / "data" / "text" / "tinystories-valid-sample.txt").read_text()[:20000]
+    f = out_dir / "c.txt"
+    f.write_text(text)
+    cal = calibration.make(desc, str(f), seq_len=64, n=16, seed=1, n_heldout=2, progress=False)
+    ids = calibration._tokenizer(desc).encode(text)
+    tail = ids[-max(int(len(ids) * calibration.HELDOUT_FRACTION), 64):]
+    assert cal.train.shape == (16, 64) and cal.heldout.shape == (2, 64)
+    assert cal.heldout.reshape(-1).tolist() == tail[:128]
+    head = ids[:len(ids) - len(tail)]
+    for row in cal.train.tolist():  # every training window lies inside the head
+        assert any(head[i:i + 64] == row for i in range(len(head) - 63))
+    calibration.save(cal, out_dir / "c.npz")
+    again = calibration.make(desc, str(out_dir / "c.npz"), seq_len=64, n=None, seed=0, n_heldout=2, progress=False)
+    assert torch.equal(again.train, cal.train) and torch.equal(again.heldout, cal.heldout)

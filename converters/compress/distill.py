@@ -45,7 +45,7 @@ class DistillSpec:
     hidden_weight: float = 0.0
     batch: int = 4
     seed: int = 0
-    checkpoint_every: float = 60.0
+    checkpoint_every: float = 600.0     # seconds between checkpoints (Ctrl-C always saves one)
 
     @property
     def active(self) -> bool:
