@@ -9,13 +9,14 @@ GGUF dequantized: its values sit on a Q4_1 grid, so re-quantizing into q4_0 is n
 Stages (each skipped when its file exists):
   teacher-f32   edgert convert GGUF --quantize f32
   rtn-q4_0      edgert convert GGUF --quantize q4_0 (embedding q8_0)
-  gptq-q4_0     edgert compress GGUF --allow-quantized-source --quant q4_0:gptq --calib self:128
+  gptq-q4_0     edgert compress GGUF --allow-quantized-source --quant q4_0:gptq --calib self:32
                 --save-calib calib.npz (later runs: --calib calib.npz, the same sequences)
   awqgptq-q4_0  ... --quant q4_0:awq+gptq
   rtn-q3_k      edgert convert GGUF --quantize q3_k (q3_0 where rows are not whole 256-blocks)
   gptq-q3_k, awqgptq-q3_k   ... --quant q3_k:gptq / q3_k:awq+gptq
-  student       ... --prune ffn=0.25 --distill time_budget (--distill-minutes, default 60)
-                    --quant q4_0:gptq --save-stages (pruned.edgt, healed.edgt: f32)
+  student-q4_0  ... --prune ffn=0.25 --distill lr=2e-4,batch=2 --time-budget 60m (--distill-minutes)
+                    --quant q4_0:gptq --calib self:128 --save-stages stages/ (pruned.edgt,
+                    healed.edgt: f32); ~4 GB resident while distilling
 Compress runs record wall time and peak RSS (/usr/bin/time -v); the target is <= 2x the f32
 model (540 MB) without distillation.
 
@@ -69,7 +70,7 @@ def run_tool(args: list[str], log: Path) -> dict:
     return {"seconds": round(wall, 1), "peak_rss_mb": peak, "loadavg_end": loadavg()}
 
 
-def make_files(work: Path, minutes: float, threads: int, calib: str) -> dict:
+def make_files(work: Path, minutes: float, threads: int, calib: str, student_calib: str) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     runs = {}
     g = str(GGUF)
@@ -84,13 +85,15 @@ def make_files(work: Path, minutes: float, threads: int, calib: str) -> dict:
     for name, quant in (("gptq-q4_0", "q4_0:gptq"), ("awqgptq-q4_0", "q4_0:awq+gptq"), ("gptq-q3_k", "q3_k:gptq"),
                         ("awqgptq-q3_k", "q3_k:awq+gptq")):
         jobs.append((name, ["compress", g, "-o", str(work / f"{name}.edgt"), "--quant", quant, *common]))
+    # Distillation trains on more text than quantization needs: its own, larger sample.
     jobs.append(("student-q4_0", ["compress", g, "-o", str(work / "student-q4_0.edgt"), "--prune", "ffn=0.25",
-                                  "--distill", "lr=2e-4,batch=4", "--time-budget", f"{minutes}m",
-                                  "--quant", "q4_0:gptq", "--save-stages", str(work / "stages"), *common]))
+                                  "--distill", "lr=2e-4,batch=2", "--time-budget", f"{minutes}m",
+                                  "--quant", "q4_0:gptq", "--save-stages", str(work / "stages"),
+                                  "--calib", student_calib, *common]))
     for name, args in jobs:
         if (work / f"{name}.edgt").exists():
             continue
-        if args[0] == "compress":
+        if args[0] == "compress" and "--calib" not in args:
             args = args + (["--calib", str(saved)] if saved.exists() else ["--calib", calib, "--save-calib", str(saved)])
         print(f"[{time.strftime('%H:%M:%S')}] {name} (loadavg {loadavg()})", flush=True)
         runs[name] = run_tool(args, work / f"{name}.log")
@@ -198,16 +201,18 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=Path("/work/cbench"))
     ap.add_argument("--only", choices=["files", "quality", "speed"], default=None)
     ap.add_argument("--distill-minutes", type=float, default=60.0)
-    ap.add_argument("--calib", default="self:128")
+    ap.add_argument("--calib", default="self:32", help="calibration of the first compress run (kept in calib.npz)")
+    ap.add_argument("--student-calib", default="self:128", help="calibration (and training text) of the student run")
     ap.add_argument("--ctx", type=int, default=512)
-    ap.add_argument("--max-tokens", type=int, default=0, help="wikitext tokens used (0: all)")
+    ap.add_argument("--max-tokens", type=int, default=32768,
+                    help="wikitext tokens used, from the start (0: all ~300k; 32768 = 64 chunks of 512)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     a = ap.parse_args()
     res = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     if a.only in (None, "files"):
-        res["runs"] = make_files(a.work, a.distill_minutes, a.threads, a.calib)
+        res["runs"] = make_files(a.work, a.distill_minutes, a.threads, a.calib, a.student_calib)
     names = [n for n in ("rtn-q4_0", "gptq-q4_0", "awqgptq-q4_0", "rtn-q3_k", "gptq-q3_k", "awqgptq-q3_k",
                          "stages/pruned", "stages/healed", "student-q4_0")
              if (a.work / f"{n}.edgt").exists()]
