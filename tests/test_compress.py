@@ -313,3 +313,13 @@ def test_calibration_from_text_holds_back_its_tail_and_round_trips(stories, out_
     calibration.save(cal, out_dir / "c.npz")
     again = calibration.make(desc, str(out_dir / "c.npz"), seq_len=64, n=None, seed=0, n_heldout=2, progress=False)
     assert torch.equal(again.train, cal.train) and torch.equal(again.heldout, cal.heldout)
+
+
+def test_distillation_time_budget_and_hidden_loss(stories):
+    desc, calib = stories
+    student, _ = prune.prune_model(desc, calib.train, prune.PruneSpec(ffn=0.3))
+    plain = distill.distill(student.copy(), desc, calib.train, distill.DistillSpec(steps=1, batch=2))
+    hidden = distill.distill(student.copy(), desc, calib.train, distill.DistillSpec(steps=1, batch=2, hidden_weight=1.0))
+    assert hidden["first_loss"] > plain["first_loss"]  # the hidden-state term is added
+    timed = distill.distill(student, desc, calib.train, distill.DistillSpec(time_budget=0.5, batch=2))
+    assert timed["steps"] >= 1 and timed["seconds"] < 0.5 + 30  # stops at the first step past the budget
