@@ -208,6 +208,7 @@ def main() -> int:
                     help="wikitext tokens used, from the start (0: all ~300k; 32768 = 64 chunks of 512)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--models", default=None, help="comma-separated subset of the models to measure")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     a = ap.parse_args()
     res = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
@@ -215,7 +216,7 @@ def main() -> int:
         res["runs"] = make_files(a.work, a.distill_minutes, a.threads, a.calib, a.student_calib)
     names = [n for n in ("rtn-q4_0", "gptq-q4_0", "awqgptq-q4_0", "rtn-q3_k", "gptq-q3_k", "awqgptq-q3_k",
                          "stages/pruned", "stages/healed", "student-q4_0")
-             if (a.work / f"{n}.edgt").exists()]
+             if (a.work / f"{n}.edgt").exists() and (a.models is None or n in a.models.split(","))]
     if a.only in (None, "quality"):
         res["quality"] = quality(a.work, names, a.ctx, a.max_tokens, a.threads)
     if a.only in (None, "speed"):
