@@ -181,6 +181,7 @@ def _read_converter_source(src: Path, tokenizer: str | None):
 
         class _Closer:
             def close(self) -> None:
+                g.release_pages()  # the float copies are made; the mapped blocks need not stay resident
                 g.close()
                 if tmp is not None:
                     tmp.cleanup()
