@@ -14,9 +14,9 @@ Stages (each skipped when its file exists):
   awqgptq-q4_0  ... --quant q4_0:awq+gptq
   rtn-q3_k      edgert convert GGUF --quantize q3_k (q3_0 where rows are not whole 256-blocks)
   gptq-q3_k, awqgptq-q3_k   ... --quant q3_k:gptq / q3_k:awq+gptq
-  student-q4_0  ... --prune ffn=0.25 --distill lr=2e-4,batch=2 --time-budget 60m (--distill-minutes)
-                    --quant q4_0:gptq --calib self:128 --save-stages stages/ (pruned.edgt,
-                    healed.edgt: f32); ~4 GB resident while distilling
+  student-q4_0  ... --prune ffn=0.25,refit=1 --distill lr=2e-4,batch=4 --time-budget 60m
+                    (--distill-minutes) --quant q4_0:gptq --calib self:128 --save-stages stages/
+                    (pruned.edgt, refit.edgt, healed.edgt: f32); ~5 GB resident while distilling
 Compress runs record wall time and peak RSS (/usr/bin/time -v); the target is <= 2x the f32
 model (540 MB) without distillation.
 
@@ -70,7 +70,8 @@ def run_tool(args: list[str], log: Path) -> dict:
     return {"seconds": round(wall, 1), "peak_rss_mb": peak, "loadavg_end": loadavg()}
 
 
-def make_files(work: Path, minutes: float, threads: int, calib: str, student_calib: str) -> dict:
+def make_files(work: Path, minutes: float, threads: int, calib: str, student_calib: str,
+               only: list[str] | None = None) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     runs = {}
     g = str(GGUF)
@@ -86,12 +87,12 @@ def make_files(work: Path, minutes: float, threads: int, calib: str, student_cal
                         ("awqgptq-q3_k", "q3_k:awq+gptq")):
         jobs.append((name, ["compress", g, "-o", str(work / f"{name}.edgt"), "--quant", quant, *common]))
     # Distillation trains on more text than quantization needs: its own, larger sample.
-    jobs.append(("student-q4_0", ["compress", g, "-o", str(work / "student-q4_0.edgt"), "--prune", "ffn=0.25",
-                                  "--distill", "lr=2e-4,batch=2", "--time-budget", f"{minutes}m",
+    jobs.append(("student-q4_0", ["compress", g, "-o", str(work / "student-q4_0.edgt"), "--prune", "ffn=0.25,refit=1",
+                                  "--distill", "lr=2e-4,batch=4", "--time-budget", f"{minutes}m",
                                   "--quant", "q4_0:gptq", "--save-stages", str(work / "stages"),
                                   "--calib", student_calib, *common]))
     for name, args in jobs:
-        if (work / f"{name}.edgt").exists():
+        if (work / f"{name}.edgt").exists() or (only is not None and name not in only):
             continue
         if args[0] == "compress" and "--calib" not in args:
             args = args + (["--calib", str(saved)] if saved.exists() else ["--calib", calib, "--save-calib", str(saved)])
@@ -107,11 +108,11 @@ def _logp(logits: np.ndarray) -> np.ndarray:
     return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
-def quality(work: Path, names: list[str], n_ctx: int, max_tokens: int, threads: int) -> dict:
+def quality(work: Path, names: list[str], n_ctx: int, max_tokens: int, threads: int, text: Path = WIKI) -> dict:
     from edgert.model import ContextParams, Model
     from edgert.tokenizer import Tokenizer
     teacher = Model(work / "teacher-f32.edgt")
-    tokens = np.asarray(Tokenizer.from_metadata(teacher.metadata).encode(WIKI.read_text(encoding="utf-8")), np.int32)
+    tokens = np.asarray(Tokenizer.from_metadata(teacher.metadata).encode(text.read_text(encoding="utf-8")), np.int32)
     n_chunks = min(len(tokens), max_tokens or len(tokens)) // n_ctx
     params = ContextParams(n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, kv_type_k="f16", kv_type_v="f16")
     models = {n: Model(work / f"{n}.edgt") for n in names}
@@ -187,7 +188,10 @@ def report(res: dict) -> str:
                             if n in sp and "rtn-q4_0" in sp else ""))
     if all(k in q for k in ("stages/pruned", "stages/healed")) and t is not None:
         p, h = q["stages/pruned"]["ppl"], q["stages/healed"]["ppl"]
-        lines.append(f"\nprune ffn=0.25 + distillation: recovers {100 * (p - h) / (p - t):.0f}% of the PPL gap "
+        if "stages/refit" in q:
+            r = q["stages/refit"]["ppl"]
+            lines.append(f"\nprune ffn=0.25, least-squares refit alone: recovers {100 * (p - r) / (p - t):.0f}% of the PPL gap")
+        lines.append(f"\nprune ffn=0.25 + refit + distillation: recovers {100 * (p - h) / (p - t):.0f}% of the PPL gap "
                      "(target >= 60%)")
     for n, r in res.get("runs", {}).items():
         lines.append(f"\n{n}: {r['seconds']} s, peak RSS {r['peak_rss_mb']} MB (loadavg at end {r['loadavg_end']})")
@@ -208,17 +212,19 @@ def main() -> int:
                     help="wikitext tokens used, from the start (0: all ~300k; 32768 = 64 chunks of 512)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--text", type=Path, default=WIKI, help="evaluation text (default wikitext-2 test)")
     ap.add_argument("--models", default=None, help="comma-separated subset of the models to measure")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     a = ap.parse_args()
     res = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     if a.only in (None, "files"):
-        res["runs"] = make_files(a.work, a.distill_minutes, a.threads, a.calib, a.student_calib)
+        res["runs"] = make_files(a.work, a.distill_minutes, a.threads, a.calib, a.student_calib,
+                                 a.models.split(",") if a.models else None)
     names = [n for n in ("rtn-q4_0", "gptq-q4_0", "awqgptq-q4_0", "rtn-q3_k", "gptq-q3_k", "awqgptq-q3_k",
-                         "stages/pruned", "stages/healed", "student-q4_0")
+                         "stages/pruned", "stages/refit", "stages/healed", "student-q4_0")
              if (a.work / f"{n}.edgt").exists() and (a.models is None or n in a.models.split(","))]
     if a.only in (None, "quality"):
-        res["quality"] = quality(a.work, names, a.ctx, a.max_tokens, a.threads)
+        res["quality"] = quality(a.work, names, a.ctx, a.max_tokens, a.threads, a.text)
     if a.only in (None, "speed"):
         res["speed"] = speed(a.work, ["teacher-f32", *[n for n in names if not n.startswith("stages/")]],
                              a.rounds, a.threads)

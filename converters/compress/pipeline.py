@@ -1,7 +1,8 @@
 """The one pipeline the CLI (`edgert compress`) and Python (`compress()`) share:
 
     check the recipe and inputs → read the teacher → calibration data → [source]
-      → prune → [pruned] → distill → [healed] → quantize → [quantized] → write OUT atomically
+      → prune → [pruned] → refit → [refit] → distill → [healed] → quantize → [quantized]
+      → write OUT atomically
 
 Bracketed names are the quality report's rows. Each stage is a function from a model
 description to a model description. The teacher's weights are dropped as soon as no stage needs
@@ -95,17 +96,34 @@ def compress(src: str | os.PathLike, out: str | os.PathLike, recipe: Optional[Re
         model = teacher
         if recipe.prune.active:
             model, pres = prune.prune_model(teacher, calib.train, recipe.prune, progress=progress,
-                                            drop_source=not recipe.distill.active)
+                                            drop_source=not (recipe.distill.active or recipe.prune.refit))
             extra["prune"] = pres.as_dict()
             rep.measure("pruned", model)
             _save_stage(save_stages, "pruned", model, rep)
+            if recipe.prune.refit:
+                errs = prune.refit_ffn(model, teacher, pres, calib.train, progress=progress)
+                extra["prune"]["refit_ffn_error_mean"] = round(sum(errs) / max(len(errs), 1), 5)
+                rep.measure("refit", model)
+                _save_stage(save_stages, "refit", model, rep)
+                if not recipe.distill.active:
+                    teacher.weights.clear()
         if recipe.distill.active:
             ckpt = out.with_name(out.name + ".distill.ckpt")
             student = model if model is not teacher else teacher.copy()
+            before = {k: v.clone() for k, v in student.weights.items()}
             extra["distill"] = distill.distill(student, teacher, calib.train, recipe.distill,
                                                checkpoint=ckpt, progress=progress)
             model = student
-            rep.measure("healed", model)
+            healed = rep.measure("healed", model)
+            prev = rep.stages[-2]
+            if prev.kld is not None and healed.kld > prev.kld:
+                # Too few or too noisy steps made the held-back KLD worse: keep the weights from
+                # before distillation (the report keeps both rows; the provenance says so).
+                _say(progress, f"distillation raised the held-back KLD ({prev.kld:.4f} -> {healed.kld:.4f}); "
+                               f"keeping the {prev.stage} weights")
+                student.weights.update(before)
+                extra["distill"]["kept"] = prev.stage
+            del before
             _save_stage(save_stages, "healed", model, rep)
         del teacher
         if recipe.quant is not None:

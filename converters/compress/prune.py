@@ -8,6 +8,16 @@ Importance, measured on the calibration sequences with the unpruned model:
           heads — and for layers the block influence 1 − cos(x_in, x_out) (ShortGPT);
   taylor  first order Taylor: |Σ w·∂L/∂w| over a unit's weights, the loss change its removal is
           estimated to cause (L: next-token cross-entropy on the calibration sequences).
+Refit (`refit=1`): after FFN channels are removed, each layer's down projection is re-solved by
+least squares so that the kept channels reproduce the full FFN's output on the calibration
+activations (layer-wise feature distillation in closed form; the pruned model's own activations,
+layer by layer in order, so later layers also absorb earlier layers' changes):
+
+    W_down' = argmin ‖A_kept W'ᵀ − A_full W_downᵀ‖² + λ‖W'‖²  =  W_down G_full,kept (G_kept,kept + λI)⁻¹
+
+with G = AᵀA the Gram matrix of the full FFN's activations (gate/up of the source weights) and
+λ a small fraction of mean diag G_kept,kept. It costs one forward pass over the calibration set.
+
 Units are ranked across all layers at once, so pruning is uneven where importance says so. FFN
 widths are kept a multiple of the block size (32) when the source's are, so every matrix still
 quantizes to whole blocks; every layer keeps at least one block of channels and one KV group.
@@ -37,6 +47,7 @@ class PruneSpec:
     heads: float = 0.0    # fraction of all KV groups removed
     layers: int = 0       # whole layers removed
     importance: str = "act"
+    refit: int = 0        # 1: re-solve each pruned layer's down projection by least squares
     chunk: int = 4
 
     @property
@@ -44,6 +55,8 @@ class PruneSpec:
         return self.ffn > 0 or self.heads > 0 or self.layers > 0
 
     def validate(self, desc: ModelDesc) -> None:
+        if self.refit not in (0, 1):
+            raise InvalidArgumentError(f"--prune refit={self.refit}: 0 or 1")
         if self.importance not in IMPORTANCE:
             raise InvalidArgumentError(f"prune importance {self.importance!r}: choose {' or '.join(IMPORTANCE)}")
         for what, v in (("ffn", self.ffn), ("heads", self.heads)):
@@ -66,6 +79,8 @@ class PruneResult:
     ffn_widths: list[int] = field(default_factory=list)
     kv_heads: list[int] = field(default_factory=list)
     removed_layers: list[int] = field(default_factory=list)
+    ffn_keep: list = field(default_factory=list, repr=False)    # source channel indices per kept layer
+    layer_map: list[int] = field(default_factory=list, repr=False)  # kept layer -> source layer
 
     def as_dict(self) -> dict:
         return {"ffn_widths": self.ffn_widths, "kv_heads": self.kv_heads, "removed_layers": self.removed_layers}
@@ -224,5 +239,57 @@ def prune_model(desc: ModelDesc, ids: torch.Tensor, spec: PruneSpec, *, progress
             grp_keep[l] = k
     out = apply(desc, ffn_keep, grp_keep, drop, drop_source=drop_source)
     res = PruneResult([out.layer_dims(l).ffn for l in range(out.n_layers)],
-                      [out.layer_dims(l).kv_heads for l in range(out.n_layers)], drop)
+                      [out.layer_dims(l).kv_heads for l in range(out.n_layers)], drop,
+                      [ffn_keep[l] for l in live], live)
     return out, res
+
+
+@torch.no_grad()
+def refit_ffn(pruned: ModelDesc, source: ModelDesc, res: PruneResult, ids: torch.Tensor, *,
+              damp: float = 1e-3, chunk: int = 4, progress: bool = False) -> list[float]:
+    """Re-solve the down projection of every layer that lost FFN channels (module docstring), in
+    place on `pruned`. Returns, per layer, the relative output error of the FFN on the calibration
+    activations after the refit (0 for untouched layers)."""
+    W, hp = pruned.weights, pruned.hparams
+    S = source.weights
+    eps = float(hp["rms_norm_eps"])
+    freqs = forward.inv_freq(W, hp)
+    xs = [forward.embed(W, ids[i:i + chunk]) for i in range(0, ids.shape[0], chunk)]
+    errs = []
+    for l in range(pruned.n_layers):
+        src = res.layer_map[l]
+        keep = res.ffn_keep[l]
+        hs = [forward.attention_block(W, hp, l, x, 0, freqs) for x in xs]
+        full = S[reg("FFN_DOWN", src)].shape[1]
+        if len(keep) == full:
+            errs.append(0.0)
+            xs = [forward.ffn_block(W, hp, l, h) for h in hs]
+            continue
+        wg, wu, wd = S[reg("FFN_GATE", src)], S[reg("FFN_UP", src)], S[reg("FFN_DOWN", src)].double()
+        G = torch.zeros(full, full, dtype=torch.float64)
+        for h in hs:
+            n = forward.rms_norm(h, W[reg("FFN_NORM", l)], eps)
+            a = (torch.nn.functional.silu(n @ wg.T) * (n @ wu.T)).reshape(-1, full).double()
+            G += a.T @ a
+        Gkk = G[keep][:, keep]
+        lam = damp * float(Gkk.diagonal().mean())
+        rhs = G[keep] @ wd.T                                    # [kept, hidden]
+        new = torch.linalg.solve(Gkk + lam * torch.eye(len(keep), dtype=G.dtype), rhs).T  # [hidden, kept]
+        # Relative error of the layer's FFN output before and after, from the Gram matrix alone.
+        def err(Wk):
+            D = torch.zeros_like(wd)
+            D[:, keep] = Wk
+            D = D - wd
+            return float(((D @ G) * D).sum())
+        ref = float(((wd @ G) * wd).sum())
+        old_err, new_err = err(W[reg("FFN_DOWN", l)].double()), err(new)
+        if new_err < old_err:  # ridge never should lose, but keep the better of the two
+            W[reg("FFN_DOWN", l)] = new.float().contiguous()
+        errs.append(min(old_err, new_err) / max(ref, 1e-30))
+        if progress:
+            print(f"\rrefit: layer {l + 1}/{pruned.n_layers}, FFN output error {old_err / max(ref, 1e-30):.4f} -> "
+                  f"{errs[-1]:.4f}", end="", file=sys.stderr, flush=True)
+        xs = [forward.ffn_block(W, hp, l, h) for h in hs]
+    if progress:
+        print(file=sys.stderr)
+    return errs
