@@ -90,7 +90,7 @@ def make_files(work: Path, minutes: float, threads: int, calib: str, student_cal
     jobs.append(("student-q4_0", ["compress", g, "-o", str(work / "student-q4_0.edgt"), "--prune", "ffn=0.25,refit=1",
                                   "--distill", "lr=2e-4,batch=4", "--time-budget", f"{minutes}m",
                                   "--quant", "q4_0:gptq", "--save-stages", str(work / "stages"),
-                                  "--calib", student_calib, *common]))
+                                  "--calib", student_calib, "--save-calib", str(work / "calib-student.npz"), *common]))
     for name, args in jobs:
         if (work / f"{name}.edgt").exists() or (only is not None and name not in only):
             continue

@@ -57,6 +57,24 @@ def test_gptq_beats_rtn_on_outlier_layer(t):
     assert torch.equal(torch.from_numpy(quantize.decode(raw, BY_NAME[t], tuple(W.shape)).copy()), wq)
 
 
+@pytest.mark.parametrize("t", ["q3_k", "q4_0"])
+def test_gptq_act_order_keeps_the_blocks(t):
+    """act_order (static groups) still beats RTN, the bytes decode to the scored values, and the
+    order matters (a different result from the natural order)."""
+    W, X = _outlier_layer(seed=1)
+    h = gptq.Hessian(W.shape[1])
+    h.add(X)
+    wq, raw = gptq.gptq_quantize(W, h.matrix(), grids.grid_for(t), act_order=True)
+    nat, _ = gptq.gptq_quantize(W, h.matrix(), grids.grid_for(t))
+    assert gptq.output_error(W, wq, X) < 0.5 * gptq.output_error(W, _rtn(W, t), X)
+    assert not torch.equal(wq, nat)
+    assert torch.equal(torch.from_numpy(quantize.decode(raw, BY_NAME[t], tuple(W.shape)).copy()), wq)
+    r = recipe.build(quant="q4_0:gptq,act_order=1,damp=0.02")
+    assert r.quant.act_order == 1 and r.quant.damp == 0.02 and r.quant.method == "gptq"
+    with pytest.raises(InvalidArgumentError, match="unknown options"):
+        recipe.build(quant="q4_0:gptq,order=1")
+
+
 def test_3bit_grids_encode_what_the_converter_encodes():
     """Without search, the 3-bit grids are quantize.py's own fits: the same bytes as encode()."""
     W = torch.randn(16, 512) * 0.05

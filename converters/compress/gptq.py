@@ -8,8 +8,10 @@ layer's inputs, so that the layer's output on the calibration activations change
 
 Groups follow the format's blocks: a group's parameters are fitted (grids.py) when GPTQ reaches
 its first column, on the columns as earlier compensation left them. Columns are taken in their
-natural order (no act-order): an act-order permutation would scatter a block's columns, and the
-runtime's blocks are contiguous.
+natural order by default. act_order=True takes them in decreasing order of the Hessian diagonal
+(the columns whose inputs carry the most energy first, while the most unquantized columns remain
+to absorb their error) with "static groups": every block's parameters are fitted up front on the
+original columns, so the blocks stay contiguous in the file and the kernels see the same format.
 """
 from __future__ import annotations
 
@@ -40,7 +42,8 @@ class Hessian:
 
 
 def gptq_quantize(W: torch.Tensor, H: torch.Tensor, grid: Grid, *, damp: float = 0.01,
-                  block: int = 128, compensate: bool = True) -> tuple[torch.Tensor, np.ndarray]:
+                  block: int = 128, compensate: bool = True,
+                  act_order: bool = False) -> tuple[torch.Tensor, np.ndarray]:
     """Quantize W [out, in] on `grid` against Hessian H [in, in]: (dequantized values, bytes).
 
     compensate=False skips the error feedback (the grid fit still sees H's diagonal): the
@@ -58,6 +61,12 @@ def gptq_quantize(W: torch.Tensor, H: torch.Tensor, grid: Grid, *, damp: float =
     H[dead, dead] = 1.0
     W[:, dead] = 0.0
     diag = torch.diag(H).clone()
+    perm = torch.arange(cols)
+    static = None
+    if act_order:
+        static = [grid.fit(W[:, j:j + g].float(), diag[j:j + g].float()) for j in range(0, cols, g)]
+        perm = torch.argsort(diag, descending=True, stable=True)
+        W, H = W[:, perm], H[perm][:, perm]
     # Damping: more until the Cholesky factorization succeeds (a rank-deficient H from few tokens).
     lam = damp * float(diag.mean())
     for _ in range(8):
@@ -81,11 +90,16 @@ def gptq_quantize(W: torch.Tensor, H: torch.Tensor, grid: Grid, *, damp: float =
         U1 = U[i1:i2, i1:i2]
         for i in range(i2 - i1):
             col = i1 + i
-            if col % g == 0:
-                p = grid.fit(W1[:, i:i + g].float(), diag[col:col + g].float())
-                params.append(p)
-            q = grid.quantize(W1[:, i:i + 1].float(), params[-1], col % g).double()[:, 0]
-            Q[:, col] = q
+            if static is not None:
+                src = int(perm[col])
+                q = grid.quantize(W1[:, i:i + 1].float(), static[src // g], src % g).double()[:, 0]
+                Q[:, src] = q
+            else:
+                if col % g == 0:
+                    p = grid.fit(W1[:, i:i + g].float(), diag[col:col + g].float())
+                    params.append(p)
+                q = grid.quantize(W1[:, i:i + 1].float(), params[-1], col % g).double()[:, 0]
+                Q[:, col] = q
             if compensate:
                 err = (W1[:, i] - q) / U1[i, i]
                 W1[:, i:] -= err[:, None] * U1[i, i:][None, :]
@@ -93,7 +107,7 @@ def gptq_quantize(W: torch.Tensor, H: torch.Tensor, grid: Grid, *, damp: float =
         if compensate:
             W[:, i2:] -= E1 @ U[i1:i2, i2:]
     Qf = Q.float()
-    return Qf, grid.encode(Qf, params)
+    return Qf, grid.encode(Qf, static if static is not None else params)
 
 
 def output_error(W: torch.Tensor, Wq: torch.Tensor, X: torch.Tensor) -> float:

@@ -59,6 +59,7 @@ class QuantSpec:
     method: str = "gptq"
     target_bpw: Optional[float] = None
     damp: float = 0.01
+    act_order: int = 0                 # 1: GPTQ in decreasing Hessian-diagonal order, static groups
     embed_type: Optional[str] = None   # default: q8_0 under types of < 8 bits, as the converter does
                                        # (rounded to nearest: it is looked up, and multiplied last)
     chunk: int = 8                     # calibration sequences per forward chunk
@@ -71,6 +72,8 @@ class QuantSpec:
             raise InvalidArgumentError(f"--quant method {self.method!r}: choose one of {', '.join(METHODS)}")
         if self.embed_type is not None and self.embed_type not in BY_NAME:
             raise InvalidArgumentError(f"embed_type {self.embed_type!r}: one of {', '.join(BY_NAME)}")
+        if self.act_order not in (0, 1):
+            raise InvalidArgumentError(f"act_order={self.act_order}: 0 or 1")
         if not 0 < self.damp < 1:
             raise InvalidArgumentError(f"damp {self.damp}: a fraction of the mean Hessian diagonal in (0, 1)")
 
@@ -253,7 +256,8 @@ def _awq(desc: ModelDesc, layer: int, which: str, sample: torch.Tensor, types: d
     return s
 
 
-def _quantize_one(W: torch.Tensor, t: str, method: str, H: Optional[torch.Tensor], damp: float):
+def _quantize_one(W: torch.Tensor, t: str, method: str, H: Optional[torch.Tensor], damp: float,
+                  act_order: bool = False):
     """(values, bytes, dtype) of one matrix."""
     dtype = effective_type(t, W.shape[1])
     t = dtype.name
@@ -264,7 +268,7 @@ def _quantize_one(W: torch.Tensor, t: str, method: str, H: Optional[torch.Tensor
         raw = codec.encode(W.numpy(), dtype)
         return torch.from_numpy(codec.decode(raw, dtype, tuple(W.shape)).copy()), raw, dtype
     if method in ("gptq", "awq+gptq"):
-        wq, raw = gptq_quantize(W, H, grid_for(t), damp=damp)
+        wq, raw = gptq_quantize(W, H, grid_for(t), damp=damp, act_order=act_order)
         return wq, raw, dtype
     wq, raw = quantize_matrix(W, grid_for(t), importance=torch.diag(H).float())  # awq: fitted ranges
     return wq, raw, dtype
@@ -370,7 +374,7 @@ def quantize_model(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, *, progr
                 for id in members:
                     n = reg(id, l)
                     W = desc.weights[n]
-                    wq, raw, dt = _quantize_one(W, types[n], spec.method, H, spec.damp)
+                    wq, raw, dt = _quantize_one(W, types[n], spec.method, H, spec.damp, bool(spec.act_order))
                     result.errors[n] = output_error_h(W, wq, H)
                     result.types[n] = dt.name
                     desc.weights[n], desc.encoded[n] = wq, (dt, raw)

@@ -13,9 +13,11 @@ or both (flags override the file). Everything is checked here, before any work.
     [distill]                    # --distill steps=N,lr=2e-4,T=2,hidden=0,batch=4  --time-budget 3600
     steps = 200
     time_budget = 3600
-    [quant]                      # --quant q4_0:gptq  --target-bpw 4.8
+    [quant]                      # --quant q4_0:gptq[,act_order=1,damp=0.01]  --target-bpw 4.8
     type = "q4_0"                # q3_k, q3_0, q4_0, q4_1, q8_0
     method = "gptq"              # rtn | gptq | awq | awq+gptq
+    act_order = 0                # 1: GPTQ columns by decreasing Hessian diagonal (static groups)
+    damp = 0.01                  # GPTQ damping, a fraction of the mean Hessian diagonal
     target_bpw = 4.8
     embed_type = "q8_0"          # the embedding/output matrix (default q8_0 below 8 bits)
     [options]
@@ -113,10 +115,19 @@ def parse_duration(text: str | float | int) -> float:
 
 
 def parse_quant(text: str) -> Optional[QuantSpec]:
+    """'TYPE[:METHOD][,key=value...]', e.g. 'q4_0:gptq,act_order=1,damp=0.02'; 'none' keeps floats."""
     if text in ("none", "float", ""):
         return None
-    t, _, method = text.partition(":")
-    return QuantSpec(type=t, method=method or "gptq")
+    head, _, rest = text.partition(",")
+    t, _, method = head.partition(":")
+    spec = QuantSpec(type=t, method=method or "gptq")
+    if rest:
+        opts = _kv("--quant", rest)
+        bad = set(opts) - {"damp", "act_order", "chunk"}
+        if bad:
+            raise InvalidArgumentError(f"--quant {text!r}: unknown options {sorted(bad)}; known: act_order, chunk, damp")
+        _set(spec, "--quant", opts)
+    return spec
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
