@@ -5,6 +5,8 @@
 #include <cstring>
 #include <vector>
 
+#include "core/checked_size.h"
+
 namespace edgert {
 
 KvCache::KvCache(int n_layers, int n_ctx, int n_kv_heads, int head_dim, KVType k_type,
@@ -37,9 +39,11 @@ size_t KvCache::k_offset_bytes(int n) const {
 }
 
 uint64_t KvCache::bytes_per_token(int64_t total_kv_heads, int head_dim, KVType k_type, KVType v_type) {
-    return uint64_t(total_kv_heads) *
-           (kv_row_bytes(k_type, head_dim) + kv_offset_bytes_per_row(k_type, true, head_dim) +
-            kv_row_bytes(v_type, head_dim));
+    // total_kv_heads: the KV heads summed over the layers (per-layer counts in a pruned model).
+    // Rows are at most 4 * head_dim + 4 bytes each (< 2^34), so only the product can overflow.
+    const uint64_t row = kv_row_bytes(k_type, head_dim) + kv_offset_bytes_per_row(k_type, true, head_dim) +
+                         kv_row_bytes(v_type, head_dim);
+    return size_mul(uint64_t(total_kv_heads), row, "the KV cache");
 }
 
 void KvCache::store(int layer, int pos, int n_tok, const float* k, const float* v) {
