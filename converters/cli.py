@@ -18,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantize", default="keep", choices=RECIPES,
                         help="tensor dtype recipe (default: keep the source's dtypes)")
     parser.add_argument("--tokenizer", default=None, help="llama2.c tokenizer.bin (default: found beside SRC)")
+    parser.add_argument("--exact-import", action="store_true",
+                        help="GPTQ/AWQ import: write asymmetric tensors as q8_0 where q4_1 would round the zero offset")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -33,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
         if threading.current_thread() is threading.main_thread() else None
     try:
         out = convert(args.src, args.output, quantize=args.quantize, tokenizer=args.tokenizer,
-                      progress=False if getattr(args, "no_progress", False) else None)
+                      progress=False if getattr(args, "no_progress", False) else None,
+                      exact_import=getattr(args, "exact_import", False))
     except (EdgertError, FileNotFoundError) as e:
         print(f"edgert convert: error: {e}", file=sys.stderr)
         return 1

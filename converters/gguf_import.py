@@ -26,8 +26,9 @@ from .source_checks import (HPARAM_LIMITS, bool_field, check_source_model, check
                             int_field, list_field, show, str_field)
 from .source_model import SourceModel, SourceTensor, permuted_loader, row_slice_loader
 
-# GGUF tensor type -> edgert dtype; ids are shared, so this is the supported subset.
-_CARRIED = {t.id: t for t in (dtypes.F32, dtypes.F16, dtypes.BF16, dtypes.Q8_0, dtypes.Q4_0, dtypes.Q4_1)}
+# GGUF tensor type -> edgert dtype; ids are shared, so this is the supported subset (edgert's own
+# ids, 1000 and up, never appear in a GGUF).
+_CARRIED = {t.id: t for t in dtypes.ALL if t.id < 1000}
 
 # general.architecture values whose models need parts the runtime lacks.
 _REFUSED = {
@@ -176,7 +177,8 @@ def read_gguf(path: Path, g: GGUFFile) -> SourceModel:
         if info.ggml_type not in _CARRIED:
             raise UnsupportedModelError(
                 f"{path}: tensor {info.name} has type {ggml_type_name(info.ggml_type)}; supported: "
-                "F32, F16, BF16, Q8_0, Q4_0, Q4_1 (re-quantize the GGUF, or convert from the original checkpoint)")
+                f"{', '.join(sorted(t.name.upper() for t in _CARRIED.values()))} "
+                "(re-quantize the GGUF, or convert from the original checkpoint)")
     if "token_embd.weight" not in g.tensors:
         raise UnsupportedModelError(f"{path}: no token_embd.weight; is this a vocabulary-only GGUF?")
     # Every count is checked before anything is sized or looped over from it.

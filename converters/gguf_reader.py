@@ -207,6 +207,12 @@ class GGUFFile:
     def get(self, key: str, default: Any = None) -> Any:
         return self.metadata.get(key, default)
 
+    def release_pages(self) -> None:
+        """Drop the mapped pages read so far from this process's resident set (they are read again
+        from the file if touched): for callers that copied what they need and stay alive long."""
+        if hasattr(mmap, "MADV_DONTNEED") and not self._mm.closed:
+            self._mm.madvise(mmap.MADV_DONTNEED)
+
     def close(self) -> None:
         # views handed out keep the buffer alive; drop ours and let the map close when they go
         try:

@@ -354,7 +354,7 @@ def _plus_one_loader(load, dtype: dtypes.DType, shape: tuple[int, ...]):
     return run
 
 
-def read_hf(src: Path) -> tuple[SourceModel, list[Path]]:
+def read_hf(src: Path, exact_import: bool = False) -> tuple[SourceModel, list[Path]]:
     where = src / "config.json"
     cfg = _load_json(where)
     archs = cfg.get("architectures") or []
@@ -402,12 +402,18 @@ def read_hf(src: Path) -> tuple[SourceModel, list[Path]]:
         family.update(_longrope_fields(where, scaling, ctx, cfg))
 
     shards = [SafetensorsFile(p) for p in _shards(src)]
-    where_is: dict[str, SafetensorsFile] = {}
+    where_is: dict[str, Any] = {}
     for s in shards:
         for n in s.entries:
             if n in where_is:
                 raise ModelFormatError(f"{src}: tensor {n} is in two shards ({where_is[n].path.name}, {s.path.name})")
             where_is[n] = s
+    if cfg.get("quantization_config"):
+        # GPTQ/AWQ: packed linears become block tensors under their float names (hf_quantized.py).
+        from .hf_quantized import PackedLinears
+        packed = PackedLinears(src, dict_field(where, "quantization_config", cfg["quantization_config"]), where_is,
+                               exact=exact_import)
+        where_is.update({n: packed for n in packed.entries})
     tie = bool_field(where, "tie_word_embeddings", cfg.get("tie_word_embeddings"), default=False) \
         or "lm_head.weight" not in where_is
     bias = "model.layers.0.self_attn.q_proj.bias" in where_is

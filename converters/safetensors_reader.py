@@ -97,5 +97,18 @@ class SafetensorsFile:
             return np.zeros(0, np.uint8)
         return np.frombuffer(self._mm, dtype=np.uint8, count=e.end - e.begin, offset=self._base + e.begin)
 
+    def array(self, name: str) -> np.ndarray:
+        """An F32, F16 or I32 tensor as a numpy array of its shape (GPTQ/AWQ packed tensors)."""
+        e = self.entries[name]
+        np_type = {"F32": np.float32, "F16": np.float16, "I32": np.int32}.get(e.dtype)
+        if np_type is None:
+            raise UnsupportedModelError(f"{self.path}: tensor {name} has dtype {e.dtype}; expected F32, F16 or I32")
+        n = int(np.prod(e.shape, dtype=np.int64))
+        if e.end - e.begin != n * np.dtype(np_type).itemsize:
+            raise ModelFormatError(f"{self.path}: tensor {name}: {e.end - e.begin} bytes do not match {e.dtype} {e.shape}")
+        if n == 0:
+            return np.zeros(e.shape, np_type)
+        return np.frombuffer(self._mm, dtype=np_type, count=n, offset=self._base + e.begin).reshape(e.shape)
+
     def close(self) -> None:
         self._f.close()  # the map stays valid while views of it are alive

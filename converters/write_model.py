@@ -47,7 +47,10 @@ def _progress(total: int, enabled: bool | None):
 
 def write_model(model: SourceModel, out: Path, *, recipe: str, sources: list[Path], source_label: str,
                 progress: bool | None = None) -> Path:
-    specs = [TensorSpec(t.name, target_dtype(t.name, t.shape, t.dtype, recipe), t.shape) for t in model.tensors]
+    n_layers = int(model.hparams.get("num_layers", 0)) or None
+    tied = bool(model.hparams.get("tie_embeddings", False))
+    specs = [TensorSpec(t.name, target_dtype(t.name, t.shape, t.dtype, recipe, n_layers=n_layers,
+                                             tied_embeddings=tied), t.shape) for t in model.tensors]
     # Generation stops on the chat template's end-of-turn token too (the file may list only its
     # end-of-text token as EOS).
     eos = list(model.tokenizer.get("eos_token_ids") or [])

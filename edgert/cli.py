@@ -175,10 +175,18 @@ def _print_report(r: dict[str, Any], out: TextIO) -> None:
         f"recipe       {r['quantization_recipe']}",
         f"tokenizer    bos={info['bos_token_id']} eos={info['eos_token_id']} "
         f"add_bos={r['tokenizer'].get('add_bos')} chat_template={'yes' if r['has_chat_template'] else 'no'}",
-        f"provenance   " + ", ".join(f"{k}={v}" for k, v in r["provenance"].items()),
+        f"provenance   " + ", ".join(f"{k}={v}" for k, v in r["provenance"].items() if k != "compression"),
         f"runtime      edgert {r['runtime_version']}, ISA {r['isa']} (available: {r['available_isas']})",
         f"context      n_ctx={r['n_ctx']}, KV {r['kv_bytes_per_token']} bytes/token",
     ]
+    comp = r["provenance"].get("compression")
+    if isinstance(comp, dict) and isinstance(comp.get("report"), list):
+        lines.append(f"compression  {comp.get('calibration', '')}")
+        lines.append(f"             {'stage':<10} {'PPL':>9} {'mean KLD':>9} {'bytes':>13} {'bits/w':>7}")
+        for s in comp["report"]:
+            kld = "-" if s.get("kld") is None else f"{s['kld']:.5f}"
+            lines.append(f"             {s.get('stage', '?'):<10} {s.get('ppl', 0):>9.4f} {kld:>9} "
+                         f"{s.get('bytes', 0):>13,} {s.get('bits_per_weight', 0):>7.3f}")
     lay = r["relayout"]
     lines.append(f"re-layout    {lay['bytes'] / mib:.1f} MiB for {lay['isa']} kernels, "
                  f"{lay['seconds'] * 1e3:.0f} ms at load" if lay["isa"] else
@@ -229,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=cmd_info)
 
+    _add_delegate(sub, "compress", "edgert.converters.compress.cli",
+                  "calibrated quantization, pruning and distillation with a quality report")
     _add_delegate(sub, "bench", "edgert.bench", "measure speed and memory")
     _add_delegate(sub, "perplexity", "edgert.perplexity",
                   "perplexity and KL divergence vs reference logits (KV-cache quality)")

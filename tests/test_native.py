@@ -98,6 +98,25 @@ def test_c_example_matches_the_python_binding(release_build: Path, stories_edgt:
     assert example_ids(release_build, stories_edgt, 24, prompt) == expected
 
 
+def test_c_example_runs_a_pruned_model_with_uneven_widths(release_build: Path, tmp_path: Path) -> None:
+    """A structurally pruned model (per-layer FFN widths and KV heads, docs/format.md) through the
+    C API alone gives the Python binding's ids (tests/test_pruned_widths.py checks its logits)."""
+    import torch
+
+    from conftest import STORIES
+    from converters.compress import prune
+    from converters.compress.model_desc import from_source
+    from converters.compress.write import write_desc
+    desc = from_source(STORIES / "hf")
+    ffn = [torch.arange(0, 172, 2), torch.arange(100), torch.arange(172), torch.arange(50, 172), torch.arange(30)]
+    groups = [torch.tensor([0, 3]), torch.tensor([1]), torch.arange(4), torch.tensor([2, 3]), torch.tensor([0, 1, 2])]
+    path = write_desc(prune.apply(desc, ffn, groups, []), tmp_path / "pruned.edgt", compression={})
+    prompt = [1, 403, 407, 261, 378]
+    with LLM(path, n_ctx=128, n_threads=1) as llm:
+        expected = llm.generate_ids(prompt, 16)
+    assert example_ids(release_build, path, 16, prompt) == expected
+
+
 def test_load_peak_rss_is_within_the_documented_bound(release_build: Path, smollm2_edgt: Path) -> None:
     """docs/security.md: a load's peak RSS growth <= file + packed copies + 16 x (metadata +
     table) + 16 MiB. load_cost loads once per process and reports VmHWM growth."""

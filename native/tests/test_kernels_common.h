@@ -3,6 +3,7 @@
 #pragma once
 #include <cmath>
 #include <cstdarg>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -11,6 +12,7 @@
 #include "kernels/dtypes.h"
 #include "kernels/kernel_table.h"
 #include "kernels/kernels.h"
+#include "kernels/qformat.h"
 
 namespace edgert_test {
 
@@ -124,6 +126,27 @@ inline std::vector<uint8_t> make_weights(std::mt19937& rng, edgert::DType t, Pro
             }
             break;
         }
+        case DType::Q5_0: case DType::Q5_1: case DType::IQ4_NL: case DType::Q3_K: case DType::Q4_K:
+        case DType::Q5_K: case DType::Q6_K: case DType::IQ4_XS: case DType::Q3_0: {
+            // Codes and integer sub-scales: random bytes (every value, the extremes included), or
+            // all bits set; the f16 scales follow the profile.
+            for (auto& v : buf) v = nib();
+            const size_t bb = dtype_block_bytes(t);
+            size_t d_at = 0, m_at = SIZE_MAX;
+            if (t == DType::Q5_1 || t == DType::Q4_K || t == DType::Q5_K) m_at = 2;
+            if (t == DType::Q3_K) d_at = 108;
+            if (t == DType::Q6_K) d_at = 208;
+            for (size_t i = 0; i < buf.size() / bb; ++i) {
+                const uint16_t d = fp32_to_fp16(scale() / (t == DType::Q6_K ? 16.0f : 1.0f));
+                std::memcpy(&buf[i * bb + d_at], &d, 2);
+                if (m_at != SIZE_MAX) {
+                    const float m = t == DType::Q5_1 ? std::fmax(-16.0f * scale(), -65000.0f) : scale();
+                    const uint16_t mh = fp32_to_fp16(m);
+                    std::memcpy(&buf[i * bb + m_at], &mh, 2);
+                }
+            }
+            break;
+        }
         case DType::F32: case DType::F16: case DType::BF16: {
             for (int64_t i = 0; i < n; ++i) {
                 float v = p == Profile::AllEqual ? 0.5f : nd(rng) * scale() * 4.0f;
@@ -161,9 +184,13 @@ inline std::vector<float> make_unrepresentable_activations(std::mt19937& rng) {
     return x;
 }
 
-inline bool is_quantized(edgert::DType t) {
-    return t == edgert::DType::Q4_0 || t == edgert::DType::Q4_1 || t == edgert::DType::Q8_0;
-}
+inline bool is_quantized(edgert::DType t) { return edgert::dtype_is_quantized(t); }
+
+// Every quantized weight type, legacy first.
+constexpr edgert::DType kQuantTypes[] = {
+    edgert::DType::Q4_0, edgert::DType::Q4_1, edgert::DType::Q8_0,   edgert::DType::Q5_0,
+    edgert::DType::Q5_1, edgert::DType::IQ4_NL, edgert::DType::Q3_K, edgert::DType::Q4_K,
+    edgert::DType::Q5_K, edgert::DType::Q6_K, edgert::DType::IQ4_XS, edgert::DType::Q3_0};
 
 // Sum_k |W[r,k]| * |X[t,k]| per output: the natural scale of both rounding and accumulation
 // error, so tolerances are relative to it rather than to a result that may cancel to ~0.
@@ -183,10 +210,7 @@ inline std::vector<double> abs_dot(edgert::DType t, const void* w, int64_t rows,
 }
 
 // The table's GEMM for a quantized weight type.
-inline edgert::QGemmFn qgemm_of(const edgert::KernelTable& k, edgert::DType t) {
-    using edgert::DType;
-    return t == DType::Q4_0 ? k.gemm_q4_0 : t == DType::Q4_1 ? k.gemm_q4_1 : k.gemm_q8_0;
-}
+inline edgert::QGemmFn qgemm_of(const edgert::KernelTable& k, edgert::DType t) { return edgert::qgemm_for(k, t); }
 
 // SIMD and scalar share the integer block sums exactly; they differ only in fp32 rounding of
 // block scales and in accumulation order. Relative to sum_b |d_w d_x| * sum_j |w_j q_j| (+ |m s|)
@@ -210,10 +234,20 @@ inline double quant_abs_sum(edgert::DType t, const uint8_t* row, const edgert::B
             for (int j = 0; j < 16; ++j)
                 s += std::abs((w.qs[j] & 15) * x[b].qs[j]) + std::abs((w.qs[j] >> 4) * x[b].qs[j + 16]);
             extra = std::fabs(double(fp16_to_fp32(w.m)) * x[b].s);
-        } else {
+        } else if (t == DType::Q8_0) {
             const BlockQ8_0& w = reinterpret_cast<const BlockQ8_0*>(row)[b];
             dw = fp16_to_fp32(w.d);
             for (int j = 0; j < 32; ++j) s += std::abs(w.qs[j] * x[b].qs[j]);
+        } else {
+            // qformat types: sum over halves of |sc_h| * sum |v q|, the min term as q4_1's.
+            const QFormat f = qformat(t);
+            QBlock qb;
+            qblock_decode(t, row, b, qb);
+            dw = fp16_to_fp32(qb.d);
+            for (int j = 0; j < 32; ++j)
+                s += std::abs(qb.sc[j / 16] * qcode_value(f, qb.code[j]) * x[b].qs[j]);
+            if (f.k_min) extra = std::fabs(double(fp16_to_fp32(qb.dm)) * qb.m * x[b].s);
+            if (f.f_min) extra = std::fabs(double(fp16_to_fp32(qb.dm)) * x[b].s);
         }
         total += std::fabs(dw * x[b].d) * s + extra;
     }

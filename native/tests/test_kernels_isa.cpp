@@ -29,6 +29,8 @@ constexpr double kElementwiseRelTol = 1e-5;
 
 const int64_t kTokCounts[] = {1, 2, 3, 7, 64, 65};
 const int64_t kCols[] = {32, 64, 96, 4096 + 32};
+// Super-block types: one, three (odd) and 17 super-blocks.
+const int64_t kColsK[] = {256, 768, 4096 + 256};
 
 FGemmFn fgemm_of(const KernelTable& k, DType t) {
     return t == DType::F32 ? k.gemm_f32 : t == DType::F16 ? k.gemm_f16 : k.gemm_bf16;
@@ -109,8 +111,8 @@ void test_unrepresentable_activations(const KernelTable& k) {
 // token range, must not reuse the old data.
 void test_packed_requantize_same_buffer(const KernelTable& k) {
     std::mt19937 rng(13);
-    for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0}) {
-        const int64_t rows = 21, cols = 128, n_tok = 7, nb = cols / 32;
+    for (DType t : kQuantTypes) {
+        const int64_t rows = 21, cols = dtype_block_size(t) == 256 ? 512 : 128, n_tok = 7, nb = cols / 32;
         std::vector<uint8_t> packed(k.packed_bytes(t, rows, cols) + 64);
         if (packed.size() <= 64) continue;  // no re-layout for this type on this ISA
         uint8_t* packed_at = packed.data() + (64 - reinterpret_cast<uintptr_t>(packed.data()) % 64) % 64;
@@ -142,12 +144,15 @@ void test_packed_requantize_same_buffer(const KernelTable& k) {
 
 void test_gemm(const KernelTable& k) {
     std::mt19937 rng(12);
-    const DType types[] = {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::F32, DType::F16, DType::BF16};
+    std::vector<DType> types(std::begin(kQuantTypes), std::end(kQuantTypes));
+    for (DType t : {DType::F32, DType::F16, DType::BF16}) types.push_back(t);
     for (DType t : types) {
-        for (int64_t cols : kCols) {
+        const std::vector<int64_t> col_list = dtype_block_size(t) == 256 ? std::vector<int64_t>(std::begin(kColsK), std::end(kColsK))
+                                                                         : std::vector<int64_t>(std::begin(kCols), std::end(kCols));
+        for (int64_t cols : col_list) {
             for (Profile p : kAllProfiles) {
                 // Long rows only with the cheap profiles: the scalar oracle dominates run time.
-                if (cols > 96 && p != Profile::Random && p != Profile::HugeScale && p != Profile::Zeros) continue;
+                if (cols > 768 && p != Profile::Random && p != Profile::HugeScale && p != Profile::Zeros) continue;
                 // 21 and 37: a 16-row group pair whose second group is partial, and pairs + a group.
                 for (int64_t rows : {int64_t{3}, int64_t{21}, int64_t{37}}) {
                     const int64_t max_tok = 65;
@@ -208,9 +213,10 @@ void test_driver(const KernelTable& k) {
     if (std::string(current_isa()) != k.name) fail("current_isa() is %s after set_isa(%s)", current_isa(), k.name);
     std::mt19937 rng(13);
     ThreadPool p2(2), p3(3);
-    for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::F16}) {
+    for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::F16, DType::Q5_0, DType::Q5_1, DType::IQ4_NL,
+                    DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_XS, DType::Q3_0}) {
         for (int64_t n_tok : {int64_t{1}, int64_t{65}, int64_t{130}}) {
-            const int64_t rows = 203, cols = 320;
+            const int64_t rows = 203, cols = dtype_block_size(t) == 256 ? 512 : 320;
             auto wb = make_weights(rng, t, Profile::Random, rows, cols);
             auto x = make_activations(rng, Profile::Random, n_tok * cols);
             Weight w;
@@ -259,12 +265,13 @@ void test_matmul_multi(const KernelTable& k) {
     if (!set_isa(k.name)) return;  // test_driver reports it
     std::mt19937 rng(15);
     ThreadPool p2(2);
-    const int64_t cols = 320;
+    const int64_t cols = 512;
     struct Case { DType t; int64_t rows; bool prepare, exact; };
-    const Case shared[] = {{DType::Q4_0, 203, true, false}, {DType::Q8_0, 37, true, false},
-                           {DType::Q4_1, 21, false, false}};
-    const Case mixed[] = {{DType::Q4_0, 67, true, false}, {DType::F16, 19, false, false},
-                          {DType::Q8_0, 33, false, true}};
+    // cols = 512: whole super-blocks for the K-quants among them.
+    const Case shared[] = {{DType::Q4_0, 203, true, false}, {DType::Q3_K, 37, true, false},
+                           {DType::Q6_K, 21, false, false}};
+    const Case mixed[] = {{DType::Q4_K, 67, true, false}, {DType::F16, 19, false, false},
+                          {DType::Q3_K, 33, false, true}};
     for (const auto* cases : {shared, mixed}) {
         for (int64_t n_tok : {int64_t{1}, int64_t{7}, int64_t{130}}) {
             std::vector<std::vector<uint8_t>> bufs;

@@ -128,9 +128,10 @@ void test_quantize_unrepresentable() {
 void test_matmul_vs_dequant() {
     std::mt19937 rng(3);
     set_isa("scalar");
-    for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::F32, DType::F16, DType::BF16}) {
+    for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::F32, DType::F16, DType::BF16, DType::Q5_0,
+                    DType::Q5_1, DType::IQ4_NL, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_XS, DType::Q3_0}) {
         for (Profile p : {Profile::Random, Profile::Outlier, Profile::HugeScale, Profile::AllEqual}) {
-            const int64_t rows = 37, cols = 96 + 32 * 4, n_tok = 3;
+            const int64_t rows = 37, cols = dtype_block_size(t) == 256 ? 512 : 96 + 32 * 4, n_tok = 3;
             auto wb = make_weights(rng, t, p, rows, cols);
             auto x = make_activations(rng, p, static_cast<size_t>(n_tok * cols));
             Weight w;

@@ -159,7 +159,8 @@ TensorInfo read_tensor_entry(Cursor& c, const Header& h, const uint8_t* base, ui
     if (!dtype_is_known(dtype)) {
         fail(EDGERT_ERR_UNSUPPORTED, "tensor " + q + " has unknown dtype " +
                                          std::to_string(dtype) +
-                                         "; this runtime reads f32, f16, bf16, q8_0, q4_0, q4_1");
+                                         "; this runtime reads f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, "
+                                         "iq4_nl, q3_0, q3_k, q4_k, q5_k, q6_k, iq4_xs");
     }
     t.dtype = DType(dtype);
     const int64_t last = t.dims[t.n_dims - 1];

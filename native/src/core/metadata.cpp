@@ -101,6 +101,24 @@ int32_t token_id(const JsonValue& v, const char* what, int32_t vocab_size) {
     return int32_t(v.as_integer());
 }
 
+// An optional per-layer list: absent or null leaves `out` empty (every layer has the global value).
+void read_layer_list(const JsonValue& hp, const char* key, int32_t n_layers, int32_t max_value,
+                     std::vector<int32_t>& out) {
+    const JsonValue* v = hp.find(key);
+    if (!v || v->is_null()) return;
+    const std::string what = std::string("'hparams.") + key + "'";
+    if (!v->is_array() || v->items().size() != size_t(n_layers)) {
+        meta_error(what + " must be a list of num_layers (" + std::to_string(n_layers) + ") integers");
+    }
+    for (const auto& e : v->items()) {
+        if (!e.is_integer() || e.as_integer() < 1 || e.as_integer() > max_value) {
+            meta_error(what + " entries must be integers in [1, " + std::to_string(max_value) +
+                       "] (the global value is the maximum)");
+        }
+        out.push_back(int32_t(e.as_integer()));
+    }
+}
+
 Hparams read_hparams(const JsonValue& hp) {
     if (!hp.is_object()) meta_error("'hparams' must be an object");
     const std::string w = "hparams.";
@@ -122,6 +140,15 @@ Hparams read_hparams(const JsonValue& hp) {
                    ") must be a multiple of num_kv_heads (" + std::to_string(h.num_kv_heads) + ")");
     }
     if (h.head_dim % 2 != 0) meta_error("head_dim must be even (RoPE rotates pairs)");
+    read_layer_list(hp, "layer_intermediate_size", h.num_layers, h.intermediate_size, h.layer_intermediate_size);
+    read_layer_list(hp, "layer_num_heads", h.num_layers, h.num_heads, h.layer_num_heads);
+    read_layer_list(hp, "layer_num_kv_heads", h.num_layers, h.num_kv_heads, h.layer_num_kv_heads);
+    for (int l = 0; l < h.num_layers; ++l) {
+        if (h.heads(l) % h.kv_heads(l) != 0) {
+            meta_error("layer " + std::to_string(l) + ": num_heads (" + std::to_string(h.heads(l)) +
+                       ") must be a multiple of num_kv_heads (" + std::to_string(h.kv_heads(l)) + ")");
+        }
+    }
     // Products the forward pass forms must stay in int32 range.
     if (int64_t(h.num_heads) * h.head_dim > std::numeric_limits<int32_t>::max()) {
         meta_error("num_heads * head_dim is too large");

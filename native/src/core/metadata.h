@@ -33,12 +33,33 @@ struct Hparams {
     // Per-layer lists (docs/format.md), read in one place (metadata.cpp). Empty: every layer has
     // the global value; never sized from num_layers alone (a header may claim 2^31 layers).
     std::vector<int32_t> layer_sliding_window;  // from layer_types: sliding_window or 0
+    // Per-layer widths of a structurally pruned model (optional hparams.layer_intermediate_size,
+    // layer_num_heads, layer_num_kv_heads; docs/format.md). Empty: every layer has the global
+    // value. When present they have num_layers entries, each >= 1 and <= the global value, which
+    // stays the maximum and sizes the per-token buffers.
+    std::vector<int32_t> layer_intermediate_size, layer_num_heads, layer_num_kv_heads;
 
     int32_t rotary_dim() const { return rope_dim > 0 ? rope_dim : head_dim; }
 
     // > 0: the layer attends only to the last window(layer) positions.
     int32_t window(int layer) const {
         return layer_sliding_window.empty() ? sliding_window : layer_sliding_window[size_t(layer)];
+    }
+
+    int32_t ffn_dim(int layer) const {
+        return layer_intermediate_size.empty() ? intermediate_size : layer_intermediate_size[size_t(layer)];
+    }
+    int32_t heads(int layer) const {
+        return layer_num_heads.empty() ? num_heads : layer_num_heads[size_t(layer)];
+    }
+    int32_t kv_heads(int layer) const {
+        return layer_num_kv_heads.empty() ? num_kv_heads : layer_num_kv_heads[size_t(layer)];
+    }
+    // KV heads summed over the layers: the cache holds this many rows per position.
+    int64_t total_kv_heads() const {
+        int64_t n = 0;
+        for (int l = 0; l < num_layers; ++l) n += kv_heads(l);
+        return n;
     }
 };
 

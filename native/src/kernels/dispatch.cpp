@@ -74,6 +74,24 @@ const KernelTable* kernel_table_for(const char* name) {
     return nullptr;
 }
 
+QGemmFn qgemm_for(const KernelTable& k, DType t) {
+    switch (t) {
+        case DType::Q4_0: return k.gemm_q4_0;
+        case DType::Q4_1: return k.gemm_q4_1;
+        case DType::Q8_0: return k.gemm_q8_0;
+        case DType::Q5_0: return k.gemm_q5_0;
+        case DType::Q5_1: return k.gemm_q5_1;
+        case DType::IQ4_NL: return k.gemm_iq4_nl;
+        case DType::Q3_K: return k.gemm_q3_k;
+        case DType::Q4_K: return k.gemm_q4_k;
+        case DType::Q5_K: return k.gemm_q5_k;
+        case DType::Q6_K: return k.gemm_q6_k;
+        case DType::IQ4_XS: return k.gemm_iq4_xs;
+        case DType::Q3_0: return k.gemm_q3_0;
+        default: return nullptr;
+    }
+}
+
 const KernelTable& active_kernels() { return *active_slot().load(std::memory_order_acquire); }
 
 const char* current_isa() { return active_kernels().name; }

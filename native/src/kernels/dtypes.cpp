@@ -12,11 +12,16 @@ uint64_t g_q8act_generation = 0;
 
 bool dtype_is_known(uint32_t id) {
     switch (static_cast<DType>(id)) {
-        case DType::F32: case DType::F16: case DType::Q4_0:
-        case DType::Q4_1: case DType::Q8_0: case DType::BF16:
+        case DType::F32: case DType::F16: case DType::Q4_0: case DType::Q4_1: case DType::Q5_0:
+        case DType::Q5_1: case DType::Q8_0: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K:
+        case DType::Q6_K: case DType::IQ4_NL: case DType::IQ4_XS: case DType::BF16: case DType::Q3_0:
             return true;
     }
     return false;
+}
+
+bool dtype_is_quantized(DType t) {
+    return t != DType::F32 && t != DType::F16 && t != DType::BF16;
 }
 
 const char* dtype_name(DType t) {
@@ -25,15 +30,28 @@ const char* dtype_name(DType t) {
         case DType::F16: return "f16";
         case DType::Q4_0: return "q4_0";
         case DType::Q4_1: return "q4_1";
+        case DType::Q5_0: return "q5_0";
+        case DType::Q5_1: return "q5_1";
         case DType::Q8_0: return "q8_0";
+        case DType::Q3_K: return "q3_k";
+        case DType::Q4_K: return "q4_k";
+        case DType::Q5_K: return "q5_k";
+        case DType::Q6_K: return "q6_k";
+        case DType::IQ4_NL: return "iq4_nl";
+        case DType::IQ4_XS: return "iq4_xs";
         case DType::BF16: return "bf16";
+        case DType::Q3_0: return "q3_0";
     }
     return "unknown";
 }
 
 int dtype_block_size(DType t) {
     switch (t) {
-        case DType::Q4_0: case DType::Q4_1: case DType::Q8_0: return kQK;
+        case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0:
+        case DType::IQ4_NL: case DType::Q3_0:
+            return kQK;
+        case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: case DType::IQ4_XS:
+            return kQKK;
         default: return 1;
     }
 }
@@ -45,6 +63,15 @@ size_t dtype_block_bytes(DType t) {
         case DType::Q4_0: return sizeof(BlockQ4_0);
         case DType::Q4_1: return sizeof(BlockQ4_1);
         case DType::Q8_0: return sizeof(BlockQ8_0);
+        case DType::Q5_0: return sizeof(BlockQ5_0);
+        case DType::Q5_1: return sizeof(BlockQ5_1);
+        case DType::IQ4_NL: return sizeof(BlockIQ4_NL);
+        case DType::Q3_0: return sizeof(BlockQ3_0);
+        case DType::Q3_K: return sizeof(BlockQ3_K);
+        case DType::Q4_K: return sizeof(BlockQ4_K);
+        case DType::Q5_K: return sizeof(BlockQ5_K);
+        case DType::Q6_K: return sizeof(BlockQ6_K);
+        case DType::IQ4_XS: return sizeof(BlockIQ4_XS);
     }
     return 0;
 }

@@ -40,6 +40,16 @@ struct KernelTable {
     QGemmFn gemm_q4_0;
     QGemmFn gemm_q4_1;
     QGemmFn gemm_q8_0;
+    // The qformat.h types: one scalar reference and one microkernel per ISA serve all of them.
+    QGemmFn gemm_q5_0;
+    QGemmFn gemm_q5_1;
+    QGemmFn gemm_iq4_nl;
+    QGemmFn gemm_q3_k;
+    QGemmFn gemm_q4_k;
+    QGemmFn gemm_q5_k;
+    QGemmFn gemm_q6_k;
+    QGemmFn gemm_iq4_xs;
+    QGemmFn gemm_q3_0;
     FGemmFn gemm_f32;
     FGemmFn gemm_f16;
     FGemmFn gemm_bf16;
@@ -56,6 +66,10 @@ struct KernelTable {
     void (*rope_inplace)(float* v, int64_t head_dim, int64_t n_heads, int64_t pos,
                          const float* inv_freq);
 };
+
+// The table's GEMM for a quantized weight type (dtype_is_quantized(t)); defined in dispatch.cpp,
+// not inline here (see the banner).
+QGemmFn qgemm_for(const KernelTable& k, DType t);
 
 // The table compiled for an ISA name, or null if this build or this CPU lacks it.
 const KernelTable* kernel_table_for(const char* name);

@@ -16,10 +16,14 @@ add_library(edgert_kernels STATIC
   ${EDGERT_KERNELS_DIR}/ref/dot_ref.cpp
   ${EDGERT_KERNELS_DIR}/ref/elementwise_ref.cpp
   ${EDGERT_KERNELS_DIR}/ref/dequant_ref.cpp
+  ${EDGERT_KERNELS_DIR}/ref/qblock_ref.cpp
+  ${EDGERT_KERNELS_DIR}/packed_qformat.cpp
   ${EDGERT_KERNELS_DIR}/ref/scalar_table.cpp
   ${EDGERT_KERNELS_DIR}/../runtime/thread_pool.cpp
 )
 target_include_directories(edgert_kernels PUBLIC ${EDGERT_KERNELS_DIR}/..)
+# Values equal to gguf.quants.dequantize's need numpy's rounding: no fused multiply-adds there.
+set_source_files_properties(${EDGERT_KERNELS_DIR}/ref/dequant_ref.cpp PROPERTIES COMPILE_OPTIONS "-ffp-contract=off")
 include(${EDGERT_KERNELS_DIR}/attention/attention.cmake)
 target_link_libraries(edgert_kernels PUBLIC Threads::Threads)
 

@@ -15,6 +15,10 @@ namespace edgert {
 
 namespace {
 
+// Activations are quantized in 32-element blocks (kQK) whatever the weight type: a K-quant
+// super-block of 256 (kQKK) spans 8 of them, and the loader guarantees cols % 256 == 0 there, so
+// nb = cols / kQK below is whole for every type.
+//
 // Decode: small row tiles so 2-8 threads balance on 576-row matrices. Prefill: tiles whose
 // weight slice (64 rows) and activation slice (64 tokens x cols) both stay in L2 while reused.
 constexpr int64_t kGemvRowTile = 32;
@@ -25,7 +29,7 @@ constexpr int64_t kParallelQuantizeMinTokens = 8;
 // matmul_multi's shared path plans on the stack; a model needs 3 (q/k/v) at most.
 constexpr int kMaxTargets = 8;
 
-bool is_quantized(DType t) { return t == DType::Q4_0 || t == DType::Q4_1 || t == DType::Q8_0; }
+bool is_quantized(DType t) { return dtype_is_quantized(t); }
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -75,10 +79,6 @@ struct MatmulPlan {
         t1 = std::min(n_tok, t0 + tok_tile);
     }
 };
-
-QGemmFn qgemm_for(const KernelTable& k, DType t) {
-    return t == DType::Q4_0 ? k.gemm_q4_0 : t == DType::Q4_1 ? k.gemm_q4_1 : k.gemm_q8_0;
-}
 
 void matmul_float(const Weight& w, const KernelTable& k, const float* X, int64_t n_tok, float* Y,
                   ThreadPool* pool) {

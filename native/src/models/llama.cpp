@@ -68,16 +68,13 @@ void llama_forward(Context& ctx, const int32_t* tokens, int n_tok, int pos0, flo
                    bool all_logits) {
     const Model& m = ctx.model_;
     const Hparams& hp = m.meta.hparams;
-    const int64_t H = hp.hidden_size, F = hp.intermediate_size, Dh = hp.head_dim;
-    const int64_t q_dim = int64_t(hp.num_heads) * Dh, kv_dim = int64_t(hp.num_kv_heads) * Dh;
+    const int64_t H = hp.hidden_size, Dh = hp.head_dim;
     const int64_t rot = hp.rotary_dim();
     const float mscale = hp.rope_attn_factor;  // on the turned dims when rot < Dh (rope_heads)
     const float eps = hp.rms_norm_eps;
     ThreadPool* pool = (n_tok > 1 && ctx.pool_batch_) ? ctx.pool_batch_.get() : ctx.pool_.get();
     Activations& a = ctx.act_;
     const FamilyTraits& fam = *m.family;
-    const AttentionShape shape{hp.num_heads, hp.num_kv_heads, hp.head_dim, m.attn_scale,
-                               hp.attn_logit_softcapping};
     // LongRoPE: the long factors once the context may run past the trained original length.
     const bool rope_long = hp.rope_original_context_length > 0 && ctx.n_ctx() > hp.rope_original_context_length;
 
@@ -92,6 +89,11 @@ void llama_forward(Context& ctx, const int32_t* tokens, int n_tok, int pos0, flo
     for (int l = 0; l < hp.num_layers; ++l) {
         const LlamaLayer& L = m.layers[size_t(l)];
         const float* inv_freq = rope_long && L.inv_freq_long ? L.inv_freq_long : L.inv_freq;
+        // Widths of this layer: a structurally pruned model's differ from layer to layer.
+        const int64_t F = hp.ffn_dim(l);
+        const int n_heads = hp.heads(l), n_kv_heads = hp.kv_heads(l);
+        const int64_t q_dim = int64_t(n_heads) * Dh, kv_dim = int64_t(n_kv_heads) * Dh;
+        const AttentionShape shape{n_heads, n_kv_heads, hp.head_dim, m.attn_scale, hp.attn_logit_softcapping};
 
         rmsnorm_rows(a.xb.data(), a.x.data(), L.attn_norm, n_tok, H, eps);
         // One input, three weights: quantize xb once and run all tiles in one pool round.
@@ -100,11 +102,11 @@ void llama_forward(Context& ctx, const int32_t* tokens, int n_tok, int pos0, flo
         add_bias_rows(a.q.data(), L.bq, n_tok, q_dim);
         add_bias_rows(a.k.data(), L.bk, n_tok, kv_dim);
         add_bias_rows(a.v.data(), L.bv, n_tok, kv_dim);
-        head_norm_rows(a.q.data(), L.q_norm, n_tok, hp.num_heads, Dh, eps);
-        head_norm_rows(a.k.data(), L.k_norm, n_tok, hp.num_kv_heads, Dh, eps);
+        head_norm_rows(a.q.data(), L.q_norm, n_tok, n_heads, Dh, eps);
+        head_norm_rows(a.k.data(), L.k_norm, n_tok, n_kv_heads, Dh, eps);
         for (int t = 0; t < n_tok; ++t) {
-            rope_heads(a.q.data() + t * q_dim, Dh, rot, hp.num_heads, pos0 + t, inv_freq, mscale);
-            rope_heads(a.k.data() + t * kv_dim, Dh, rot, hp.num_kv_heads, pos0 + t, inv_freq, mscale);
+            rope_heads(a.q.data() + t * q_dim, Dh, rot, n_heads, pos0 + t, inv_freq, mscale);
+            rope_heads(a.k.data() + t * kv_dim, Dh, rot, n_kv_heads, pos0 + t, inv_freq, mscale);
         }
         ctx.kv_.store(l, pos0, n_tok, a.k.data(), a.v.data());
         gqa_attention(a.q.data(), n_tok, pos0, ctx.kv_, l, shape, a.att.data(), pool);

@@ -186,9 +186,8 @@ void bind_rope(Model& model, Binder& b) {
 
 void llama_bind_weights(Model& model, bool exact_matmul) {
     const Hparams& hp = model.meta.hparams;
-    const int64_t H = hp.hidden_size, F = hp.intermediate_size, V = hp.vocab_size;
+    const int64_t H = hp.hidden_size, V = hp.vocab_size;
     const int64_t Dh = hp.head_dim;
-    const int64_t q_dim = int64_t(hp.num_heads) * Dh, kv_dim = int64_t(hp.num_kv_heads) * Dh;
     Binder b(*model.file, exact_matmul, hp.num_layers);
     model.family = find_family(model.meta.architecture);
     if (!model.family) {
@@ -210,12 +209,15 @@ void llama_bind_weights(Model& model, bool exact_matmul) {
     // Nothing below is sized from an hparam before a tensor of the file has confirmed it: a layer
     // is added only as its tensors are found (a header claiming millions of layers fails at the
     // first missing one, having allocated for the layers the file really holds), and the RoPE
-    // tables ([rotary_dim/2]) are built after blk.0.attn_q.weight ([num_heads * Dh, H]) matched its
+    // tables ([rotary_dim/2]) are built after blk.0.attn_q.weight ([heads(0) * Dh, H]) matched its
     // shape.
     model.layers.reserve(std::min<size_t>(size_t(hp.num_layers), model.file->tensors().size() / 9));
     for (int l = 0; l < hp.num_layers; ++l) {
         model.layers.emplace_back();
         LlamaLayer& L = model.layers.back();
+        // Per-layer widths (a pruned model's) or the global ones.
+        const int64_t F = hp.ffn_dim(l);
+        const int64_t q_dim = int64_t(hp.heads(l)) * Dh, kv_dim = int64_t(hp.kv_heads(l)) * Dh;
         L.attn_norm = b.f32(LlamaTensor::ATTN_NORM, l, true, H);
         L.wq = b.matrix(LlamaTensor::ATTN_Q, l, q_dim, H);
         L.wk = b.matrix(LlamaTensor::ATTN_K, l, kv_dim, H);

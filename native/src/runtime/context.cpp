@@ -72,10 +72,11 @@ ContextConfig resolve_context_config(const Model& model, const edgert_context_pa
 
 namespace {
 
-// The cache's view of the layers: heads and sliding windows (hparams, read in one place).
+// The cache's view of the layers: KV heads (per layer in a pruned model) and sliding windows
+// (hparams, read in one place).
 std::vector<KvLayerSpec> kv_layer_specs(const Hparams& hp) {
     std::vector<KvLayerSpec> specs;
-    for (int l = 0; l < hp.num_layers; ++l) specs.push_back({hp.num_kv_heads, hp.window(l)});
+    for (int l = 0; l < hp.num_layers; ++l) specs.push_back({hp.kv_heads(l), hp.window(l)});
     return specs;
 }
 

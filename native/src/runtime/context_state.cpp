@@ -140,7 +140,7 @@ StateHeader expected_header(const Context& c, int32_t n_past, uint32_t version) 
     h.version = version;
     h.model_id = model_id(c.model());
     h.num_layers = kv.n_layers();
-    h.num_kv_heads = kv.n_kv_heads();
+    h.num_kv_heads = c.model().meta.hparams.num_kv_heads;  // the maximum when layers differ
     h.head_dim = kv.head_dim();
     h.k_type = static_cast<int32_t>(kv.k_type());
     h.v_type = static_cast<int32_t>(kv.v_type());

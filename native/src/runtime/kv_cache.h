@@ -20,6 +20,9 @@
 // Each window layer remembers the oldest position it still holds intact (kept_from): writing
 // overwrites older positions, and a state file (context_state.cpp) brings back only the window.
 // trim() to n_keep is possible when the window of position n_keep is still held.
+//
+// Each layer has its own KV head count (a structurally pruned model's differ), its heads' rows
+// laid out after the previous layer's, so the cache holds exactly the rows the model uses.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -1,8 +1,14 @@
 // dequant_ref.cpp — rows of any dtype to float, and the exact (unquantized-activation) matmul
 // that bounds the error of activation quantization in tests.
+//
+// The QFormat types compute each value as gguf.quants.dequantize does, operation for operation in
+// float32 — (D * sc) * v, then - dmin * m or + m — so the values are equal bit for bit (tested
+// against the gguf package). This file is compiled with -ffp-contract=off: a fused multiply-add
+// (AArch64 contracts by default) would round once where numpy rounds twice.
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "kernels/qformat.h"
 #include "kernels/ref/ref_kernels.h"
 
 namespace edgert {
@@ -55,6 +61,21 @@ void row_to_float(DType t, const void* data, int64_t row, int64_t n, float* out)
                 for (int j = 0; j < kQK; ++j) out[k * kQK + j] = d * static_cast<float>(b[k].qs[j]);
             }
             return;
+        }
+        default: break;
+    }
+    const QFormat f = qformat(t);
+    QBlock qb;
+    for (int64_t k = 0; k < n / kQK; ++k) {
+        qblock_decode(t, base, k, qb);
+        const float d = fp16_to_fp32(qb.d);
+        const float dm = fp16_to_fp32(qb.dm);
+        for (int j = 0; j < kQK; ++j) {
+            const float scale = f.n_sub > 0 ? d * static_cast<float>(qb.sc[j / 16]) : d;
+            float v = scale * static_cast<float>(qcode_value(f, qb.code[j]));
+            if (f.k_min) v = v - dm * static_cast<float>(qb.m);
+            if (f.f_min) v = v + dm;
+            out[k * kQK + j] = v;
         }
     }
 }

@@ -25,6 +25,10 @@ void gemm_q4_1_ref(const WeightView& w, const BlockQ8Act* xq, int64_t r0, int64_
                    int64_t t1, float* y, int64_t ldy);
 void gemm_q8_0_ref(const WeightView& w, const BlockQ8Act* xq, int64_t r0, int64_t r1, int64_t t0,
                    int64_t t1, float* y, int64_t ldy);
+// q5_0, q5_1, iq4_nl, q3_k, q4_k, q5_k, q6_k, iq4_xs (qformat.h), one instantiation per type.
+template <DType T>
+void gemm_qformat_ref(const WeightView& w, const BlockQ8Act* xq, int64_t r0, int64_t r1, int64_t t0,
+                      int64_t t1, float* y, int64_t ldy);
 void gemm_f32_ref(const WeightView& w, const float* x, int64_t r0, int64_t r1, int64_t t0,
                   int64_t t1, float* y, int64_t ldy);
 void gemm_f16_ref(const WeightView& w, const float* x, int64_t r0, int64_t r1, int64_t t0,

@@ -21,6 +21,7 @@
 #include <cstdint>
 
 #include "kernels/kernel_table.h"
+#include "kernels/packed_qformat.h"  // outside the namespace: the ISA headers below use it
 #include "kernels/q8act_limits.h"
 #include "kernels/ref/ref_kernels.h"
 #include "kernels/tile_loops.h"
@@ -225,11 +226,18 @@ struct Q8_0Kernel {
 
 #include "kernels/x86/packed_avx512vnni.h"
 #include "kernels/x86/packed_amx.h"
+#include "kernels/x86/packed_qformat_avx512.h"
 
-size_t packed_bytes(DType t, int64_t rows, int64_t cols) { return packed_weight_bytes(t, rows, cols, kPackRows); }
+static_assert(kQfRows == kPackRows, "one pack_rows for every type");
+
+size_t packed_bytes(DType t, int64_t rows, int64_t cols) {
+    if (dtype_is_qformat(t)) return packed_qformat_bytes(t, rows, cols, kQfRows);
+    return packed_weight_bytes(t, rows, cols, kPackRows);
+}
 
 void pack_weight(DType t, const void* src, int64_t rows, int64_t cols, void* dst) {
-    pack_row_groups(t, src, rows, cols, dst, kPackRows);
+    if (dtype_is_qformat(t)) pack_qformat(t, src, rows, cols, dst, kQfRows);
+    else pack_row_groups(t, src, rows, cols, dst, kPackRows);
 }
 
 template <class K>
@@ -437,6 +445,17 @@ constexpr KernelTable avx512_table(const char* name, QGemmFn q4_0, QGemmFn q4_1,
         q4_0,
         q4_1,
         q8_0,
+        // The qformat.h types: the packed kernel (no AMX path: their per-16/32 integer
+        // sub-scales would need one tile product per sub-block).
+        gemm_qformat<DType::Q5_0>,
+        gemm_qformat<DType::Q5_1>,
+        gemm_qformat<DType::IQ4_NL>,
+        gemm_qformat<DType::Q3_K>,
+        gemm_qformat<DType::Q4_K>,
+        gemm_qformat<DType::Q5_K>,
+        gemm_qformat<DType::Q6_K>,
+        gemm_qformat<DType::IQ4_XS>,
+        gemm_qformat<DType::Q3_0>,
         gemm_f<FType::F32>,
         gemm_f<FType::F16>,
         gemm_f<FType::BF16>,

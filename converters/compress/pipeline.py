@@ -1,0 +1,148 @@
+"""The one pipeline the CLI (`edgert compress`) and Python (`compress()`) share:
+
+    check the recipe and inputs → read the teacher → calibration data → [source]
+      → prune → [pruned] → refit → [refit] → distill → [healed] → quantize → [quantized]
+      → write OUT atomically
+
+Bracketed names are the quality report's rows. Each stage is a function from a model
+description to a model description. The teacher's weights are dropped as soon as no stage needs
+them (only distillation does), so without distillation the peak memory stays near one float
+copy of the model plus one block's calibration activations.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from edgert.errors import InvalidArgumentError
+
+from .recipe import Recipe
+
+
+@dataclass
+class CompressResult:
+    path: Path
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    table: str = ""
+    seconds: float = 0.0
+
+
+def _say(progress: bool, msg: str) -> None:
+    if progress:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _save_stage(where, stage: str, model, rep) -> None:
+    if where is not None:
+        from .write import write_desc
+        Path(where).mkdir(parents=True, exist_ok=True)
+        write_desc(model, Path(where) / f"{stage}.edgt",
+                   compression={"stage": stage, "report": [s.as_dict() for s in rep.stages]})
+
+
+def compress(src: str | os.PathLike, out: str | os.PathLike, recipe: Optional[Recipe] = None, *,
+             progress: Optional[bool] = None, tokenizer: Optional[str] = None,
+             save_stages: Optional[str | os.PathLike] = None,
+             save_calib: Optional[str | os.PathLike] = None) -> CompressResult:
+    """Compress `src` into the `.edgt` file `out` under `recipe` (default: GPTQ q4_0 on 128
+    sequences sampled from the model). Returns the path and the quality report.
+    save_stages: a directory that also receives each float stage as `pruned.edgt` / `healed.edgt`
+    (f32), for evaluating them on other text. save_calib: keep the calibration tokens (.npz) for
+    another run's `--calib FILE.npz`."""
+    import torch
+
+    from . import calibration, distill, model_desc, prune, quantize_stage, report, write
+
+    recipe = recipe or Recipe()
+    progress = sys.stderr.isatty() if progress is None else progress
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t_start = time.monotonic()
+    if recipe.threads:
+        torch.set_num_threads(recipe.threads)
+    # Inputs that need no model are checked first.
+    what, _ = calibration.parse_spec(recipe.calib.source)
+    if what.endswith(".npz"):
+        calibration.load(what)
+    elif what != "self":
+        calibration.check_text_file(what)
+    if recipe.quant is None and not recipe.prune.active and not recipe.distill.active:
+        raise InvalidArgumentError("nothing to do: give --prune, --distill and/or --quant")
+    if recipe.distill.active and not recipe.prune.active and recipe.quant is None:
+        _say(progress, "note: distilling an unpruned, unquantized student only retrains the teacher")
+
+    _say(progress, f"reading {src}")
+    teacher = model_desc.from_source(src, allow_quantized=recipe.allow_quantized_source, tokenizer=tokenizer)
+    recipe.prune.validate(teacher)
+    if recipe.quant is not None:
+        quantize_stage.check_target(teacher, recipe.quant)
+
+    calib = calibration.make(teacher, recipe.calib.source, seq_len=recipe.calib.seq_len, n=recipe.calib.n,
+                             seed=recipe.seed, n_heldout=recipe.calib.heldout, progress=progress)
+    if save_calib is not None:
+        calibration.save(calib, save_calib)
+    vocab = int(teacher.hparams["vocab_size"])
+    if int(calib.train.max()) >= vocab or int(calib.heldout.max()) >= vocab:
+        raise InvalidArgumentError(f"--calib {recipe.calib.source}: token ids outside this model's vocabulary")
+    rep = report.QualityReport(calib.heldout)
+    extra: dict[str, Any] = {}
+    try:
+        _say(progress, "measuring the source")
+        rep.measure("source", teacher)
+        model = teacher
+        if recipe.prune.active:
+            model, pres = prune.prune_model(teacher, calib.train, recipe.prune, progress=progress,
+                                            drop_source=not (recipe.distill.active or recipe.prune.refit))
+            extra["prune"] = pres.as_dict()
+            rep.measure("pruned", model)
+            _save_stage(save_stages, "pruned", model, rep)
+            if recipe.prune.refit:
+                errs = prune.refit_ffn(model, teacher, pres, calib.train, progress=progress)
+                extra["prune"]["refit_ffn_error_mean"] = round(sum(errs) / max(len(errs), 1), 5)
+                rep.measure("refit", model)
+                _save_stage(save_stages, "refit", model, rep)
+                if not recipe.distill.active:
+                    teacher.weights.clear()
+        if recipe.distill.active:
+            ckpt = out.with_name(out.name + ".distill.ckpt")
+            student = model if model is not teacher else teacher.copy()
+            before = {k: v.clone() for k, v in student.weights.items()}
+            extra["distill"] = distill.distill(student, teacher, calib.train, recipe.distill,
+                                               checkpoint=ckpt, progress=progress)
+            model = student
+            healed = rep.measure("healed", model)
+            prev = rep.stages[-2]
+            if prev.kld is not None and healed.kld > prev.kld:
+                # Too few or too noisy steps made the held-back KLD worse: keep the weights from
+                # before distillation (the report keeps both rows; the provenance says so).
+                _say(progress, f"distillation raised the held-back KLD ({prev.kld:.4f} -> {healed.kld:.4f}); "
+                               f"keeping the {prev.stage} weights")
+                student.weights.update(before)
+                extra["distill"]["kept"] = prev.stage
+            del before
+            _save_stage(save_stages, "healed", model, rep)
+        del teacher
+        if recipe.quant is not None:
+            q = quantize_stage.quantize_model(model, calib.train, recipe.quant, progress=progress, seed=recipe.seed)
+            counts: dict[str, int] = {}
+            for t in q.types.values():
+                counts[t] = counts.get(t, 0) + 1
+            extra["quant"] = {"types": counts, **({"awq_alpha_mean": round(sum(q.alphas.values()) / len(q.alphas), 3)}
+                                                  if q.alphas else {})}
+            if recipe.quant.target_bpw is not None:
+                nb, npar = quantize_stage.block_bytes_at(model, {n: q.types[n] for n in model.block_matrix_names()})
+                extra["quant"]["block_bits_per_weight"] = round(8.0 * nb / npar, 4)
+            rep.measure("quantized", model)
+        stages = [s.as_dict() for s in rep.stages]
+        compression = {"recipe": recipe.as_dict(), "calibration": calib.description,
+                       "report": stages, **extra}
+        path = write.write_desc(model, out, compression=compression)
+    finally:
+        rep.close()
+    if recipe.distill.active:
+        out.with_name(out.name + ".distill.ckpt").unlink(missing_ok=True)
+    return CompressResult(path, stages, rep.table(), time.monotonic() - t_start)

@@ -1,0 +1,389 @@
+"""The calibrated quantization stage: streams the calibration activations through the model one
+block at a time and quantizes each linear against the inputs it actually sees, in the order the
+data flows (Q/K/V, O, gate/up, down), each on activations that already went through the
+quantized linears before it (GPTQ's "true sequential" order).
+
+Methods (`--quant TYPE:METHOD`):
+  rtn       round to nearest: byte for byte what `edgert convert --quantize TYPE` writes
+  gptq      GPTQ error compensation (gptq.py) on the format's blocks
+  awq       AWQ scaling (awq.py), then each block's range fitted against the activations
+  awq+gptq  AWQ scaling, then GPTQ
+
+Mixed precision (`--target-bpw B`): every block matrix starts at TYPE; a sensitivity pass measures,
+on the calibration activations, each matrix's output error at every candidate type (round to
+nearest), and matrices move one type up where that buys the most error per extra byte, until
+the next move would exceed B bits per weight (over the blocks' matrices, scales included).
+
+Memory: one block's activations for the calibration set, plus one matrix's Hessian (in × in f64);
+the weights are replaced in place as they are quantized.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+
+from edgert.errors import InvalidArgumentError
+
+from .. import quantize as codec
+from ..dtypes import BY_NAME, F16, DType
+from ..llama_tensor_names import name as reg
+from . import awq, forward
+from .gptq import Hessian, gptq_quantize, output_error_h
+from .grids import FALLBACK, GRIDS, grid_for, quantize_matrix
+from .model_desc import ModelDesc
+
+METHODS = ("rtn", "gptq", "awq", "awq+gptq")
+EMBED_NAMES = ("token_embd.weight", "output.weight")
+# The linears of one block, grouped by the input they share.
+INPUT_GROUPS = (("ATTN_Q", ("ATTN_Q", "ATTN_K", "ATTN_V")), ("ATTN_OUTPUT", ("ATTN_OUTPUT",)),
+                ("FFN_GATE", ("FFN_GATE", "FFN_UP")), ("FFN_DOWN", ("FFN_DOWN",)))
+
+
+def quant_types() -> list[str]:
+    """Block types calibrated quantization can target, cheapest first."""
+    return sorted(GRIDS, key=lambda t: BY_NAME[t].block_bytes / BY_NAME[t].block_size)
+
+
+def bits_per_weight(t: str) -> float:
+    d = BY_NAME[t]
+    return 8.0 * d.block_bytes / d.block_size
+
+
+@dataclass
+class QuantSpec:
+    type: str = "q4_0"
+    method: str = "gptq"
+    target_bpw: Optional[float] = None
+    damp: float = 0.01
+    act_order: int = 0                 # 1: GPTQ in decreasing Hessian-diagonal order, static groups
+    embed_type: Optional[str] = None   # default: q8_0 under types of < 8 bits, as the converter does
+                                       # (rounded to nearest: it is looked up, and multiplied last)
+    chunk: int = 8                     # calibration sequences per forward chunk
+
+    def validate(self) -> None:
+        if self.type not in GRIDS:
+            raise InvalidArgumentError(f"--quant type {self.type!r}: calibrated quantization targets "
+                                       f"{', '.join(quant_types())}")
+        if self.method not in METHODS:
+            raise InvalidArgumentError(f"--quant method {self.method!r}: choose one of {', '.join(METHODS)}")
+        if self.embed_type is not None and self.embed_type not in BY_NAME:
+            raise InvalidArgumentError(f"embed_type {self.embed_type!r}: one of {', '.join(BY_NAME)}")
+        if self.act_order not in (0, 1):
+            raise InvalidArgumentError(f"act_order={self.act_order}: 0 or 1")
+        if not 0 < self.damp < 1:
+            raise InvalidArgumentError(f"damp {self.damp}: a fraction of the mean Hessian diagonal in (0, 1)")
+
+
+@dataclass
+class QuantResult:
+    types: dict[str, str] = field(default_factory=dict)    # matrix -> type written
+    alphas: dict[str, float] = field(default_factory=dict)  # AWQ exponent per input group
+    errors: dict[str, float] = field(default_factory=dict)  # output MSE on calibration inputs
+
+
+def effective_type(t: str, cols: int) -> DType:
+    """What a matrix with `cols` columns is written in under type t: t, its fallback (q3_k -> q3_0
+    for rows that are not whole 256-column super-blocks), or f16 when no block fits."""
+    for name in (t, FALLBACK.get(t)):
+        if name is not None and cols % BY_NAME[name].block_size == 0:
+            return BY_NAME[name]
+    return F16
+
+
+def block_bytes_at(desc: ModelDesc, types: dict[str, str]) -> tuple[int, int]:
+    """(bytes, params) of the block matrices under `types` (f16 where the rows are not whole blocks)."""
+    nbytes = params = 0
+    for n in desc.block_matrix_names():
+        shape = tuple(desc.weights[n].shape)
+        nbytes += effective_type(types[n], shape[-1]).nbytes(shape)
+        params += int(np.prod(shape))
+    return nbytes, params
+
+
+def check_target(desc: ModelDesc, spec: QuantSpec) -> None:
+    """A target no mixture meets is an error before any work."""
+    if spec.target_bpw is None:
+        return
+    low = block_bytes_at(desc, {n: spec.type for n in desc.block_matrix_names()})
+    bpw = 8.0 * low[0] / max(low[1], 1)
+    if spec.target_bpw < bpw - 1e-9:
+        raise InvalidArgumentError(
+            f"--target-bpw {spec.target_bpw}: no mixture meets it; every block matrix at {spec.type} "
+            f"(the cheapest allowed) already takes {bpw:.3f} bits per weight. Choose a target >= "
+            f"{bpw:.3f} or a cheaper --quant type")
+
+
+def _chunks(n: int, size: int):
+    for i in range(0, n, size):
+        yield slice(i, min(i + size, n))
+
+
+def _bar(total: int, enabled: bool, desc: str):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, unit="layer", desc=desc, file=sys.stderr)
+
+
+class _Stream:
+    """The calibration activations entering the current block, [n_seq, T, H], and the inputs of
+    its linears, each computed once, chunk by chunk, with the weights as they are when asked for
+    (so with the linears before it already quantized): the attention output (O's input) and the
+    residual after attention are kept until the block is done, as is the FFN activation (down's
+    input) once gate/up are final."""
+
+    def __init__(self, desc: ModelDesc, ids: torch.Tensor, chunk: int):
+        self.desc, self.chunk = desc, chunk
+        self.hp = desc.hparams
+        self.eps = float(self.hp["rms_norm_eps"])
+        self.freqs = forward.inv_freq(desc.weights, desc.hparams)
+        with torch.no_grad():
+            self.x = forward.embed(desc.weights, ids).clone()
+        self._att = self._h = self._a = None
+
+    def _chunks(self):
+        return _chunks(self.x.shape[0], self.chunk)
+
+    def inputs(self, layer: int, which: str, keep: bool = True):
+        """Yield the input of `which` (an INPUT_GROUPS key) chunk by chunk. keep=False: FFN_DOWN's
+        input from the current gate/up, not kept (AWQ's look before gate/up are quantized)."""
+        W, hp = self.desc.weights, self.hp
+        if which == "ATTN_Q":
+            for sl in self._chunks():
+                yield forward.rms_norm(self.x[sl], W[reg("ATTN_NORM", layer)], self.eps)
+        elif which == "ATTN_OUTPUT":
+            if self._att is None:
+                parts = []
+                for sl in self._chunks():
+                    heads: list = []
+                    x = self.x[sl]
+                    # the block's attention half without the output projection
+                    forward.attention_block(W, hp, layer, x, 0, self.freqs, head_out=heads)
+                    parts.append(heads[0].reshape(x.shape[0], x.shape[1], -1))
+                self._att = torch.cat(parts)
+            for sl in self._chunks():
+                yield self._att[sl]
+        elif which == "FFN_GATE":
+            for sl in self._chunks():
+                yield forward.rms_norm(self._after_attention(layer)[sl], W[reg("FFN_NORM", layer)], self.eps)
+        else:
+            if self._a is not None and keep:
+                for sl in self._chunks():
+                    yield self._a[sl]
+                return
+            h = self._after_attention(layer)
+            parts = []
+            for sl in self._chunks():
+                n = forward.rms_norm(h[sl], W[reg("FFN_NORM", layer)], self.eps)
+                a = torch.nn.functional.silu(n @ W[reg("FFN_GATE", layer)].T) * (n @ W[reg("FFN_UP", layer)].T)
+                if keep:
+                    parts.append(a)
+                yield a
+            if keep:
+                self._a = torch.cat(parts)
+
+    def _after_attention(self, layer: int) -> torch.Tensor:
+        """x + O·attention, with O as it is now (asked for once O is final)."""
+        if self._h is None:
+            if self._att is None:
+                for _ in self.inputs(layer, "ATTN_OUTPUT"):
+                    pass
+            wo = self.desc.weights[reg("ATTN_OUTPUT", layer)]
+            self._h = torch.cat([self.x[sl] + self._att[sl] @ wo.T for sl in self._chunks()])
+            self._att = None
+        return self._h
+
+    def advance(self, layer: int) -> None:
+        """x <- the block's output; the block's kept inputs are dropped."""
+        if self._a is None:
+            for _ in self.inputs(layer, "FFN_DOWN"):
+                pass
+        wd = self.desc.weights[reg("FFN_DOWN", layer)]
+        h = self._after_attention(layer)
+        for sl in self._chunks():
+            self.x[sl] = h[sl] + self._a[sl] @ wd.T
+        self._att = self._h = self._a = None
+
+
+def _collect(stream: _Stream, layer: int, which: str, n_sample: int, gen: torch.Generator, keep: bool = True):
+    """Hessian of the input, and a random sample of its rows (for AWQ's search)."""
+    hess = None
+    sample = []
+    for x in stream.inputs(layer, which, keep):
+        x2 = x.reshape(-1, x.shape[-1])
+        if hess is None:
+            hess = Hessian(x2.shape[1])
+        hess.add(x2)
+        k = min(x2.shape[0], max(n_sample // max(stream.x.shape[0] // stream.chunk, 1), 16))
+        sample.append(x2[torch.randperm(x2.shape[0], generator=gen)[:k]])
+    return hess, torch.cat(sample)
+
+
+def _fold_scales(desc: ModelDesc, layer: int, which: str, s: torch.Tensor) -> None:
+    """Scale the group's input channels by s and undo it where the input is produced."""
+    W = desc.weights
+    members = dict(INPUT_GROUPS)[which]
+    for id in members:
+        W[reg(id, layer)] = W[reg(id, layer)] * s[None, :]
+    if which == "ATTN_Q":
+        W[reg("ATTN_NORM", layer)] = W[reg("ATTN_NORM", layer)] / s
+    elif which == "FFN_GATE":
+        W[reg("FFN_NORM", layer)] = W[reg("FFN_NORM", layer)] / s
+    elif which == "FFN_DOWN":
+        W[reg("FFN_UP", layer)] = W[reg("FFN_UP", layer)] / s[:, None]
+    else:
+        raise AssertionError(which)
+
+
+def _awq(desc: ModelDesc, layer: int, which: str, sample: torch.Tensor, types: dict[str, str],
+         result: QuantResult) -> torch.Tensor:
+    members = dict(INPUT_GROUPS)[which]
+    Ws = [desc.weights[reg(id, layer)] for id in members]
+    eff = effective_type(types[reg(members[0], layer)], Ws[0].shape[1])
+    if not eff.is_block:  # written as f16 (rows not whole blocks): nothing to protect
+        return torch.ones(Ws[0].shape[1])
+    grid = grid_for(eff.name, search=False)
+    s, alpha, _ = awq.search_scales(Ws, sample, grid)
+    result.alphas[f"blk.{layer}.{which.lower()}"] = alpha
+    if alpha > 0:
+        _fold_scales(desc, layer, which, s)
+    else:
+        s = torch.ones_like(s)
+    return s
+
+
+def _quantize_one(W: torch.Tensor, t: str, method: str, H: Optional[torch.Tensor], damp: float,
+                  act_order: bool = False):
+    """(values, bytes, dtype) of one matrix."""
+    dtype = effective_type(t, W.shape[1])
+    t = dtype.name
+    if not dtype.is_block:
+        raw = codec.encode(W.numpy(), dtype)
+        return torch.from_numpy(codec.decode(raw, dtype, tuple(W.shape)).copy()), raw, dtype
+    if method == "rtn" or H is None:
+        raw = codec.encode(W.numpy(), dtype)
+        return torch.from_numpy(codec.decode(raw, dtype, tuple(W.shape)).copy()), raw, dtype
+    if method in ("gptq", "awq+gptq"):
+        wq, raw = gptq_quantize(W, H, grid_for(t), damp=damp, act_order=act_order)
+        return wq, raw, dtype
+    wq, raw = quantize_matrix(W, grid_for(t), importance=torch.diag(H).float())  # awq: fitted ranges
+    return wq, raw, dtype
+
+
+def sensitivity_types(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, progress: bool) -> dict[str, str]:
+    """The per-matrix types of --target-bpw (module docstring)."""
+    names = desc.block_matrix_names()
+    types = {n: spec.type for n in names}
+    if spec.target_bpw is None:
+        return types
+    ladder = [t for t in quant_types() if bits_per_weight(t) >= bits_per_weight(spec.type)]
+    err: dict[tuple[str, str], float] = {}
+    stream = _Stream(desc, ids, spec.chunk)
+    bar = _bar(desc.n_layers, progress, "sensitivity")
+    with torch.no_grad():
+        for l in range(desc.n_layers):
+            for which, members in INPUT_GROUPS:
+                hess = None
+                for x in stream.inputs(l, which):
+                    if hess is None:
+                        hess = Hessian(x.shape[-1])
+                    hess.add(x)
+                H = hess.matrix()
+                for id in members:
+                    n = reg(id, l)
+                    for t in ladder:
+                        wq, _, _ = _quantize_one(desc.weights[n], t, "rtn", None, spec.damp)
+                        err[(n, t)] = output_error_h(desc.weights[n], wq, H)
+            stream.advance(l)
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    budget = spec.target_bpw
+    nbytes, params = block_bytes_at(desc, types)
+    limit = budget * params / 8.0
+    while True:
+        best = None
+        for n in names:
+            here = block_bytes_at_one(desc, n, types[n])
+            # The next type up that costs more bytes for this matrix (q3_k and its q3_0 fallback
+            # can be the same thing).
+            ups = [u for u in ladder[ladder.index(types[n]) + 1:] if block_bytes_at_one(desc, n, u) > here]
+            if not ups:
+                continue
+            up = ups[0]
+            extra = block_bytes_at_one(desc, n, up) - here
+            gain = err[(n, types[n])] - err[(n, up)]
+            if extra <= 0 or nbytes + extra > limit:
+                continue
+            score = gain / extra
+            if best is None or score > best[0]:
+                best = (score, n, up, extra)
+        if best is None:
+            break
+        _, n, up, extra = best
+        types[n] = up
+        nbytes += extra
+    return types
+
+
+def block_bytes_at_one(desc: ModelDesc, n: str, t: str) -> int:
+    shape = tuple(desc.weights[n].shape)
+    return effective_type(t, shape[-1]).nbytes(shape)
+
+
+@torch.no_grad()
+def quantize_model(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, *, progress: bool = False,
+                   seed: int = 0) -> QuantResult:
+    """Quantize desc in place (weights replaced by their quantized values, bytes in desc.encoded)."""
+    spec.validate()
+    check_target(desc, spec)
+    result = QuantResult()
+    types = sensitivity_types(desc, ids, spec, progress)
+    result.types.update(types)
+    embed_t = spec.embed_type or ("q8_0" if bits_per_weight(spec.type) < 8 else spec.type)
+    for n in EMBED_NAMES:
+        if n in desc.weights:
+            wq, raw, dt = _quantize_one(desc.weights[n], embed_t, "rtn", None, spec.damp)
+            desc.weights[n], desc.encoded[n] = wq, (dt, raw)
+            result.types[n] = dt.name
+    old_threads = torch.get_num_threads()
+    gen = torch.Generator().manual_seed(seed)
+    stream = _Stream(desc, ids, spec.chunk)
+    bar = _bar(desc.n_layers, progress, f"quantizing ({spec.type}:{spec.method})")
+    try:
+        for l in range(desc.n_layers):
+            for which, members in INPUT_GROUPS:
+                awq_here = spec.method.startswith("awq") and which in ("ATTN_Q", "FFN_GATE")
+                if awq_here and which == "FFN_GATE":
+                    # The down projection's scales fold into the up rows, so they are searched
+                    # (on the float gate/up's output) before gate/up are quantized.
+                    _, sample = _collect(stream, l, "FFN_DOWN", 4096, gen, keep=False)
+                    _awq(desc, l, "FFN_DOWN", sample, types, result)
+                hess, sample = _collect(stream, l, which, 4096, gen)
+                H = hess.matrix()
+                if awq_here:
+                    s = _awq(desc, l, which, sample, types, result)
+                    H = H / s.double()[:, None] / s.double()[None, :]
+                # GPTQ's column loop is many small operations: one thread each wastes less.
+                torch.set_num_threads(1)
+                for id in members:
+                    n = reg(id, l)
+                    W = desc.weights[n]
+                    wq, raw, dt = _quantize_one(W, types[n], spec.method, H, spec.damp, bool(spec.act_order))
+                    result.errors[n] = output_error_h(W, wq, H)
+                    result.types[n] = dt.name
+                    desc.weights[n], desc.encoded[n] = wq, (dt, raw)
+                torch.set_num_threads(old_threads)
+            stream.advance(l)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        torch.set_num_threads(old_threads)
+        if bar is not None:
+            bar.close()
+    return result

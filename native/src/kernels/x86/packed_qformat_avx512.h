@@ -1,0 +1,163 @@
+// packed_qformat_avx512.h — the AVX-512 VNNI kernel of every qformat.h type (q5_0, q5_1, iq4_nl,
+// q3_k, q4_k, q5_k, q6_k, iq4_xs) on the packed_qformat.h layout, 16 rows per group (one zmm
+// lane per row). Part of kernels_avx512vnni.cpp; included only there.
+//
+// Per 32-element block and group: the code fields are turned into 8 "quads" (4 codes of 16 rows
+// each, one byte per code) with one shift and one mask per field, ORed together (iq4: then VPSHUFB
+// through the 16 levels + 128); the block's sub-scales become float vectors D * sc once, shared
+// by all tokens of the tile. Per token: 8 VPDPBUSD with activation quads broadcast from memory,
+// into one int32 chain per sub-scale (two for the per-16 types), each started from the
+// activations' -Z * sum(q) (qformat_offsets.h); then per chain one int->float conversion and one
+// FMA with (D * sc) * x.d; the min term M * x.s is one more FMA. Each output's operations and
+// their order are the same for any tile size, so results do not depend on how a tile was cut.
+//
+// A weight without the packed copy (EDGERT_REPACK=0, or prepared for another ISA) runs the scalar
+// kernel: these types have no canonical-layout SIMD kernel (the re-layout is what makes them fast).
+#pragma once
+
+#include "kernels/packed_qformat.h"
+#include "kernels/qformat_offsets.h"
+
+constexpr int kQfRows = 16;
+constexpr size_t kQfPrefetchBytes = 4096;  // ~ the legacy kernel's 12 blocks ahead
+
+template <DType QT>
+constexpr int qf_unsigned_zero() { return qformat(QT).table ? 128 : qformat(QT).zero; }
+
+// The 8 quads of one block's codes (unsigned bytes, iq4: table values + 128).
+template <DType QT>
+inline void qf_decode_block(const uint8_t* q, __m512i w[8]) {
+    constexpr QFormat F = qformat(QT);
+    constexpr size_t o_nib = pq_nib_offset(QT, kQfRows), o_two = pq_two_offset(QT, kQfRows),
+                     o_one = pq_one_offset(QT, kQfRows);
+    const __m512i m0f = _mm512_set1_epi8(0x0f), m03 = _mm512_set1_epi8(0x03);
+    if constexpr (F.nib) {
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c) {
+            const __m512i v = _mm512_loadu_si512(q + o_nib + 64 * c);
+            w[c] = _mm512_and_si512(v, m0f);
+            w[4 + c] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m0f);
+        }
+    }
+    if constexpr (F.two) {
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; ++h) {
+            const __m512i v = _mm512_loadu_si512(q + o_two + 64 * h);
+#pragma GCC unroll 4
+            for (int m = 0; m < 4; ++m) {
+                __m512i f = _mm512_and_si512(m == 0 ? v : _mm512_srli_epi16(v, 2 * m), m03);
+                if constexpr (F.two_shift != 0) f = _mm512_slli_epi16(f, F.two_shift);
+                w[4 * h + m] = F.nib ? _mm512_or_si512(w[4 * h + m], f) : f;
+            }
+        }
+    }
+    if constexpr (F.one) {
+        const __m512i v = _mm512_loadu_si512(q + o_one);
+        const __m512i bit = _mm512_set1_epi8(static_cast<char>(1 << F.one_shift));
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; ++c) {
+            // Bit c of each byte to bit one_shift (the source bit stays inside its byte).
+            const __m512i moved = c < F.one_shift ? _mm512_slli_epi16(v, F.one_shift - c)
+                                  : c > F.one_shift ? _mm512_srli_epi16(v, c - F.one_shift)
+                                                    : v;
+            w[c] = _mm512_ternarylogic_epi32(w[c], moved, bit, 0xF8);  // w | (moved & bit)
+        }
+    }
+    if constexpr (F.table) {
+        alignas(16) uint8_t lv[16];
+        for (int i = 0; i < 16; ++i) lv[i] = static_cast<uint8_t>(kIQ4Values[i] + 128);
+        const __m512i tbl = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(lv)));
+        for (int c = 0; c < 8; ++c) w[c] = _mm512_shuffle_epi8(tbl, w[c]);
+    }
+}
+
+// Rows [r, r+16) x tokens [t, t+T) of one group over all blocks; stores the rows in mask.
+template <DType QT, int T>
+inline void qf_tile(const uint8_t* grp, int64_t n_super, int64_t nb, const BlockQ8Act* x, int64_t t,
+                    const int32_t* offs, float* y, int64_t ldy, int64_t r, __mmask16 mask) {
+    constexpr QFormat F = qformat(QT);
+    constexpr size_t head = pq_head_bytes(QT, kQfRows), bb = pq_block_bytes(QT, kQfRows),
+                     sb = pq_super_bytes(QT, kQfRows);
+    constexpr bool kOffsets = qf_unsigned_zero<QT>() != 0;
+    __m512 acc[T];
+    for (int j = 0; j < T; ++j) acc[j] = _mm512_setzero_ps();
+    for (int64_t s = 0; s < n_super; ++s) {
+        const uint8_t* p = grp + s * sb;
+        for (size_t l = 0; l < sb; l += 64)  // each group is one sequential stream
+            _mm_prefetch(reinterpret_cast<const char*>(p + kQfPrefetchBytes + l), _MM_HINT_T0);
+        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+        __m512 dmin = _mm512_setzero_ps();
+        if constexpr (F.k_min || F.f_min)
+            dmin = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2 * kQfRows)));
+        for (int k = 0; k < F.blocks_per_super; ++k) {
+            const uint8_t* q = p + head + k * bb;
+            const int64_t b = s * F.blocks_per_super + k;
+            __m512 s0 = d, s1 = d, mn = dmin;
+            if constexpr (F.n_sub >= 1)
+                s0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)))));
+            if constexpr (F.n_sub == 2)
+                s1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + kQfRows)))));
+            if constexpr (F.k_min)
+                mn = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+                                             _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + kQfRows * F.n_sub)))));
+            __m512i w[8];
+            qf_decode_block<QT>(q, w);
+            for (int j = 0; j < T; ++j) {
+                const BlockQ8Act& xb = x[(t + j) * nb + b];
+                const int32_t* q4 = reinterpret_cast<const int32_t*>(xb.qs);
+                const int32_t* o = offs + (j * nb + b) * 2;
+                __m512i a0 = kOffsets ? _mm512_set1_epi32(o[0]) : _mm512_setzero_si512();
+                __m512i a1 = (kOffsets && F.n_sub == 2) ? _mm512_set1_epi32(o[1]) : _mm512_setzero_si512();
+#pragma GCC unroll 4
+                for (int c = 0; c < 4; ++c) {
+                    a0 = _mm512_dpbusd_epi32(a0, w[c], _mm512_set1_epi32(q4[c]));
+                    a1 = _mm512_dpbusd_epi32(a1, w[4 + c], _mm512_set1_epi32(q4[4 + c]));
+                }
+                const __m512 xd = _mm512_set1_ps(xb.d);
+                if constexpr (F.n_sub == 2) {
+                    acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a0), _mm512_mul_ps(s0, xd), acc[j]);
+                    acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a1), _mm512_mul_ps(s1, xd), acc[j]);
+                } else {
+                    acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a0, a1)), _mm512_mul_ps(s0, xd), acc[j]);
+                }
+                if constexpr (F.k_min) acc[j] = _mm512_fnmadd_ps(mn, _mm512_set1_ps(xb.s), acc[j]);
+                if constexpr (F.f_min) acc[j] = _mm512_fmadd_ps(mn, _mm512_set1_ps(xb.s), acc[j]);
+            }
+        }
+    }
+    for (int j = 0; j < T; ++j) _mm512_mask_storeu_ps(y + (t + j) * ldy + r, mask, acc[j]);
+}
+
+template <DType QT>
+void gemm_qformat(const WeightView& w, const BlockQ8Act* xq, int64_t r0, int64_t r1, int64_t t0,
+                  int64_t t1, float* y, int64_t ldy) {
+    if (w.packed == nullptr) {
+        gemm_qformat_ref<QT>(w, xq, r0, r1, t0, t1, y, ldy);
+        return;
+    }
+    constexpr QFormat F = qformat(QT);
+    constexpr int T = 8;
+    constexpr size_t sb = pq_super_bytes(QT, kQfRows);
+    const int64_t nb = w.cols / kQK, n_super = nb / F.blocks_per_super;
+    const int32_t* offs = qformat_offsets<F.n_sub, qf_unsigned_zero<QT>()>(xq, nb, t0, t1);
+    const uint8_t* base = static_cast<const uint8_t*>(w.packed);
+    const size_t group_bytes = static_cast<size_t>(n_super) * sb;
+    for (int64_t r = r0; r < r1; r += kQfRows) {  // r0 is a multiple of kQfRows (pack_rows)
+        const int64_t valid = r1 - r < kQfRows ? r1 - r : kQfRows;
+        const __mmask16 m = static_cast<__mmask16>((1u << valid) - 1);
+        const uint8_t* grp = base + (r / kQfRows) * group_bytes;
+        int64_t t = t0;
+        for (; t + T <= t1; t += T) qf_tile<QT, T>(grp, n_super, nb, xq, t, offs + (t - t0) * nb * 2, y, ldy, r, m);
+        const int32_t* o = offs + (t - t0) * nb * 2;
+        switch (t1 - t) {
+            case 7: qf_tile<QT, 7>(grp, n_super, nb, xq, t, o, y, ldy, r, m); break;
+            case 6: qf_tile<QT, 6>(grp, n_super, nb, xq, t, o, y, ldy, r, m); break;
+            case 5: qf_tile<QT, 5>(grp, n_super, nb, xq, t, o, y, ldy, r, m); break;
+            case 4: qf_tile<QT, 4>(grp, n_super, nb, xq, t, o, y, ldy, r, m); break;
+            case 3: qf_tile<QT, 3>(grp, n_super, nb, xq, t, o, y, ldy, r, m); break;
+            case 2: qf_tile<QT, 2>(grp, n_super, nb, xq, t, o, y, ldy, r, m); break;
+            case 1: qf_tile<QT, 1>(grp, n_super, nb, xq, t, o, y, ldy, r, m); break;
+            default: break;
+        }
+    }
+}
