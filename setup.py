@@ -75,7 +75,7 @@ converter_packages = ["edgert.converters" + ("." + p if p else "")
                       for p in [""] + find_packages("converters")]
 
 setup(
-    packages=["edgert"] + converter_packages,
+    packages=["edgert", "edgert.server"] + converter_packages,
     package_dir={"edgert": "edgert", "edgert.converters": "converters"},
     ext_modules=[CMakeExtension("edgert._edgert", NATIVE)],
     package_data={"edgert.converters": ["*.def"]},

@@ -12,7 +12,7 @@ from . import dtypes
 from .gguf_reader import GGUFFile, ggml_type_name
 from .gguf_tokenizer import tokenizer_metadata
 from .llama_tensor_names import NAMES
-from .source_model import SourceModel, SourceTensor, permuted_loader
+from .source_model import SourceModel, SourceTensor, generation_defaults, permuted_loader
 
 # GGUF tensor type -> edgert dtype; ids are shared, so this is the supported subset.
 _CARRIED = {t.id: t for t in (dtypes.F32, dtypes.F16, dtypes.BF16, dtypes.Q8_0, dtypes.Q4_0, dtypes.Q4_1)}
@@ -88,4 +88,9 @@ def read_gguf(path: Path, g: GGUFFile) -> SourceModel:
             load = permuted_loader(load, rows, hp["num_kv_heads"])
         tensors.append(SourceTensor(info.name, info.shape, _CARRIED[info.ggml_type], load))
     name = g.get("general.name") or path.stem
-    return SourceModel("gguf", str(name), hp, tok, chat_template, tensors)
+    # llama.cpp's recommended-sampling keys (general.sampling.*), when the GGUF carries them.
+    sampling = {"temperature": g.get("general.sampling.temp"), "top_k": g.get("general.sampling.top_k"),
+                "top_p": g.get("general.sampling.top_p"), "min_p": g.get("general.sampling.min_p"),
+                "repetition_penalty": g.get("general.sampling.penalty_repeat")}
+    return SourceModel("gguf", str(name), hp, tok, chat_template, tensors,
+                       generation_defaults({k: v for k, v in sampling.items() if v is not None}))

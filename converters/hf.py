@@ -18,7 +18,7 @@ from edgert.errors import ModelFormatError, UnsupportedModelError
 from . import dtypes
 from .llama_tensor_names import name as reg
 from .safetensors_reader import SafetensorsFile
-from .source_model import SourceModel, SourceTensor
+from .source_model import SourceModel, SourceTensor, generation_defaults
 
 SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM")
 
@@ -197,4 +197,6 @@ def read_hf(src: Path) -> tuple[SourceModel, list[Path]]:
         "tie_embeddings": tie, "attention_bias": bias,
     }
     tok, template = _tokenizer(src, cfg)
-    return SourceModel("hf", src.name, hp, tok, template, tensors), [p.path for p in shards]
+    gen = _load_json(src / "generation_config.json") if (src / "generation_config.json").exists() else {}
+    return (SourceModel("hf", src.name, hp, tok, template, tensors, generation_defaults(gen)),
+            [p.path for p in shards])

@@ -27,6 +27,27 @@ class SourceModel:
     tokenizer: dict[str, Any]          # the `tokenizer` object of the metadata
     chat_template: str | None
     tensors: list[SourceTensor] = field(default_factory=list)
+    # The model's own sampling defaults (metadata `generation_config`), when the source has them.
+    generation_config: dict[str, Any] | None = None
+
+
+# Sampling keys a generation config may carry into the metadata, with their types.
+GENERATION_KEYS: dict[str, type] = {"do_sample": bool, "temperature": float, "top_k": int,
+                                    "top_p": float, "min_p": float, "repetition_penalty": float}
+
+
+def generation_defaults(src: dict[str, Any]) -> dict[str, Any] | None:
+    """The sampling keys of a Hugging Face generation_config.json (or the same keys from
+    another source), type-checked; None when it has none (bos/eos ids alone are no defaults)."""
+    out: dict[str, Any] = {}
+    for key, typ in GENERATION_KEYS.items():
+        v = src.get(key)
+        if v is None or isinstance(v, bool) != (typ is bool):
+            continue
+        if typ is not bool and not isinstance(v, (int, float)):
+            continue
+        out[key] = typ(v)
+    return out or None
 
 
 def rope_rows_to_hf_order(n_rows: int, n_heads: int) -> np.ndarray:

@@ -103,9 +103,38 @@ class SamplerParams:
     repeat_last_n: int = 64
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """The one place sampling arguments are range-checked (LLM, the CLI and the server all
+        build a SamplerParams), so each out-of-range value is an InvalidArgumentError that says
+        what is allowed instead of being silently clamped by the native sampler."""
+        def number(name: str, lo: float, hi: float, what: str) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+                raise InvalidArgumentError(f"{name} must be a number, got {type(v).__name__}")
+            if not (lo <= float(v) <= hi):  # also refuses NaN
+                raise InvalidArgumentError(f"{name}={v} is out of range: {what}")
+
+        def integer(name: str, lo: int, hi: int, what: str) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise InvalidArgumentError(f"{name} must be an integer, got {type(v).__name__}")
+            if not lo <= int(v) <= hi:
+                raise InvalidArgumentError(f"{name}={v} is out of range: {what}")
+
+        number("temperature", 0.0, 1e6,
+               "use a temperature >= 0 (0 = greedy)")
+        integer("top_k", 0, 2**31 - 1, "use top_k >= 0 (0 = off)")
+        number("top_p", 0.0, 1.0, "use top_p in [0, 1] (1 = off)")
+        number("min_p", 0.0, 1.0, "use min_p in [0, 1] (0 = off)")
+        number("repeat_penalty", 1e-6, 1e6, "use a repeat_penalty > 0 (1 = off)")
+        integer("repeat_last_n", 0, 2**31 - 1, "use repeat_last_n >= 0")
+        integer("seed", 0, 2**64 - 1, "seed must lie in [0, 2**64)")
+
     def to_native(self) -> Any:
-        if self.seed < 0 or self.seed >= 2**64:
-            raise InvalidArgumentError("seed must lie in [0, 2**64)")
+        self.validate()
         p = _edgert.SamplerParams()
         for key, value in asdict(self).items():
             setattr(p, key, value)
@@ -243,8 +272,14 @@ class Sampler:
             raise InvalidArgumentError("the sampler is closed; create a new one")
         return self._handle
 
-    def sample(self, logits: np.ndarray) -> int:
-        return _edgert.sampler_sample(self.handle, logits)
+    def sample(self, logits: np.ndarray, mask: Optional[np.ndarray] = None) -> int:
+        """A token for these logits. mask: None, or a grammar engine's bitmask (int32 words, bit
+        t % 32 of word t // 32 = token t allowed), applied in native code."""
+        return _edgert.sampler_sample(self.handle, logits, mask)
+
+    def probs(self, logits: np.ndarray, mask: Optional[np.ndarray] = None) -> np.ndarray:
+        """The distribution sample() would draw from (float32 [vocab]); the RNG is not used."""
+        return _edgert.sampler_probs(self.handle, logits, mask)
 
     def accept(self, token: int) -> None:
         _edgert.sampler_accept(self.handle, token)

@@ -21,6 +21,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -301,15 +302,51 @@ void sampler_free(Sampler& smp) {
     smp.ptr = nullptr;
 }
 
-int32_t sampler_sample(Sampler& smp, const py::array& logits) {
-    edgert_sampler* s = smp.get();
-    auto arr = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(logits);
+using LogitsArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using MaskArray = py::array_t<uint32_t, py::array::c_style>;
+
+LogitsArray logits_of(const py::array& logits) {
+    auto arr = LogitsArray::ensure(logits);
     if (!arr || arr.ndim() != 1 || arr.size() == 0)
         raise_error(EDGERT_ERR_INVALID_ARGUMENT, "logits must be a non-empty 1-D float32 array");
+    return arr;
+}
+
+// A grammar engine's bitmask (int32 or uint32 words, bit t % 32 of word t / 32 = token t
+// allowed), viewed without a copy: the words are reinterpreted as uint32, never converted.
+std::optional<MaskArray> mask_of(const py::object& mask) {
+    if (mask.is_none()) return std::nullopt;
+    py::array arr = py::array::ensure(mask);
+    if (!arr || arr.ndim() != 1 || arr.itemsize() != 4 ||
+        (arr.dtype().kind() != 'i' && arr.dtype().kind() != 'u'))
+        throw py::type_error("the token mask must be a 1-D int32 or uint32 array of bitmask words");
+    if (!(arr.flags() & py::array::c_style))
+        raise_error(EDGERT_ERR_INVALID_ARGUMENT, "the token mask must be C-contiguous");
+    return MaskArray(arr.attr("view")(py::dtype::of<uint32_t>()));
+}
+
+int32_t sampler_sample(Sampler& smp, const py::array& logits, const py::object& mask) {
+    edgert_sampler* s = smp.get();
+    LogitsArray arr = logits_of(logits);
+    const std::optional<MaskArray> words = mask_of(mask);
     int32_t token = -1;
     std::lock_guard<std::mutex> lock(smp.mu);
-    check(edgert_sampler_sample(s, arr.data(), static_cast<int32_t>(arr.size()), &token));
+    check(edgert_sampler_sample_masked(s, arr.data(), static_cast<int32_t>(arr.size()),
+                                       words ? words->data() : nullptr,
+                                       words ? static_cast<int32_t>(words->size()) : 0, &token));
     return token;
+}
+
+py::array_t<float> sampler_probs(Sampler& smp, const py::array& logits, const py::object& mask) {
+    edgert_sampler* s = smp.get();
+    LogitsArray arr = logits_of(logits);
+    const std::optional<MaskArray> words = mask_of(mask);
+    py::array_t<float> out(arr.size());
+    std::lock_guard<std::mutex> lock(smp.mu);
+    check(edgert_sampler_probs(s, arr.data(), static_cast<int32_t>(arr.size()),
+                               words ? words->data() : nullptr,
+                               words ? static_cast<int32_t>(words->size()) : 0, out.mutable_data()));
+    return out;
 }
 
 // The Python callable behind edgert_token_callback. Its exception (KeyboardInterrupt included)
@@ -470,7 +507,12 @@ PYBIND11_MODULE(_edgert, m) {
               edgert_sampler_accept(p, token);
           },
           py::arg("sampler"), py::arg("token"));
-    m.def("sampler_sample", &sampler_sample, py::arg("sampler"), py::arg("logits"));
+    m.def("sampler_sample", &sampler_sample, py::arg("sampler"), py::arg("logits"),
+          py::arg("mask") = py::none(),
+          "edgert_sampler_sample_masked: mask is None or a grammar engine's bitmask words.");
+    m.def("sampler_probs", &sampler_probs, py::arg("sampler"), py::arg("logits"),
+          py::arg("mask") = py::none(),
+          "edgert_sampler_probs: the distribution the next sample would be drawn from.");
 
     m.def("generate", &generate, py::arg("ctx"), py::arg("sampler"), py::arg("prompt"),
           py::arg("max_new_tokens"), py::arg("stop_tokens") = py::none(),
