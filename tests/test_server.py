@@ -29,6 +29,9 @@ QUESTIONS = ["What is the capital of France?", "Name three colours.", "What is 2
              "Say hello in Spanish.", "What do bees make?", "Name a planet."]
 
 
+APPS: dict[int, object] = {}  # port -> the app serving it (to look at its slots)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -47,6 +50,7 @@ def serve(model: Path, **kw) -> Iterator[str]:
     while not server.started:
         assert time.time() < deadline and thread.is_alive(), "server did not start"
         time.sleep(0.05)
+    APPS[settings.port] = app
     try:
         yield f"http://127.0.0.1:{settings.port}"
     finally:
@@ -201,7 +205,15 @@ def test_api_key_and_queue_full(smollm2_edgt: Path) -> None:
                            headers=auth)
                 assert _error(r, 503)["code"] == "queue_full"
                 assert r.headers["Retry-After"] == "1"
-        # the slot comes back once the stream is closed, and serves again
+        # the client hung up after one chunk: generation stopped within a few tokens instead of
+        # running on to 400 (the slot's cache holds what was generated)
+        slot = APPS[int(url.rsplit(":", 1)[1])].state.server.pool.slots[0]
+        deadline = time.time() + 30
+        while slot.busy and time.time() < deadline:
+            time.sleep(0.05)
+        assert not slot.busy
+        assert len(slot.session.cached) < len(slot.session.tokenizer.encode("Once upon a time")) + 100
+        # the slot serves again
         deadline = time.time() + 30
         while True:
             r = httpx.post(url + "/v1/completions", json={"prompt": "x", "max_tokens": 1},
