@@ -277,3 +277,36 @@ def test_load_concurrent_streams_disconnects_and_bad_requests(base_url: str, ref
     r = httpx.post(url, json={"messages": [{"role": "user", "content": QUESTIONS[0]}],
                               "max_tokens": 20, "temperature": 0}, timeout=300)
     assert r.json()["choices"][0]["message"]["content"] == expected[QUESTIONS[0]]
+
+
+def test_edgert_serve_command(stories_edgt: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    # Without the extra: one line saying what to install.
+    code = ("import sys; sys.modules['fastapi'] = None; from edgert.cli import main; "
+            f"sys.exit(main(['serve', {str(stories_edgt)!r}]))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 1 and 'pip install "edgert[server]"' in r.stderr, r.stderr
+    # Bound beyond loopback without --api-key: it warns, and serves.
+    port = _free_port()
+    p = subprocess.Popen([sys.executable, "-m", "edgert", "serve", str(stories_edgt), "--host",
+                          "0.0.0.0", "--port", str(port)], cwd=tmp_path, stderr=subprocess.PIPE,
+                         stdout=subprocess.DEVNULL, text=True)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.time() < deadline and p.poll() is None, "edgert serve did not start"
+            time.sleep(0.2)
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/completions",
+                       json={"prompt": "Once upon a time", "max_tokens": 8, "temperature": 0})
+        assert r.json()["choices"][0]["text"].startswith(", there was")
+    finally:
+        p.terminate()
+        _, err = p.communicate(timeout=30)
+    assert "warning" in err and "--api-key" in err
