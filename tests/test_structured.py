@@ -64,7 +64,7 @@ def test_native_mask_errors_are_typed() -> None:
 ])
 def test_sampling_arguments_out_of_range_are_errors(stories_edgt: Path, kw: dict, name: str) -> None:
     with pytest.raises(InvalidArgumentError, match=name):
-        SamplerParams(**kw)
+        SamplerParams(**kw).validate()
     with LLM(stories_edgt, n_threads=1) as llm:
         with pytest.raises(InvalidArgumentError, match=name):
             llm.generate("Once", max_tokens=2, **kw)

@@ -187,7 +187,7 @@ class Server:
                                  top_p=pick("top_p"), min_p=pick("min_p"),
                                  repeat_penalty=pick("repeat_penalty"),
                                  seed=req.seed if req.seed is not None
-                                 else int(uuid.uuid4().int % 2**63))
+                                 else int(uuid.uuid4().int % 2**63)).validate()
         except InvalidArgumentError as e:
             raise HTTPError(400, str(e)) from None
 
