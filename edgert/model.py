@@ -243,6 +243,21 @@ class Context:
         _edgert.eval(self.handle, ids, out, all_logits)
         return out
 
+    @staticmethod
+    def eval_batch(contexts: Sequence["Context"], tokens: TokenIds) -> np.ndarray:
+        """One decode step of several contexts of the same model in ONE forward pass
+        (edgert_eval_batch): tokens[t] is appended to contexts[t]; returns float32 [n, vocab],
+        row t bit-identical to contexts[t].eval([tokens[t]]). The weights are read once for all
+        rows, which is what makes a server's parallel slots pay. Threads are contexts[0]'s."""
+        ctxs = list(contexts)
+        if not ctxs or not all(isinstance(c, Context) for c in ctxs):
+            raise InvalidArgumentError("eval_batch needs a non-empty list of edgert.model.Context")
+        ids = check_token_ids("tokens", tokens, ctxs[0].vocab_size)
+        if len(ids) != len(ctxs):
+            raise InvalidArgumentError(f"eval_batch needs one token per context: {len(ids)} tokens "
+                                       f"for {len(ctxs)} contexts")
+        return _edgert.eval_batch([c.handle for c in ctxs], ids)
+
     def generate(self, sampler: "Sampler", prompt: TokenIds, max_new_tokens: int,
                  stop_tokens: Iterable[int] = (),
                  callback: Optional[Callable[[int], Optional[bool]]] = None) -> int:

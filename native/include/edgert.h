@@ -196,6 +196,17 @@ EDGERT_API edgert_status edgert_context_trim(edgert_context *ctx, int32_t n_keep
 EDGERT_API edgert_status edgert_eval(edgert_context *ctx, const int32_t *tokens, int32_t n_tokens,
                                      float *logits, int32_t all_logits);
 
+/* One decode step of n contexts of the same model in one forward pass: tokens[t] is appended to
+ * ctxs[t] (at its own n_past); logits: room for n * vocab_size floats (row t = ctxs[t]'s). The
+ * weights are read once for all of them (a server's parallel conversations). Row t equals what
+ * edgert_eval(ctxs[t], &tokens[t], 1, ...) would give, bit for bit. Threads and scratch are
+ * ctxs[0]'s; n <= its n_batch. Fails without changing any cache with EDGERT_ERR_INVALID_ARGUMENT
+ * (a NULL, a context of another model, a context given twice), EDGERT_ERR_TOKEN or
+ * EDGERT_ERR_CONTEXT_OVERFLOW (a full context). The contexts must not be used by other threads
+ * meanwhile. Added in ABI 1 (no version bump: an addition). */
+EDGERT_API edgert_status edgert_eval_batch(edgert_context *const *ctxs, const int32_t *tokens,
+                                           int32_t n, float *logits);
+
 /* ---------------------------------------------------------------------------------------------
  * Sampler: turns logits into a token. Holds its RNG and the repetition history. */
 typedef struct edgert_sampler edgert_sampler;

@@ -15,6 +15,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <exception>
@@ -244,6 +245,41 @@ void eval(Context& ctx, const py::handle& tokens, const py::object& logits, bool
         if (st != EDGERT_OK) msg = edgert_last_error();
     }
     if (st != EDGERT_OK) raise_error(st, msg.empty() ? std::string(edgert_status_string(st)) : msg);
+}
+
+// edgert_eval_batch: one decode step of several contexts in one pass; returns [n, vocab] logits.
+py::array_t<float> eval_batch(const std::vector<std::shared_ptr<Context>>& ctxs, const py::handle& tokens) {
+    std::vector<int32_t> ids = to_token_vector(tokens);
+    if (ctxs.empty() || ids.size() != ctxs.size()) {
+        raise_error(EDGERT_ERR_INVALID_ARGUMENT, "eval_batch needs one token per context (got " +
+                                                     std::to_string(ids.size()) + " tokens for " +
+                                                     std::to_string(ctxs.size()) + " contexts)");
+    }
+    std::vector<edgert_context*> handles;
+    for (const auto& c : ctxs) {
+        if (!c) raise_error(EDGERT_ERR_INVALID_ARGUMENT, "a context is None");
+        handles.push_back(c->get());
+    }
+    const py::ssize_t vocab = ctxs[0]->model->n_vocab;
+    py::array_t<float> out({static_cast<py::ssize_t>(ids.size()), vocab});
+    float* dst = out.mutable_data();
+    edgert_status st;
+    std::string msg;
+    {
+        py::gil_scoped_release nogil;
+        // Every context locked for the pass, in address order (no deadlock with another batch);
+        // a context given twice is refused by the C API, so lock it once.
+        std::vector<Context*> order;
+        for (const auto& c : ctxs) order.push_back(c.get());
+        std::sort(order.begin(), order.end());
+        order.erase(std::unique(order.begin(), order.end()), order.end());
+        std::vector<std::unique_lock<std::mutex>> locks;
+        for (Context* c : order) locks.emplace_back(c->mu);
+        st = edgert_eval_batch(handles.data(), ids.data(), static_cast<int32_t>(ids.size()), dst);
+        if (st != EDGERT_OK) msg = edgert_last_error();
+    }
+    if (st != EDGERT_OK) raise_error(st, msg.empty() ? std::string(edgert_status_string(st)) : msg);
+    return out;
 }
 
 void context_save(Context& ctx, const std::string& path) {
@@ -485,6 +521,9 @@ PYBIND11_MODULE(_edgert, m) {
           py::arg("all_logits") = false,
           "Evaluate tokens at n_past. logits: None, or a float32 array to fill (vocab_size floats, "
           "or n_tokens * vocab_size with all_logits).");
+
+    m.def("eval_batch", &eval_batch, py::arg("ctxs"), py::arg("tokens"),
+          "edgert_eval_batch: tokens[t] appended to ctxs[t] in one forward pass; float32 [n, vocab].");
 
     m.def("context_save", &context_save, py::arg("ctx"), py::arg("path"));
     m.def("context_load", &context_load, py::arg("ctx"), py::arg("path"));
