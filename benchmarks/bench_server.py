@@ -7,6 +7,7 @@ server process on loopback, as an app would use it.
   concurrency  8 clients streaming different prompts at once on `--parallel 4` vs the same
                prompts one at a time on the same server; every concurrent answer must equal its
                sequential one (greedy). Target: aggregate decode tok/s >= 1.5x one client's.
+               The same with `--no-batch` (slots decoding each on its own) for comparison.
   json         100 chat requests with a JSON schema (varied prompts, temperature 0.7, seeds
                1..100) through the server: every output must parse and validate (jsonschema).
                In process: the grammar mask's share of decode time per token (time in
@@ -61,13 +62,15 @@ def free_port() -> int:
 
 class ServerProcess:
     def __init__(self, model: str, parallel: int, threads: int, n_ctx: int,
-                 speculative: str) -> None:
+                 speculative: str, batch: bool = True) -> None:
         self.port = free_port()
         cmd = [sys.executable, "-m", "edgert", "serve", model, "--port", str(self.port),
                "--parallel", str(parallel), "--ctx", str(n_ctx), "--speculative", speculative,
                "--queue", "64"]
         if threads:
             cmd += ["--threads", str(threads)]
+        if not batch:
+            cmd.append("--no-batch")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         import httpx
         deadline = time.time() + 120
@@ -139,8 +142,9 @@ def bench_overhead(model: str, n_gen: int, rounds: int, threads: int) -> dict[st
 def bench_concurrency(model: str, n_gen: int, parallel: int, clients: int) -> dict[str, Any]:
     import openai
     out: dict[str, Any] = {"parallel": parallel, "clients": clients, "n_gen": n_gen}
-    for label, par in (("single_on_parallel_1", 1), ("server", parallel)):
-        srv = ServerProcess(model, par, 0, 1024, "off")
+    for label, par, batch in (("single_on_parallel_1", 1, True), ("server", parallel, True),
+                              ("server_no_batch", parallel, False)):
+        srv = ServerProcess(model, par, 0, 1024, "off", batch)
         try:
             client = openai.OpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0,
                                    timeout=900)
@@ -155,8 +159,9 @@ def bench_concurrency(model: str, n_gen: int, parallel: int, clients: int) -> di
                 n_seq += n
             seq_s = time.perf_counter() - t0
             out[f"{label}_tok_s"] = n_seq / seq_s
-            if label != "server":
+            if label == "single_on_parallel_1":
                 continue
+            sfx = "" if label == "server" else "_no_batch"
             results: dict[int, tuple[str, int]] = {}
 
             def one(i: int) -> None:
@@ -172,12 +177,14 @@ def bench_concurrency(model: str, n_gen: int, parallel: int, clients: int) -> di
                 t.join()
             conc_s = time.perf_counter() - t0
             n_conc = sum(n for _, n in results.values())
-            out["aggregate_tok_s"] = n_conc / conc_s
-            out["all_correct"] = all(results[i][0] == seq[prompts[i]] for i in range(clients))
+            out["aggregate_tok_s" + sfx] = n_conc / conc_s
+            out["all_correct" + sfx] = all(results[i][0] == seq[prompts[i]] for i in range(clients))
         finally:
             srv.close()
     out["ratio_vs_single_same_server"] = out["aggregate_tok_s"] / out["server_tok_s"]
     out["ratio_vs_single_parallel_1"] = out["aggregate_tok_s"] / out["single_on_parallel_1_tok_s"]
+    out["ratio_no_batch_vs_single_parallel_1"] = (out["aggregate_tok_s_no_batch"]
+                                                  / out["single_on_parallel_1_tok_s"])
     out["loadavg"] = loadavg()
     return out
 
@@ -269,7 +276,10 @@ def main() -> int:
               f"{r['aggregate_tok_s']:.1f} tok/s vs one client {r['server_tok_s']:.1f} tok/s "
               f"({r['ratio_vs_single_same_server']:.2f}x; vs --parallel 1 "
               f"{r['single_on_parallel_1_tok_s']:.1f} tok/s: {r['ratio_vs_single_parallel_1']:.2f}x), "
-              f"answers correct: {r['all_correct']} (load {r['loadavg']})")
+              f"answers correct: {r['all_correct']}; with --no-batch aggregate "
+              f"{r['aggregate_tok_s_no_batch']:.1f} tok/s "
+              f"({r['ratio_no_batch_vs_single_parallel_1']:.2f}x), correct: "
+              f"{r['all_correct_no_batch']} (load {r['loadavg']})")
     if "json" in only:
         r = res["json"] = bench_json(args.model, args.json_requests)
         m = r["mask_share"]

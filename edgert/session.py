@@ -119,6 +119,9 @@ class Session:
         self.tokenizer = tokenizer
         self.cached: list[int] = []  # the ids whose keys/values the cache holds, in order
         self.generation = 0  # bumped by every call that moves the cache; stale streams refuse
+        # The server's slots share one edgert.server.batcher.DecodeBatcher: forward passes go
+        # through it (one at a time; decode steps of several slots in one batched pass).
+        self.batcher: Any = None
 
     @property
     def n_ctx(self) -> int:
@@ -156,6 +159,11 @@ class Session:
         self.ctx.trim(n_keep)
         del self.cached[n_keep:]
 
+    def _pass(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        if self.batcher is None:
+            return fn(*args, **kw)
+        return self.batcher.run(lambda: fn(*args, **kw))
+
     # ---- the token loop ------------------------------------------------------------------------
     def steps(self, ids: list[int], max_tokens: int, params: SamplerParams, *,
               constraint: Any = None, draft: Any = None, penalties: Optional[Penalties] = None,
@@ -172,11 +180,23 @@ class Session:
         timings.finish_reason = "length"
         if max_tokens == 0:
             return
+        if self.batcher is not None:
+            self.batcher.enter()
+        try:
+            yield from self._steps(ids, max_tokens, params, constraint, draft, penalties, timings,
+                                   should_stop)
+        finally:
+            if self.batcher is not None:
+                self.batcher.leave()
+
+    def _steps(self, ids: list[int], max_tokens: int, params: SamplerParams, constraint: Any,
+               draft: Any, penalties: Penalties, timings: Timings,
+               should_stop: Optional[Callable[[], bool]]) -> Iterator[Step]:
         t0 = time.perf_counter()
         keep = self.reuse_prefix(ids)
         timings.n_reused = keep
         generation = self.generation
-        logits = self.ctx.eval(ids[keep:])
+        logits = self._pass(self.ctx.eval, ids[keep:])
         self.cached = list(ids)
         t1 = time.perf_counter()
         timings.prefill_s = t1 - t0
@@ -231,11 +251,12 @@ class Session:
                     room = min(n_ctx - len(self.cached) - 1, max_tokens - produced)
                     drafts = draft.propose(history, room) if draft is not None and room > 0 else None
                     if not drafts:
-                        logits = self.ctx.eval([token])
+                        logits = (self.batcher.decode(self.ctx, token) if self.batcher is not None
+                                  else self.ctx.eval([token]))
                         self.cached.append(token)
                         continue
                     base = len(self.cached)
-                    rows = self.ctx.eval([token, *drafts.tokens], all_logits=True)
+                    rows = self._pass(self.ctx.eval, [token, *drafts.tokens], all_logits=True)
                     self.cached.extend([token, *drafts.tokens])
                     timings.n_verify_passes += 1
                     accepted, pending, hit_eos = self._verify(

@@ -310,3 +310,60 @@ def test_edgert_serve_command(stories_edgt: Path, tmp_path: Path) -> None:
         p.terminate()
         _, err = p.communicate(timeout=30)
     assert "warning" in err and "--api-key" in err
+
+
+def test_decode_batcher_shares_passes_and_keeps_every_row(stories_edgt: Path) -> None:
+    """edgert.server.batcher: four threads decode greedily over their own contexts of one model,
+    their steps sharing batched passes; each must get exactly the tokens its context gives alone,
+    passes must really have been shared, and a context that fills up gets its own error while
+    the others go on."""
+    import numpy as np
+
+    from edgert.errors import ContextOverflowError
+    from edgert.model import ContextParams, Model
+    from edgert.server.batcher import DecodeBatcher
+
+    starts, n_steps = [5, 17, 40, 99], 24
+    with Model(stories_edgt) as model:
+        def alone(start: int) -> list[int]:
+            with model.new_context(ContextParams(n_ctx=64, n_threads=1)) as ctx:
+                out, tok = [], start
+                for _ in range(n_steps):
+                    tok = int(np.argmax(ctx.eval([tok])))
+                    out.append(tok)
+                return out
+        want = [alone(s) for s in starts]
+        batcher = DecodeBatcher(8)
+        got: dict[int, list[int]] = {}
+        errors: dict[int, BaseException] = {}
+        # the last context holds only 10 positions: it overflows midway
+        ctxs = [model.new_context(ContextParams(n_ctx=64 if i < 3 else 10, n_threads=1))
+                for i in range(4)]
+
+        ready = threading.Barrier(4)
+
+        def run(i: int) -> None:
+            batcher.enter()
+            ready.wait()  # all four generations in progress before the first step
+            try:
+                out, tok = [], starts[i]
+                for _ in range(n_steps):
+                    tok = int(np.argmax(batcher.decode(ctxs[i], tok)))
+                    out.append(tok)
+                got[i] = out
+            except BaseException as e:  # noqa: BLE001 - checked below
+                errors[i] = e
+            finally:
+                batcher.leave()
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        for c in ctxs:
+            c.close()
+    assert [got.get(i) for i in range(3)] == want[:3]
+    assert set(errors) == {3} and isinstance(errors[3], ContextOverflowError)
+    # 82 steps in all; a pass per step would be 82 passes
+    assert batcher.batched_rows > 0 and batcher.passes < 3 * n_steps, (batcher.passes,
+                                                                       batcher.batched_rows)

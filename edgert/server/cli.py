@@ -32,7 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--ctx", type=int, default=0,
                    help="context window per slot in tokens (0: min(model's, 4096))")
     p.add_argument("-t", "--threads", type=int, default=0,
-                   help="threads per slot (0: the cores divided among the slots)")
+                   help="threads of a forward pass (0: the physical cores; with --no-batch, "
+                        "threads per slot, 0 dividing the cores among the slots)")
+    p.add_argument("--no-batch", dest="batch_decode", action="store_false",
+                   help="slots decode each on its own instead of sharing one batched forward "
+                        "pass per step (for comparison)")
     p.add_argument("--kv-type", default="auto", choices=["auto", "f32", "f16", "q8", "q4"])
     p.add_argument("--draft", default=None, metavar="MODEL",
                    help="a smaller model with the same vocabulary for speculative decoding")
@@ -72,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         parallel=args.parallel, queue_size=args.queue, api_key=args.api_key, n_ctx=args.ctx,
         n_threads=args.threads, kv_type=args.kv_type,
         draft=resolve_model_path(args.draft) if args.draft else None,
-        speculative=args.speculative, max_body_bytes=args.max_body, model_alias=args.alias)
+        speculative=args.speculative, max_body_bytes=args.max_body, model_alias=args.alias,
+        batch_decode=args.batch_decode)
     app = create_app(settings)
     print(f"edgert serve: {settings.model_id} on http://{args.host}:{args.port}/v1 "
           f"({args.parallel} slot(s), n_ctx {app.state.server.pool.n_ctx} each)", file=sys.stderr)

@@ -15,21 +15,23 @@ class ServerSettings:
     queue_size: int = 16             # requests that may wait for a slot; more get HTTP 503
     api_key: Optional[str] = None    # Authorization: Bearer KEY required when set
     n_ctx: int = 0                   # per slot (0: min(model's, 4096))
-    n_threads: int = 0               # per slot (0: physical cores / parallel, at least 1)
+    n_threads: int = 0               # per forward pass (0: physical cores; see threads_per_slot)
     kv_type: str = "auto"
     draft: Optional[str] = None      # draft model for speculative decoding
     speculative: str = "auto"        # as LLM(speculative=...)
     max_body_bytes: int = 1 << 20    # larger request bodies get HTTP 413
     model_alias: str = ""            # the id /v1/models reports (default: the file's stem)
     retry_after_s: int = 1           # Retry-After of a 503 when the queue is full
+    batch_decode: bool = True        # slots' decode steps share batched passes (server.batcher)
 
     @property
     def model_id(self) -> str:
         return self.model_alias or os.path.splitext(os.path.basename(self.model))[0]
 
     def threads_per_slot(self) -> int:
-        """Threads of each slot's context: slots decode at the same time, so they share the
-        cores instead of each taking all of them (0 = the runtime's default, one slot)."""
-        if self.n_threads > 0 or self.parallel <= 1:
+        """Threads of each slot's context (0 = the runtime's default: physical cores). With
+        batch_decode the slots' passes run one at a time, so each takes all of them; without it
+        slots decode at the same time and share the cores instead."""
+        if self.n_threads > 0 or self.parallel <= 1 or self.batch_decode:
             return self.n_threads
         return max(1, (os.cpu_count() or 1) // self.parallel)

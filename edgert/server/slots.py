@@ -6,7 +6,9 @@ growing chat comes back to its own slot and evaluates only its new tokens. Slots
 state: a slot's cache is reused only for the ids it really holds (Session.reuse_prefix). When
 every slot is busy, up to queue_size requests wait; one more gets QueueFull (HTTP 503).
 Generation runs on a worker thread per request (the native eval releases the GIL), and stops
-within one forward pass once its cancel event is set (a client that went away).
+within one forward pass once its cancel event is set (a client that went away). With more than
+one slot the forward passes go through one DecodeBatcher (edgert.server.batcher): one pass at a
+time on all the threads, the decode steps of every slot that is waiting in ONE batched pass.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from typing import Any, Optional
 from ..model import ContextParams, Model
 from ..session import Session, common_prefix_len
 from ..tokenizer import Tokenizer
+from .batcher import DecodeBatcher
 from .settings import ServerSettings
 
 
@@ -39,16 +42,22 @@ class SlotPool:
         self.model = Model(settings.model)
         self.slots: list[Slot] = []
         self._draft_model: Optional[Model] = None
+        n_slots = max(1, settings.parallel)
+        # A batch has at most n_batch rows (512 by default, at most n_ctx; a larger batch would
+        # only fall back to one-by-one steps).
+        self.batcher = (DecodeBatcher(min(n_slots, 512)) if n_slots > 1 and settings.batch_decode
+                        else None)
         try:
             self.tokenizer = Tokenizer.from_metadata(self.model.metadata)
             threads = settings.threads_per_slot()
             if settings.draft:
                 self._draft_model = Model(settings.draft)
-            for i in range(max(1, settings.parallel)):
+            for i in range(n_slots):
                 ctx = self.model.new_context(ContextParams(
                     n_ctx=settings.n_ctx, n_threads=threads, n_threads_batch=threads,
                     kv_type=settings.kv_type))
                 slot = Slot(i, Session(ctx, self.tokenizer))
+                slot.session.batcher = self.batcher
                 self.slots.append(slot)
                 if self._draft_model is not None:
                     from ..speculative import DraftModel
