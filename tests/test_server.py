@@ -367,3 +367,62 @@ def test_decode_batcher_shares_passes_and_keeps_every_row(stories_edgt: Path) ->
     # 82 steps in all; a pass per step would be 82 passes
     assert batcher.batched_rows > 0 and batcher.passes < 3 * n_steps, (batcher.passes,
                                                                        batcher.batched_rows)
+
+
+def _penalized_greedy(model_path: Path, ids: list[int], n: int, presence: float,
+                      frequency: float, eos: set[int]) -> list[int]:
+    """OpenAI's penalties written out independently: logit -= presence * [count > 0] +
+    frequency * count over the tokens generated so far; then argmax."""
+    import numpy as np
+
+    from edgert.model import ContextParams, Model
+    out: list[int] = []
+    counts: dict[int, int] = {}
+    with Model(model_path) as m, m.new_context(ContextParams(n_ctx=N_CTX, n_threads=2)) as ctx:
+        logits = ctx.eval(ids)
+        for _ in range(n):
+            z = logits.astype(np.float64).copy()
+            for t, c in counts.items():
+                z[t] -= presence + frequency * c
+            tok = int(np.argmax(z))
+            if tok in eos:
+                break
+            out.append(tok)
+            counts[tok] = counts.get(tok, 0) + 1
+            logits = ctx.eval([tok])
+    return out
+
+
+def test_presence_and_frequency_penalties(base_url: str, smollm2_edgt: Path) -> None:
+    """A prompt SmolLM2 answers with repetition: with penalties, LLM.generate and the server's
+    /v1/completions give the tokens of an independent penalized greedy loop (and not the
+    unpenalized ones)."""
+    prompt, n = "one two three one two three one two three one two three", 24
+    with LLM(smollm2_edgt, n_ctx=N_CTX, n_threads=2) as llm:
+        ids = llm.tokenize(prompt)
+        eos = set(llm.tokenizer.eos_token_ids)
+        want = llm.detokenize(_penalized_greedy(smollm2_edgt, ids, n, 0.5, 1.5, eos))
+        plain = llm.detokenize(_penalized_greedy(smollm2_edgt, ids, n, 0.0, 0.0, eos))
+        assert want != plain  # the penalties matter on this prompt
+        got = llm.generate(prompt, max_tokens=n, presence_penalty=0.5, frequency_penalty=1.5)
+        assert got == want
+    r = httpx.post(base_url + "/v1/completions", timeout=300, json={
+        "prompt": prompt, "max_tokens": n, "temperature": 0, "presence_penalty": 0.5,
+        "frequency_penalty": 1.5, "repeat_penalty": 1.0})
+    assert r.json()["choices"][0]["text"] == want
+
+
+def test_growing_chat_reuses_its_slot_cache(client: openai.OpenAI) -> None:
+    """The second turn of a conversation comes back to the slot holding the first and evaluates
+    only its new tokens (usage.prompt_tokens_details.cached_tokens, timings.prompt_cached)."""
+    msgs = [{"role": "user", "content": "Name a large animal."}]
+    first = client.chat.completions.create(model="smollm2", temperature=0, max_tokens=8,
+                                           messages=msgs)
+    msgs += [{"role": "assistant", "content": first.choices[0].message.content},
+             {"role": "user", "content": "And a small one?"}]
+    second = client.chat.completions.create(model="smollm2", temperature=0, max_tokens=8,
+                                            messages=msgs)
+    t = second.model_extra["timings"]
+    assert t["prompt_cached"] >= first.usage.prompt_tokens
+    assert t["prompt_n"] == second.usage.prompt_tokens - t["prompt_cached"]
+    assert second.usage.prompt_tokens_details.cached_tokens == t["prompt_cached"]
