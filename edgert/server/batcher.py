@@ -103,6 +103,10 @@ class DecodeBatcher:
                 self._busy = True
             try:
                 self._execute(batch)
+            except BaseException as e:  # noqa: BLE001 - every job of the pass gets the error
+                for j in batch:
+                    if j.result is None and j.error is None:
+                        j.error = e
             finally:
                 with self._cond:
                     self._busy = False
