@@ -220,3 +220,18 @@ def test_verify_sampled_matches_the_target_exactly_in_expectation() -> None:
     draws = [verify_sampled(p, q, int(rng.choice(5, p=q)), rng)[1] for _ in range(20000)]
     freq = np.bincount(draws, minlength=5) / len(draws)
     np.testing.assert_allclose(freq, p, atol=0.015)
+
+
+def test_bench_speculative_checks_text_and_reports_cpu_time(stories_edgt: Path) -> None:
+    """edgert bench --speculative on one thread: identical text checked, drafts at 0% acceptance
+    really drafted and all rejected, and thread CPU time per token reported for every mode."""
+    from edgert.bench import bench_speculative, format_speculative
+    prompts = [{"name": "story", "messages": [{"role": "user", "content": "Once upon a time"}]}]
+    r = bench_speculative(str(stories_edgt), prompts, n_gen=24, n_threads=1, repeats=1,
+                          n_ctx=128, modes=("lookup", "always-wrong"))
+    p = r["prompts"][0]
+    wrong = p["speculation"]["always-wrong"]
+    assert p["identical"] and wrong["drafted"] > 0 and wrong["accepted"] == 0
+    assert set(p["cpu_tok_s"]) == {"off", "lookup", "always-wrong"}
+    assert all(v > 0 for v in r["cpu_speedup_median"].values())
+    assert "thread CPU time per decoded token" in format_speculative(r)
