@@ -139,7 +139,7 @@ def test_models_health_tokenize(base_url: str, smollm2_edgt: Path) -> None:
 
 
 def _error(r: httpx.Response, status: int) -> dict:
-    assert r.status_code == status, r.text
+    assert r.status_code == status, (r.status_code, r.text)
     err = r.json()["error"]
     assert err["message"] and err["type"]
     return err
