@@ -200,11 +200,15 @@ def test_api_key_and_queue_full(smollm2_edgt: Path) -> None:
         with httpx.Client(timeout=60) as c:
             with c.stream("POST", url + "/v1/completions", json=body, headers=auth) as first:
                 assert first.status_code == 200
-                next(first.iter_lines())  # the only slot is now generating
+                # Keep the iterator: a dropped one is closed at once, which closes the
+                # connection, and the server would cancel the generation under this check.
+                lines = first.iter_lines()
+                next(lines)  # the only slot is now generating
                 r = c.post(url + "/v1/completions", json={"prompt": "x", "max_tokens": 1},
                            headers=auth)
                 assert _error(r, 503)["code"] == "queue_full"
                 assert r.headers["Retry-After"] == "1"
+                del lines
         # the client hung up after one chunk: generation stopped within a few tokens instead of
         # running on to 400 (the slot's cache holds what was generated)
         slot = APPS[int(url.rsplit(":", 1)[1])].state.server.pool.slots[0]
