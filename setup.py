@@ -88,7 +88,7 @@ converter_packages = ["edgert.converters" + ("." + p if p else "")
                       for p in [""] + find_packages("converters")]
 
 setup(
-    packages=["edgert", "edgert.sensor"] + converter_packages,
+    packages=["edgert", "edgert.server", "edgert.sensor"] + converter_packages,
     package_dir={"edgert": "edgert", "edgert.converters": "converters"},
     ext_modules=[CMakeExtension("edgert._edgert", NATIVE)] + sensor_extensions(),
     package_data={"edgert.converters": ["*.def"]},

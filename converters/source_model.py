@@ -3,6 +3,8 @@ hyper-parameters, tokenizer facts and a list of lazily loaded tensors, already r
 registry's names and with Q/K rows in the Hugging Face RoPE order."""
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -28,6 +30,36 @@ class SourceModel:
     chat_template: str | None
     tensors: list[SourceTensor] = field(default_factory=list)
     architecture: str = "llama"        # a row of families.def
+    # The model's own sampling defaults (metadata `generation_config`), when the source has them.
+    generation_config: dict[str, Any] | None = None
+
+
+# Sampling keys a generation config may carry into the metadata, with their types and the range
+# edgert's sampler accepts (SamplerParams.validate).
+GENERATION_KEYS: dict[str, type] = {"do_sample": bool, "temperature": float, "top_k": int,
+                                    "top_p": float, "min_p": float, "repetition_penalty": float}
+_GENERATION_RANGES = {"temperature": (0.0, 1e6), "top_k": (0, 2**31 - 1), "top_p": (0.0, 1.0),
+                      "min_p": (0.0, 1.0), "repetition_penalty": (1e-6, 1e6)}
+
+
+def generation_defaults(src: dict[str, Any]) -> dict[str, Any] | None:
+    """The sampling keys of a Hugging Face generation_config.json (or the same keys from
+    another source), type-checked; None when it has none (bos/eos ids alone are no defaults).
+    The values are advice: one of the wrong type, non-finite or outside the sampler's range is
+    left out (the model still converts; chat then uses edgert's default for that key)."""
+    out: dict[str, Any] = {}
+    for key, typ in GENERATION_KEYS.items():
+        v = src.get(key)
+        if v is None or isinstance(v, bool) != (typ is bool):
+            continue
+        if typ is not bool and not isinstance(v, (int, float)):
+            continue
+        if typ is not bool:
+            lo, hi = _GENERATION_RANGES[key]
+            if not (math.isfinite(v) and lo <= v <= hi) or (typ is int and v != int(v)):
+                continue
+        out[key] = typ(v)
+    return out or None
 
 
 def rope_rows_to_hf_order(n_rows: int, n_heads: int) -> np.ndarray:

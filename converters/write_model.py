@@ -2,12 +2,13 @@
 a progress bar and provenance in the metadata."""
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -45,8 +46,39 @@ def _progress(total: int, enabled: bool | None):
     return tqdm(total=total, unit="tensor", desc="converting", file=sys.stderr)
 
 
+PER_LAYER_HPARAMS = ("layer_types", "layer_intermediate_size", "layer_num_heads", "layer_num_kv_heads")
+
+
+def keep_layers(model: SourceModel, layers: Sequence[int]) -> SourceModel:
+    """A copy of model with only these transformer blocks, renumbered 0.. in the given order:
+    a pruned (shallower) model with the same vocabulary, e.g. a draft for speculative decoding."""
+    from edgert.errors import InvalidArgumentError
+    n = int(model.hparams["num_layers"])
+    layers = [int(i) for i in layers]
+    if not layers or any(not 0 <= i < n for i in layers) or len(set(layers)) != len(layers):
+        raise InvalidArgumentError(f"layers must be distinct block indices in [0, {n}), got {layers}")
+    renumber = {old: new for new, old in enumerate(layers)}
+    tensors = []
+    for t in model.tensors:
+        if t.name.startswith("blk."):
+            block, rest = t.name[4:].split(".", 1)
+            if int(block) not in renumber:
+                continue
+            t = dataclasses.replace(t, name=f"blk.{renumber[int(block)]}.{rest}")
+        tensors.append(t)
+    hp = dict(model.hparams, num_layers=len(layers))
+    # Per-layer hparams (sliding-window layer_types, a pruned model's widths) follow their blocks.
+    for key in PER_LAYER_HPARAMS:
+        if hp.get(key) is not None:
+            hp[key] = [model.hparams[key][i] for i in layers]
+    return dataclasses.replace(model, hparams=hp, tensors=tensors,
+                               name=f"{model.name} (blocks {','.join(map(str, layers))})")
+
+
 def write_model(model: SourceModel, out: Path, *, recipe: str, sources: list[Path], source_label: str,
-                progress: bool | None = None) -> Path:
+                progress: bool | None = None, layers: Sequence[int] | None = None) -> Path:
+    if layers is not None:
+        model = keep_layers(model, layers)
     n_layers = int(model.hparams.get("num_layers", 0)) or None
     tied = bool(model.hparams.get("tie_embeddings", False))
     specs = [TensorSpec(t.name, target_dtype(t.name, t.shape, t.dtype, recipe, n_layers=n_layers,
@@ -65,6 +97,7 @@ def write_model(model: SourceModel, out: Path, *, recipe: str, sources: list[Pat
         "hparams": model.hparams,
         "tokenizer": model.tokenizer,
         "chat_template": model.chat_template,
+        **({"generation_config": model.generation_config} if model.generation_config else {}),
         "quantization": {"recipe": recipe, "tensor_types": dict(sorted(counts.items()))},
         "provenance": {
             "source": source_label,

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import (ChatTemplateError, ContextOverflowError, EdgertError, InvalidArgumentError,
-                     ModelFormatError, ModelVersionError, OutOfMemoryError, TokenIdError,
-                     TokenizerError, UnsupportedModelError)
+from .errors import (ChatTemplateError, ContextOverflowError, EdgertError, GrammarError,
+                     InvalidArgumentError, ModelFormatError, ModelVersionError, OutOfMemoryError,
+                     TokenIdError, TokenizerError, UnsupportedModelError)
 
 __version__ = "0.1.0"
 
@@ -29,7 +29,7 @@ _LAZY = {
 }
 
 __all__ = [
-    "ChatTemplateError", "ContextOverflowError", "EdgertError", "InvalidArgumentError",
+    "ChatTemplateError", "ContextOverflowError", "EdgertError", "GrammarError", "InvalidArgumentError",
     "ModelFormatError", "ModelVersionError", "OutOfMemoryError", "TokenIdError", "TokenizerError",
     "UnsupportedModelError", *_LAZY,
 ]

@@ -249,6 +249,144 @@ def bench_edgert(path: str, n_prompt: int = 512, n_gen: int = 128, n_threads: in
 
 
 # ---------------------------------------------------------------------------------------------
+# Speculative decoding: plain greedy decode vs speculative, on the same prompts, same run
+
+# Two input-grounded prompts (the answer copies spans of the prompt); benchmarks/prompts/
+# input_grounded.json has the full set (--prompts).
+BUILTIN_SPEC_PROMPTS = [
+    {"name": "repeat", "messages": [{"role": "user", "content":
+        "Copy the following text exactly, then stop.\n\nThe Harbour Bridge opened in 1932 after "
+        "eight years of construction. It carries eight lanes of road traffic, two railway lines "
+        "and a footway. The arch spans 503 metres, and the top of the arch stands 134 metres "
+        "above the water."}]},
+    {"name": "code-edit", "messages": [{"role": "user", "content":
+        "Rename the variable `items` to `products` in this Python code and show the whole "
+        "code.\n\n```python\ndef total_price(items, tax_rate):\n    subtotal = 0\n    for item "
+        "in items:\n        subtotal += item.price * item.quantity\n    return subtotal * (1 + "
+        "tax_rate)\n```"}]},
+]
+
+
+class AlwaysWrongDraft:
+    """A draft source whose proposals are rejected: token id 0 (<unk> / a special token the
+    target does not pick), k times. What speculation costs at 0% acceptance, with the adaptive
+    back-off of edgert.speculative in place."""
+
+    def __init__(self) -> None:
+        from edgert.speculative import PromptLookup
+        self._adapt = PromptLookup()._adapt
+
+    def begin(self, history: Sequence[int], params: Any) -> None:
+        self._adapt.reset()
+
+    def propose(self, history: Sequence[int], room: int) -> Any:
+        from edgert.speculative import Drafts
+        if not self._adapt.ready():
+            return None
+        return Drafts([0] * min(self._adapt.k, room))
+
+    def feedback(self, n_drafted: int, n_accepted: int) -> None:
+        self._adapt.feedback(n_drafted, n_accepted)
+
+
+def bench_speculative(path: str, prompts: Sequence[dict[str, Any]], n_gen: int = 128,
+                      n_threads: int = 2, repeats: int = 3, *, draft: Optional[str] = None,
+                      kv_type: str = "auto", n_ctx: int = 2048,
+                      modes: Sequence[str] = ("lookup",)) -> dict[str, Any]:
+    """Greedy decode tok/s of each prompt with speculative="off" and with each mode ("lookup",
+    "draft", "always-wrong"), interleaved per round; medians. Checks the texts are identical.
+    With n_threads == 1 the whole forward pass runs on the calling thread, so its CPU time per
+    decoded token is also reported (cpu_tok_s): on a loaded machine it moves far less than wall
+    time, which is what a few-percent cost (speculation at 0% acceptance) needs."""
+    from edgert.llm import LLM
+    from edgert.model import SamplerParams
+    out: dict[str, Any] = {"model": os.path.basename(path), "n_threads": n_threads,
+                           "n_gen": n_gen, "repeats": repeats, "kv_type": kv_type,
+                           "draft": os.path.basename(draft) if draft else None, "prompts": []}
+    with LLM(path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads, kv_type=kv_type,
+             draft=draft) as llm:
+        has_template = bool(llm.metadata.get("chat_template"))
+        for pr in prompts:
+            if has_template:
+                ids = llm.tokenize(llm.render_chat(pr["messages"]), add_bos=False)
+            else:
+                ids = llm.tokenize(pr["messages"][-1]["content"])
+            samples: dict[str, list[float]] = {m: [] for m in ("off", *modes)}
+            cpu: dict[str, list[float]] = {m: [] for m in ("off", *modes)}
+            texts: dict[str, list[int]] = {}
+            acc: dict[str, Any] = {}
+            for _ in range(repeats):
+                for mode in ("off", *modes):
+                    src = AlwaysWrongDraft() if mode == "always-wrong" else \
+                        llm.draft_source(SamplerParams(), mode)
+                    llm.reset()
+                    t = Timings_()
+                    toks: list[int] = []
+                    c0 = 0.0
+                    for st in llm._session.steps(ids, n_gen, SamplerParams(), draft=src,
+                                                 timings=t):
+                        if not toks:
+                            c0 = time.thread_time()  # decode starts after the first token
+                        toks.append(st.token)
+                    if len(toks) > 1:
+                        cpu[mode].append((len(toks) - 1) / max(time.thread_time() - c0, 1e-9))
+                    texts.setdefault(mode, toks)
+                    if toks != texts["off"] and mode != "off":
+                        raise RuntimeError(f"speculative mode {mode} changed the greedy tokens "
+                                           f"of prompt {pr.get('name')}")
+                    samples[mode].append(t.n_generated / t.decode_s if t.decode_s > 0 else 0.0)
+                    if mode != "off":
+                        acc[mode] = {"drafted": t.n_drafted, "accepted": t.n_accepted,
+                                     "acceptance": t.acceptance, "passes": t.n_verify_passes}
+            med = {m: statistics.median(v) for m, v in samples.items()}
+            med_cpu = {m: statistics.median(v) for m, v in cpu.items() if v}
+            out["prompts"].append({
+                "name": pr.get("name", ""), "n_prompt": len(ids), "n_generated": len(texts["off"]),
+                "decode_tok_s": med, "speedup": {m: med[m] / med["off"] for m in modes
+                                                 if med["off"] > 0},
+                "speculation": acc, "identical": True, "samples": samples,
+                "cpu_tok_s": med_cpu if n_threads == 1 else None})
+    sp = {m: [p["speedup"][m] for p in out["prompts"] if m in p["speedup"]] for m in modes}
+    out["speedup_median"] = {m: statistics.median(v) for m, v in sp.items() if v}
+    tot = {m: (sum(p["n_generated"] for p in out["prompts"]) /
+               sum(p["n_generated"] / p["decode_tok_s"][m] for p in out["prompts"]))
+           for m in ("off", *modes)}
+    out["aggregate_decode_tok_s"] = tot
+    if n_threads == 1 and all(p["cpu_tok_s"] and len(p["cpu_tok_s"]) == len(modes) + 1
+                              for p in out["prompts"]):
+        out["cpu_speedup_median"] = {m: statistics.median(
+            p["cpu_tok_s"][m] / p["cpu_tok_s"]["off"] for p in out["prompts"]) for m in modes}
+    return out
+
+
+def Timings_() -> Any:  # imported late: this module must import without edgert's native code
+    from edgert.session import Timings
+    return Timings()
+
+
+def format_speculative(r: dict[str, Any]) -> str:
+    lines = [f"model        {r['model']}  ({r['n_threads']} threads, {r['repeats']} rounds, "
+             f"medians, greedy, {r['n_gen']} tokens max, KV {r['kv_type']}"
+             + (f", draft {r['draft']}" if r["draft"] else "") + ")"]
+    for p in r["prompts"]:
+        parts = [f"off {p['decode_tok_s']['off']:6.1f} tok/s"]
+        for m, v in p["speedup"].items():
+            a = p["speculation"][m]
+            rate = f"{a['acceptance'] * 100:.0f}%" if a["acceptance"] is not None else "-"
+            parts.append(f"{m} {p['decode_tok_s'][m]:6.1f} tok/s ({v:.2f}x, accepted "
+                         f"{a['accepted']}/{a['drafted']} = {rate})")
+        lines.append(f"{p['name'][:20]:20s} {p['n_generated']:4d} tok  " + "  ".join(parts))
+    agg = r["aggregate_decode_tok_s"]
+    lines.append("aggregate            " + "  ".join(
+        f"{m} {v:6.1f} tok/s" + (f" ({v / agg['off']:.2f}x)" if m != "off" else "")
+        for m, v in agg.items()) + "   identical greedy text: yes")
+    if r.get("cpu_speedup_median"):
+        lines.append("thread CPU time per decoded token, median ratio over prompts: " + "  ".join(
+            f"{m} {v:.3f}x" for m, v in r["cpu_speedup_median"].items()))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
 # CLI: edgert bench
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -265,6 +403,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", type=int, default=0, metavar="N",
                    help="also time decode after N tokens of context (e.g. 4096)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--speculative", action="store_true",
+                   help="instead: greedy decode with and without speculative decoding on "
+                        "input-grounded prompts (identical text checked; acceptance, tok/s)")
+    p.add_argument("--prompts", default=None, metavar="FILE",
+                   help="with --speculative: prompts JSON (benchmarks/prompts/input_grounded.json)")
+    p.add_argument("--draft", default=None, metavar="MODEL",
+                   help="with --speculative: also measure this draft model")
+    p.add_argument("--always-wrong", action="store_true",
+                   help="with --speculative: also measure drafts that are always rejected "
+                        "(the cost of speculation at 0%% acceptance)")
 
 
 def format_result(r: dict[str, Any]) -> str:
@@ -306,6 +454,18 @@ def run(args: argparse.Namespace) -> int:
         convert(path, out)
         path = out
     try:
+        if getattr(args, "speculative", False):
+            prompts = BUILTIN_SPEC_PROMPTS
+            if args.prompts:
+                with open(args.prompts, encoding="utf-8") as f:
+                    prompts = json.load(f)["prompts"]
+            modes = ["lookup"] + (["draft"] if args.draft else []) + \
+                (["always-wrong"] if args.always_wrong else [])
+            kv = "auto" if args.kv_type == "f16" and "--kv-type" not in sys.argv else args.kv_type
+            rs = bench_speculative(path, prompts, args.n_gen, n_threads, args.repeats,
+                                   draft=args.draft, kv_type=kv, modes=modes)
+            print(json.dumps(rs, indent=2) if args.json else format_speculative(rs))
+            return 0
         r = bench_edgert(path, args.n_prompt, args.n_gen, n_threads, args.repeats,
                          n_threads_batch=args.threads_batch, kv_type=args.kv_type,
                          long_prompt=args.long_prompt, depth=args.depth)

@@ -45,35 +45,97 @@ def _add_delegate(sub: Any, name: str, module_name: str, help_text: str) -> None
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="an .edgt file (make one with `edgert convert`)")
+    p.add_argument("model", help="an .edgt file (make one with `edgert convert`); a .gguf is "
+                                 "converted once into a cache (~/.cache/edgert) and reused")
     p.add_argument("-t", "--threads", type=int, default=0, help="threads (0: physical cores)")
     p.add_argument("-c", "--ctx", type=int, default=0,
                    help="context window in tokens (0: min(model's, 4096))")
     p.add_argument("--kv-type", default="auto", choices=["auto", "f32", "f16", "q8", "q4"],
                    help="KV-cache type; auto = int8 where the head size allows, else f16")
+    p.add_argument("--draft", default=None, metavar="MODEL",
+                   help="a smaller model with the same vocabulary for speculative decoding")
+    p.add_argument("--speculative", default="auto", choices=["auto", "lookup", "draft", "off"],
+                   help="speculative decoding: auto = prompt lookup when greedy, the --draft "
+                        "model when given (default: auto)")
 
 
-def _add_sampling_options(p: argparse.ArgumentParser, default_n: int) -> None:
-    p.add_argument("-n", "--max-tokens", type=int, default=default_n, help="tokens to generate")
-    p.add_argument("--temp", type=float, default=0.0, help="temperature (0: greedy)")
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--min-p", type=float, default=0.0)
-    p.add_argument("--repeat-penalty", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
+def _add_sampling_options(p: argparse.ArgumentParser, default_n: int, chat_defaults: bool) -> None:
+    """chat_defaults: the sampling defaults are the model's generation_config, else llama.cpp's
+    (resolved once the model is open); otherwise greedy."""
+    from .defaults import LLAMA_CPP_DEFAULTS as d
+    if chat_defaults:
+        src = "default: the model's generation_config, else"
+        helps = {k: f"({src} {v})" for k, v in d.items()}
+    else:
+        helps = {"temperature": "(default 0: greedy)", "top_k": "(default 0: off)",
+                 "top_p": "(default 1: off)", "min_p": "(default 0: off)",
+                 "repeat_penalty": "(default 1: off)"}
+    p.add_argument("-n", "--max-tokens", type=int, default=default_n,
+                   help=f"tokens to generate (default {default_n})")
+    p.add_argument("--temp", type=float, default=None, help=f"temperature, >= 0; 0 = greedy {helps['temperature']}")
+    p.add_argument("--top-k", type=int, default=None, help=f"top-k, >= 0; 0 = off {helps['top_k']}")
+    p.add_argument("--top-p", type=float, default=None, help=f"top-p in [0, 1] {helps['top_p']}")
+    p.add_argument("--min-p", type=float, default=None, help=f"min-p in [0, 1] {helps['min_p']}")
+    p.add_argument("--repeat-penalty", type=float, default=None,
+                   help=f"repetition penalty, > 0; 1 = off {helps['repeat_penalty']}")
+    p.add_argument("--seed", type=int, default=None,
+                   help="RNG seed (default: 0 for run, a random one for chat)")
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.set_defaults(chat_defaults=chat_defaults)
 
 
-def _gen_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return dict(max_tokens=args.max_tokens, temperature=args.temp, top_k=args.top_k,
-                top_p=args.top_p, min_p=args.min_p, repeat_penalty=args.repeat_penalty,
-                seed=args.seed, stop=args.stop or None)
+def _gen_kwargs(args: argparse.Namespace, llm: Any = None) -> dict[str, Any]:
+    if args.chat_defaults and llm is not None:
+        from .defaults import sampling_defaults
+        base, _ = sampling_defaults(llm.metadata)
+    else:
+        base = {"temperature": 0.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0, "repeat_penalty": 1.0}
+    given = {"temperature": args.temp, "top_k": args.top_k, "top_p": args.top_p,
+             "min_p": args.min_p, "repeat_penalty": args.repeat_penalty}
+    out = dict(base, **{k: v for k, v in given.items() if v is not None})
+    if args.seed is None:
+        import random
+        args.seed = random.randrange(2**32) if args.chat_defaults else 0
+    out.update(max_tokens=args.max_tokens, seed=args.seed, stop=args.stop or None)
+    from .model import SamplerParams
+    SamplerParams(**{k: out[k] for k in ("temperature", "top_k", "top_p", "min_p",
+                                         "repeat_penalty", "seed")}).validate()  # range errors now
+    return out
+
+
+def resolve_model_path(path: str) -> str:
+    """An .edgt path as given; a .gguf is converted once into the user cache
+    ($XDG_CACHE_HOME/edgert, else ~/.cache/edgert), keyed by its path, size and mtime, and the
+    cached file reused while the .gguf is unchanged."""
+    if not path.endswith(".gguf"):
+        return path
+    import hashlib
+    st = os.stat(path)  # FileNotFoundError for a missing file, as for an .edgt
+    key = hashlib.sha256(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edgert")
+    out = os.path.join(cache, f"{os.path.basename(path)[:-5]}-{key}.edgt")
+    if not os.path.exists(out):
+        from .converters import convert
+        os.makedirs(cache, exist_ok=True)
+        print(f"edgert: converting {path} -> {out} (once; reused while the .gguf is unchanged)",
+              file=sys.stderr)
+        tmp = out + f".{os.getpid()}.tmp"
+        try:
+            convert(path, tmp, progress=False)
+            os.replace(tmp, out)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return out
 
 
 def _open(args: argparse.Namespace, verify: bool = False) -> Any:
     from .llm import LLM
-    return LLM(args.model, n_ctx=args.ctx, n_threads=args.threads, n_threads_batch=args.threads,
-               kv_type=args.kv_type, verify=verify)
+    draft = getattr(args, "draft", None)
+    return LLM(resolve_model_path(args.model), n_ctx=args.ctx, n_threads=args.threads,
+               n_threads_batch=args.threads, kv_type=args.kv_type, verify=verify,
+               draft=resolve_model_path(draft) if draft else None,
+               speculative=getattr(args, "speculative", "auto"))
 
 
 def _write_stream(chunks: Any, out: TextIO) -> str:
@@ -85,56 +147,59 @@ def _write_stream(chunks: Any, out: TextIO) -> str:
     return "".join(parts)
 
 
+def _speed_line(t: Any) -> str:
+    line = (f"[{t.n_prompt} prompt tokens ({t.n_reused} reused), prefill {t.prefill_tok_s:.1f} tok/s; "
+            f"{t.n_generated} tokens, decode {t.decode_tok_s:.1f} tok/s")
+    if t.n_drafted:
+        line += f"; speculative: {t.n_accepted}/{t.n_drafted} drafts accepted"
+    return line + "]"
+
+
+def _read_prompt(args: argparse.Namespace) -> str:
+    if args.file is not None:
+        if args.prompt is not None:
+            raise EdgertError("give the prompt as an argument or with --file, not both")
+        if args.file == "-":
+            return sys.stdin.read()
+        with open(args.file, encoding="utf-8") as f:
+            return f.read()
+    if args.prompt is None or args.prompt == "-":
+        if args.prompt is None and sys.stdin.isatty():
+            raise EdgertError("no prompt: give it as an argument, with --file FILE, or on stdin")
+        return sys.stdin.read()
+    return args.prompt
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    prompt = _read_prompt(args)
+    response_format = None
+    if args.json_schema:
+        with open(args.json_schema, encoding="utf-8") as f:
+            try:
+                schema = json.load(f)
+            except json.JSONDecodeError as e:
+                raise EdgertError(f"{args.json_schema}: not JSON ({e})") from None
+        response_format = {"type": "json_schema", "json_schema": {"name": "schema", "schema": schema}}
     with _open(args) as llm:
-        kwargs = _gen_kwargs(args)
+        kwargs = _gen_kwargs(args, llm)
+        if response_format is not None:
+            kwargs["response_format"] = response_format
         if args.chat:
-            chunks = llm.chat([{"role": "user", "content": args.prompt}], stream=True, **kwargs)
+            chunks = llm.chat([{"role": "user", "content": prompt}], stream=True, **kwargs)
         else:
-            chunks = llm.generate(args.prompt, stream=True, **kwargs)
+            chunks = llm.generate(prompt, stream=True, **kwargs)
         _write_stream(chunks, sys.stdout)
         sys.stdout.write("\n")
+        sys.stdout.flush()
+        if args.stats:
+            print(_speed_line(llm.last_timings), file=sys.stderr)
     return 0
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from .errors import ContextOverflowError
-    interactive = sys.stdin.isatty()
-    system = [{"role": "system", "content": args.system}] if args.system else []
+    from .chat_cli import ChatSession
     with _open(args) as llm:
-        llm.render_chat([{"role": "user", "content": "hi"}])  # fail now if there is no template
-        messages: list[dict[str, str]] = list(system)
-        if interactive:
-            print("edgert chat: /reset starts over, /exit quits", file=sys.stderr)
-        while True:
-            if interactive:
-                sys.stderr.write("> ")
-                sys.stderr.flush()
-            line = sys.stdin.readline()
-            if not line:
-                break
-            text = line.rstrip("\r\n")
-            if text.strip() == "/exit":
-                break
-            if text.strip() == "/reset":
-                messages = list(system)
-                llm.reset()
-                print("(conversation reset)", file=sys.stderr)
-                continue
-            if not text.strip():
-                continue
-            messages.append({"role": "user", "content": text})
-            try:
-                answer = _write_stream(llm.chat(messages, stream=True, **_gen_kwargs(args)),
-                                       sys.stdout)
-            except ContextOverflowError as e:
-                messages.pop()
-                print(f"edgert: error: {e} (type /reset to start over)", file=sys.stderr)
-                continue
-            sys.stdout.write("\n")
-            sys.stdout.flush()
-            messages.append({"role": "assistant", "content": answer})
-    return 0
+        return ChatSession(llm, args, _gen_kwargs(args, llm)).run()
 
 
 def model_report(llm: Any) -> dict[str, Any]:
@@ -220,14 +285,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="continue a prompt, streaming to stdout")
     _add_model_options(p)
-    p.add_argument("prompt")
-    _add_sampling_options(p, default_n=128)
+    p.add_argument("prompt", nargs="?", default=None,
+                   help="the prompt; '-' or none reads it from stdin")
+    p.add_argument("-f", "--file", default=None, help="read the prompt from this file ('-': stdin)")
+    _add_sampling_options(p, default_n=128, chat_defaults=False)
     p.add_argument("--chat", action="store_true", help="send the prompt as a user chat message")
+    p.add_argument("--json-schema", default=None, metavar="FILE",
+                   help="constrain the output to JSON valid against this JSON schema")
+    p.add_argument("--stats", action="store_true",
+                   help="print prompt/prefill/decode speed (and speculative acceptance) to stderr")
     p.set_defaults(handler=cmd_run)
 
-    p = sub.add_parser("chat", help="interactive chat (reads lines from stdin; /reset, /exit)")
+    p = sub.add_parser("chat", help="interactive chat: line editing, history, /save, /load, "
+                                    "/system (reads stdin when piped)")
     _add_model_options(p)
-    _add_sampling_options(p, default_n=512)
+    _add_sampling_options(p, default_n=512, chat_defaults=True)
     p.add_argument("--system", default="", help="system message")
     p.set_defaults(handler=cmd_chat)
 
@@ -240,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_delegate(sub, "compress", "edgert.converters.compress.cli",
                   "calibrated quantization, pruning and distillation with a quality report")
     _add_delegate(sub, "bench", "edgert.bench", "measure speed and memory")
+    _add_delegate(sub, "serve", "edgert.server.cli",
+                  "OpenAI-compatible HTTP server (pip install \"edgert[server]\")")
     _add_delegate(sub, "perplexity", "edgert.perplexity",
                   "perplexity and KL divergence vs reference logits (KV-cache quality)")
     _add_delegate(sub, "sensor", "edgert.sensor.cli",
@@ -250,10 +324,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    # `run MODEL --temp 1 "prompt"`: argparse fills an optional positional only where it first
+    # meets positionals, so a prompt after the options arrives here.
+    if getattr(args, "command", None) == "run" and args.prompt is None and len(rest) == 1 \
+            and not rest[0].startswith("-"):
+        args.prompt, rest = rest[0], []
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     handler: Handler = args.handler
     try:
         return int(handler(args) or 0)
+    except BrokenPipeError:
+        # The reader went away (`edgert run ... | head`): stop quietly, as cat does. Point stdout
+        # at /dev/null so the interpreter's final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         if os.environ.get("EDGERT_DEBUG") == "1":
             raise

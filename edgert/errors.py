@@ -46,6 +46,11 @@ class TokenizerError(EdgertError):
     """Text could not be tokenized or decoded (for example invalid UTF-8 input bytes)."""
 
 
+class GrammarError(EdgertError, ValueError):
+    """A structured-output grammar or JSON schema is invalid, or cannot be satisfied from where
+    generation stands (the mask allows no token)."""
+
+
 class ChatTemplateError(EdgertError):
     """The model's chat template failed to render the messages, or the model has none."""
 

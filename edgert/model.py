@@ -243,6 +243,21 @@ class Context:
         _edgert.eval(self.handle, ids, out, all_logits)
         return out
 
+    @staticmethod
+    def eval_batch(contexts: Sequence["Context"], tokens: TokenIds) -> np.ndarray:
+        """One decode step of several contexts of the same model in ONE forward pass
+        (edgert_eval_batch): tokens[t] is appended to contexts[t]; returns float32 [n, vocab],
+        row t bit-identical to contexts[t].eval([tokens[t]]). The weights are read once for all
+        rows, which is what makes a server's parallel slots pay. Threads are contexts[0]'s."""
+        ctxs = list(contexts)
+        if not ctxs or not all(isinstance(c, Context) for c in ctxs):
+            raise InvalidArgumentError("eval_batch needs a non-empty list of edgert.model.Context")
+        ids = check_token_ids("tokens", tokens, ctxs[0].vocab_size)
+        if len(ids) != len(ctxs):
+            raise InvalidArgumentError(f"eval_batch needs one token per context: {len(ids)} tokens "
+                                       f"for {len(ctxs)} contexts")
+        return _edgert.eval_batch([c.handle for c in ctxs], ids)
+
     def generate(self, sampler: "Sampler", prompt: TokenIds, max_new_tokens: int,
                  stop_tokens: Iterable[int] = (),
                  callback: Optional[Callable[[int], Optional[bool]]] = None) -> int:
@@ -284,12 +299,23 @@ class Sampler:
             raise InvalidArgumentError("the sampler is closed; create a new one")
         return self._handle
 
-    def sample(self, logits: np.ndarray) -> int:
+    def sample(self, logits: np.ndarray, mask: Optional[np.ndarray] = None) -> int:
+        """A token for these logits. mask: None, or a grammar engine's bitmask (int32 words, bit
+        t % 32 of word t // 32 = token t allowed), applied in native code."""
+        return _edgert.sampler_sample(self.handle, self._check_logits(logits), mask)
+
+    def probs(self, logits: np.ndarray, mask: Optional[np.ndarray] = None) -> np.ndarray:
+        """The distribution sample() would draw from (float32 [vocab]); the RNG is not used."""
+        return _edgert.sampler_probs(self.handle, self._check_logits(logits), mask)
+
+    @staticmethod
+    def _check_logits(logits: Any) -> np.ndarray:
         if not isinstance(logits, np.ndarray) or logits.ndim != 1 or logits.dtype.kind != "f" or not logits.size:
             raise InvalidArgumentError("logits must be a non-empty 1-D float numpy array")
         if logits.size > INT32_MAX:
             raise InvalidArgumentError(f"logits has {logits.size} entries, more than {INT32_MAX}")
-        return _edgert.sampler_sample(self.handle, logits)
+        return logits
+
 
     def accept(self, token: int) -> None:
         _edgert.sampler_accept(self.handle, check_token_ids("token", [token])[0])

@@ -67,7 +67,9 @@ def test_run_streams_the_greedy_continuation(stories_edgt: Path, tmp_path: Path)
 def test_chat_reads_piped_lines(smollm2_edgt: Path, tmp_path: Path) -> None:
     lines = "Hello!\n/reset\nWhat is the capital of France? Answer in one sentence.\n/exit\n" \
             "this line is never read\n"
-    r = edgert("chat", str(smollm2_edgt), "-n", "24", "--ctx", "512", cwd=tmp_path, stdin=lines)
+    # --temp 0: chat samples by default (the model's generation_config, else llama.cpp's).
+    r = edgert("chat", str(smollm2_edgt), "-n", "24", "--ctx", "512", "--temp", "0", cwd=tmp_path,
+               stdin=lines)
     assert r.returncode == 0, r.stderr
     answers = r.stdout.strip().split("\n")
     assert len(answers) >= 2

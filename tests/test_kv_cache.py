@@ -10,7 +10,7 @@ import pytest
 
 import edgert
 from edgert import kv_state
-from edgert.model import ContextParams, Model, Sampler, SamplerParams
+from edgert.model import Context, ContextParams, Model, Sampler, SamplerParams
 
 PROMPT_TEXT = "Once upon a time, there was a little girl named Lily. She liked to play"
 
@@ -160,3 +160,33 @@ def test_memory_budget_refusal_names_what_fits(smollm2: Model) -> None:
     with smollm2.new_context(ContextParams(n_ctx=8192, n_batch=64, kv_type="q4",
                                            memory_budget=budget)) as ctx:
         assert ctx.kv_bytes_total < budget
+
+
+@pytest.mark.parametrize("kv", ["q8", "q4"])
+def test_eval_batch_rows_equal_one_token_eval(smollm2: Model, kv: str) -> None:
+    """Context.eval_batch (the server's parallel slots decoding in one pass): three contexts
+    holding different histories step together; each row must equal a twin context's one-token
+    eval bit for bit, and the caches must hold the same ids afterwards."""
+    ids = _ids(smollm2)
+    params = ContextParams(n_ctx=128, kv_type=kv, n_threads=2)
+    ctxs = [smollm2.new_context(params) for _ in range(3)]
+    twins = [smollm2.new_context(params) for _ in range(3)]
+    try:
+        for i, (c, w) in enumerate(zip(ctxs, twins)):
+            c.eval(ids[:3 + 7 * i], logits=False)
+            w.eval(ids[:3 + 7 * i], logits=False)
+        for step in range(4):
+            toks = [ids[(step + 5 * i) % len(ids)] for i in range(3)]
+            got = Context.eval_batch(ctxs, toks)
+            assert got.shape == (3, smollm2.info.vocab_size)
+            for i, w in enumerate(twins):
+                np.testing.assert_array_equal(got[i], w.eval([toks[i]]))
+        assert [kv_state.tokens(c) for c in ctxs] == [kv_state.tokens(w) for w in twins]
+        with pytest.raises(edgert.InvalidArgumentError, match="one token per context"):
+            Context.eval_batch(ctxs, [1, 2])
+        with pytest.raises(edgert.InvalidArgumentError, match="twice"):
+            Context.eval_batch([ctxs[0], ctxs[0]], [1, 2])
+        assert [c.n_past for c in ctxs] == [w.n_past for w in twins]  # refusals changed nothing
+    finally:
+        for c in ctxs + twins:
+            c.close()

@@ -196,6 +196,17 @@ EDGERT_API edgert_status edgert_context_trim(edgert_context *ctx, int32_t n_keep
 EDGERT_API edgert_status edgert_eval(edgert_context *ctx, const int32_t *tokens, int32_t n_tokens,
                                      float *logits, int32_t all_logits);
 
+/* One decode step of n contexts of the same model in one forward pass: tokens[t] is appended to
+ * ctxs[t] (at its own n_past); logits: room for n * vocab_size floats (row t = ctxs[t]'s). The
+ * weights are read once for all of them (a server's parallel conversations). Row t equals what
+ * edgert_eval(ctxs[t], &tokens[t], 1, ...) would give, bit for bit. Threads and scratch are
+ * ctxs[0]'s; n <= its n_batch. Fails without changing any cache with EDGERT_ERR_INVALID_ARGUMENT
+ * (a NULL, a context of another model, a context given twice), EDGERT_ERR_TOKEN or
+ * EDGERT_ERR_CONTEXT_OVERFLOW (a full context). The contexts must not be used by other threads
+ * meanwhile. Added in ABI 1 (no version bump: an addition). */
+EDGERT_API edgert_status edgert_eval_batch(edgert_context *const *ctxs, const int32_t *tokens,
+                                           int32_t n, float *logits);
+
 /* ---------------------------------------------------------------------------------------------
  * Sampler: turns logits into a token. Holds its RNG and the repetition history. */
 typedef struct edgert_sampler edgert_sampler;
@@ -220,6 +231,26 @@ EDGERT_API void edgert_sampler_accept(edgert_sampler *sampler, int32_t token);
 /* Choose a token from logits (not modified). Does not call accept. */
 EDGERT_API edgert_status edgert_sampler_sample(edgert_sampler *sampler, const float *logits,
                                                int32_t n_vocab, int32_t *out_token);
+
+/* Structured output: edgert_sampler_sample with a token mask from a grammar engine. allowed is a
+ * bitmask in the layout grammar engines produce (llguidance, xgrammar): bit (t % 32) of
+ * allowed[t / 32] set = token t may be chosen; n_words >= (n_vocab + 31) / 32. A masked-out
+ * token is removed before the repetition penalty's effect is ranked and before top-k, top-p and
+ * min-p, so the filters choose among allowed tokens only. EDGERT_ERR_INVALID_ARGUMENT if the mask
+ * allows no token (the grammar cannot be continued) or n_words is too small. allowed == NULL is
+ * edgert_sampler_sample. Added in ABI 1 (no version bump: an addition). */
+EDGERT_API edgert_status edgert_sampler_sample_masked(edgert_sampler *sampler, const float *logits,
+                                                      int32_t n_vocab, const uint32_t *allowed,
+                                                      int32_t n_words, int32_t *out_token);
+
+/* The distribution edgert_sampler_sample(_masked) draws from for these logits: probs receives
+ * n_vocab floats summing to 1, 0 for every token the mask, top-k, top-p or min-p removed; one-hot
+ * at the greedy choice when temperature <= 0. Uses the repetition history but not the RNG, so
+ * the next sample is unchanged. For speculative decoding's rejection test. allowed may be NULL.
+ * Added in ABI 1 (no version bump: an addition). */
+EDGERT_API edgert_status edgert_sampler_probs(edgert_sampler *sampler, const float *logits,
+                                              int32_t n_vocab, const uint32_t *allowed,
+                                              int32_t n_words, float *probs);
 
 /* ---------------------------------------------------------------------------------------------
  * Generation loop over token ids. */

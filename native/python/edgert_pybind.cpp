@@ -15,12 +15,14 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <exception>
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -245,6 +247,41 @@ void eval(Context& ctx, const py::handle& tokens, const py::object& logits, bool
     if (st != EDGERT_OK) raise_error(st, msg.empty() ? std::string(edgert_status_string(st)) : msg);
 }
 
+// edgert_eval_batch: one decode step of several contexts in one pass; returns [n, vocab] logits.
+py::array_t<float> eval_batch(const std::vector<std::shared_ptr<Context>>& ctxs, const py::handle& tokens) {
+    std::vector<int32_t> ids = to_token_vector(tokens);
+    if (ctxs.empty() || ids.size() != ctxs.size()) {
+        raise_error(EDGERT_ERR_INVALID_ARGUMENT, "eval_batch needs one token per context (got " +
+                                                     std::to_string(ids.size()) + " tokens for " +
+                                                     std::to_string(ctxs.size()) + " contexts)");
+    }
+    std::vector<edgert_context*> handles;
+    for (const auto& c : ctxs) {
+        if (!c) raise_error(EDGERT_ERR_INVALID_ARGUMENT, "a context is None");
+        handles.push_back(c->get());
+    }
+    const py::ssize_t vocab = ctxs[0]->model->n_vocab;
+    py::array_t<float> out({static_cast<py::ssize_t>(ids.size()), vocab});
+    float* dst = out.mutable_data();
+    edgert_status st;
+    std::string msg;
+    {
+        py::gil_scoped_release nogil;
+        // Every context locked for the pass, in address order (no deadlock with another batch);
+        // a context given twice is refused by the C API, so lock it once.
+        std::vector<Context*> order;
+        for (const auto& c : ctxs) order.push_back(c.get());
+        std::sort(order.begin(), order.end());
+        order.erase(std::unique(order.begin(), order.end()), order.end());
+        std::vector<std::unique_lock<std::mutex>> locks;
+        for (Context* c : order) locks.emplace_back(c->mu);
+        st = edgert_eval_batch(handles.data(), ids.data(), static_cast<int32_t>(ids.size()), dst);
+        if (st != EDGERT_OK) msg = edgert_last_error();
+    }
+    if (st != EDGERT_OK) raise_error(st, msg.empty() ? std::string(edgert_status_string(st)) : msg);
+    return out;
+}
+
 void context_save(Context& ctx, const std::string& path) {
     edgert_context* c = ctx.get();
     edgert_status st;
@@ -301,15 +338,51 @@ void sampler_free(Sampler& smp) {
     smp.ptr = nullptr;
 }
 
-int32_t sampler_sample(Sampler& smp, const py::array& logits) {
-    edgert_sampler* s = smp.get();
-    auto arr = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(logits);
+using LogitsArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using MaskArray = py::array_t<uint32_t, py::array::c_style>;
+
+LogitsArray logits_of(const py::array& logits) {
+    auto arr = LogitsArray::ensure(logits);
     if (!arr || arr.ndim() != 1 || arr.size() == 0)
         raise_error(EDGERT_ERR_INVALID_ARGUMENT, "logits must be a non-empty 1-D float32 array");
+    return arr;
+}
+
+// A grammar engine's bitmask (int32 or uint32 words, bit t % 32 of word t / 32 = token t
+// allowed), viewed without a copy: the words are reinterpreted as uint32, never converted.
+std::optional<MaskArray> mask_of(const py::object& mask) {
+    if (mask.is_none()) return std::nullopt;
+    py::array arr = py::array::ensure(mask);
+    if (!arr || arr.ndim() != 1 || arr.itemsize() != 4 ||
+        (arr.dtype().kind() != 'i' && arr.dtype().kind() != 'u'))
+        throw py::type_error("the token mask must be a 1-D int32 or uint32 array of bitmask words");
+    if (!(arr.flags() & py::array::c_style))
+        raise_error(EDGERT_ERR_INVALID_ARGUMENT, "the token mask must be C-contiguous");
+    return MaskArray(arr.attr("view")(py::dtype::of<uint32_t>()));
+}
+
+int32_t sampler_sample(Sampler& smp, const py::array& logits, const py::object& mask) {
+    edgert_sampler* s = smp.get();
+    LogitsArray arr = logits_of(logits);
+    const std::optional<MaskArray> words = mask_of(mask);
     int32_t token = -1;
     std::lock_guard<std::mutex> lock(smp.mu);
-    check(edgert_sampler_sample(s, arr.data(), static_cast<int32_t>(arr.size()), &token));
+    check(edgert_sampler_sample_masked(s, arr.data(), static_cast<int32_t>(arr.size()),
+                                       words ? words->data() : nullptr,
+                                       words ? static_cast<int32_t>(words->size()) : 0, &token));
     return token;
+}
+
+py::array_t<float> sampler_probs(Sampler& smp, const py::array& logits, const py::object& mask) {
+    edgert_sampler* s = smp.get();
+    LogitsArray arr = logits_of(logits);
+    const std::optional<MaskArray> words = mask_of(mask);
+    py::array_t<float> out(arr.size());
+    std::lock_guard<std::mutex> lock(smp.mu);
+    check(edgert_sampler_probs(s, arr.data(), static_cast<int32_t>(arr.size()),
+                               words ? words->data() : nullptr,
+                               words ? static_cast<int32_t>(words->size()) : 0, out.mutable_data()));
+    return out;
 }
 
 // The Python callable behind edgert_token_callback. Its exception (KeyboardInterrupt included)
@@ -449,6 +522,9 @@ PYBIND11_MODULE(_edgert, m) {
           "Evaluate tokens at n_past. logits: None, or a float32 array to fill (vocab_size floats, "
           "or n_tokens * vocab_size with all_logits).");
 
+    m.def("eval_batch", &eval_batch, py::arg("ctxs"), py::arg("tokens"),
+          "edgert_eval_batch: tokens[t] appended to ctxs[t] in one forward pass; float32 [n, vocab].");
+
     m.def("context_save", &context_save, py::arg("ctx"), py::arg("path"));
     m.def("context_load", &context_load, py::arg("ctx"), py::arg("path"));
     m.def("context_tokens", &context_tokens, py::arg("ctx"),
@@ -470,7 +546,12 @@ PYBIND11_MODULE(_edgert, m) {
               edgert_sampler_accept(p, token);
           },
           py::arg("sampler"), py::arg("token"));
-    m.def("sampler_sample", &sampler_sample, py::arg("sampler"), py::arg("logits"));
+    m.def("sampler_sample", &sampler_sample, py::arg("sampler"), py::arg("logits"),
+          py::arg("mask") = py::none(),
+          "edgert_sampler_sample_masked: mask is None or a grammar engine's bitmask words.");
+    m.def("sampler_probs", &sampler_probs, py::arg("sampler"), py::arg("logits"),
+          py::arg("mask") = py::none(),
+          "edgert_sampler_probs: the distribution the next sample would be drawn from.");
 
     m.def("generate", &generate, py::arg("ctx"), py::arg("sampler"), py::arg("prompt"),
           py::arg("max_new_tokens"), py::arg("stop_tokens") = py::none(),

@@ -216,6 +216,23 @@ void test_sampler_calls() {
     CHECK(tok == -7);
     CHECK_STATUS(edgert_sampler_sample(s, logits, 3, &tok), EDGERT_OK);
     CHECK(tok == 1);
+    // Masked sampling and the distribution: NULL arguments, a mask too short or allowing nothing.
+    const uint32_t only0 = 1u, none = 0u;
+    float probs[3] = {-1.f, -1.f, -1.f};
+    tok = -7;
+    CHECK_STATUS(edgert_sampler_sample_masked(s, logits, 3, &none, 1, &tok), EDGERT_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(edgert_sampler_sample_masked(s, logits, 3, &only0, 0, &tok), EDGERT_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(edgert_sampler_sample_masked(nullptr, logits, 3, &only0, 1, &tok), EDGERT_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(edgert_sampler_sample_masked(s, logits, 3, &only0, 1, nullptr), EDGERT_ERR_INVALID_ARGUMENT);
+    CHECK(tok == -7);
+    CHECK_STATUS(edgert_sampler_sample_masked(s, logits, 3, &only0, 1, &tok), EDGERT_OK);
+    CHECK(tok == 0);
+    CHECK_STATUS(edgert_sampler_sample_masked(s, logits, 3, nullptr, 0, &tok), EDGERT_OK);
+    CHECK(tok == 1);
+    CHECK_STATUS(edgert_sampler_probs(s, logits, 3, nullptr, 0, nullptr), EDGERT_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(edgert_sampler_probs(s, nan_logits, 3, nullptr, 0, probs), EDGERT_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(edgert_sampler_probs(s, logits, 3, &only0, 1, probs), EDGERT_OK);
+    CHECK(probs[0] == 1.f && probs[1] == 0.f && probs[2] == 0.f);
     edgert_sampler_accept(nullptr, 1);  // no-ops, not crashes
     edgert_sampler_reset(nullptr);
     edgert_sampler_free(s);

@@ -2,6 +2,7 @@
 // (threads, token blocks, GQA slices) against attention_ref on the same rows; trim + re-feed =
 // a fresh run for every KV type; Q8/Q4 logits close to F16's; true bytes per token; and the
 // memory-budget refusal with a suggestion that really fits.
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -179,6 +180,86 @@ void test_trim_refeed_equals_fresh(edgert_model* m) {
     }
 }
 
+// edgert_eval_batch: contexts holding different histories (different lengths, so rows sit at
+// different positions and int4 key blocks at different offsets) step together; every row must
+// equal what a twin context gives from one-token edgert_eval, bit for bit, over several steps.
+void test_eval_batch_equals_single(edgert_model* m) {
+    const int vocab = 96;
+    for (int32_t t : kTypes) {
+        edgert_context* batch[3];
+        edgert_context* twin[3];
+        for (int i = 0; i < 3; ++i) {
+            batch[i] = new_kv_context(m, t, t);
+            twin[i] = new_kv_context(m, t, t);
+            const std::vector<int32_t> prompt = kv_tokens(5 + 13 * i, i);
+            eval_all(batch[i], prompt);
+            eval_all(twin[i], prompt);
+        }
+        for (int step = 0; step < 20; ++step) {
+            const int32_t toks[3] = {int32_t((step * 7 + 1) % vocab), int32_t((step * 5 + 2) % vocab),
+                                     int32_t((step * 3 + 40) % vocab)};
+            std::vector<float> got(3 * size_t(vocab));
+            CHECK_STATUS(edgert_eval_batch(batch, toks, 3, got.data()), EDGERT_OK);
+            for (int i = 0; i < 3; ++i) {
+                std::vector<float> want(static_cast<size_t>(vocab));
+                CHECK_STATUS(edgert_eval(twin[i], &toks[i], 1, want.data(), 0), EDGERT_OK);
+                CHECK_MSG(std::equal(want.begin(), want.end(), got.begin() + i * vocab),
+                          "kv %s: batched row %d differs from one-token eval at step %d", kv_name(t), i, step);
+                CHECK(edgert_context_n_past(batch[i]) == edgert_context_n_past(twin[i]));
+            }
+        }
+        std::vector<int32_t> held(256), want_held(256);
+        const int32_t n_held = edgert_context_tokens(batch[2], held.data(), 256);
+        CHECK(n_held == edgert_context_tokens(twin[2], want_held.data(), 256));
+        CHECK(held == want_held);
+        for (int i = 0; i < 3; ++i) {
+            edgert_context_free(batch[i]);
+            edgert_context_free(twin[i]);
+        }
+    }
+}
+
+// Bad batches fail before any cache changes: a context given twice, a full context, a token out
+// of range, a context of another model, more contexts than ctxs[0]'s n_batch.
+void test_eval_batch_refusals(edgert_model* m) {
+    edgert_context* a = new_kv_context(m, EDGERT_KV_Q8, EDGERT_KV_Q8, 8);
+    edgert_context* b = new_kv_context(m, EDGERT_KV_Q8, EDGERT_KV_Q8, 8);
+    eval_all(a, kv_tokens(3));
+    eval_all(b, kv_tokens(8));  // full
+    std::vector<float> out(2 * 96);
+    const int32_t toks[2] = {1, 2};
+    edgert_context* dup[2] = {a, a};
+    CHECK_STATUS(edgert_eval_batch(dup, toks, 2, out.data()), EDGERT_ERR_INVALID_ARGUMENT);
+    edgert_context* full[2] = {a, b};
+    CHECK_STATUS(edgert_eval_batch(full, toks, 2, out.data()), EDGERT_ERR_CONTEXT_OVERFLOW);
+    const int32_t bad[2] = {1, 96};
+    edgert_context* c = new_kv_context(m, EDGERT_KV_Q8, EDGERT_KV_Q8, 8);
+    edgert_context* ok[2] = {a, c};
+    CHECK_STATUS(edgert_eval_batch(ok, bad, 2, out.data()), EDGERT_ERR_TOKEN);
+    CHECK(edgert_context_n_past(a) == 3 && edgert_context_n_past(c) == 0);
+    edgert_model* other = load_kv_model(kv_spec(12));
+    edgert_context* d = new_kv_context(other, EDGERT_KV_Q8, EDGERT_KV_Q8, 8);
+    edgert_context* mixed[2] = {a, d};
+    CHECK_STATUS(edgert_eval_batch(mixed, toks, 2, out.data()), EDGERT_ERR_INVALID_ARGUMENT);
+    CHECK(std::string(edgert_last_error()).find("another model") != std::string::npos);
+    std::vector<edgert_context*> many;
+    for (int i = 0; i < 17; ++i) many.push_back(new_kv_context(m, EDGERT_KV_Q8, EDGERT_KV_Q8, 16));
+    std::vector<int32_t> many_toks(17, 1);
+    std::vector<float> many_out(17 * 96);
+    CHECK_STATUS(edgert_eval_batch(many.data(), many_toks.data(), 17, many_out.data()),
+                 EDGERT_ERR_INVALID_ARGUMENT);  // n_batch is min(16, n_ctx 16)
+    CHECK_STATUS(edgert_eval_batch(many.data(), many_toks.data(), 16, many_out.data()), EDGERT_OK);
+    CHECK(edgert_context_n_past(a) == 3 && edgert_context_n_past(many[0]) == 1);
+    CHECK_STATUS(edgert_eval_batch(nullptr, toks, 1, out.data()), EDGERT_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(edgert_eval_batch(ok, toks, 0, out.data()), EDGERT_ERR_INVALID_ARGUMENT);
+    for (edgert_context* x : many) edgert_context_free(x);
+    edgert_context_free(a);
+    edgert_context_free(b);
+    edgert_context_free(c);
+    edgert_context_free(d);
+    edgert_model_free(other);
+}
+
 // Logits over 100 positions with a quantized cache vs the F16 cache. This random model's logits
 // reach |78|, far more peaked than a trained LM's, which would hide any difference in a plain KLD;
 // at temperature 10 they span a trained LM's range. Attention moves this model's logits little, so
@@ -304,6 +385,8 @@ int main() {
     test_sliding_window_ring_matches_full_rows();
     edgert_model* m = load_kv_model(kv_spec());
     test_trim_refeed_equals_fresh(m);
+    test_eval_batch_equals_single(m);
+    test_eval_batch_refusals(m);
     test_quantized_close_to_f16(m);
     test_bytes_per_token(m);
     test_memory_budget(m);

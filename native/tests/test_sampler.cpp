@@ -1,6 +1,7 @@
 // test_sampler.cpp — greedy is the argmax; equal seeds give equal samples and different seeds
 // different ones; each filter (top-k, top-p, min-p, repetition penalty, temperature) does what
 // llama.cpp's does; sampled frequencies follow the softmax.
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <vector>
@@ -136,9 +137,73 @@ void test_filters() {
     for (int32_t t : draw(sm, masked, 100)) CHECK(t == 1);
 }
 
+std::vector<uint32_t> mask_of(int n, const std::vector<int32_t>& allowed) {
+    std::vector<uint32_t> m(size_t((n + 31) / 32), 0u);
+    for (int32_t t : allowed) m[size_t(t >> 5)] |= 1u << (t & 31);
+    return m;
+}
+
+// The token mask (edgert_sampler_sample_masked) and the distribution (edgert_sampler_probs).
+void test_mask_and_probs() {
+    const auto logits = random_logits(300, 3);
+    const std::vector<int32_t> allowed = {2, 31, 32, 33, 150, 299};
+    const auto mask = mask_of(300, allowed);
+    auto is_allowed = [&](int32_t t) { return std::find(allowed.begin(), allowed.end(), t) != allowed.end(); };
+    // greedy: the best allowed token, and probs is one-hot on it
+    int32_t best = allowed[0];
+    for (int32_t t : allowed) best = logits[size_t(t)] > logits[size_t(best)] ? t : best;
+    Sampler g(params(0.f));
+    CHECK(g.sample(logits.data(), 300, mask.data(), int32_t(mask.size())) == best);
+    std::vector<float> p(300, -1.f);
+    g.probs(logits.data(), 300, mask.data(), int32_t(mask.size()), p.data());
+    for (int32_t t = 0; t < 300; ++t) CHECK(p[size_t(t)] == (t == best ? 1.f : 0.f));
+    // sampled: only allowed tokens, at the softmax of the allowed logits; probs does not move
+    // the RNG (the same seed draws the same tokens with or without probs calls in between)
+    Sampler s(params(1.f, 9)), twin(params(1.f, 9));
+    s.probs(logits.data(), 300, mask.data(), int32_t(mask.size()), p.data());
+    double z = 0.0;
+    for (int32_t t : allowed) z += std::exp(double(logits[size_t(t)]));
+    double sum = 0.0;
+    for (int32_t t = 0; t < 300; ++t) {
+        sum += p[size_t(t)];
+        if (!is_allowed(t)) CHECK(p[size_t(t)] == 0.f);
+        else CHECK(std::fabs(p[size_t(t)] - std::exp(double(logits[size_t(t)])) / z) < 1e-5);
+    }
+    CHECK(std::fabs(sum - 1.0) < 1e-5);
+    std::map<int32_t, int> counts;
+    const int n = 20000;
+    for (int i = 0; i < n; ++i) {
+        const int32_t a = s.sample(logits.data(), 300, mask.data(), int32_t(mask.size()));
+        if (i % 7 == 0) s.probs(logits.data(), 300, mask.data(), int32_t(mask.size()), p.data());
+        CHECK(a == twin.sample(logits.data(), 300, mask.data(), int32_t(mask.size())));
+        CHECK(is_allowed(a));
+        ++counts[a];
+    }
+    s.probs(logits.data(), 300, mask.data(), int32_t(mask.size()), p.data());
+    for (int32_t t : allowed) CHECK(std::fabs(counts[t] / double(n) - p[size_t(t)]) < 0.02);
+    // filters see only the allowed tokens: top-k 2 keeps the best two allowed ones
+    auto pk = params(1.f, 4);
+    pk.top_k = 2;
+    Sampler k2(pk);
+    k2.probs(logits.data(), 300, mask.data(), int32_t(mask.size()), p.data());
+    int kept = 0;
+    for (int32_t t = 0; t < 300; ++t) kept += p[size_t(t)] > 0.f;
+    CHECK(kept == 2 && p[size_t(best)] > 0.f);
+    // a mask that allows nothing is an error, not a silent choice
+    const std::vector<uint32_t> empty(mask.size(), 0u);
+    bool threw = false;
+    try {
+        s.sample(logits.data(), 300, empty.data(), int32_t(empty.size()));
+    } catch (const std::exception&) {
+        threw = true;
+    }
+    CHECK(threw);
+}
+
 }  // namespace
 
 int main() {
+    test_mask_and_probs();
     test_greedy_is_argmax();
     test_seed_determinism();
     test_frequencies_follow_softmax();

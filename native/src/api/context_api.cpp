@@ -1,4 +1,7 @@
 // context_api.cpp — edgert_context_* and edgert_eval of the C API.
+#include <string>
+#include <vector>
+
 #include "api/api_guard.h"
 #include "api/handles.h"
 
@@ -60,6 +63,20 @@ EDGERT_API edgert_status edgert_eval(edgert_context* ctx, const int32_t* tokens,
     return edgert::api_call("edgert_eval", [&] {
         edgert::require_non_null(ctx, "ctx");
         ctx->impl->eval(tokens, n_tokens, logits, all_logits != 0);
+    });
+}
+
+EDGERT_API edgert_status edgert_eval_batch(edgert_context* const* ctxs, const int32_t* tokens,
+                                           int32_t n, float* logits) {
+    return edgert::api_call("edgert_eval_batch", [&] {
+        edgert::require_non_null(ctxs, "ctxs");
+        if (n < 1) edgert::fail(EDGERT_ERR_INVALID_ARGUMENT, "n must be >= 1");
+        std::vector<edgert::Context*> impls(static_cast<size_t>(n));
+        for (int32_t t = 0; t < n; ++t) {
+            if (!ctxs[t]) edgert::fail(EDGERT_ERR_INVALID_ARGUMENT, "ctxs[" + std::to_string(t) + "] is NULL");
+            impls[size_t(t)] = ctxs[t]->impl.get();
+        }
+        edgert::Context::eval_batch(impls.data(), tokens, n, logits);
     });
 }
 

@@ -50,4 +50,26 @@ EDGERT_API edgert_status edgert_sampler_sample(edgert_sampler* sampler, const fl
     });
 }
 
+EDGERT_API edgert_status edgert_sampler_sample_masked(edgert_sampler* sampler, const float* logits,
+                                                      int32_t n_vocab, const uint32_t* allowed,
+                                                      int32_t n_words, int32_t* out_token) {
+    return edgert::api_call("edgert_sampler_sample_masked", [&] {
+        edgert::require_non_null(sampler, "sampler");
+        edgert::require_non_null(logits, "logits");
+        edgert::require_non_null(out_token, "out_token");
+        *out_token = sampler->impl->sample(logits, n_vocab, allowed, n_words);
+    });
+}
+
+EDGERT_API edgert_status edgert_sampler_probs(edgert_sampler* sampler, const float* logits,
+                                              int32_t n_vocab, const uint32_t* allowed,
+                                              int32_t n_words, float* probs) {
+    return edgert::api_call("edgert_sampler_probs", [&] {
+        edgert::require_non_null(sampler, "sampler");
+        edgert::require_non_null(logits, "logits");
+        edgert::require_non_null(probs, "probs");
+        sampler->impl->probs(logits, n_vocab, allowed, n_words, probs);
+    });
+}
+
 }  // extern "C"

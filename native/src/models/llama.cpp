@@ -136,4 +136,55 @@ void llama_forward(Context& ctx, const int32_t* tokens, int n_tok, int pos0, flo
     softcap_inplace(logits, int64_t(n_rows) * hp.vocab_size, hp.final_logit_softcapping);
 }
 
+// The same block as llama_forward, with row t belonging to ctxs[t]: RoPE at that context's
+// position, K/V into its cache, attention over its cache. Everything else is row-wise (norms,
+// per-row activation quantization, matmul rows), so row t equals a one-token pass of ctxs[t].
+void llama_forward_batch(Context* const* ctxs, const int32_t* tokens, int n, float* logits) {
+    Context& lead = *ctxs[0];
+    const Model& m = lead.model_;
+    const Hparams& hp = m.meta.hparams;
+    const int64_t H = hp.hidden_size, F = hp.intermediate_size, Dh = hp.head_dim;
+    const int64_t q_dim = int64_t(hp.num_heads) * Dh, kv_dim = int64_t(hp.num_kv_heads) * Dh;
+    const float eps = hp.rms_norm_eps;
+    ThreadPool* pool = lead.pool_.get();
+    Activations& a = lead.act_;
+    const AttentionShape shape{hp.num_heads, hp.num_kv_heads, hp.head_dim};
+
+    for (int t = 0; t < n; ++t) {
+        row_to_float(m.token_embd.type, m.token_embd.data, tokens[t], H, a.x.data() + t * H);
+    }
+
+    for (int l = 0; l < hp.num_layers; ++l) {
+        const LlamaLayer& L = m.layers[size_t(l)];
+
+        rmsnorm_rows(a.xb.data(), a.x.data(), L.attn_norm, n, H, eps);
+        const MatmulTarget qkv[] = {{&L.wq, a.q.data()}, {&L.wk, a.k.data()}, {&L.wv, a.v.data()}};
+        matmul_multi(qkv, 3, a.xb.data(), n, pool);
+        add_bias_rows(a.q.data(), L.bq, n, q_dim);
+        add_bias_rows(a.k.data(), L.bk, n, kv_dim);
+        add_bias_rows(a.v.data(), L.bv, n, kv_dim);
+        for (int t = 0; t < n; ++t) {
+            Context& c = *ctxs[t];
+            const int pos = c.n_past_;
+            rope_inplace(a.q.data() + t * q_dim, Dh, hp.num_heads, pos, m.inv_freq.data());
+            rope_inplace(a.k.data() + t * kv_dim, Dh, hp.num_kv_heads, pos, m.inv_freq.data());
+            c.kv_.store(l, pos, 1, a.k.data() + t * kv_dim, a.v.data() + t * kv_dim);
+            gqa_attention(a.q.data() + t * q_dim, 1, pos, c.kv_, l, shape, a.att.data() + t * q_dim,
+                          pool);
+        }
+        matmul(L.wo, a.att.data(), n, a.proj.data(), pool);
+        add_inplace(a.x.data(), a.proj.data(), n * H);
+
+        rmsnorm_rows(a.xb.data(), a.x.data(), L.ffn_norm, n, H, eps);
+        const MatmulTarget gate_up[] = {{&L.w_gate, a.gate.data()}, {&L.w_up, a.up.data()}};
+        matmul_multi(gate_up, 2, a.xb.data(), n, pool);
+        silu_mul(a.gate.data(), a.up.data(), n * F);
+        matmul(L.w_down, a.gate.data(), n, a.proj.data(), pool);
+        add_inplace(a.x.data(), a.proj.data(), n * H);
+    }
+
+    rmsnorm_rows(a.xb.data(), a.x.data(), m.output_norm, n, H, eps);
+    matmul(m.output, a.xb.data(), n, logits, pool);
+}
+
 }  // namespace edgert

@@ -14,4 +14,12 @@ class Context;
 void llama_forward(Context& ctx, const int32_t* tokens, int n_tok, int pos0, float* logits,
                    bool all_logits);
 
+// One decode step of n contexts over the same model at once: token t goes to ctxs[t] at its
+// position n_past; logits [n][vocab]. The matmuls run once with n rows (the weights are read
+// once for every conversation: what makes a server's parallel slots pay), attention per context.
+// Row t is computed with the same operations as ctxs[t]'s own one-token llama_forward, so the
+// logits are bit-identical. Scratch and threads are ctxs[0]'s; the caller (Context::eval_batch)
+// has checked ids, space, distinct contexts and n <= ctxs[0]'s n_batch.
+void llama_forward_batch(Context* const* ctxs, const int32_t* tokens, int n, float* logits);
+
 }  // namespace edgert

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -103,9 +104,9 @@ public:
         w.data = t->data;
         w.rows = rows;
         w.cols = cols;
-        w.exact = exact_;
+        w.exact = exact_ || exact_by_name(t->name);
         // The exact path dequantizes the canonical rows; a re-laid-out copy would be dead weight.
-        if (prepare && !exact_) {
+        if (prepare && !w.exact) {
             const auto t0 = std::chrono::steady_clock::now();
             prepare_weight(w);
             layout_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -118,6 +119,24 @@ public:
         // embedding rows (row_to_float), which fault back in one page at a time.
         if (w.packed) file_.drop_pages(*t);
         return w;
+    }
+
+    // Diagnostic: EDGERT_EXACT_TENSORS=ffn_down,output,... puts the matrices whose names contain
+    // one of these substrings on the exact (f32-activation) path, to find where int8
+    // activations lose accuracy (benchmarks/activation_error.py).
+    static bool exact_by_name(const std::string& name) {
+        const char* env = std::getenv("EDGERT_EXACT_TENSORS");
+        if (!env || !*env) return false;
+        std::string list(env);
+        size_t start = 0;
+        while (start <= list.size()) {
+            size_t end = list.find(',', start);
+            if (end == std::string::npos) end = list.size();
+            const std::string part = list.substr(start, end - start);
+            if (!part.empty() && name.find(part) != std::string::npos) return true;
+            start = end + 1;
+        }
+        return false;
     }
 
     void reject_absent(LlamaTensor id, int layer, const char* why) {

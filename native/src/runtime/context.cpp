@@ -208,6 +208,43 @@ void Context::eval(const int32_t* tokens, int32_t n_tokens, float* logits, bool 
     n_past_ = pos;
 }
 
+void Context::eval_batch(Context* const* ctxs, const int32_t* tokens, int32_t n, float* logits) {
+    if (n < 1) fail(EDGERT_ERR_INVALID_ARGUMENT, "n must be >= 1");
+    if (!ctxs || !tokens || !logits) fail(EDGERT_ERR_INVALID_ARGUMENT, "ctxs, tokens and logits must not be NULL");
+    if (!ctxs[0]) fail(EDGERT_ERR_INVALID_ARGUMENT, "ctxs[0] is NULL");
+    const Context& lead = *ctxs[0];
+    if (n > lead.config_.n_batch) {
+        fail(EDGERT_ERR_INVALID_ARGUMENT, std::to_string(n) + " contexts in one batch exceed n_batch " +
+                                              std::to_string(lead.config_.n_batch) + " of ctxs[0]");
+    }
+    const int32_t vocab = lead.model_.meta.hparams.vocab_size;
+    for (int32_t t = 0; t < n; ++t) {
+        const Context* c = ctxs[t];
+        const std::string at = "ctxs[" + std::to_string(t) + "]";
+        if (!c) fail(EDGERT_ERR_INVALID_ARGUMENT, at + " is NULL");
+        if (&c->model_ != &lead.model_) {
+            fail(EDGERT_ERR_INVALID_ARGUMENT, at + " belongs to another model; a batch shares one model");
+        }
+        for (int32_t u = 0; u < t; ++u) {
+            if (ctxs[u] == c) fail(EDGERT_ERR_INVALID_ARGUMENT, at + " appears twice in the batch");
+        }
+        if (tokens[t] < 0 || tokens[t] >= vocab) {
+            fail(EDGERT_ERR_TOKEN, "token id " + std::to_string(tokens[t]) + " at index " + std::to_string(t) +
+                                       " is outside [0, " + std::to_string(vocab) + ")");
+        }
+        if (c->n_past_ + 1 > c->config_.n_ctx) {
+            fail(EDGERT_ERR_CONTEXT_OVERFLOW, at + " is full (" + std::to_string(c->n_past_) + " of " +
+                                                  std::to_string(c->config_.n_ctx) +
+                                                  " positions); trim it first");
+        }
+    }
+    llama_forward_batch(ctxs, tokens, n, logits);
+    for (int32_t t = 0; t < n; ++t) {
+        ctxs[t]->tokens_.push_back(tokens[t]);  // within the reserved capacity
+        ctxs[t]->n_past_ += 1;
+    }
+}
+
 void Context::trim(int32_t n_keep) {
     if (n_keep < 0 || n_keep > n_past_) {
         fail(EDGERT_ERR_INVALID_ARGUMENT, "n_keep " + std::to_string(n_keep) +

@@ -41,6 +41,10 @@ public:
 
     // Validates, then runs the tokens through the model in chunks of n_batch (see edgert_eval).
     void eval(const int32_t* tokens, int32_t n_tokens, float* logits, bool all_logits);
+    // One decode step of several contexts over the same model in one forward pass
+    // (edgert_eval_batch): tokens[t] appended to ctxs[t]; logits [n][vocab]. Validates every
+    // context first; a failure changes no cache.
+    static void eval_batch(Context* const* ctxs, const int32_t* tokens, int32_t n, float* logits);
     void trim(int32_t n_keep);
     // The cache state (model identity, KV types, token ids, rows of positions [0, n_past)) to a
     // file, and back (context_state.cpp). load validates the whole file before touching the
@@ -66,6 +70,7 @@ public:
 private:
     friend void llama_forward(Context& ctx, const int32_t* tokens, int n_tok, int pos0,
                               float* logits, bool all_logits);
+    friend void llama_forward_batch(Context* const* ctxs, const int32_t* tokens, int n, float* logits);
 
     const Model& model_;
     ContextConfig config_;

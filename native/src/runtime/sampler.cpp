@@ -51,9 +51,23 @@ void Sampler::apply_repeat_penalty(std::vector<Candidate>& c) const {
     }
 }
 
-int32_t Sampler::sample(const float* logits, int32_t n_vocab) {
+namespace {
+
+bool is_allowed(const uint32_t* allowed, int32_t id) {
+    return !allowed || ((allowed[id >> 5] >> (id & 31)) & 1u) != 0;
+}
+
+}  // namespace
+
+int32_t Sampler::prepare(const float* logits, int32_t n_vocab, const uint32_t* allowed,
+                         int32_t n_words) {
     if (!logits) fail(EDGERT_ERR_INVALID_ARGUMENT, "logits is NULL");
     if (n_vocab < 1) fail(EDGERT_ERR_INVALID_ARGUMENT, "n_vocab must be >= 1");
+    if (allowed && int64_t(n_words) * 32 < n_vocab) {
+        fail(EDGERT_ERR_INVALID_ARGUMENT, "the token mask has " + std::to_string(n_words) +
+                                              " words but n_vocab " + std::to_string(n_vocab) +
+                                              " needs " + std::to_string((n_vocab + 31) / 32));
+    }
     for (int32_t i = 0; i < n_vocab; ++i) {
         // -inf is a legitimate mask; NaN and +inf would poison the softmax.
         if (std::isnan(logits[i]) || logits[i] == INFINITY) {
@@ -63,6 +77,19 @@ int32_t Sampler::sample(const float* logits, int32_t n_vocab) {
     candidates_.resize(size_t(n_vocab));
     for (int32_t i = 0; i < n_vocab; ++i) candidates_[size_t(i)] = {i, logits[i], 0.f};
     apply_repeat_penalty(candidates_);
+    if (allowed) {
+        // The mask goes after the penalty (which indexes candidates by id) and before every
+        // filter, so top-k/top-p/min-p choose among allowed tokens only.
+        size_t n = 0;
+        for (int32_t i = 0; i < n_vocab; ++i) {
+            if (is_allowed(allowed, i)) candidates_[n++] = candidates_[size_t(i)];
+        }
+        if (n == 0) {
+            fail(EDGERT_ERR_INVALID_ARGUMENT,
+                 "the token mask allows no token: the grammar cannot be continued");
+        }
+        candidates_.resize(n);
+    }
 
     auto by_logit = [](const Candidate& a, const Candidate& b) {
         return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
@@ -80,14 +107,15 @@ int32_t Sampler::sample(const float* logits, int32_t n_vocab) {
     } else {
         std::sort(c.begin(), c.end(), by_logit);
     }
-
-    if (c[0].logit == -INFINITY) return c[0].id;  // everything masked: nothing to weigh
+    // -inf logits (masked by the caller) have no mass: drop them, keeping at least one token.
+    while (c.size() > 1 && c.back().logit == -INFINITY) c.pop_back();
 
     auto softmax = [&c]() {
         const float max_logit = c[0].logit;
         double sum = 0.0;
         for (auto& x : c) {
             // A tiny temperature can overflow logits to inf; then the maxima share all mass.
+            // Everything -inf: the first (lowest id) token takes it all.
             x.p = std::isfinite(max_logit) ? std::exp(x.logit - max_logit)
                                            : float(x.logit == max_logit);
             sum += x.p;
@@ -116,8 +144,17 @@ int32_t Sampler::sample(const float* logits, int32_t n_vocab) {
         c.resize(keep);
     }
 
+    if (c[0].logit == -INFINITY) return c[0].id;  // everything masked: nothing to weigh
     for (auto& x : c) x.logit /= params_.temperature;
     softmax();
+    return -1;
+}
+
+int32_t Sampler::sample(const float* logits, int32_t n_vocab, const uint32_t* allowed,
+                        int32_t n_words) {
+    const int32_t greedy = prepare(logits, n_vocab, allowed, n_words);
+    if (greedy >= 0) return greedy;
+    const std::vector<Candidate>& c = candidates_;
     const double r = rng_.uniform();
     double cum = 0.0;
     for (const auto& x : c) {
@@ -125,6 +162,18 @@ int32_t Sampler::sample(const float* logits, int32_t n_vocab) {
         if (r < cum) return x.id;
     }
     return c.back().id;  // r landed in the rounding slack above the last cumulative sum
+}
+
+void Sampler::probs(const float* logits, int32_t n_vocab, const uint32_t* allowed,
+                    int32_t n_words, float* out) {
+    if (!out) fail(EDGERT_ERR_INVALID_ARGUMENT, "probs is NULL");
+    const int32_t greedy = prepare(logits, n_vocab, allowed, n_words);
+    std::fill(out, out + n_vocab, 0.f);
+    if (greedy >= 0) {
+        out[greedy] = 1.f;
+        return;
+    }
+    for (const auto& x : candidates_) out[x.id] = x.p;
 }
 
 }  // namespace edgert

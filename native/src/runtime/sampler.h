@@ -28,8 +28,16 @@ public:
 
     void reset();
     void accept(int32_t token);
-    // Throws StatusError(EDGERT_ERR_INVALID_ARGUMENT) for n_vocab < 1 or NaN logits.
-    int32_t sample(const float* logits, int32_t n_vocab);
+    // Throws StatusError(EDGERT_ERR_INVALID_ARGUMENT) for n_vocab < 1, NaN logits, or a mask
+    // that allows no token. allowed (may be null: every token) is a bitmask, bit t % 32 of word
+    // t / 32 set = token t may be chosen; n_words must cover n_vocab.
+    int32_t sample(const float* logits, int32_t n_vocab, const uint32_t* allowed = nullptr,
+                   int32_t n_words = 0);
+    // The distribution sample() draws from, as n_vocab probabilities (0 for every token the mask
+    // or a filter removed; one-hot at the greedy choice when temperature <= 0). Does not touch
+    // the RNG, so it can be called before sample() without changing what sample() returns.
+    void probs(const float* logits, int32_t n_vocab, const uint32_t* allowed, int32_t n_words,
+               float* out);
 
     const edgert_sampler_params& params() const { return params_; }
 
@@ -40,6 +48,10 @@ private:
         float p;
     };
     void apply_repeat_penalty(std::vector<Candidate>& c) const;
+    // Fills candidates_ with the penalized, masked logits. Returns the token when the choice is
+    // deterministic (temperature <= 0: the argmax; every logit -inf: the lowest id), else -1
+    // with candidates_ filtered, sorted by logit and carrying their final probabilities in p.
+    int32_t prepare(const float* logits, int32_t n_vocab, const uint32_t* allowed, int32_t n_words);
 
     edgert_sampler_params params_;
     SplitMix64 rng_;

@@ -325,18 +325,24 @@ struct Ops {
                         _mm512_storeu_ps(p.acc + (r + k) * D + i + 16 * v, a[k][v]);
             }
         }
+        // Leftover rows add their positions in the same order as the four-row loop (one chain
+        // per column, positions ascending), so a query row's output does not depend on how many
+        // rows share its pass: one-token decode and a batched pass (speculative verification)
+        // give the same bits. Up to 64 columns run as 4 independent chains.
         for (; r < p.rows; ++r) {
             const float* w = p.s + r * kTile;
             float* acc = p.acc + r * D;
-            for (int64_t i = 0; i < D; i += 16) {
-                __m512 a0 = _mm512_loadu_ps(acc + i), a1 = _mm512_setzero_ps();
-                int64_t j = 0;
-                for (; j + 2 <= np; j += 2) {
-                    a0 = _mm512_fmadd_ps(_mm512_set1_ps(w[j]), _mm512_loadu_ps(p.vf + j * D + i), a0);
-                    a1 = _mm512_fmadd_ps(_mm512_set1_ps(w[j + 1]), _mm512_loadu_ps(p.vf + (j + 1) * D + i), a1);
+            for (int64_t i = 0; i < D; i += 64) {
+                const int64_t nv = D - i < 64 ? (D - i) / 16 : 4;
+                __m512 a[4];
+                for (int64_t v = 0; v < 4; ++v)
+                    a[v] = v < nv ? _mm512_loadu_ps(acc + i + 16 * v) : _mm512_setzero_ps();
+                for (int64_t j = 0; j < np; ++j) {
+                    const __m512 c = _mm512_set1_ps(w[j]);
+                    const float* vr = p.vf + j * D + i;
+                    for (int64_t v = 0; v < nv; ++v) a[v] = _mm512_fmadd_ps(c, _mm512_loadu_ps(vr + 16 * v), a[v]);
                 }
-                if (j < np) a0 = _mm512_fmadd_ps(_mm512_set1_ps(w[j]), _mm512_loadu_ps(p.vf + j * D + i), a0);
-                _mm512_storeu_ps(acc + i, _mm512_add_ps(a0, a1));
+                for (int64_t v = 0; v < nv; ++v) _mm512_storeu_ps(acc + i + 16 * v, a[v]);
             }
         }
     }
