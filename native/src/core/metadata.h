@@ -30,6 +30,11 @@ struct ModelMetadata {
     Hparams hparams;
     int32_t bos_token_id = -1;  // -1: none
     std::vector<int32_t> eos_token_ids;
+    bool add_bos = false;          // tokenizer.add_bos (optional, default false)
+    bool add_eos = false;          // tokenizer.add_eos (optional, default false)
+    std::string tokenizer_json;    // tokenizer.json, the text the native tokenizer is built from
+    bool has_chat_template = false;
+    std::string chat_template;     // chat_template (optional)
 };
 
 // Throws StatusError: EDGERT_ERR_FORMAT for malformed JSON or a missing/invalid key,
