@@ -93,28 +93,25 @@ static jmethodID JNICALL get_method_id(JNIEnv *env, jclass cls, const char *name
     return NULL;
 }
 static int method(jmethodID m) { return (int)((const char *const *)m - kMethods); }
-static jobject JNICALL call_object_method(JNIEnv *env, jobject obj, jmethodID m, ...) {
-    (void)env;
+/* The C++ JNIEnv wrappers (env->CallBooleanMethod(...) etc.) forward to the ...V variants with a
+ * va_list, so those are the ones the bridge reaches. */
+static jobject JNICALL call_object_method_v(JNIEnv *env, jobject obj, jmethodID m, va_list ap) {
+    (void)env; (void)ap;
     if (method(m) != M_GET_BYTES) abort();
     Obj *s = (Obj *)obj, *b = new_obj(K_BYTES, s->len, 1);
     memcpy(b->data, s->data, s->len);
     return (jobject)b;
 }
-static jobject JNICALL new_object(JNIEnv *env, jclass cls, jmethodID m, ...) {
+static jobject JNICALL new_object_v(JNIEnv *env, jclass cls, jmethodID m, va_list ap) {
     (void)env; (void)cls;
     if (method(m) != M_STRING_CTOR) abort();
-    va_list ap;
-    va_start(ap, m);
     Obj *bytes = (Obj *)va_arg(ap, jobject);
-    va_end(ap);
     Obj *s = new_obj(K_STRING, bytes->len, 1);
     memcpy(s->data, bytes->data, bytes->len);
     return (jobject)s;
 }
-static jboolean JNICALL call_boolean_method(JNIEnv *env, jobject obj, jmethodID m, ...) {
+static jboolean JNICALL call_boolean_method_v(JNIEnv *env, jobject obj, jmethodID m, va_list ap) {
     (void)env; (void)obj;
-    va_list ap;
-    va_start(ap, m);
     if (method(m) == M_ON_TEXT) {
         Obj *piece = (Obj *)va_arg(ap, jobject);
         if (generated_len + piece->len < sizeof generated) {
@@ -123,7 +120,6 @@ static jboolean JNICALL call_boolean_method(JNIEnv *env, jobject obj, jmethodID 
         }
         ++n_pieces;
     }
-    va_end(ap);
     return JNI_TRUE;
 }
 static jobject JNICALL get_object_array_element(JNIEnv *env, jobjectArray a, jsize i) {
@@ -168,6 +164,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s MODEL.edgt N_NEW PROMPT TEXT\n", argv[0]);
         return 2;
     }
+    setvbuf(stdout, NULL, _IONBF, 0);  /* a crash must not swallow what was printed */
     struct JNINativeInterface_ table;
     memset(&table, 0, sizeof table);
     table.FindClass = find_class;
@@ -185,9 +182,9 @@ int main(int argc, char **argv) {
     table.NewStringUTF = new_string_utf;
     table.GetObjectClass = get_object_class;
     table.GetMethodID = get_method_id;
-    table.CallObjectMethod = call_object_method;
-    table.NewObject = new_object;
-    table.CallBooleanMethod = call_boolean_method;
+    table.CallObjectMethodV = call_object_method_v;
+    table.NewObjectV = new_object_v;
+    table.CallBooleanMethodV = call_boolean_method_v;
     table.GetObjectArrayElement = get_object_array_element;
     table.DeleteLocalRef = delete_local_ref;
     const struct JNINativeInterface_ *functions = &table;

@@ -12,6 +12,8 @@
 namespace edgert {
 namespace {
 
+constexpr size_t kKeepScratch = size_t(1) << 16;  // per-thread scratch kept between words
+
 [[noreturn]] void bad_model(const std::string& msg) {
     fail(EDGERT_ERR_FORMAT, "tokenizer.json: invalid BPE model: " + msg);
 }
@@ -176,6 +178,10 @@ void BpeModel::merge_symbols(std::vector<int32_t>& ids, std::vector<int32_t>& ou
     for (int i = 0; i < n; ++i) {
         if (alive[size_t(i)]) out.push_back(ids[size_t(i)]);
     }
+    if (prev.capacity() > kKeepScratch) {  // one huge word (a whole SentencePiece text) must
+        std::vector<int>().swap(prev);     // not pin its scratch to the thread forever
+        std::vector<int>().swap(next);
+    }
 }
 
 void BpeModel::encode_word(std::string_view word, std::vector<int32_t>& out) const {
@@ -221,8 +227,8 @@ void BpeModel::encode_word(std::string_view word, std::vector<int32_t>& out) con
         // no unk token: the character is dropped, as tokenizers does
     }
     if (pending_unk >= 0) ids.push_back(pending_unk);
-    if (ids.empty()) return;
-    merge_symbols(ids, out);
+    if (!ids.empty()) merge_symbols(ids, out);
+    if (ids.capacity() > kKeepScratch) std::vector<int32_t>().swap(ids);
 }
 
 void BpeModel::encode_byte_level_word(std::string_view bytes, std::vector<int32_t>& out) const {

@@ -151,6 +151,7 @@ void split_by_pattern(SplitPattern pattern, std::string_view text, std::vector<B
         out.emplace_back(d.off[i], d.off[j]);
         i = j;
     }
+    if (d.cp.capacity() > (size_t(1) << 16)) d = Decoded();  // do not pin a huge text's scratch
 }
 
 void split_digits(std::string_view text, bool individual, std::vector<ByteRange>& out) {
