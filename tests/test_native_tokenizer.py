@@ -255,7 +255,14 @@ def test_unicode_classes_equal_the_reference_regex_engine(probe) -> None:
 
 @pytest.mark.slow
 def test_nfc_equals_the_reference(probe, tmp_path) -> None:
+    import unicodedata2 as ud
     texts = [chr(c) for c in range(0x80, 0x30000) if not 0xD800 <= c < 0xE000]
+    # every combining mark next to one of lower and one of higher class (reordering), and every
+    # canonical decomposition written out (composition): where Unicode versions differ
+    marks = [chr(c) for c in range(0x300, 0x30000) if ud.combining(chr(c)) > 1]
+    texts += ["a" + m + "\u0334" for m in marks] + ["a\u0345" + m for m in marks]
+    texts += [ud.normalize("NFD", chr(c)) + "\u0301" for c in range(0xC0, 0x30000)
+              if ud.decomposition(chr(c)) and not ud.decomposition(chr(c)).startswith("<")]
     texts += random_strings(5000, seed=11)
     (tmp_path / "in").write_bytes("\0".join(texts).encode())
     r = subprocess.run([str(probe), "nfc", str(tmp_path / "in")], capture_output=True, check=True)

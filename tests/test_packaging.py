@@ -68,6 +68,7 @@ def test_auditwheel_accepts_the_wheel_as_manylinux(wheel: Path, tmp_path: Path) 
     r = subprocess.run([sys.executable, "-m", "auditwheel", "repair", "-w", str(tmp_path), str(wheel)],
                        capture_output=True, text=True)
     assert r.returncode == 0, show.stdout + r.stdout + r.stderr
+    print(show.stdout)  # the policy it meets (pytest -s shows it)
     repaired = list(tmp_path.glob("edgert-*manylinux*.whl"))
     assert repaired, (show.stdout, r.stdout, r.stderr)
     with zipfile.ZipFile(repaired[0]) as whl:  # nothing grafted: glibc is the only dependency
@@ -117,8 +118,9 @@ def fresh_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_c_program_against_the_installed_wheel_chats_with_smollm2(fresh_venv: Path, tmp_path: Path,
                                                                   smollm2_edgt: Path) -> None:
+    # cwd: not the checkout, whose edgert/ (no compiled parts) would shadow the installed one
     flags = subprocess.run([str(fresh_venv), "-m", "edgert", "--cflags", "--libs"], capture_output=True,
-                           text=True, check=True).stdout.split()
+                           text=True, check=True, cwd=tmp_path).stdout.split()
     assert str(tmp_path) not in " ".join(flags) and "site-packages/edgert" in " ".join(flags)
     exe = tmp_path / "chat"
     subprocess.run(["cc", str(REPO / "native" / "examples" / "chat.c"), *flags, "-o", str(exe)], check=True)
@@ -128,13 +130,13 @@ def test_c_program_against_the_installed_wheel_chats_with_smollm2(fresh_venv: Pa
     assert r.stdout.strip() == "The capital of France is Paris.", r.stdout
     # python -c "import edgert; edgert.get_include()" agrees with the flags
     inc = subprocess.run([str(fresh_venv), "-c", "import edgert; print(edgert.get_include())"],
-                         capture_output=True, text=True, check=True).stdout.strip()
+                         capture_output=True, text=True, check=True, cwd=tmp_path).stdout.strip()
     assert f"-I{inc}" in flags and (Path(inc) / "edgert.h").exists()
 
 
 def test_cmake_find_package_and_pkg_config(fresh_venv: Path, tmp_path: Path, stories_edgt: Path) -> None:
     cmake_dir = subprocess.run([str(fresh_venv), "-m", "edgert", "--cmake-dir"], capture_output=True,
-                               text=True, check=True).stdout.strip()
+                               text=True, check=True, cwd=tmp_path).stdout.strip()
     proj = tmp_path / "proj"
     proj.mkdir()
     (proj / "CMakeLists.txt").write_text(
@@ -149,7 +151,7 @@ def test_cmake_find_package_and_pkg_config(fresh_venv: Path, tmp_path: Path, sto
     assert r.returncode == 0 and r.stdout.startswith(", there was"), r.stdout + r.stderr
     if shutil.which("pkg-config"):
         pc_dir = subprocess.run([str(fresh_venv), "-m", "edgert", "--pkgconfig-dir"], capture_output=True,
-                                text=True, check=True).stdout.strip()
+                                text=True, check=True, cwd=tmp_path).stdout.strip()
         r = subprocess.run(["pkg-config", "--cflags", "--libs", "edgert"], capture_output=True, text=True,
                            env={**os.environ, "PKG_CONFIG_PATH": pc_dir}, check=True)
         assert "-l:libedgert.so." in r.stdout and "include" in r.stdout
