@@ -45,17 +45,17 @@
  *
  * Threading contract:
  *   - An edgert_model is immutable after load and may be shared by any number of contexts on
- *     any threads. Free it only after every context made from it is freed.
+ *     any threads. Free it only after every context and detokenizer made from it is freed.
  *   - An edgert_context (one conversation: KV cache, scratch, thread pool) and an
  *     edgert_sampler must be used by one thread at a time.
  *   - The tokenizer and chat functions take a const edgert_model and may be called from any
  *     number of threads at once (the tokenizer is built once, on first use, thread-safely).
  *     An edgert_detokenizer is like a context: one thread at a time.
  *   - edgert_last_error() is per thread.
- *   So N threads may each run their own context (and sampler) on one shared model; the
- *   contexts share nothing mutable (tests/test_native_threads.py runs that under
- *   ThreadSanitizer).
  *   - edgert_set_isa() changes process-wide kernel dispatch; call it before loading models.
+ *   So N threads may each run their own context (and sampler) on one shared model, tokenizing,
+ *   generating and detokenizing at once; the contexts share nothing mutable
+ *   (native/tests/test_threads.c, run under ThreadSanitizer by tests/test_native_threads.py).
  *
  * Errors: every function that can fail returns edgert_status; on failure the out-parameters are
  * left untouched (pointers are not set), nothing is leaked, and edgert_last_error() returns a
