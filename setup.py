@@ -1,14 +1,15 @@
 """Builds edgert's native module with CMake (native/) and packages it with the Python code.
 
 Metadata lives in pyproject.toml; this file only adds what setuptools cannot express there: the
-CMake build of edgert._edgert, the `converters/` -> `edgert.converters` mapping, the shared
+CMake build of edgert._edgert, the Cython extension edgert.sensor._runtime (the sensor path's
+runner and ring buffer), the `converters/` -> `edgert.converters` mapping, the shared
 registry/header files copied into the package, and the C library for C/C++ users: libedgert
 (`edgert/lib/libedgert.so.<ABI>`), `edgert/include/edgert.h`, a CMake package config
 (`edgert/lib/cmake/edgert`, for find_package(edgert)) and a pkg-config file
 (`edgert/lib/pkgconfig/edgert.pc`); `python -m edgert --cflags --libs` prints the flags.
 
-Both native binaries link libstdc++ and libgcc statically (EDGERT_STATIC_RUNTIME), so the wheel
-depends on glibc alone and `auditwheel repair` accepts it as manylinux; every ISA-specific kernel
+The CMake-built binaries link libstdc++ and libgcc statically (EDGERT_STATIC_RUNTIME) and the
+Cython extension is plain C, so the wheel depends on glibc alone and `auditwheel repair` accepts it as manylinux; every ISA-specific kernel
 is chosen at run time, so nothing beyond x86-64 baseline is needed to load it.
 """
 from __future__ import annotations
@@ -36,7 +37,11 @@ class CMakeExtension(Extension):
 
 class CMakeBuild(build_ext):
     def build_extension(self, ext: Extension) -> None:
-        assert isinstance(ext, CMakeExtension)
+        if not isinstance(ext, CMakeExtension):
+            # the Cython extension: setuptools' own compile with the interpreter's flags, which
+            # target the x86-64 baseline (never -march=native: the wheel runs on any x86-64)
+            super().build_extension(ext)
+            return
         out_dir = Path(self.get_ext_fullpath(ext.name)).resolve().parent
         build_dir = Path(self.build_temp).resolve() / "native"
         build_dir.mkdir(parents=True, exist_ok=True)
@@ -119,13 +124,21 @@ def _project_version() -> str:
     raise RuntimeError("version not found in pyproject.toml")
 
 
+def sensor_extensions() -> list[Extension]:
+    from Cython.Build import cythonize
+    ext = Extension("edgert.sensor._runtime", ["edgert/sensor/_runtime.pyx"],
+                    extra_compile_args=["-O2"])
+    return cythonize([ext], language_level=3, quiet=True,
+                     build_dir=str(Path("build") / "cython"))
+
+
 converter_packages = ["edgert.converters" + ("." + p if p else "")
                       for p in [""] + find_packages("converters")]
 
 setup(
-    packages=["edgert"] + converter_packages,
+    packages=["edgert", "edgert.sensor"] + converter_packages,
     package_dir={"edgert": "edgert", "edgert.converters": "converters"},
-    ext_modules=[CMakeExtension("edgert._edgert", NATIVE)],
+    ext_modules=[CMakeExtension("edgert._edgert", NATIVE)] + sensor_extensions(),
     package_data={"edgert.converters": ["*.def"]},
     cmdclass={"build_ext": CMakeBuild},
     zip_safe=False,

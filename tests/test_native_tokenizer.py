@@ -203,7 +203,7 @@ def test_token_to_piece_bytes(variants) -> None:
 # ---- Unicode tables ------------------------------------------------------------------------------
 
 PROBE_SOURCES = ["tokenizer/unicode_props.cpp", "tokenizer/pre_tokenizer.cpp", "tokenizer/bpe.cpp",
-                 "tokenizer/tokenizer.cpp", "core/json.cpp"]
+                 "tokenizer/tokenizer.cpp", "core/json.cpp", "core/message_text.cpp"]
 
 
 def build_probe(out: Path, compiler: str = "g++", extra: tuple[str, ...] = ()) -> Path:

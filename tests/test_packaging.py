@@ -42,6 +42,11 @@ def test_wheel_contents(wheel: Path) -> None:
         header = whl.read("edgert/include/edgert.h").decode()
         pc = whl.read("edgert/lib/pkgconfig/edgert.pc").decode()
     assert any(n.startswith("edgert/_edgert") and n.endswith(".so") for n in names)
+    # the sensor path: its Cython runtime is compiled into the wheel, its modules and the exporter
+    assert any(n.startswith("edgert/sensor/_runtime") and n.endswith(".so") for n in names)
+    for module in ("edgert/sensor/__init__.py", "edgert/sensor/compiler.py",
+                   "edgert/sensor/ops.py", "edgert/sensor/cli.py", "edgert/onnx_export.py"):
+        assert module in names, f"{module} missing from the wheel"
     for module in ("edgert/__init__.py", "edgert/errors.py", "edgert/llm.py", "edgert/model.py",
                    "edgert/cli.py", "edgert/converters/__init__.py", "edgert/converters/cli.py"):
         assert module in names, f"{module} missing from the wheel"

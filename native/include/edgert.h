@@ -55,7 +55,7 @@
  *   - edgert_set_isa() changes process-wide kernel dispatch; call it before loading models.
  *   So N threads may each run their own context (and sampler) on one shared model, tokenizing,
  *   generating and detokenizing at once; the contexts share nothing mutable
- *   (native/tests/test_threads.c, run under ThreadSanitizer by tests/test_native_threads.py).
+ *   (native/tests/test_threads.c, run under ThreadSanitizer by tests/test_native.py).
  *
  * Errors: every function that can fail returns edgert_status; on failure the out-parameters are
  * left untouched (pointers are not set), nothing is leaked, and edgert_last_error() returns a

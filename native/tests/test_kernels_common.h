@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -135,6 +136,29 @@ inline std::vector<uint8_t> make_weights(std::mt19937& rng, edgert::DType t, Pro
         }
     }
     return buf;
+}
+
+// Activation blocks the quantizers cannot represent, each beside ordinary values and at lanes
+// that fall in different SIMD registers and halves: NaN (quiet, negative, signaling), +-Inf,
+// beyond kQ8ActMaxAmax, -FLT_MAX; plus the boundary value itself (representable), an all-NaN
+// block, NaN among zeros (max|x| 0 must not win) and an ordinary block. A multiple of 32 values.
+inline std::vector<float> make_unrepresentable_activations(std::mt19937& rng) {
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    auto from_bits = [](uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; };
+    const float specials[] = {NAN, INFINITY, -INFINITY, 2e37f, -3.4028235e38f, 1e37f,
+                              from_bits(0xffc00000u), from_bits(0x7f800001u)};
+    std::vector<float> x;
+    auto block = [&](float scale) {
+        for (int j = 0; j < 32; ++j) x.push_back(nd(rng) * scale);
+        return x.size() - 32;
+    };
+    for (float v : specials)
+        for (int lane : {0, 7, 8, 15, 16, 31}) x[block(1.0f) + size_t(lane)] = v;
+    const size_t all_nan = block(1.0f);
+    for (int j = 0; j < 32; ++j) x[all_nan + size_t(j)] = NAN;
+    x[block(0.0f) + 9] = NAN;
+    block(1.0f);
+    return x;
 }
 
 inline bool is_quantized(edgert::DType t) {

@@ -3,7 +3,7 @@
  * contexts on several threads at once, each thread tokenizing, generating text and detokenizing
  * through the C API. The threads start together on a fresh model, so the tokenizer's
  * build-on-first-use races too. Every thread's text must equal what one thread alone produced.
- * tests/test_native_threads.py builds this with -fsanitize=thread and requires a clean run.
+ * tests/test_native.py builds this with EDGERT_TSAN (-fsanitize=thread) and requires a clean run.
  *
  *     test_threads MODEL.edgt N_THREADS N_NEW
  */

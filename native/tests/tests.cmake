@@ -10,7 +10,7 @@ add_library(edgert_test_support STATIC
 target_link_libraries(edgert_test_support PUBLIC edgert_core)
 target_include_directories(edgert_test_support PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 
-foreach(t test_json_crc test_loader_bad_input test_api_errors test_sampler test_forward)
+foreach(t test_json_crc test_loader_bad_input test_hostile_files test_api_errors test_sampler test_forward)
   add_executable(${t} ${CMAKE_CURRENT_LIST_DIR}/${t}.cpp)
   target_link_libraries(${t} PRIVATE edgert_test_support)
   add_test(NAME ${t} COMMAND ${t})
@@ -44,6 +44,15 @@ set_tests_properties(example_chat_bad_tokenizer PROPERTIES
   PASS_REGULAR_EXPRESSION "EDGERT_ERR_FORMAT: edgert_generate_text: tokenizer.json")
 
 # Several contexts on one model from several threads (edgert.h's threading contract); run by
-# tests/test_native_threads.py on a real model, under ThreadSanitizer (EDGERT_SANITIZE_THREAD).
+# tests/test_native.py on a real model, under ThreadSanitizer (EDGERT_TSAN).
 add_executable(test_threads ${CMAKE_CURRENT_LIST_DIR}/test_threads.c)
 target_link_libraries(test_threads PRIVATE edgert Threads::Threads)
+
+# One deliberate bug per sanitizer (not a test: tests/test_native.py runs it in the sanitized
+# builds and expects each to fail).
+add_executable(sanitizer_canary ${CMAKE_CURRENT_LIST_DIR}/sanitizer_canary.cpp)
+target_link_libraries(sanitizer_canary PRIVATE Threads::Threads)
+
+# Load cost on a real file (not a test): docs/security.md's figures. load_cost MODEL.edgt [verify]
+add_executable(load_cost ${CMAKE_CURRENT_LIST_DIR}/../tools/load_cost.c)
+target_link_libraries(load_cost PRIVATE edgert)

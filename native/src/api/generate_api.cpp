@@ -20,9 +20,18 @@ int32_t generate_loop(Context& c, Sampler& s, const int32_t* prompt, int32_t n_p
     c.eval(prompt, n_prompt, logits, false);  // validates ids and space before any change
     for (int32_t i = 0; i < n_prompt; ++i) s.accept(prompt[i]);
 
+    // NaN or +Inf logits come from the model here, not from the caller: say so.
+    auto sample = [&] {
+        try {
+            return s.sample(logits, vocab);
+        } catch (const StatusError& e) {
+            fail(e.status(), std::string(e.what()) + " in the model's output; its weights may be "
+                             "non-finite or overflow (load with verify_checksums to check)");
+        }
+    };
     int32_t produced = 0;
     while (produced < max_new_tokens) {
-        const int32_t token = s.sample(logits, vocab);
+        const int32_t token = sample();
         if (std::find(stops.begin(), stops.end(), token) != stops.end()) break;
         s.accept(token);
         ++produced;

@@ -16,6 +16,7 @@ const Tokenizer& model_tokenizer(const edgert_model& model) {
         cfg.eos_ids = meta.eos_token_ids;
         cfg.add_bos = meta.add_bos;
         cfg.add_eos = meta.add_eos;
+        cfg.vocab_size = meta.hparams.vocab_size;
         try {
             model.tokenizer = std::make_unique<Tokenizer>(meta.tokenizer_json, cfg);
         } catch (const StatusError& e) {

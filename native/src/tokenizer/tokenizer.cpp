@@ -532,7 +532,10 @@ Tokenizer::Tokenizer(std::string_view tokenizer_json, TokenizerConfig config)
     : impl_(std::make_unique<Impl>()), config_(std::move(config)) {
     JsonValue root;
     try {
-        root = parse_json(tokenizer_json.data(), tokenizer_json.size(), 64);
+        // Vocabulary (1 value per token) + merges (up to 3 per merge, one merge per token at
+        // most) + added tokens and the pipeline's objects, with room to spare.
+        const size_t max_values = kJsonMaxValues + 8 * size_t(std::max<int32_t>(config_.vocab_size, 0));
+        root = parse_json(tokenizer_json.data(), tokenizer_json.size(), 64, max_values);
     } catch (const JsonError& e) {
         malformed(std::string("malformed JSON: ") + e.what());
     }

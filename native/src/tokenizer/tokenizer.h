@@ -32,6 +32,10 @@ struct TokenizerConfig {
     std::vector<int32_t> eos_ids;
     bool add_bos = false;
     bool add_eos = false;
+    // The model's vocabulary size: bounds the JSON values tokenizer.json may hold (a vocabulary
+    // entry and a merge take 1-3 values each), so a hostile document cannot make parsing take
+    // ~75x its size in memory (core/json.h). 0: the generic metadata bound (kJsonMaxValues).
+    int32_t vocab_size = 0;
 };
 
 class Tokenizer {
