@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import zipfile
@@ -61,4 +62,6 @@ def test_gradlew_refuses_a_checksum_mismatch(tmp_path: Path) -> None:
 def test_checked_in_properties_name_a_gradle_distribution() -> None:
     props = (REPO / "android_demo" / "gradle" / "wrapper" / "gradle-wrapper.properties").read_text()
     assert "distributionUrl=https\\://services.gradle.org/distributions/gradle-8." in props
+    # the real download is verified too: a sha256 is given (64 hex digits)
+    assert re.search(r"^distributionSha256Sum=[0-9a-f]{64}$", props, re.M), props
     assert os.access(REPO / "android_demo" / "gradlew", os.X_OK)

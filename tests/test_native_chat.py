@@ -104,6 +104,11 @@ def test_unknown_templates_and_bad_messages_are_typed_errors(model) -> None:
         _edgert.chat_format(model, TURNS[:1], True, llama31)
     with pytest.raises(TokenizerError):
         _edgert.chat_format(model, [{"role": "user", "content": b"\xff"}], True)
+    # a template's default system prompt is copied into the prompt: its bytes must be UTF-8 too
+    # (before, edgert_chat_format copied the invalid bytes into the prompt it returned)
+    bad_system = b"<|im_start|>system\nHi \xed\xa0\x80<|im_end|>{{'<|im_start|>' + message['content'] }}"
+    with pytest.raises(TokenizerError, match="chat_template is not valid UTF-8"):
+        _edgert.chat_format(model, TURNS[:1], True, bad_system)
     with pytest.raises(InvalidArgumentError, match="alternate"):
         _edgert.chat_format(model, [TURNS[1]], True, TEMPLATES["mistral"])
 

@@ -51,6 +51,7 @@ def native_ids(model, text, flags=_edgert.TOKENIZE_PARSE_SPECIAL) -> list[int]:
 
 def test_every_variant_builds(variants) -> None:
     assert set(variants) == {"smollm2", "gpt2", "llama-spm", "llama3", "qwen2", "stories260k-hf",
+                             "stories260k-llama2c",
                              "smollm2-transformers", "tinyllama-transformers"}
 
 

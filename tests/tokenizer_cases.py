@@ -50,6 +50,11 @@ def tokenizer_variants() -> dict[str, dict]:
         out[name] = {"json": json.dumps(j), "bos": None, "eos": [50256], "add_bos": False}
     out["stories260k-hf"] = {"json": (STORIES / "hf" / "tokenizer.json").read_text(),
                              "bos": 1, "eos": [2], "add_bos": True}
+    # the same model's llama2.c checkpoint: the converter writes tokenizer.json from tok512.bin
+    from converters.llama2c import read_llama2c
+    tok = read_llama2c(STORIES / "stories260K.bin", STORIES / "tok512.bin").tokenizer
+    out["stories260k-llama2c"] = {"json": tok["json"], "bos": tok["bos_token_id"],
+                                  "eos": tok["eos_token_ids"], "add_bos": tok["add_bos"]}
     # benchmarks/make_models.py's shapes: transformers' GGUF tokenizer converter output
     import transformers
     transformers.logging.set_verbosity_error()

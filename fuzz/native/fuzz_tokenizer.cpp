@@ -270,7 +270,7 @@ void text_mode(int which, const std::string& text, int32_t flags) {
 
 void ids_mode(const std::string& payload, int32_t flags) {
     std::vector<int32_t> ids(std::min<size_t>(payload.size() / 4, 512));
-    std::memcpy(ids.data(), payload.data(), ids.size() * 4);
+    if (!ids.empty()) std::memcpy(ids.data(), payload.data(), ids.size() * 4);
     // Mostly ids inside the vocabulary (bit 31 clear), so the decoders run; the rest as given.
     for (int32_t& id : ids) if (id >= 0) id %= kVocab + 4;
     const int32_t dflags = flags & EDGERT_DETOKENIZE_SKIP_SPECIAL;

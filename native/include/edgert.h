@@ -350,7 +350,8 @@ typedef struct edgert_chat_message {
  * (SmolLM2, Qwen2), Llama 3, Llama 2 and Mistral [INST], Gemma, Phi-3.
  *   EDGERT_ERR_UNSUPPORTED       no template, or a template of another family
  *   EDGERT_ERR_INVALID_ARGUMENT  a conversation the template rejects (roles not alternating,
- *                                a system message where the family has none) */
+ *                                a system message where the family has none)
+ *   EDGERT_ERR_INVALID_TEXT      chat_template or a message that is not valid UTF-8 */
 EDGERT_API edgert_status edgert_chat_format(const edgert_model *model, const char *chat_template,
                                             const edgert_chat_message *messages,
                                             int32_t n_messages, int32_t add_generation_prompt,

@@ -27,6 +27,13 @@ EDGERT_API edgert_status edgert_chat_format(const edgert_model* model, const cha
             fail(EDGERT_ERR_UNSUPPORTED, "this model file has no chat template; pass one, or format "
                                          "the prompt yourself");
         }
+        if (chat_template) {  // the model's own template came through the JSON parser: UTF-8
+            const size_t n = std::strlen(chat_template);
+            const size_t bad = edgert::utf8::first_invalid(reinterpret_cast<const unsigned char*>(chat_template), n);
+            if (bad != n) {
+                fail(EDGERT_ERR_INVALID_TEXT, "chat_template is not valid UTF-8 (byte " + std::to_string(bad) + ")");
+            }
+        }
         std::vector<edgert::ChatMessage> msgs;
         msgs.reserve(size_t(n_messages));
         for (int32_t i = 0; i < n_messages; ++i) {
