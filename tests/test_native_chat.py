@@ -9,7 +9,8 @@ import pytest
 
 from edgert import _edgert
 from edgert.chat_template import ChatTemplate
-from edgert.errors import ChatTemplateError, InvalidArgumentError, TokenizerError, UnsupportedModelError
+from edgert.errors import (ChatTemplateError, InvalidArgumentError, ModelFormatError, TokenizerError,
+                           UnsupportedModelError)
 
 from conftest import SMOLLM2_GGUF
 from tokenizer_cases import tiny_model, tokenizer_variants
@@ -118,3 +119,10 @@ def test_model_without_template(tmp_path) -> None:
     m = _edgert.model_load(str(tiny_model(tmp_path / "nt.edgt", tok, 50257, None)))
     with pytest.raises(UnsupportedModelError, match="no chat template"):
         _edgert.chat_format(m, TURNS[:1], True)
+    # a chat_template that is not text: the file loads and runs on ids (edgert info, the Python
+    # side open it too, tests/test_hostile_inputs.py); formatting with it is a format error
+    odd = _edgert.model_load(str(tiny_model(tmp_path / "odd.edgt", tok, 50257, 12)))
+    assert _edgert.tokenize(odd, "hello", 0) == [31373]
+    with pytest.raises(ModelFormatError, match="chat_template is not text"):
+        _edgert.chat_format(odd, TURNS[:1], True)
+    assert "<|im_start|>user" in _edgert.chat_format(odd, TURNS[:1], True, TEMPLATES["chatml"])

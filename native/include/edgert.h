@@ -349,6 +349,8 @@ typedef struct edgert_chat_message {
  * writes BOS itself). Template families are recognised from the template text: ChatML
  * (SmolLM2, Qwen2), Llama 3, Llama 2 and Mistral [INST], Gemma, Phi-3.
  *   EDGERT_ERR_UNSUPPORTED       no template, or a template of another family
+ *   EDGERT_ERR_FORMAT            chat_template NULL and the file's chat_template is not text
+ *                                (such a file loads and runs on ids all the same)
  *   EDGERT_ERR_INVALID_ARGUMENT  a conversation the template rejects (roles not alternating,
  *                                a system message where the family has none)
  *   EDGERT_ERR_INVALID_TEXT      chat_template or a message that is not valid UTF-8 */

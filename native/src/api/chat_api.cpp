@@ -23,6 +23,10 @@ EDGERT_API edgert_status edgert_chat_format(const edgert_model* model, const cha
         }
         if (capacity > 0 && !text) fail(EDGERT_ERR_INVALID_ARGUMENT, "text is NULL");
         const edgert::ModelMetadata& meta = model->impl->meta;
+        if (!chat_template && meta.chat_template_not_text) {
+            fail(EDGERT_ERR_FORMAT, "this model file's chat_template is not text; pass a template, or "
+                                    "re-convert the model");
+        }
         if (!chat_template && !meta.has_chat_template) {
             fail(EDGERT_ERR_UNSUPPORTED, "this model file has no chat template; pass one, or format "
                                          "the prompt yourself");

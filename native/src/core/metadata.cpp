@@ -142,9 +142,12 @@ ModelMetadata parse_metadata(std::string_view text) {
     }
 
     if (const JsonValue* t = root.find("chat_template"); t && !t->is_null()) {
-        if (!t->is_string()) meta_error("'chat_template' must be a string or null");
-        m.has_chat_template = true;
-        m.chat_template = t->as_string();
+        if (t->is_string()) {
+            m.has_chat_template = true;
+            m.chat_template = t->as_string();
+        } else {
+            m.chat_template_not_text = true;
+        }
     }
     return m;
 }

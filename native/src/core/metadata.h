@@ -35,6 +35,9 @@ struct ModelMetadata {
     std::string tokenizer_json;    // tokenizer.json, the text the native tokenizer is built from
     bool has_chat_template = false;
     std::string chat_template;     // chat_template (optional)
+    // chat_template present but not a string: the model still loads and runs on ids (as the
+    // Python side opens it too); edgert_chat_format without a template of its own refuses it.
+    bool chat_template_not_text = false;
 };
 
 // Throws StatusError: EDGERT_ERR_FORMAT for malformed JSON or a missing/invalid key,
