@@ -46,7 +46,8 @@ class LLM:
                                kv_type=kv_type).validate()
         self._model = Model(path, verify=verify, exact=exact)
         try:
-            self.tokenizer = Tokenizer.from_metadata(self._model.metadata)
+            self.tokenizer = Tokenizer.from_metadata(self._model.metadata,
+                                                     native=self._model.native_tokenizer())
             self._ctx: Context = self._model.new_context(params)
         except BaseException:
             self._model.close()

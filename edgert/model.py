@@ -165,13 +165,19 @@ class Model:
             raise InvalidArgumentError(f"params must be a ContextParams, got {type(params).__name__}")
         return Context(self, params or ContextParams())
 
-    # ---- the native tokenizer and chat formatting (libedgert; edgert.LLM uses `tokenizers`) ----
+    # ---- the native tokenizer and chat formatting (libedgert; edgert.LLM encodes with it too) ----
     def tokenize(self, text: str | bytes, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
         """Token ids from libedgert's own tokenizer (equal to `tokenizers`'); add_special adds
         BOS/EOS as the file says. Invalid UTF-8 raises TokenizerError."""
         flags = (_edgert.TOKENIZE_ADD_SPECIAL if add_special else 0) | \
             (_edgert.TOKENIZE_PARSE_SPECIAL if parse_special else 0)
         return _edgert.tokenize(self.handle, text, flags)
+
+    def native_tokenizer(self) -> Callable[[str], list[int]]:
+        """text -> ids as `tokenizers`' encode(text, add_special_tokens=False) gives them, for
+        edgert.tokenizer.Tokenizer(native=...). Holds this Model, not its handle: once the Model
+        is closed it raises InvalidArgumentError (and Tokenizer falls back to `tokenizers`)."""
+        return lambda text: _edgert.tokenize(self.handle, text, _edgert.TOKENIZE_PARSE_SPECIAL)
 
     def detokenize(self, ids: Sequence[int], *, skip_special: bool = False) -> str:
         return _edgert.detokenize(self.handle, ids, _edgert.DETOKENIZE_SKIP_SPECIAL if skip_special else 0)

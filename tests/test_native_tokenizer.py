@@ -85,6 +85,22 @@ def test_whole_files(variants, which) -> None:
         assert native_ids(model, text) == ref.encode(text, add_special_tokens=False).ids, name
 
 
+def test_sentencepiece_cut_at_spaces_only_where_no_merge_spans_it(tmp_path) -> None:
+    """A SentencePiece word (a whole text: no pre-tokenizer) is encoded piece by piece, cut before
+    each \u2581, which is exact only when no merge joins "x" + "\u2581...": a vocabulary with such a
+    merge ("e" + "\u2581t") must be encoded whole, as `tokenizers` does ("\u2581th", "e\u2581t", ...)."""
+    import json
+    tok = tokenizer_variants()["stories260k-hf"]
+    j = json.loads(tok["json"])
+    j["model"]["vocab"]["e\u2581t"] = len(j["model"]["vocab"])
+    j["model"]["merges"].insert(0, ["e", "\u2581t"])
+    ref = Tokenizer.from_str(json.dumps(j))
+    model = _edgert.model_load(str(tiny_model(tmp_path / "cross.edgt", {**tok, "json": json.dumps(j)}, 513)))
+    assert ref.encode("the tree", add_special_tokens=False).tokens[:2] == ["\u2581th", "e\u2581t"]
+    for text in ("the tree", "the  tree the\u2581\u2581tree", STORIES_TEXT[:20000]):
+        assert native_ids(model, text) == ref.encode(text, add_special_tokens=False).ids, text[:40]
+
+
 @pytest.mark.slow
 def test_wikitext_lines_every_variant(variants) -> None:
     lines = [ln for ln in WIKI.split("\n") if ln]

@@ -13,6 +13,7 @@ namespace edgert {
 namespace {
 
 constexpr size_t kKeepScratch = size_t(1) << 16;  // per-thread scratch kept between words
+constexpr std::string_view kMeta = "\xE2\x96\x81";     // U+2581, SentencePiece's space
 
 [[noreturn]] void bad_model(const std::string& msg) {
     fail(EDGERT_ERR_FORMAT, "tokenizer.json: invalid BPE model: " + msg);
@@ -78,6 +79,7 @@ BpeModel::BpeModel(const JsonValue& model) {
     std::unordered_map<uint64_t, Merge> merges;
     merges.reserve(merge_list->items().size() * 2);
     uint32_t rank = 0;
+    bool joins_at_meta = false;  // some merge joins "...x" + "\u2581..." with x not U+2581
     for (const JsonValue& m : merge_list->items()) {
         std::string a, b;
         if (m.is_string()) {  // "a b" (tokenizers < 0.20)
@@ -98,6 +100,11 @@ BpeModel::BpeModel(const JsonValue& model) {
         const int32_t ia = token_to_id(a), ib = token_to_id(b), in = token_to_id(a + b);
         if (ia < 0 || ib < 0 || in < 0) bad_model("merge '" + a + " " + b + "' names a token not in the vocabulary");
         merges[pair_key(ia, ib)] = Merge{rank++, in};  // a repeated pair keeps its last rank, as tokenizers does
+        const std::string_view sa(a), sb(b);
+        if (sb.substr(0, kMeta.size()) == kMeta &&
+            (sa.size() < kMeta.size() || sa.substr(sa.size() - kMeta.size()) != kMeta)) {
+            joins_at_meta = true;
+        }
     }
     size_t cap = 16;
     unsigned bits = 4;
@@ -112,6 +119,20 @@ BpeModel::BpeModel(const JsonValue& model) {
         merge_keys_[i] = key;
         merge_vals_[i] = m;
     }
+    // A word cut before a U+2581 that follows another character tokenizes to the same ids piece
+    // by piece, when: no merge joins a symbol not ending in U+2581 to one starting with it (so no
+    // merge ever spans the cut), U+2581 is a token (so it starts a symbol of its own, and ends any
+    // run of unknown characters being fused), no character is dropped (a dropped one would make
+    // its neighbours adjacent across the cut: so an unk token, or byte fallback with all 256 byte
+    // tokens), and no whole-word
+    // lookup (ignore_merges). Every SentencePiece vocabulary edgert reads qualifies; a whole
+    // WikiText-2 file is one word to it, and many short heaps are ~5x faster than one huge one.
+    const std::string_view unk = unk_id_ >= 0 ? std::string_view(id_to_token_[size_t(unk_id_)]) : "";
+    const bool unk_ends_in_meta = unk.size() >= kMeta.size() && unk.substr(unk.size() - kMeta.size()) == kMeta;
+    bool all_bytes = byte_fallback_;
+    for (int b = 0; b < 256; ++b) all_bytes = all_bytes && byte_token_[b] >= 0;
+    split_at_meta_ = !joins_at_meta && !ignore_merges_ && token_to_id(kMeta) >= 0 &&
+                     (all_bytes || unk_id_ >= 0) && !unk_ends_in_meta;
 }
 
 void BpeModel::set_byte_alphabet(const std::vector<std::string>& byte_chars) {
@@ -185,6 +206,19 @@ void BpeModel::merge_symbols(std::vector<int32_t>& ids, std::vector<int32_t>& ou
 }
 
 void BpeModel::encode_word(std::string_view word, std::vector<int32_t>& out) const {
+    if (!split_at_meta_) return encode_piece(word, out);
+    // Cut before each U+2581 not preceded by another (valid UTF-8: a match is always on a
+    // character boundary, since 0xE2 is a lead byte); see the constructor for why it is exact.
+    size_t start = 0;
+    for (size_t pos = word.find(kMeta, 1); pos != std::string_view::npos; pos = word.find(kMeta, pos + kMeta.size())) {
+        if (pos >= kMeta.size() && word.substr(pos - kMeta.size(), kMeta.size()) == kMeta) continue;
+        encode_piece(word.substr(start, pos - start), out);
+        start = pos;
+    }
+    encode_piece(word.substr(start), out);
+}
+
+void BpeModel::encode_piece(std::string_view word, std::vector<int32_t>& out) const {
     if (word.empty()) return;
     if (ignore_merges_) {
         const int32_t whole = token_to_id(word);

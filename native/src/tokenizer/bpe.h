@@ -40,6 +40,7 @@ private:
     };
     static uint64_t pair_key(int32_t a, int32_t b) { return (uint64_t(uint32_t(a)) << 32) | uint32_t(b); }
     void merge_symbols(std::vector<int32_t>& ids, std::vector<int32_t>& out) const;
+    void encode_piece(std::string_view word, std::vector<int32_t>& out) const;
     // The merge of pair (a, b), or nullptr: open addressing over merge_keys_/merge_vals_ (the
     // merge lookup is the inner loop of BPE; std::unordered_map's node chasing cost ~2x).
     const Merge* find_merge(int32_t a, int32_t b) const {
@@ -63,6 +64,9 @@ private:
     bool byte_fallback_ = false;
     bool fuse_unk_ = false;
     bool ignore_merges_ = false;
+    // SentencePiece speed-up: a word may be cut before each U+2581 that follows another character
+    // (see encode_word); true when no merge can join across such a cut.
+    bool split_at_meta_ = false;
     int32_t byte_token_[256];        // <0xNN> ids, -1 when absent
     int32_t byte_level_id_[256];     // id of the byte-alphabet character of each byte, -1 absent
     std::vector<std::string> byte_chars_;
