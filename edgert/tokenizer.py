@@ -139,7 +139,7 @@ class Tokenizer:
     add_bos: bool = False
     # libedgert's own tokenizer of the same file (text -> ids, special tokens parsed, nothing
     # added): equal to `tokenizers` on every tokenizer it accepts (tests/test_native_tokenizer.py)
-    # and 2-9x faster (benchmarks/bench_tokenizer.py), so encode() uses it; a tokenizer.json it
+    # and 2-10x faster (benchmarks/bench_tokenizer.py), so encode() uses it; a tokenizer.json it
     # does not support (UnsupportedModelError) leaves `tokenizers` doing all the work.
     native: Optional[Callable[[str], list[int]]] = field(default=None, repr=False, compare=False)
 
