@@ -58,7 +58,10 @@ try:
 except BaseException as e:
     result = {"error": type(e).__name__, "message": str(e)}
 result["seconds"] = time.monotonic() - start
-result["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not ru_maxrss: Linux carries the parent's high-water mark across fork+exec, so under a
+# large pytest process ru_maxrss says the parent's size, not this child's.
+with open("/proc/self/status") as f:
+    result["maxrss_mb"] = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024
 print(json.dumps(result))
 """
 
