@@ -2,8 +2,15 @@
 
 Metadata lives in pyproject.toml; this file only adds what setuptools cannot express there: the
 CMake build of edgert._edgert, the Cython extension edgert.sensor._runtime (the sensor path's
-runner and ring buffer), the `converters/` -> `edgert.converters` mapping, and the shared
-registry/header files copied into the package.
+runner and ring buffer), the `converters/` -> `edgert.converters` mapping, the shared
+registry/header files copied into the package, and the C library for C/C++ users: libedgert
+(`edgert/lib/libedgert.so.<ABI>`), `edgert/include/edgert.h`, a CMake package config
+(`edgert/lib/cmake/edgert`, for find_package(edgert)) and a pkg-config file
+(`edgert/lib/pkgconfig/edgert.pc`); `python -m edgert --cflags --libs` prints the flags.
+
+The CMake-built binaries link libstdc++ and libgcc statically (EDGERT_STATIC_RUNTIME) and the
+Cython extension is plain C, so the wheel depends on glibc alone and `auditwheel repair` accepts it as manylinux; every ISA-specific kernel
+is chosen at run time, so nothing beyond x86-64 baseline is needed to load it.
 """
 from __future__ import annotations
 
@@ -51,6 +58,8 @@ class CMakeBuild(build_ext):
             "-DCMAKE_BUILD_TYPE=Release",
             "-DEDGERT_BUILD_PYTHON=ON",
             "-DEDGERT_BUILD_TESTS=OFF",
+            "-DEDGERT_STATIC_RUNTIME=ON",
+            f"-DEDGERT_C_LIBRARY_DIR={build_dir / 'clib'}",
             f"-DPython_EXECUTABLE={sys.executable}",
             f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
             f"-DCMAKE_LIBRARY_OUTPUT_DIRECTORY={out_dir}",
@@ -59,8 +68,33 @@ class CMakeBuild(build_ext):
             args += ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}"]
         jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", "2")
         subprocess.run(args, check=True)
-        subprocess.run([cmake, "--build", str(build_dir), "--target", "_edgert", "-j", jobs],
+        subprocess.run([cmake, "--build", str(build_dir), "--target", "_edgert", "edgert", "-j", jobs],
                        check=True)
+        self._install_c_library(build_dir / "clib", out_dir)
+
+    @staticmethod
+    def _install_c_library(clib_dir: Path, package_dir: Path) -> None:
+        """libedgert + edgert.h + CMake config + pkg-config file inside the package. The library
+        is shipped once, under its SONAME (a wheel cannot hold symlinks); the config files point
+        at it by file name, so nothing needs a `libedgert.so` link."""
+        abi = _abi_version()
+        soname = f"libedgert.so.{abi}"
+        real = max(clib_dir.glob("libedgert.so.*"), key=lambda p: len(p.name))  # the versioned file
+        lib, inc = package_dir / "lib", package_dir / "include"
+        for d in (lib / "cmake" / "edgert", lib / "pkgconfig", inc):
+            d.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(real, lib / soname)
+        shutil.copyfile(NATIVE / "include" / "edgert.h", inc / "edgert.h")
+        version = _project_version()
+        (lib / "cmake" / "edgert" / "edgertConfig.cmake").write_text(
+            (NATIVE / "packaging" / "edgertConfig.cmake.in").read_text()
+            .replace("@SONAME@", soname).replace("@VERSION@", version))
+        (lib / "cmake" / "edgert" / "edgertConfigVersion.cmake").write_text(
+            (NATIVE / "packaging" / "edgertConfigVersion.cmake.in").read_text()
+            .replace("@VERSION@", version).replace("@ABI@", str(abi)))
+        (lib / "pkgconfig" / "edgert.pc").write_text(
+            (NATIVE / "packaging" / "edgert.pc.in").read_text()
+            .replace("@SONAME@", soname).replace("@VERSION@", version))
 
     @staticmethod
     def _drop_stale_cache(build_dir: Path, tools: dict[str, str | None]) -> None:
@@ -74,6 +108,20 @@ class CMakeBuild(build_ext):
         (build_dir / "CMakeCache.txt").unlink(missing_ok=True)
         shutil.rmtree(build_dir / "CMakeFiles", ignore_errors=True)
         stamp.write_text(key)
+
+
+def _abi_version() -> int:
+    for line in (NATIVE / "include" / "edgert.h").read_text().splitlines():
+        if line.startswith("#define EDGERT_ABI_VERSION"):
+            return int(line.split()[2])
+    raise RuntimeError("EDGERT_ABI_VERSION not found in edgert.h")
+
+
+def _project_version() -> str:
+    for line in (ROOT / "pyproject.toml").read_text().splitlines():
+        if line.startswith("version = "):
+            return line.split('"')[1]
+    raise RuntimeError("version not found in pyproject.toml")
 
 
 def sensor_extensions() -> list[Extension]:

@@ -15,6 +15,8 @@ from .errors import (ChatTemplateError, ContextOverflowError, EdgertError, Gramm
                      InvalidArgumentError, ModelFormatError, ModelVersionError, OutOfMemoryError,
                      TokenIdError, TokenizerError, UnsupportedModelError)
 
+from .c_library import get_cmake_dir, get_include, get_lib, get_pkgconfig_dir
+
 __version__ = "0.1.0"
 
 _LAZY = {
@@ -31,7 +33,7 @@ _LAZY = {
 __all__ = [
     "ChatTemplateError", "ContextOverflowError", "EdgertError", "GrammarError", "InvalidArgumentError",
     "ModelFormatError", "ModelVersionError", "OutOfMemoryError", "TokenIdError", "TokenizerError",
-    "UnsupportedModelError", *_LAZY,
+    "UnsupportedModelError", "get_include", "get_lib", "get_cmake_dir", "get_pkgconfig_dir", *_LAZY,
 ]
 
 

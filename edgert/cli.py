@@ -15,6 +15,7 @@ from dataclasses import asdict
 from types import ModuleType
 from typing import Any, Callable, Optional, Sequence, TextIO
 
+from . import c_library
 from .errors import EdgertError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -276,7 +277,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
-    parser = argparse.ArgumentParser(prog="edgert", description="On-device LLM inference runtime.")
+    parser = argparse.ArgumentParser(prog="edgert", description="On-device LLM inference runtime.",
+                                     epilog="edgert --cflags --libs [--cmake-dir --pkgconfig-dir]: flags to "
+                                            "build a C program against this installation's libedgert.")
     parser.add_argument("--version", action="version", version=f"edgert {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -324,6 +327,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and all(a in c_library.FLAGS for a in argv):
+        # `edgert --cflags --libs`: compiler flags for a C program using the wheel's libedgert
+        try:
+            print(" ".join(c_library.FLAGS[a]() for a in argv))
+        except FileNotFoundError as e:
+            print(f"edgert: error: {e}", file=sys.stderr)
+            return 1
+        return 0
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     # `run MODEL --temp 1 "prompt"`: argparse fills an optional positional only where it first

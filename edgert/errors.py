@@ -67,4 +67,5 @@ STATUS_TO_ERROR: dict[int, type[EdgertError]] = {
     7: ContextOverflowError,
     8: OutOfMemoryError,
     9: EdgertError,
+    10: TokenizerError,  # EDGERT_ERR_INVALID_TEXT: text that is not valid UTF-8
 }

@@ -43,7 +43,8 @@ class LLM:
         self._model = Model(path, verify=verify, exact=exact)
         self._draft: Any = None
         try:
-            self.tokenizer = Tokenizer.from_metadata(self._model.metadata)
+            self.tokenizer = Tokenizer.from_metadata(self._model.metadata,
+                                                     native=self._model.native_tokenizer())
             self._ctx: Context = self._model.new_context(params)
             self.speculative = speculative
             if draft is not None:

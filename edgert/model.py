@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -164,6 +164,29 @@ class Model:
         if params is not None and not isinstance(params, ContextParams):
             raise InvalidArgumentError(f"params must be a ContextParams, got {type(params).__name__}")
         return Context(self, params or ContextParams())
+
+    # ---- the native tokenizer and chat formatting (libedgert; edgert.LLM encodes with it too) ----
+    def tokenize(self, text: str | bytes, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
+        """Token ids from libedgert's own tokenizer (equal to `tokenizers`'); add_special adds
+        BOS/EOS as the file says. Invalid UTF-8 raises TokenizerError."""
+        flags = (_edgert.TOKENIZE_ADD_SPECIAL if add_special else 0) | \
+            (_edgert.TOKENIZE_PARSE_SPECIAL if parse_special else 0)
+        return _edgert.tokenize(self.handle, text, flags)
+
+    def native_tokenizer(self) -> Callable[[str], list[int]]:
+        """text -> ids as `tokenizers`' encode(text, add_special_tokens=False) gives them, for
+        edgert.tokenizer.Tokenizer(native=...). Holds this Model, not its handle: once the Model
+        is closed it raises InvalidArgumentError (and Tokenizer falls back to `tokenizers`)."""
+        return lambda text: _edgert.tokenize(self.handle, text, _edgert.TOKENIZE_PARSE_SPECIAL)
+
+    def detokenize(self, ids: Sequence[int], *, skip_special: bool = False) -> str:
+        return _edgert.detokenize(self.handle, ids, _edgert.DETOKENIZE_SKIP_SPECIAL if skip_special else 0)
+
+    def format_chat(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True,
+                    chat_template: Optional[str] = None) -> str:
+        """The prompt for messages in the model's chat template family, formatted natively
+        (edgert_chat_format); UnsupportedModelError for a template it does not recognise."""
+        return _edgert.chat_format(self.handle, list(messages), add_generation_prompt, chat_template)
 
     def close(self) -> None:
         # Contexts hold their own reference to the native weights, so closing here is always safe.

@@ -195,7 +195,7 @@ def evaluate(model_path: str | os.PathLike[str], text: str, *, n_ctx: int = 512,
         ctx = model.new_context(_context_params(n_ctx, kv_k, kv_v, n_threads))
         if ref_kv is not None:
             ref_ctx = model.new_context(_context_params(n_ctx, ref_kv[0], ref_kv[1], n_threads))
-        tokenizer = Tokenizer.from_metadata(model.metadata)
+        tokenizer = Tokenizer.from_metadata(model.metadata, native=model.native_tokenizer())
         tokens = np.asarray(tokenizer.encode(text), dtype=np.int32)
         if max_tokens > 0:
             tokens = tokens[:max_tokens]

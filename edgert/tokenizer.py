@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers.decoders import DecodeStream
 
-from .errors import EdgertError, ModelFormatError, TokenizerError
+from .errors import EdgertError, ModelFormatError, TokenizerError, UnsupportedModelError
 
 # Tokens of the prompt given to DecodeStream as left context, so the first generated token
 # decodes as it would inside the full text (SentencePiece decoders strip a leading space).
@@ -141,9 +141,15 @@ class Tokenizer:
     bos_token_id: Optional[int]
     eos_token_ids: list[int] = field(default_factory=list)
     add_bos: bool = False
+    # libedgert's own tokenizer of the same file (text -> ids, special tokens parsed, nothing
+    # added): equal to `tokenizers` on every tokenizer it accepts (tests/test_native_tokenizer.py)
+    # and 2-10x faster (benchmarks/bench_tokenizer.py), so encode() uses it; a tokenizer.json it
+    # does not support (UnsupportedModelError) leaves `tokenizers` doing all the work.
+    native: Optional[Callable[[str], list[int]]] = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def from_metadata(cls, metadata: dict[str, Any]) -> "Tokenizer":
+    def from_metadata(cls, metadata: dict[str, Any],
+                      native: Optional[Callable[[str], list[int]]] = None) -> "Tokenizer":
         tok = metadata.get("tokenizer") if isinstance(metadata, dict) else None
         if not isinstance(tok, dict):
             raise ModelFormatError("the model metadata has no tokenizer object; re-convert the model "
@@ -168,7 +174,7 @@ class Tokenizer:
                                    "the model")
         return cls(hf=hf, bos_token_id=token_id("bos_token_id", tok.get("bos_token_id")),
                    eos_token_ids=[i for i in (token_id("eos_token_ids", e) for e in eos) if i is not None],
-                   add_bos=bool(tok.get("add_bos", False)))
+                   add_bos=bool(tok.get("add_bos", False)), native=native)
 
     def token_text(self, token_id: Optional[int]) -> str:
         if token_id is None:
@@ -197,8 +203,17 @@ class Tokenizer:
         except UnicodeEncodeError as e:
             raise TokenizerError(f"the prompt holds a lone surrogate at index {e.start}, which is not "
                                  "valid Unicode; decode your input with errors='replace'") from e
-        ids = library_call(self.hf.encode, text, add_special_tokens=False,
-                            what=f"tokenizing {len(text)} characters of text").ids
+        ids = None
+        if self.native is not None:
+            try:
+                ids = self.native(text)
+            except UnsupportedModelError:
+                self.native = None  # a part only `tokenizers` runs: it does all the work from now on
+            except EdgertError:
+                pass  # `tokenizers` answers this one (its result, or its typed error)
+        if ids is None:
+            ids = library_call(self.hf.encode, text, add_special_tokens=False,
+                               what=f"tokenizing {len(text)} characters of text").ids
         if (self.add_bos if add_bos is None else add_bos) and self.bos_token_id is not None:
             ids = [self.bos_token_id] + ids
         return ids

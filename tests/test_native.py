@@ -181,7 +181,11 @@ def test_every_ctest_passes_under_asan_and_ubsan(asan_build: Path, release_build
     assert len(example_ids(exe_dir, stories_edgt, 8, [1, 403, 407, 261, 378], SANITIZER_ENV)) == 8
 
 
-def test_threaded_tests_pass_under_tsan(tmp_path: Path) -> None:
+def test_threaded_tests_pass_under_tsan(tmp_path: Path, stories_edgt: Path) -> None:
+    """THREADED_TESTS, then edgert.h's threading contract on a real model (test_threads.c):
+    several contexts on one fresh model, on several threads at once, each tokenizing, generating
+    text and detokenizing through the C API (so the tokenizer's build-on-first-use races too).
+    Every thread's output must equal the single-threaded output."""
     build = tmp_path / "native-tsan"
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
     subprocess.run(["cmake", "-S", str(NATIVE), "-B", str(build), *generator,
@@ -189,7 +193,8 @@ def test_threaded_tests_pass_under_tsan(tmp_path: Path) -> None:
                     "-DEDGERT_BUILD_TESTS=ON", "-DEDGERT_BUILD_PYTHON=OFF"],
                    check=True, capture_output=True, text=True)
     r = subprocess.run(["nice", "cmake", "--build", str(build), "-j", JOBS, "--target",
-                        *THREADED_TESTS, "sanitizer_canary"], capture_output=True, text=True)
+                        *THREADED_TESTS, "test_threads", "sanitizer_canary"],
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     canary_fails(build, "data-race", "ThreadSanitizer: data race")
     r = subprocess.run(["ctest", "--test-dir", str(build), "--output-on-failure", "-j", JOBS,
@@ -197,3 +202,7 @@ def test_threaded_tests_pass_under_tsan(tmp_path: Path) -> None:
                        capture_output=True, text=True, env={**os.environ, **SANITIZER_ENV})
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
     assert f"tests passed out of {len(THREADED_TESTS)}" in r.stdout, r.stdout
+    r = subprocess.run([str(build / "test_threads"), str(stories_edgt), "4", "12"],
+                       capture_output=True, text=True, env={**os.environ, **SANITIZER_ENV}, timeout=600)
+    assert r.returncode == 0 and "ThreadSanitizer" not in r.stderr, r.stdout + r.stderr[-6000:]
+    assert "4 threads agree" in r.stdout, r.stdout

@@ -22,24 +22,40 @@
  *     edgert_sampler *smp;
  *     edgert_sampler_new(&sp, &smp);
  *
- *     int32_t prompt[] = {504, 3575, 282, 4649, 314};   // token ids from your tokenizer
- *     int32_t n_out = 0;
- *     edgert_generate(ctx, smp, prompt, 5, 32, NULL, 0, on_token, user_data, &n_out);
+ *     // Text in, text out (ABI 2): the model's own chat template and tokenizer.
+ *     edgert_chat_message chat[] = {{"user", "What is the capital of France?"}};
+ *     char prompt[4096];
+ *     size_t prompt_len;
+ *     edgert_chat_format(model, NULL, chat, 1, 1, prompt, sizeof prompt, &prompt_len);
+ *     edgert_generate_text(ctx, smp, prompt, prompt_len, EDGERT_TOKENIZE_PARSE_SPECIAL, 64,
+ *                          on_piece, user_data, NULL);   // on_piece(text, len, user_data)
+ *
+ *     // Or token ids in, token ids out:
+ *     int32_t ids[64], n_ids = 0;
+ *     edgert_tokenize(model, "The capital of France is", 24, EDGERT_TOKENIZE_ADD_SPECIAL, ids, 64, &n_ids);
+ *     edgert_generate(ctx, smp, ids, n_ids, 32, NULL, 0, on_token, user_data, NULL);
  *
  *     edgert_sampler_free(smp);
  *     edgert_context_free(ctx);
  *     edgert_model_free(model);
  *
- * Tokenization is not part of this API: the model file carries its tokenizer.json in the
- * metadata (edgert_model_metadata_json), which any `tokenizers`-compatible library can load.
+ * Tokenization (ABI 2) is native: the tokenizer.json the file carries is read by libedgert
+ * itself (byte-level BPE of GPT-2 / Llama 3 / Qwen2 / SmolLM, SentencePiece-style BPE with byte
+ * fallback of Llama 2 / Mistral / TinyLlama) and gives the ids Hugging Face `tokenizers` gives.
  *
  * Threading contract:
  *   - An edgert_model is immutable after load and may be shared by any number of contexts on
- *     any threads. Free it only after every context made from it is freed.
+ *     any threads. Free it only after every context and detokenizer made from it is freed.
  *   - An edgert_context (one conversation: KV cache, scratch, thread pool) and an
  *     edgert_sampler must be used by one thread at a time.
+ *   - The tokenizer and chat functions take a const edgert_model and may be called from any
+ *     number of threads at once (the tokenizer is built once, on first use, thread-safely).
+ *     An edgert_detokenizer is like a context: one thread at a time.
  *   - edgert_last_error() is per thread.
  *   - edgert_set_isa() changes process-wide kernel dispatch; call it before loading models.
+ *   So N threads may each run their own context (and sampler) on one shared model, tokenizing,
+ *   generating and detokenizing at once; the contexts share nothing mutable
+ *   (native/tests/test_threads.c, run under ThreadSanitizer by tests/test_native.py).
  *
  * Errors: every function that can fail returns edgert_status; on failure the out-parameters are
  * left untouched (pointers are not set), nothing is leaked, and edgert_last_error() returns a
@@ -51,7 +67,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define EDGERT_ABI_VERSION 1
+#define EDGERT_ABI_VERSION 2
 
 #if defined(_WIN32)
 #  if defined(EDGERT_BUILDING)
@@ -78,7 +94,9 @@ typedef enum edgert_status {
     EDGERT_ERR_TOKEN = 6,             /* a token id outside [0, vocab_size) */
     EDGERT_ERR_CONTEXT_OVERFLOW = 7,  /* the tokens do not fit in the context window */
     EDGERT_ERR_OUT_OF_MEMORY = 8,     /* allocation failed or the memory budget is exceeded */
-    EDGERT_ERR_INTERNAL = 9
+    EDGERT_ERR_INTERNAL = 9,
+    EDGERT_ERR_INVALID_TEXT = 10      /* text is not valid UTF-8 (ABI 2); the message gives the
+                                         byte offset */
 } edgert_status;
 
 /* Name of a status code, e.g. "EDGERT_ERR_FORMAT". Never NULL. */
@@ -203,7 +221,7 @@ EDGERT_API edgert_status edgert_eval(edgert_context *ctx, const int32_t *tokens,
  * ctxs[0]'s; n <= its n_batch. Fails without changing any cache with EDGERT_ERR_INVALID_ARGUMENT
  * (a NULL, a context of another model, a context given twice), EDGERT_ERR_TOKEN or
  * EDGERT_ERR_CONTEXT_OVERFLOW (a full context). The contexts must not be used by other threads
- * meanwhile. Added in ABI 1 (no version bump: an addition). */
+ * meanwhile. Added in ABI 2. */
 EDGERT_API edgert_status edgert_eval_batch(edgert_context *const *ctxs, const int32_t *tokens,
                                            int32_t n, float *logits);
 
@@ -238,7 +256,7 @@ EDGERT_API edgert_status edgert_sampler_sample(edgert_sampler *sampler, const fl
  * token is removed before the repetition penalty's effect is ranked and before top-k, top-p and
  * min-p, so the filters choose among allowed tokens only. EDGERT_ERR_INVALID_ARGUMENT if the mask
  * allows no token (the grammar cannot be continued) or n_words is too small. allowed == NULL is
- * edgert_sampler_sample. Added in ABI 1 (no version bump: an addition). */
+ * edgert_sampler_sample. Added in ABI 2. */
 EDGERT_API edgert_status edgert_sampler_sample_masked(edgert_sampler *sampler, const float *logits,
                                                       int32_t n_vocab, const uint32_t *allowed,
                                                       int32_t n_words, int32_t *out_token);
@@ -247,7 +265,7 @@ EDGERT_API edgert_status edgert_sampler_sample_masked(edgert_sampler *sampler, c
  * n_vocab floats summing to 1, 0 for every token the mask, top-k, top-p or min-p removed; one-hot
  * at the greedy choice when temperature <= 0. Uses the repetition history but not the RNG, so
  * the next sample is unchanged. For speculative decoding's rejection test. allowed may be NULL.
- * Added in ABI 1 (no version bump: an addition). */
+ * Added in ABI 2. */
 EDGERT_API edgert_status edgert_sampler_probs(edgert_sampler *sampler, const float *logits,
                                               int32_t n_vocab, const uint32_t *allowed,
                                               int32_t n_words, float *probs);
@@ -295,6 +313,100 @@ EDGERT_API edgert_status edgert_context_load(edgert_context *ctx, const char *pa
 /* The token ids whose K/V the cache holds, in position order: copies min(n_past, capacity) ids
  * into out (which may be NULL when capacity is 0) and returns n_past. 0 for a NULL ctx. */
 EDGERT_API int32_t edgert_context_tokens(const edgert_context *ctx, int32_t *out, int32_t capacity);
+
+/* ---------------------------------------------------------------------------------------------
+ * Text (ABI 2): tokenizer, streaming detokenizer, chat formatting, generation over text.
+ *
+ * Output buffers follow one rule: the call writes at most `capacity` elements (text: capacity - 1
+ * bytes and a NUL) and always reports the full size in the length out-parameter, so a caller
+ * whose buffer was too small calls again with a larger one. Text is UTF-8 everywhere; text that
+ * is not valid UTF-8 fails with EDGERT_ERR_INVALID_TEXT. A tokenizer.json this runtime cannot
+ * read fails every text function with EDGERT_ERR_UNSUPPORTED (the message names the part); the
+ * token-id functions above work regardless. */
+
+#define EDGERT_TOKENIZE_ADD_SPECIAL 1    /* prepend BOS / append EOS as the model file says
+                                            (tokenizer.add_bos / add_eos) */
+#define EDGERT_TOKENIZE_PARSE_SPECIAL 2  /* special tokens written in the text ("<|im_start|>")
+                                            become their ids, as `tokenizers` does; without it
+                                            they are tokenized as plain text */
+#define EDGERT_DETOKENIZE_SKIP_SPECIAL 1 /* leave special tokens (BOS, EOS, ...) out of the text */
+
+/* Token ids of text[0, text_len). Writes min(n, capacity) ids and sets *n_tokens = n;
+ * text_len + 3 ids always suffice. */
+EDGERT_API edgert_status edgert_tokenize(const edgert_model *model, const char *text,
+                                         size_t text_len, int32_t flags, int32_t *tokens,
+                                         int32_t capacity, int32_t *n_tokens);
+
+/* The text of n_tokens ids, as `tokenizers`' decode gives it (a leading SentencePiece space
+ * stripped; bytes that form no character become U+FFFD). EDGERT_ERR_TOKEN for an id outside
+ * [0, vocab_size). */
+EDGERT_API edgert_status edgert_detokenize(const edgert_model *model, const int32_t *tokens,
+                                           int32_t n_tokens, int32_t flags, char *text,
+                                           size_t capacity, size_t *text_len);
+
+/* The bytes one token adds in the middle of a text (no leading-space strip). May be part of a
+ * UTF-8 character (byte-fallback and byte-level tokens): to show text as it is generated, use an
+ * edgert_detokenizer, which never splits a character. */
+EDGERT_API edgert_status edgert_token_to_piece(const edgert_model *model, int32_t token,
+                                               char *piece, size_t capacity, size_t *piece_len);
+
+/* 1 if token ends generation (one of the file's EOS ids), else 0. */
+EDGERT_API int32_t edgert_token_is_eog(const edgert_model *model, int32_t token);
+
+/* Streaming detokenizer: token ids in, text out, never ending inside a character.
+ * context: ids already in the text before the stream (the prompt; only the last few are used),
+ * so the first piece decodes as it does inside the whole text. */
+typedef struct edgert_detokenizer edgert_detokenizer;
+EDGERT_API edgert_status edgert_detokenizer_new(const edgert_model *model, const int32_t *context,
+                                                int32_t n_context, int32_t flags,
+                                                edgert_detokenizer **out);
+EDGERT_API void edgert_detokenizer_free(edgert_detokenizer *detok);  /* NULL is a no-op */
+/* The text token completes (often "", while a character is incomplete). *text is NUL-terminated
+ * and valid until the next call on detok. */
+EDGERT_API edgert_status edgert_detokenizer_feed(edgert_detokenizer *detok, int32_t token,
+                                                 const char **text, size_t *text_len);
+/* Whatever is held back at the end (an incomplete character, as U+FFFD); then starts over. */
+EDGERT_API edgert_status edgert_detokenizer_flush(edgert_detokenizer *detok, const char **text,
+                                                  size_t *text_len);
+
+typedef struct edgert_chat_message {
+    const char *role;     /* "system", "user", "assistant" */
+    const char *content;  /* UTF-8, NUL-terminated */
+} edgert_chat_message;
+
+/* Formats a conversation with chat_template (NULL: the model file's own) into the prompt text,
+ * ending with the assistant's turn header when add_generation_prompt != 0. Tokenize the result
+ * with EDGERT_TOKENIZE_PARSE_SPECIAL and without EDGERT_TOKENIZE_ADD_SPECIAL (the template
+ * writes BOS itself). Template families are recognised from the template text: ChatML
+ * (SmolLM2, Qwen2), Llama 3, Llama 2 and Mistral [INST], Gemma, Phi-3.
+ *   EDGERT_ERR_UNSUPPORTED       no template, or a template of another family
+ *   EDGERT_ERR_FORMAT            chat_template NULL and the file's chat_template is not text
+ *                                (such a file loads and runs on ids all the same)
+ *   EDGERT_ERR_INVALID_ARGUMENT  a conversation the template rejects (roles not alternating,
+ *                                a system message where the family has none)
+ *   EDGERT_ERR_INVALID_TEXT      chat_template or a message that is not valid UTF-8 */
+EDGERT_API edgert_status edgert_chat_format(const edgert_model *model, const char *chat_template,
+                                            const edgert_chat_message *messages,
+                                            int32_t n_messages, int32_t add_generation_prompt,
+                                            char *text, size_t capacity, size_t *text_len);
+/* The family edgert_chat_format recognises in chat_template (NULL: the model's): "chatml",
+ * "llama3", "llama2", "mistral", "gemma", "phi3"; NULL if none or no template. */
+EDGERT_API const char *edgert_chat_template_family(const edgert_model *model,
+                                                   const char *chat_template);
+
+/* Called with each piece of generated text (never ending inside a character; not
+ * NUL-terminated); return 0 to go on, non-zero to stop. */
+typedef int32_t (*edgert_text_callback)(const char *text, size_t len, void *user_data);
+
+/* edgert_generate from text: tokenizes prompt[0, prompt_len) with flags (EDGERT_TOKENIZE_*),
+ * generates up to max_new_tokens tokens, stopping at the model's EOS ids (not passed on), and
+ * calls callback with the text as it completes, the last piece after the loop ends. The cache
+ * afterwards is as edgert_generate leaves it. n_generated (may be NULL) counts tokens. */
+EDGERT_API edgert_status edgert_generate_text(edgert_context *ctx, edgert_sampler *sampler,
+                                              const char *prompt, size_t prompt_len,
+                                              int32_t flags, int32_t max_new_tokens,
+                                              edgert_text_callback callback, void *user_data,
+                                              int32_t *n_generated);
 
 /* kv_type_k / kv_type_v value that picks the measured default, and what
  * edgert_context_default_params() now returns for both (replacing the EDGERT_KV_F16 stated in

@@ -431,6 +431,150 @@ int32_t generate(Context& ctx, Sampler& smp, const py::handle& prompt, int32_t m
     return n_generated;
 }
 
+// ---- text (ABI 2) ---------------------------------------------------------------------------
+// Text arrives as str (encoded here with surrogatepass, so a lone surrogate reaches edgert as the
+// invalid UTF-8 it is and fails with EDGERT_ERR_INVALID_TEXT) or as bytes, passed unchanged.
+std::string to_utf8(const py::handle& text, const char* what) {
+    if (py::isinstance<py::bytes>(text)) return text.cast<std::string>();
+    if (py::isinstance<py::str>(text)) {
+        py::object b = py::reinterpret_steal<py::object>(
+            PyUnicode_AsEncodedString(text.ptr(), "utf-8", "surrogatepass"));
+        if (!b) throw py::error_already_set();
+        return b.cast<std::string>();
+    }
+    throw py::type_error(std::string(what) + " must be str or bytes");
+}
+
+py::str utf8_str(const std::string& s) {
+    return py::reinterpret_steal<py::str>(PyUnicode_DecodeUTF8(s.data(), py::ssize_t(s.size()), "replace"));
+}
+
+std::vector<int32_t> tokenize(const Model& model, const py::handle& text, int32_t flags) {
+    const std::string t = to_utf8(text, "text");
+    edgert_model* m = model.get()->ptr;
+    std::vector<int32_t> ids(t.size() + 3);
+    int32_t n = 0;
+    edgert_status st;
+    {
+        py::gil_scoped_release nogil;
+        st = edgert_tokenize(m, t.data(), t.size(), flags, ids.data(), int32_t(ids.size()), &n);
+    }
+    check(st);
+    ids.resize(size_t(n));
+    return ids;
+}
+
+py::str detokenize(const Model& model, const py::handle& tokens, int32_t flags) {
+    const std::vector<int32_t> ids = to_token_vector(tokens);
+    edgert_model* m = model.get()->ptr;
+    size_t len = 0;
+    check(edgert_detokenize(m, ids.data(), int32_t(ids.size()), flags, nullptr, 0, &len));
+    std::string out(len + 1, '\0');
+    check(edgert_detokenize(m, ids.data(), int32_t(ids.size()), flags, &out[0], out.size(), &len));
+    out.resize(len);
+    return utf8_str(out);
+}
+
+py::bytes token_to_piece(const Model& model, int32_t token) {
+    size_t len = 0;
+    char buf[256];
+    check(edgert_token_to_piece(model.get()->ptr, token, buf, sizeof buf, &len));
+    if (len < sizeof buf) return py::bytes(buf, len);
+    std::string out(len + 1, '\0');
+    check(edgert_token_to_piece(model.get()->ptr, token, &out[0], out.size(), &len));
+    return py::bytes(out.data(), len);
+}
+
+struct Detokenizer {
+    std::shared_ptr<ModelBox> model;
+    edgert_detokenizer* ptr = nullptr;
+    std::mutex mu;
+    ~Detokenizer() { edgert_detokenizer_free(ptr); }
+};
+
+std::shared_ptr<Detokenizer> detokenizer_new(const Model& model, const py::handle& context, int32_t flags) {
+    const std::vector<int32_t> ids = context.is_none() ? std::vector<int32_t>{} : to_token_vector(context);
+    auto d = std::make_shared<Detokenizer>();
+    d->model = model.get();
+    check(edgert_detokenizer_new(d->model->ptr, ids.data(), int32_t(ids.size()), flags, &d->ptr));
+    return d;
+}
+
+py::str detokenizer_feed(Detokenizer& d, int32_t token) {
+    std::lock_guard<std::mutex> lock(d.mu);
+    const char* text = nullptr;
+    size_t len = 0;
+    check(edgert_detokenizer_feed(d.ptr, token, &text, &len));
+    return utf8_str(std::string(text, len));
+}
+
+py::str detokenizer_flush(Detokenizer& d) {
+    std::lock_guard<std::mutex> lock(d.mu);
+    const char* text = nullptr;
+    size_t len = 0;
+    check(edgert_detokenizer_flush(d.ptr, &text, &len));
+    return utf8_str(std::string(text, len));
+}
+
+py::str chat_format(const Model& model, const py::handle& messages, bool add_generation_prompt,
+                    const py::object& chat_template) {
+    std::vector<std::string> roles, contents;
+    for (const py::handle& m : messages) {
+        py::object role = m["role"], content = m["content"];
+        roles.push_back(to_utf8(role, "a message's role"));
+        contents.push_back(to_utf8(content, "a message's content"));
+    }
+    std::vector<edgert_chat_message> msgs(roles.size());
+    for (size_t i = 0; i < roles.size(); ++i) msgs[i] = {roles[i].c_str(), contents[i].c_str()};
+    std::string tmpl;
+    if (!chat_template.is_none()) tmpl = to_utf8(chat_template, "chat_template");
+    const char* t = chat_template.is_none() ? nullptr : tmpl.c_str();
+    edgert_model* mp = model.get()->ptr;
+    size_t len = 0;
+    check(edgert_chat_format(mp, t, msgs.data(), int32_t(msgs.size()), add_generation_prompt, nullptr, 0, &len));
+    std::string out(len + 1, '\0');
+    check(edgert_chat_format(mp, t, msgs.data(), int32_t(msgs.size()), add_generation_prompt, &out[0], out.size(), &len));
+    out.resize(len);
+    return utf8_str(out);
+}
+
+int32_t text_callback_trampoline(const char* text, size_t len, void* user_data) {
+    auto* state = static_cast<CallbackState*>(user_data);
+    py::gil_scoped_acquire gil;
+    try {
+        if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+        py::object r = state->fn(utf8_str(std::string(text, len)));
+        return (!r.is_none() && r.cast<bool>()) ? 1 : 0;
+    } catch (...) {
+        state->error = std::current_exception();
+        return 1;
+    }
+}
+
+int32_t generate_text(Context& ctx, Sampler& smp, const py::handle& prompt, int32_t flags,
+                      int32_t max_new_tokens, const py::object& callback) {
+    const std::string text = to_utf8(prompt, "prompt");
+    edgert_context* c = ctx.get();
+    edgert_sampler* s = smp.get();
+    CallbackState state{callback, nullptr};
+    int32_t n_generated = 0;
+    edgert_status st;
+    std::string msg;
+    {
+        py::gil_scoped_release nogil;
+        std::lock(ctx.mu, smp.mu);
+        std::lock_guard<std::mutex> lc(ctx.mu, std::adopt_lock);
+        std::lock_guard<std::mutex> ls(smp.mu, std::adopt_lock);
+        st = edgert_generate_text(c, s, text.data(), text.size(), flags, max_new_tokens,
+                                  callback.is_none() ? nullptr : text_callback_trampoline, &state,
+                                  &n_generated);
+        if (st != EDGERT_OK) msg = edgert_last_error();
+    }
+    if (state.error) std::rethrow_exception(state.error);
+    if (st != EDGERT_OK) raise_error(st, msg.empty() ? std::string(edgert_status_string(st)) : msg);
+    return n_generated;
+}
+
 py::list llama_tensor_names() {
     py::list out;
 #define X(id, pattern, per_layer, optional)                                                  \
@@ -559,6 +703,39 @@ PYBIND11_MODULE(_edgert, m) {
           "Run edgert_generate; callback(token) returning a truthy value stops generation. "
           "Returns the number of tokens generated.");
 
+    m.attr("TOKENIZE_ADD_SPECIAL") = EDGERT_TOKENIZE_ADD_SPECIAL;
+    m.attr("TOKENIZE_PARSE_SPECIAL") = EDGERT_TOKENIZE_PARSE_SPECIAL;
+    m.attr("DETOKENIZE_SKIP_SPECIAL") = EDGERT_DETOKENIZE_SKIP_SPECIAL;
+    py::class_<Detokenizer, std::shared_ptr<Detokenizer>>(m, "Detokenizer");
+    m.def("tokenize", &tokenize, py::arg("model"), py::arg("text"), py::arg("flags") = 0,
+          "edgert_tokenize: token ids of str or UTF-8 bytes");
+    m.def("detokenize", &detokenize, py::arg("model"), py::arg("tokens"), py::arg("flags") = 0);
+    m.def("token_to_piece", &token_to_piece, py::arg("model"), py::arg("token"));
+    m.def("token_is_eog", [](const Model& model, int32_t token) {
+        return edgert_token_is_eog(model.get()->ptr, token) != 0; }, py::arg("model"), py::arg("token"));
+    m.def("detokenizer_new", &detokenizer_new, py::arg("model"), py::arg("context") = py::none(),
+          py::arg("flags") = 0);
+    m.def("detokenizer_free", [](Detokenizer& d) {
+        std::lock_guard<std::mutex> lock(d.mu);
+        edgert_detokenizer_free(d.ptr);
+        d.ptr = nullptr; }, py::arg("detok"));
+    m.def("detokenizer_feed", [](Detokenizer& d, int32_t token) {
+        if (!d.ptr) raise_error(EDGERT_ERR_INVALID_ARGUMENT, "the detokenizer was freed");
+        return detokenizer_feed(d, token); }, py::arg("detok"), py::arg("token"));
+    m.def("detokenizer_flush", [](Detokenizer& d) {
+        if (!d.ptr) raise_error(EDGERT_ERR_INVALID_ARGUMENT, "the detokenizer was freed");
+        return detokenizer_flush(d); }, py::arg("detok"));
+    m.def("chat_format", &chat_format, py::arg("model"), py::arg("messages"),
+          py::arg("add_generation_prompt") = true, py::arg("chat_template") = py::none());
+    m.def("chat_template_family", [](const Model& model, const py::object& tmpl) -> py::object {
+        std::string t = tmpl.is_none() ? std::string() : to_utf8(tmpl, "chat_template");
+        const char* r = edgert_chat_template_family(model.get()->ptr, tmpl.is_none() ? nullptr : t.c_str());
+        return r ? py::object(py::str(r)) : py::object(py::none()); },
+          py::arg("model"), py::arg("chat_template") = py::none());
+    m.def("generate_text", &generate_text, py::arg("ctx"), py::arg("sampler"), py::arg("prompt"),
+          py::arg("flags") = 0, py::arg("max_new_tokens") = 256, py::arg("callback") = py::none(),
+          "Run edgert_generate_text; callback(text) returning a truthy value stops generation. "
+          "Returns the number of tokens generated.");
     m.def("llama_tensor_names", &llama_tensor_names,
           "The llama tensor-name registry (native/src/models/llama_tensor_names.def) as a list of "
           "dicts: id, name ('%d' is the block index), per_layer, optional.");

@@ -21,3 +21,6 @@ target_link_libraries(_edgert PRIVATE edgert_core)
 target_include_directories(_edgert PRIVATE
   ${CMAKE_CURRENT_SOURCE_DIR}/include
   ${CMAKE_CURRENT_SOURCE_DIR}/src)
+if(EDGERT_STATIC_RUNTIME AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+  target_link_options(_edgert PRIVATE -static-libstdc++ -static-libgcc)
+endif()

@@ -28,6 +28,13 @@ add_library(edgert_core_objects OBJECT
   ${EDGERT_SRC_DIR}/api/state_api.cpp
   ${EDGERT_SRC_DIR}/api/sampler_api.cpp
   ${EDGERT_SRC_DIR}/api/generate_api.cpp
+  ${EDGERT_SRC_DIR}/api/tokenizer_api.cpp
+  ${EDGERT_SRC_DIR}/api/chat_api.cpp
+  ${EDGERT_SRC_DIR}/tokenizer/unicode_props.cpp
+  ${EDGERT_SRC_DIR}/tokenizer/pre_tokenizer.cpp
+  ${EDGERT_SRC_DIR}/tokenizer/bpe.cpp
+  ${EDGERT_SRC_DIR}/tokenizer/tokenizer.cpp
+  ${EDGERT_SRC_DIR}/chat/chat_format.cpp
 )
 target_include_directories(edgert_core_objects PUBLIC
   ${EDGERT_SRC_DIR}/../include
@@ -51,7 +58,7 @@ target_include_directories(edgert PUBLIC ${EDGERT_SRC_DIR}/../include)
 target_link_libraries(edgert PRIVATE edgert_kernels Threads::Threads)
 set_target_properties(edgert PROPERTIES
   VERSION ${PROJECT_VERSION}
-  SOVERSION 1  # = EDGERT_ABI_VERSION
+  SOVERSION 2  # = EDGERT_ABI_VERSION
 )
 if(CMAKE_SYSTEM_NAME MATCHES "Linux|Android")
   # Keep symbols of the static kernel library (and any static runtime) out of the dynamic table:
@@ -62,6 +69,15 @@ if(CMAKE_SYSTEM_NAME MATCHES "Linux|Android")
   if(NOT EDGERT_SANITIZE AND NOT EDGERT_TSAN)
     target_link_options(edgert PRIVATE -Wl,--no-undefined)
   endif()
+endif()
+
+if(EDGERT_C_LIBRARY_DIR)
+  # setup.py: keep libedgert out of the Python package's build dir (it installs it under lib/)
+  set_target_properties(edgert PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${EDGERT_C_LIBRARY_DIR})
+endif()
+if(EDGERT_STATIC_RUNTIME AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+  # The wheel's manylinux promise: depend on glibc only, not on the build machine's libstdc++.
+  target_link_options(edgert PRIVATE -static-libstdc++ -static-libgcc)
 endif()
 
 include(${EDGERT_SRC_DIR}/../examples/examples.cmake)

@@ -35,6 +35,19 @@ set_tests_properties(example_generate_ids_bad_token PROPERTIES
   FIXTURES_REQUIRED tiny_model
   PASS_REGULAR_EXPRESSION "EDGERT_ERR_TOKEN")
 
+# A model whose tokenizer.json has no vocabulary still runs on ids, but every text function
+# fails with a typed status (here through the chat example, text in).
+add_test(NAME example_chat_bad_tokenizer
+         COMMAND chat ${CMAKE_CURRENT_BINARY_DIR}/tiny_q8.edgt "hello" 4 --raw)
+set_tests_properties(example_chat_bad_tokenizer PROPERTIES
+  FIXTURES_REQUIRED tiny_model
+  PASS_REGULAR_EXPRESSION "EDGERT_ERR_FORMAT: edgert_generate_text: tokenizer.json")
+
+# Several contexts on one model from several threads (edgert.h's threading contract); run by
+# tests/test_native.py on a real model, under ThreadSanitizer (EDGERT_TSAN).
+add_executable(test_threads ${CMAKE_CURRENT_LIST_DIR}/test_threads.c)
+target_link_libraries(test_threads PRIVATE edgert Threads::Threads)
+
 # One deliberate bug per sanitizer (not a test: tests/test_native.py runs it in the sanitized
 # builds and expects each to fail).
 add_executable(sanitizer_canary ${CMAKE_CURRENT_LIST_DIR}/sanitizer_canary.cpp)

@@ -29,6 +29,7 @@ EDGERT_API edgert_status edgert_context_new(const edgert_model* model,
         const edgert::ContextConfig config = edgert::resolve_context_config(*model->impl, p);
         auto handle = std::make_unique<edgert_context>();
         handle->impl = std::make_unique<edgert::Context>(*model->impl, config);
+        handle->model = model;
         *out_ctx = handle.release();
     });
 }

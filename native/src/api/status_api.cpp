@@ -44,6 +44,7 @@ EDGERT_API const char* edgert_status_string(edgert_status status) {
         case EDGERT_ERR_CONTEXT_OVERFLOW: return "EDGERT_ERR_CONTEXT_OVERFLOW";
         case EDGERT_ERR_OUT_OF_MEMORY: return "EDGERT_ERR_OUT_OF_MEMORY";
         case EDGERT_ERR_INTERNAL: return "EDGERT_ERR_INTERNAL";
+        case EDGERT_ERR_INVALID_TEXT: return "EDGERT_ERR_INVALID_TEXT";
     }
     return "EDGERT_ERR_UNKNOWN";
 }

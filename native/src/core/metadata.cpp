@@ -210,7 +210,15 @@ ModelMetadata parse_metadata(std::string_view text) {
 
     const JsonValue& tok = require(root, "tokenizer", "");
     if (!tok.is_object()) meta_error("'tokenizer' must be an object");
-    if (!require(tok, "json", "tokenizer.").is_string()) meta_error("'tokenizer.json' must be a string");
+    const JsonValue& tok_json = require(tok, "json", "tokenizer.");
+    if (!tok_json.is_string()) meta_error("'tokenizer.json' must be a string");
+    m.tokenizer_json = tok_json.as_string();
+    for (const auto& [key, field] : {std::pair<const char*, bool*>{"add_bos", &m.add_bos},
+                                     std::pair<const char*, bool*>{"add_eos", &m.add_eos}}) {
+        const JsonValue* v = tok.find(key);
+        if (v && !v->is_null() && !v->is_bool()) meta_error(std::string("'tokenizer.") + key + "' must be true or false");
+        *field = v && v->is_bool() && v->as_bool();
+    }
     const JsonValue& bos = require(tok, "bos_token_id", "tokenizer.");
     if (!bos.is_null()) m.bos_token_id = token_id(bos, "'tokenizer.bos_token_id'", m.hparams.vocab_size);
     const JsonValue& eos = require(tok, "eos_token_ids", "tokenizer.");
@@ -219,6 +227,14 @@ ModelMetadata parse_metadata(std::string_view text) {
         m.eos_token_ids.push_back(token_id(e, "every 'tokenizer.eos_token_ids' entry", m.hparams.vocab_size));
     }
 
+    if (const JsonValue* t = root.find("chat_template"); t && !t->is_null()) {
+        if (t->is_string()) {
+            m.has_chat_template = true;
+            m.chat_template = t->as_string();
+        } else {
+            m.chat_template_not_text = true;
+        }
+    }
     return m;
 }
 

@@ -70,6 +70,14 @@ struct ModelMetadata {
     Hparams hparams;
     int32_t bos_token_id = -1;  // -1: none
     std::vector<int32_t> eos_token_ids;
+    bool add_bos = false;          // tokenizer.add_bos (optional, default false)
+    bool add_eos = false;          // tokenizer.add_eos (optional, default false)
+    std::string tokenizer_json;    // tokenizer.json, the text the native tokenizer is built from
+    bool has_chat_template = false;
+    std::string chat_template;     // chat_template (optional)
+    // chat_template present but not a string: the model still loads and runs on ids (as the
+    // Python side opens it too); edgert_chat_format without a template of its own refuses it.
+    bool chat_template_not_text = false;
 };
 
 // Throws StatusError: EDGERT_ERR_FORMAT for malformed JSON or a missing/invalid key,
