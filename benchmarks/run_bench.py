@@ -89,6 +89,8 @@ class Case:
     ct2: Optional[Path] = None
     ort: Optional[Path] = None
     edgt: Optional[Path] = None
+    # edgert's file made by its own quantizer (HF dir, recipe) instead of converted from `gguf`
+    edgt_recipe: Optional[tuple[Path, str]] = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -102,11 +104,20 @@ def cases_for(shapes: list[str], with_real: bool) -> list[Case]:
     root = CACHE / "models"
     out: list[Case] = []
     labels = {"smollm2-135m": "SmolLM2-135M shape", "tinyllama-1.1b": "TinyLlama-1.1B shape"}
-    dtypes = {"smollm2-135m": ["q4_0", "q8_0"], "tinyllama-1.1b": ["q4_0"]}
+    # q4_k_m: llama.cpp's own Q4_K_M file, run by llama.cpp and imported byte for byte by edgert.
+    # q3_k: edgert's 3-bit recipe (q3_k, q3_0 where rows are not whole 256-blocks) made from the HF
+    # weights by edgert's quantizer; llama.cpp runs its own Q3_K_M of the same weights.
+    dtypes = {"smollm2-135m": ["q4_0", "q8_0", "q4_k_m", "q3_k"], "tinyllama-1.1b": ["q4_0", "q4_k_m", "q3_k"]}
     for s in shapes:
         d = root / s
         for i, q in enumerate(dtypes[s]):
             c = Case(labels[s], s, q, d / f"{q}.gguf")
+            if q == "q3_k":
+                c.gguf = d / "q3_k_m.gguf"
+                c.edgt_recipe = (d / "hf", "q3_k")
+            if not c.gguf.exists():
+                log(f"{labels[s]} {q}: {c.gguf} missing (llama_cpp not in the bench venv?): skipped")
+                continue
             if i == 0:  # the peers' own quantizations of the same weights sit with the q4_0 row
                 c.ct2 = d / "ct2-int8" if (d / "ct2-int8" / "model.bin").exists() else None
                 c.ort = d / "ort-int4" if (d / "ort-int4" / "genai_config.json").exists() else None
@@ -119,20 +130,23 @@ def cases_for(shapes: list[str], with_real: bool) -> list[Case]:
 def convert_to_edgt(case: Case, py: str, force: bool = False) -> None:
     """GGUF -> .edgt with edgert's converter, cached next to the GGUF (by mtime; --reconvert
     after a change of the converter or the format)."""
+    src, recipe = case.edgt_recipe if case.edgt_recipe else (case.gguf, "keep")
     dst = (CACHE / "models" / "real" / REAL_SMOLLM2.with_suffix(".edgt").name if case.shape == "real"
-           else case.gguf.with_suffix(".edgt"))
+           else case.gguf.with_suffix(".edgt") if recipe == "keep"
+           else case.gguf.parent / f"edgert-{recipe}.edgt")
     dst.parent.mkdir(parents=True, exist_ok=True)
-    if not force and dst.exists() and dst.stat().st_mtime >= case.gguf.stat().st_mtime:
+    src_mtime = (src / "model.safetensors").stat().st_mtime if src.is_dir() else src.stat().st_mtime
+    if not force and dst.exists() and dst.stat().st_mtime >= src_mtime:
         case.edgt = dst
         return
-    code = ("import sys, edgert.converters as c; c.convert(sys.argv[1], sys.argv[2])")
-    logf = CACHE / f"edgert-convert-{dst.stem}.log"
-    log(f"converting {case.gguf.name} -> {dst} (log: {logf})")
+    code = ("import sys, edgert.converters as c; c.convert(sys.argv[1], sys.argv[2], quantize=sys.argv[3])")
+    logf = CACHE / f"edgert-convert-{dst.parent.name}-{dst.stem}.log"
+    log(f"converting {src} ({recipe}) -> {dst} (log: {logf})")
     with open(logf, "w") as fh:
-        rc = subprocess.run([py, "-c", code, str(case.gguf), str(dst)], stdout=fh,
+        rc = subprocess.run([py, "-c", code, str(src), str(dst), recipe], stdout=fh,
                             stderr=subprocess.STDOUT, cwd="/").returncode
         if rc != 0:
-            rc = subprocess.run([py, "-m", "edgert", "convert", str(case.gguf), "-o", str(dst)],
+            rc = subprocess.run([py, "-m", "edgert", "convert", str(src), "-o", str(dst), "--quantize", recipe],
                                 stdout=fh, stderr=subprocess.STDOUT, cwd="/").returncode
     if rc == 0 and dst.exists():
         case.edgt = dst
@@ -190,6 +204,15 @@ def gguf_bytes_per_token(path: Path) -> dict[str, Any]:
     head_dim = field("llama.embedding_length") // field("llama.attention.head_count")
     return {"weights_bytes": total, "read_bytes_per_token": read,
             "kv_f16_bytes_per_token": 2 * n_layers * n_kv * head_dim * 2}
+
+
+def edgt_bytes_per_token(path: Path, py: str) -> Optional[int]:
+    """As gguf_bytes_per_token's read_bytes_per_token, for an .edgt file (edgert's own quantizer)."""
+    code = ("import sys; from edgert.converters.edgt_file import read_edgt; "
+            "f = read_edgt(sys.argv[1], verify_crc=False); t = f.tensors; "
+            "print(sum(e.size for n, e in t.items() if not (n == 'token_embd.weight' and 'output.weight' in t)))")
+    r = subprocess.run([py, "-c", code, str(path)], capture_output=True, text=True, cwd="/")
+    return int(r.stdout) if r.returncode == 0 and r.stdout.strip().isdigit() else None
 
 
 def dir_bytes(path: Path, names: tuple[str, ...]) -> int:
@@ -630,6 +653,11 @@ def main(argv: list[str] | None = None) -> int:
         kv_read = bpt["kv_f16_bytes_per_token"] * (args.n_gen / 2)  # mean context while decoding
         # bytes one decode step reads, per engine; the roofline divides the bandwidth by it
         per_tok = {e: bpt["read_bytes_per_token"] + kv_read for e in ("edgert", "llama.cpp")}
+        if case.edgt_recipe and case.edgt and epy:
+            own = edgt_bytes_per_token(case.edgt, epy)
+            if own:
+                per_tok["edgert"] = own + kv_read
+                bpt["edgert_read_bytes_per_token"] = own
         jobs: list[Job] = []
         if "edgert" in args.engines and epy and case.edgt:
             jobs.append(Job("edgert", case.edgt, case.label, python=epy, key="edgert"))
