@@ -76,6 +76,33 @@ def llama_quantize(src: Path, out: Path, ftype: str) -> None:
     Path(str(out) + ".tmp").rename(out)
 
 
+def ggml_agreement() -> str:
+    """edgert's numpy quantizers against ggml's own (ggml_quantize_chunk from llama-cpp-python's
+    libggml-base, no importance matrix) on random tensors: RMSE ratio and identical blocks."""
+    import ctypes
+
+    import llama_cpp
+    import numpy as np
+    from edgert.converters import dtypes as D
+    from edgert.converters import quantize as Q
+    lib = ctypes.CDLL(str(Path(llama_cpp.__file__).parent / "lib" / "libggml-base.so"))
+    lib.ggml_quantize_chunk.restype = ctypes.c_size_t
+    lib.ggml_quantize_chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                                        ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+    rng = np.random.default_rng(0)
+    lines = ["| data | type | RMSE edgert / ggml | identical blocks |", "|---|---|---|---|"]
+    for name, x in (("N(0,1)", rng.normal(size=(256, 1024))), ("t(3)·0.02", rng.standard_t(3, size=(256, 1024)) * 0.02)):
+        x = np.ascontiguousarray(x, np.float32)
+        for dt in (D.Q3_K, D.Q4_K, D.Q5_K, D.Q6_K, D.IQ4_NL, D.IQ4_XS, D.Q5_0, D.Q5_1):
+            theirs = np.zeros(x.size // dt.block_size * dt.block_bytes, np.uint8)
+            lib.ggml_quantize_chunk(dt.id, x.ctypes.data, theirs.ctypes.data, 0, x.shape[0], x.shape[1], None)
+            ours = Q.encode(x, dt)
+            err = [np.sqrt(np.mean((Q.decode(r, dt, x.shape) - x) ** 2)) for r in (ours, theirs)]
+            same = np.mean(np.all(ours.reshape(-1, dt.block_bytes) == theirs.reshape(-1, dt.block_bytes), axis=1))
+            lines.append(f"| {name} | {dt.name} | {err[0] / err[1]:.4f} | {same:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def edgert(*args: str) -> str:
     r = subprocess.run([sys.executable, "-m", "edgert", *args], capture_output=True, text=True)
     if r.returncode:
@@ -89,7 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-tokens", type=int, default=32768, help="first N tokens of the text (0: all)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--agreement-only", action="store_true", help="only compare the quantizers with ggml's")
     args = ap.parse_args(argv)
+    if args.agreement_only:
+        print(ggml_agreement())
+        return 0
     CACHE.mkdir(parents=True, exist_ok=True)
     f32_gguf = CACHE / "smollm2-f32.gguf"
     if not f32_gguf.exists():
@@ -100,9 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     if not teacher.exists():
         edgert("convert", str(f32_gguf), "-o", str(teacher), "--no-progress")
     files["f32 (teacher)"] = teacher
+    agreement = ""
     try:
         import llama_cpp  # noqa: F401
         have_llama = True
+        agreement = ggml_agreement()
+        print(agreement)
     except ImportError:
         have_llama = False
         log("llama_cpp not importable: llama.cpp rows skipped")
@@ -144,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         kld = p.get("kld")
         lines.append(f"| {r['file']} | {r['bytes'] / 1e6:.1f} | {p['ppl']:.4f} | "
                      f"{'' if kld is None else f'{kld:.5f}'} | {r['tensor_types']} |")
-    md = "\n".join(lines) + "\n"
+    md = "\n".join(lines) + "\n" + ("\nQuantizers against ggml's, random tensors:\n\n" + agreement if agreement else "")
     (args.out / f"quant-quality-{stamp}.md").write_text(md)
     print(md)
     return 0

@@ -18,7 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 CROSS_DIR = REPO / "native" / "cross"
 SYSROOT = "/usr/aarch64-linux-gnu"
-KERNEL_TESTS = ("test_kernels_ref", "test_kernels_isa")
+KERNEL_TESTS = ("test_kernels_ref", "test_kernels_isa", "dequant_rows")
 
 
 def _require_tool(name: str, package: str) -> str:
@@ -79,6 +79,15 @@ def test_neon_kernels_match_scalar_on_arm(arm_build: Path) -> None:
     assert "testing neondot against scalar" in out, out
     assert "testing neon against scalar" in out, out
     assert "all checks passed" in out
+
+
+def test_runtime_dequantizer_equals_gguf_on_arm(arm_build: Path, tmp_path: Path) -> None:
+    # AArch64 fuses multiply-adds by default; the dequantizer must still round as numpy does.
+    from dequant_check import check_dequant_rows
+
+    def run(cmd):
+        _run(["qemu-aarch64", "-cpu", "max", "-L", SYSROOT, *cmd], timeout=120)
+    assert check_dequant_rows(arm_build / "dequant_rows", tmp_path, run) > 100_000
 
 
 def test_isa_override_on_arm(arm_build: Path) -> None:
