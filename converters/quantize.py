@@ -22,7 +22,9 @@ GPTQ-style callers (edgert's compress stages) quantize column by column on a fix
   codes = q3_k_codes(w, d, sc)      # round to nearest on that grid (or the caller's own codes)
   raw = q3_k_pack(codes, d, sc)     # uint8 [n, 110], the q3_k bytes
 and likewise q3_0_scales / q3_0_steps / q3_0_codes / q3_0_pack for 32-element blocks ([n, 32],
-d [n], raw [n, 14]). `encode(x, Q3_K)` is exactly scales -> codes -> pack.
+d [n], raw [n, 14]). `encode(x, Q3_K)` is exactly scales -> codes -> pack. For q4_k (scale and
+min per 32): d, dmin, sc, m = q4_k_scales(w); value = q4_k_steps(d, sc) * code - q4_k_offsets(dmin, m)
+with code in 0..15; q4_k_codes / q4_k_pack as above.
 """
 from __future__ import annotations
 
@@ -358,9 +360,9 @@ def _pack_scales_k4(ls: np.ndarray, lm: np.ndarray) -> np.ndarray:
     return out
 
 
-def _quantize_qk_min(x: np.ndarray, nmax: int, rmin: float, rdelta: float, nstep: int) -> tuple:
+def _qk_min_scales(x: np.ndarray, nmax: int, rmin: float, rdelta: float, nstep: int) -> tuple:
     # q4_k / q5_k: per 32 a (scale, min) search weighted by av_x + |x|, then 6-bit scales and mins
-    # against f16 d and dmin, then every value re-rounded on the final grid.
+    # against f16 d and dmin. Returns (d, dmin, sc, m, first-pass codes).
     b = _sb(x)
     n = b.shape[0]
     g = b.reshape(n * 8, 32)
@@ -373,18 +375,60 @@ def _quantize_qk_min(x: np.ndarray, nmax: int, rmin: float, rdelta: float, nstep
     max_min = np.maximum(mins.max(axis=1), 0)
     inv_s = np.where(max_scale > 0, np.float32(63) / np.where(max_scale > 0, max_scale, 1), 0).astype(np.float32)
     inv_m = np.where(max_min > 0, np.float32(63) / np.where(max_min > 0, max_min, 1), 0).astype(np.float32)
-    ls = np.clip(_nearest(inv_s[:, None] * scales), 0, 63)
-    lm = np.clip(_nearest(inv_m[:, None] * mins), 0, 63)
-    d = _f16_round(max_scale / np.float32(63))
-    dmin = _f16_round(max_min / np.float32(63))
-    step = (d[:, None] * ls.astype(np.float32)).astype(np.float32)
-    dm = (dmin[:, None] * lm.astype(np.float32)).astype(np.float32)
+    sc = np.clip(_nearest(inv_s[:, None] * scales), 0, 63).astype(np.uint8)
+    m = np.clip(_nearest(inv_m[:, None] * mins), 0, 63).astype(np.uint8)
+    return _f16_round(max_scale / np.float32(63)), _f16_round(max_min / np.float32(63)), sc, m, first.reshape(n, QK_K)
+
+
+def q4_k_scales(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """[n, 256] -> (d, dmin float32 [n] f16-exact, sc, m uint8 [n, 8] in 0..63; sub-block k = elements
+    32k..32k+31). Element value = q4_k_steps * code - q4_k_offsets, code in 0..15."""
+    d, dmin, sc, m, _ = _qk_min_scales(x, 15, -1.0, 0.1, 20)
+    return d, dmin, sc, m
+
+
+def q4_k_steps(d: np.ndarray, sc: np.ndarray) -> np.ndarray:
+    step = (np.asarray(d, np.float32)[:, None] * np.asarray(sc).astype(np.float32)).astype(np.float32)
+    return np.repeat(step, 32, axis=1)
+
+
+def q4_k_offsets(dmin: np.ndarray, m: np.ndarray) -> np.ndarray:
+    off = (np.asarray(dmin, np.float32)[:, None] * np.asarray(m).astype(np.float32)).astype(np.float32)
+    return np.repeat(off, 32, axis=1)
+
+
+def _qk_min_codes(b: np.ndarray, step: np.ndarray, off: np.ndarray, nmax: int) -> np.ndarray:
     ok = step != 0
-    l = np.clip(_nearest((b.reshape(n, 8, 32) + dm[:, :, None]) / np.where(ok, step, 1)[:, :, None]), 0, nmax)
-    L = np.where(ok[:, :, None], l, first.reshape(n, 8, 32)).reshape(n, QK_K).astype(np.uint8)
-    head = np.concatenate([d.astype(np.float16).view(np.uint8).reshape(n, 2),
-                           dmin.astype(np.float16).view(np.uint8).reshape(n, 2), _pack_scales_k4(ls, lm)], axis=1)
-    return head, L
+    l = np.clip(_nearest((b + off) / np.where(ok, step, 1)), 0, nmax)
+    return np.where(ok, l, 0).astype(np.uint8)
+
+
+def q4_k_codes(x: np.ndarray, d, dmin, sc, m) -> np.ndarray:
+    """Round x [n, 256] to nearest on the (d, dmin, sc, m) grid: codes uint8 in 0..15."""
+    return _qk_min_codes(_sb(x), q4_k_steps(d, sc), q4_k_offsets(dmin, m), 15)
+
+
+def _qk_min_head(d, dmin, sc, m) -> np.ndarray:
+    n = np.asarray(d).shape[0]
+    return np.concatenate([np.asarray(d, np.float32).astype(np.float16).view(np.uint8).reshape(n, 2),
+                           np.asarray(dmin, np.float32).astype(np.float16).view(np.uint8).reshape(n, 2),
+                           _pack_scales_k4(np.asarray(sc), np.asarray(m))], axis=1)
+
+
+def q4_k_pack(codes: np.ndarray, d, dmin, sc, m) -> np.ndarray:
+    """codes uint8 [n, 256] in 0..15 and the scales -> the q4_k bytes [n, 144]."""
+    codes = np.asarray(codes, np.uint8).reshape(-1, QK_K)
+    return np.concatenate([_qk_min_head(d, dmin, sc, m), _pack_nibbles_k(codes)], axis=1)
+
+
+def _quantize_qk_min(x: np.ndarray, nmax: int, rmin: float, rdelta: float, nstep: int) -> tuple:
+    # Scales as above, then every value re-rounded on the final grid (first-pass codes where a
+    # sub-block's step is zero, as ggml does).
+    b = _sb(x)
+    d, dmin, sc, m, first = _qk_min_scales(b, nmax, rmin, rdelta, nstep)
+    step = q4_k_steps(d, sc)
+    L = np.where(step != 0, _qk_min_codes(b, step, q4_k_offsets(dmin, m), nmax), first).astype(np.uint8)
+    return _qk_min_head(d, dmin, sc, m), L
 
 
 def _pack_nibbles_k(L: np.ndarray) -> np.ndarray:
