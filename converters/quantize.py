@@ -130,6 +130,16 @@ def _f16_round(v: np.ndarray) -> np.ndarray:
     return np.asarray(v, np.float32).astype(np.float16).astype(np.float32)
 
 
+def _seqsum(a: np.ndarray) -> np.ndarray:
+    """Sum over the last axis in float32, left to right: ggml's reference loops add in that order,
+    and a pairwise (numpy) sum rounds differently often enough to flip some scale choices."""
+    a = np.asarray(a, np.float32)
+    out = a[..., 0].copy()
+    for i in range(1, a.shape[-1]):
+        out += a[..., i]
+    return out
+
+
 def _make_qx_quants(x: np.ndarray, nmax: int) -> tuple[np.ndarray, np.ndarray]:
     """ggml make_qx_quants(rmse_type=1): symmetric scale search over 19 candidate steps, weights x^2.
     x [n, g] -> (scale float32 [n], L int32 [n, g] in 0..2*nmax-1)."""
@@ -143,7 +153,7 @@ def _make_qx_quants(x: np.ndarray, nmax: int) -> tuple[np.ndarray, np.ndarray]:
     def trial(iscale: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         l = np.clip(_nearest(iscale[:, None] * x), -nmax, nmax - 1)
         lf = l.astype(np.float32)
-        return l, (w * x * lf).sum(axis=1, dtype=np.float32), (w * lf * lf).sum(axis=1, dtype=np.float32)
+        return l, _seqsum(w * x * lf), _seqsum(w * lf * lf)
 
     l, sumlx, suml2 = trial((np.float32(-nmax) / safe).astype(np.float32))
     scale = np.where(suml2 > 0, sumlx / np.where(suml2 > 0, suml2, 1), 0).astype(np.float32)
@@ -173,8 +183,8 @@ def _make_q3_quants(x: np.ndarray, nmax: int) -> tuple[np.ndarray, np.ndarray]:
     L = np.clip(_nearest(iscale[:, None] * x), -nmax, nmax - 1)
     w = x * x
     Lf = L.astype(np.float32)
-    sumlx = (w * x * Lf).sum(axis=1, dtype=np.float32)
-    suml2 = (w * Lf * Lf).sum(axis=1, dtype=np.float32)
+    sumlx = _seqsum(w * x * Lf)
+    suml2 = _seqsum(w * Lf * Lf)
     for _ in range(5):
         changed = np.zeros(n, bool)
         for i in range(g):
@@ -206,20 +216,20 @@ def _make_qkx2_quants(x: np.ndarray, w: np.ndarray, nmax: int, rmin: float, rdel
     mx = x.max(axis=1).astype(np.float32)
     flat = mx == mn
     rng_ = np.where(flat, np.float32(1), mx - mn).astype(np.float32)
-    sum_w = w.sum(axis=1, dtype=np.float32)
-    sum_x = (w * x).sum(axis=1, dtype=np.float32)
+    sum_w = _seqsum(w)
+    sum_x = _seqsum(w * x)
     iscale = (np.float32(nmax) / rng_).astype(np.float32)
     scale = (np.float32(1) / iscale).astype(np.float32)
     L = np.clip(_nearest(iscale[:, None] * (x - mn[:, None])), 0, nmax)
     diff = scale[:, None] * L + mn[:, None] - x
-    best = (w * diff * diff).sum(axis=1, dtype=np.float32)
+    best = _seqsum(w * (diff * diff))
     for i in range(nstep + 1):
         isc = ((np.float32(rmin) + np.float32(rdelta) * np.float32(i) + np.float32(nmax)) / rng_).astype(np.float32)
         la = np.clip(_nearest(isc[:, None] * (x - mn[:, None])), 0, nmax)
         lf = la.astype(np.float32)
-        sum_l = (w * lf).sum(axis=1, dtype=np.float32)
-        sum_l2 = (w * lf * lf).sum(axis=1, dtype=np.float32)
-        sum_xl = (w * lf * x).sum(axis=1, dtype=np.float32)
+        sum_l = _seqsum(w * lf)
+        sum_l2 = _seqsum(w * lf * lf)
+        sum_xl = _seqsum(w * lf * x)
         D = sum_w * sum_l2 - sum_l * sum_l
         ok = D > 0
         Ds = np.where(ok, D, 1)
@@ -229,7 +239,7 @@ def _make_qkx2_quants(x: np.ndarray, w: np.ndarray, nmax: int, rmin: float, rdel
         this_scale = np.where(pos, sum_xl / np.where(sum_l2 > 0, sum_l2, 1), this_scale).astype(np.float32)
         this_min = np.where(pos, 0, this_min).astype(np.float32)
         d2 = this_scale[:, None] * lf + this_min[:, None] - x
-        err = (w * d2 * d2).sum(axis=1, dtype=np.float32)
+        err = _seqsum(w * (d2 * d2))
         take = ok & (err < best)
         L = np.where(take[:, None], la, L)
         best = np.where(take, err, best)
@@ -366,7 +376,7 @@ def _qk_min_scales(x: np.ndarray, nmax: int, rmin: float, rdelta: float, nstep: 
     b = _sb(x)
     n = b.shape[0]
     g = b.reshape(n * 8, 32)
-    av = np.sqrt((g * g).sum(axis=1, dtype=np.float32) / np.float32(32)).astype(np.float32)
+    av = np.sqrt(_seqsum(g * g) / np.float32(32)).astype(np.float32)
     w = av[:, None] + np.abs(g)
     scales, mins, first = _make_qkx2_quants(g, w, nmax, rmin, rdelta, nstep)
     scales = scales.reshape(n, 8)
@@ -494,7 +504,7 @@ def _iq4_block_scales(b: np.ndarray, ntry: int = 7) -> np.ndarray:
 
     def fit(iscale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         q = _IQ4_F[_iq4_index(iscale[:, None] * b)]
-        return (w * q * b).sum(axis=1, dtype=np.float32), (w * q * q).sum(axis=1, dtype=np.float32)
+        return _seqsum(w * q * b), _seqsum(w * q * q)
 
     d0 = (-safe / _IQ4_F[0]).astype(np.float32)
     sumqx, sumq2 = fit((np.float32(1) / d0).astype(np.float32))
