@@ -1,7 +1,8 @@
 """Builds edgert's native module with CMake (native/) and packages it with the Python code.
 
 Metadata lives in pyproject.toml; this file only adds what setuptools cannot express there: the
-CMake build of edgert._edgert, the `converters/` -> `edgert.converters` mapping, and the shared
+CMake build of edgert._edgert, the Cython extension edgert.sensor._runtime (the sensor path's
+runner and ring buffer), the `converters/` -> `edgert.converters` mapping, and the shared
 registry/header files copied into the package.
 """
 from __future__ import annotations
@@ -29,7 +30,11 @@ class CMakeExtension(Extension):
 
 class CMakeBuild(build_ext):
     def build_extension(self, ext: Extension) -> None:
-        assert isinstance(ext, CMakeExtension)
+        if not isinstance(ext, CMakeExtension):
+            # the Cython extension: setuptools' own compile with the interpreter's flags, which
+            # target the x86-64 baseline (never -march=native: the wheel runs on any x86-64)
+            super().build_extension(ext)
+            return
         out_dir = Path(self.get_ext_fullpath(ext.name)).resolve().parent
         build_dir = Path(self.build_temp).resolve() / "native"
         build_dir.mkdir(parents=True, exist_ok=True)
@@ -71,13 +76,21 @@ class CMakeBuild(build_ext):
         stamp.write_text(key)
 
 
+def sensor_extensions() -> list[Extension]:
+    from Cython.Build import cythonize
+    ext = Extension("edgert.sensor._runtime", ["edgert/sensor/_runtime.pyx"],
+                    extra_compile_args=["-O2"])
+    return cythonize([ext], language_level=3, quiet=True,
+                     build_dir=str(Path("build") / "cython"))
+
+
 converter_packages = ["edgert.converters" + ("." + p if p else "")
                       for p in [""] + find_packages("converters")]
 
 setup(
-    packages=["edgert"] + converter_packages,
+    packages=["edgert", "edgert.sensor"] + converter_packages,
     package_dir={"edgert": "edgert", "edgert.converters": "converters"},
-    ext_modules=[CMakeExtension("edgert._edgert", NATIVE)],
+    ext_modules=[CMakeExtension("edgert._edgert", NATIVE)] + sensor_extensions(),
     package_data={"edgert.converters": ["*.def"]},
     cmdclass={"build_ext": CMakeBuild},
     zip_safe=False,

@@ -3,7 +3,9 @@ the main CLI by edgert/cli.py through add_arguments() and run()."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
 from edgert.errors import EdgertError
 
@@ -19,15 +21,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def run(args: argparse.Namespace) -> int:
     from . import convert
     from .edgt_file import read_edgt
+    # SIGTERM (kill, a CI timeout) unwinds like Ctrl-C, so the temporary output file is removed.
+    previous = signal.signal(signal.SIGTERM, _interrupt) \
+        if threading.current_thread() is threading.main_thread() else None
     try:
         out = convert(args.src, args.output, quantize=args.quantize, tokenizer=args.tokenizer,
                       progress=False if getattr(args, "no_progress", False) else None)
     except (EdgertError, FileNotFoundError) as e:
         print(f"edgert convert: error: {e}", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     f = read_edgt(out, verify_crc=False)
     q = f.metadata["quantization"]
     print(f"wrote {out} ({out.stat().st_size:,} bytes, {len(f.tensors)} tensors, "

@@ -1,14 +1,19 @@
 """Writer and reader of `.edgt` files (docs/format.md, version 1).
 
 The writer computes the whole tensor table up front from names, dtypes and shapes, so tensors can
-be streamed to disk one at a time; only the CRCs are patched in at the end. The reader is a second,
+be streamed to disk one at a time; only the CRCs are patched in at the end. It writes to a hidden
+temporary file beside the target and renames it into place only once it is complete, synced and
+re-read by the reader below, so an error or Ctrl-C never leaves a partial file and never touches an
+existing file of that name. The reader is a second,
 independent implementation of the format that the C++ loader is tested against: it checks every
 size, offset and checksum the spec names and raises the typed errors of `edgert.errors`.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import secrets
 import struct
 import zlib
 from dataclasses import dataclass
@@ -70,7 +75,10 @@ class EdgtWriter:
             for spec in specs:
                 w.write(spec.name, raw_bytes)
 
-    If the block exits with an exception the partial file is removed.
+    The file appears under `path` only when the block completes and the written file validates;
+    if the block exits with an exception (KeyboardInterrupt included) the temporary file is removed
+    and whatever `path` held before is left as it was. A symlink at `path` is followed: its
+    target is replaced.
     """
 
     def __init__(self, path: str | os.PathLike, metadata: dict[str, Any], specs: list[TensorSpec]):
@@ -99,13 +107,22 @@ class EdgtWriter:
         self._data_offset = _align(self._table_offset + self._table_size)
         self._next = 0
         self._f: BinaryIO | None = None
+        self._tmp: Path | None = None
 
     def _table(self) -> bytes:
         return b"".join(_encode_entry(s, o, n, c)
                         for s, o, n, c in zip(self._specs, self._offsets, self._sizes, self._crcs))
 
     def __enter__(self) -> "EdgtWriter":
-        self._f = open(self.path, "wb")
+        final = Path(os.path.realpath(self.path))
+        if final.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "the output path is a directory", str(self.path))
+        # O_EXCL: never write through a name someone else made; mode 0o666 lets the umask decide,
+        # as open() would for the final name (mkstemp's 0600 would not).
+        tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.partial")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        self._tmp = tmp
+        self._f = os.fdopen(fd, "wb")
         self._f.write(b"\0" * self._data_offset)  # header, metadata and table are written on close
         return self
 
@@ -128,16 +145,30 @@ class EdgtWriter:
         self._next += 1
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        assert self._f is not None
+        assert self._f is not None and self._tmp is not None
+        tmp = self._tmp
         try:
+            try:
+                if exc_type is None:
+                    if self._next != len(self._specs):
+                        raise ValueError(f"only {self._next} of {len(self._specs)} tensors were written")
+                    self._finish()
+                    self._f.flush()
+                    os.fsync(self._f.fileno())
+            finally:
+                self._f.close()
             if exc_type is None:
-                if self._next != len(self._specs):
-                    raise ValueError(f"only {self._next} of {len(self._specs)} tensors were written")
-                self._finish()
-        finally:
-            self._f.close()
-            if exc_type is not None or self._next != len(self._specs):
-                self.path.unlink(missing_ok=True)
+                # Read back through the reader (offsets, sizes, every CRC): a file that would not
+                # load never replaces a good one.
+                read_edgt(tmp, verify_crc=True)
+                final = Path(os.path.realpath(self.path))
+                os.replace(tmp, final)
+                _fsync_dir(final.parent)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        if exc_type is not None:
+            tmp.unlink(missing_ok=True)
 
     def _finish(self) -> None:
         f = self._f
@@ -147,6 +178,20 @@ class EdgtWriter:
         crc = zlib.crc32(table, zlib.crc32(self._meta, zlib.crc32(head)))
         f.seek(0)
         f.write(head + struct.pack("<I", crc) + self._meta + table)
+
+
+def _fsync_dir(path: Path) -> None:
+    # Makes the rename durable; some file systems refuse to open a directory, which is fine.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_edgt(path: str | os.PathLike, metadata: dict[str, Any],

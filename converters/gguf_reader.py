@@ -18,6 +18,8 @@ import numpy as np
 
 from edgert.errors import ModelFormatError
 
+from .source_checks import int_field
+
 GGUF_MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
 
@@ -28,6 +30,9 @@ _SCALARS = {
     10: ("<Q", np.uint64), 11: ("<q", np.int64), 12: ("<d", np.float64),
 }
 _STRING, _ARRAY = 8, 9
+# Arrays of arrays are legal GGUF; no real file nests them deeper than two. The bound keeps a
+# hostile nesting from exhausting the recursion (each level also needs >= 12 bytes of file).
+MAX_ARRAY_DEPTH = 8
 
 # ggml_type -> (name, elements per block, bytes per block), for sizes and error messages.
 GGML_TYPES: dict[int, tuple[str, int, int]] = {
@@ -106,7 +111,7 @@ class GGUFFile:
             # llama.cpp vocabularies may hold invalid UTF-8 pieces; keep them losslessly.
             return raw.decode("utf-8", errors="surrogateescape")
 
-    def _value(self, vtype: int, what: str) -> Any:
+    def _value(self, vtype: int, what: str, depth: int = 0) -> Any:
         if vtype in _SCALARS:
             return self._scalar(_SCALARS[vtype][0], what)
         if vtype == _STRING:
@@ -125,8 +130,10 @@ class GGUFFile:
                 self._need(count * 8, what)
                 return [self._string(what) for _ in range(count)]
             if itype == _ARRAY:
+                if depth + 1 >= MAX_ARRAY_DEPTH:
+                    raise self._fail(f"{what}: arrays nested deeper than {MAX_ARRAY_DEPTH} levels")
                 self._need(count * 12, what)
-                return [self._value(_ARRAY, what) for _ in range(count)]
+                return [self._value(_ARRAY, what, depth + 1) for _ in range(count)]
             raise self._fail(f"{what}: unknown array item type {itype}")
         raise self._fail(f"{what}: unknown value type {vtype}")
 
@@ -149,8 +156,9 @@ class GGUFFile:
             key = self._string("metadata key")
             vtype = self._scalar("<I", f"type of {key}")
             self.metadata[key] = self._value(vtype, key)
-        self.alignment = int(self.metadata.get("general.alignment", DEFAULT_ALIGNMENT))
-        if self.alignment <= 0 or self.alignment & (self.alignment - 1):
+        self.alignment = int_field(self.path, "general.alignment",
+                                   self.metadata.get("general.alignment", DEFAULT_ALIGNMENT), 1, 1 << 30)
+        if self.alignment & (self.alignment - 1):
             raise self._fail(f"general.alignment {self.alignment} is not a power of two")
         infos = []
         for _ in range(n_tensors):

@@ -7,6 +7,7 @@ GGUF. Its tokenizer.bin is a SentencePiece BPE vocabulary with scores in which "
 """
 from __future__ import annotations
 
+import math
 import struct
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from edgert.errors import ModelFormatError
 
 from . import dtypes, tokenizer_json
 from .llama_tensor_names import name as reg
+from .source_checks import check_source_model, checked_hparams
 from .source_model import SourceModel, SourceTensor, permuted_loader
 
 V1_MAGIC = 0x616B3432  # "ak42"
@@ -95,6 +97,8 @@ def read_tokenizer_bin(path: Path, vocab_size: int) -> tuple[list[str], list[flo
                 raise ModelFormatError(f"{path}: token length {n} runs past the end of the file")
             piece = data[pos:pos + n].decode("utf-8")
             pos += n
+            if not math.isfinite(score):
+                raise ModelFormatError(f"{path}: token {len(tokens)} has score {score}; scores must be finite")
             tokens.append(piece)
             scores.append(score)
     except (struct.error, UnicodeDecodeError) as e:
@@ -106,13 +110,23 @@ def read_tokenizer_bin(path: Path, vocab_size: int) -> tuple[list[str], list[flo
 
 def read_llama2c(path: Path, tokenizer: Path) -> SourceModel:
     cfg, shared, version, offset = read_header(path)
+    if cfg["vocab_size"] < 3:
+        raise ModelFormatError(f"{path}: vocab_size = {cfg['vocab_size']}; a llama2.c vocabulary holds at "
+                               "least <unk>, <s> and </s>")
+    hp = checked_hparams(path, {
+        "vocab_size": ("vocab_size", cfg["vocab_size"]), "hidden_size": ("dim", cfg["dim"]),
+        "intermediate_size": ("hidden_dim", cfg["hidden_dim"]), "num_layers": ("n_layers", cfg["n_layers"]),
+        "num_heads": ("n_heads", cfg["n_heads"]), "num_kv_heads": ("n_kv_heads", cfg["n_kv_heads"]),
+        "head_dim": ("dim / n_heads", cfg["dim"] // cfg["n_heads"]), "rope_theta": ("", 10000.0),
+        "rms_norm_eps": ("", 1e-5), "context_length": ("seq_len", cfg["seq_len"]),
+        "tie_embeddings": ("sign of vocab_size", shared), "attention_bias": ("", False),
+    })
     layout = _layout(cfg, shared, version)
     need = offset + 4 * sum(int(np.prod(s)) for _, s in layout)
     size = path.stat().st_size
     if size < need:
         raise ModelFormatError(f"{path}: truncated llama2.c checkpoint ({size} bytes, the header implies {need})")
     mm = np.memmap(path, dtype=np.uint8, mode="r")
-    head_dim = cfg["dim"] // cfg["n_heads"]
     tensors = []
     pos = offset
     for name, shape in layout:
@@ -129,11 +143,7 @@ def read_llama2c(path: Path, tokenizer: Path) -> SourceModel:
     tokens, scores = read_tokenizer_bin(tokenizer, cfg["vocab_size"])
     tok_json = tokenizer_json.sentencepiece_bpe(tokens, scores, None, unk_id=0, bos_id=1, eos_id=2,
                                                 add_bos=True, legacy_normalizer=True)
-    hp = {
-        "vocab_size": cfg["vocab_size"], "hidden_size": cfg["dim"], "intermediate_size": cfg["hidden_dim"],
-        "num_layers": cfg["n_layers"], "num_heads": cfg["n_heads"], "num_kv_heads": cfg["n_kv_heads"],
-        "head_dim": head_dim, "rope_theta": 10000.0, "rms_norm_eps": 1e-5,
-        "context_length": cfg["seq_len"], "tie_embeddings": shared, "attention_bias": False,
-    }
     tok = {"json": tok_json, "bos_token_id": 1, "eos_token_ids": [2], "add_bos": True, "pad_token_id": None}
-    return SourceModel("llama2c", path.stem, hp, tok, None, tensors)
+    model = SourceModel("llama2c", path.stem, hp, tok, None, tensors)
+    check_source_model(path, model)
+    return model

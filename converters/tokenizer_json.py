@@ -12,12 +12,14 @@ tokenizer.json files, so `Tokenizer.encode(text)` gives exactly what the model e
 """
 from __future__ import annotations
 
+import functools
 from functools import lru_cache
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-from edgert.errors import UnsupportedModelError
+from edgert.errors import EdgertError, ModelFormatError, UnsupportedModelError
+from edgert.tokenizer import is_library_failure
 
 # llama.cpp token types (llama_token_type / gguf TokenType)
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
@@ -98,6 +100,30 @@ def _add_typed_tokens(tok: Tokenizer, tokens: Sequence[str], token_types: Sequen
         tok.add_tokens(user)
 
 
+def _library_errors(build: Callable[..., str]) -> Callable[..., str]:
+    """The tokenizers library reports a vocabulary it cannot build (a merge of unknown tokens, say)
+    with a bare Exception or a Rust panic; the callers have checked every field, so what is left
+    is the vocabulary's content, reported as ModelFormatError."""
+    @functools.wraps(build)
+    def run(*args: Any, **kwargs: Any) -> str:
+        try:
+            return build(*args, **kwargs)
+        except EdgertError:
+            raise
+        except BaseException as e:
+            if not is_library_failure(e):
+                raise
+            err = ModelFormatError(f"the vocabulary does not make a valid tokenizer ({type(e).__name__}: "
+                                   f"{' '.join(str(e).split())[:200]})")
+            # The library reports content it rejects as a bare Exception or a panic; any other
+            # type (IndexError, TypeError, ...) means a check before this call is missing.
+            if not (type(e) is Exception or type(e).__name__ == "PanicException"):
+                err.unexpected = type(e).__name__
+            raise err from e
+    return run
+
+
+@_library_errors
 def byte_level_bpe(tokens: Sequence[str], merges: Sequence[str], pre: str,
                    token_types: Sequence[int] | None = None, *, bos_id: int | None = None,
                    eos_id: int | None = None, add_bos: bool = False, add_eos: bool = False) -> str:
@@ -148,6 +174,7 @@ def merges_from_scores(tokens: Sequence[str], scores: Sequence[float]) -> list[t
     return [(x[2], x[3]) for x in found]
 
 
+@_library_errors
 def sentencepiece_bpe(tokens: Sequence[str], scores: Sequence[float],
                       token_types: Sequence[int] | None = None, *, unk_id: int | None = 0,
                       bos_id: int | None = 1, eos_id: int | None = 2, add_bos: bool = True,

@@ -1,6 +1,7 @@
 """The `edgert` command: convert, run, chat, info, bench, perplexity.
 
-Errors print one line to stderr and exit 1 (130 on Ctrl-C); EDGERT_DEBUG=1 shows the traceback.
+Errors print one line to stderr and exit 1 (130 on Ctrl-C), whatever the input; EDGERT_DEBUG=1
+shows the traceback. Arguments are checked by the object layer (edgert/arguments.py).
 `convert`, `bench` and `perplexity` belong to edgert.converters.cli, edgert.bench and
 edgert.perplexity; this file only wires them in.
 """
@@ -139,15 +140,19 @@ def cmd_chat(args: argparse.Namespace) -> int:
 def model_report(llm: Any) -> dict[str, Any]:
     from . import _edgert
     meta = llm.metadata
+
+    def obj(value: Any) -> dict[str, Any]:  # the file's metadata may hold anything: show objects only
+        return value if isinstance(value, dict) else {}
+    quantization = obj(meta.get("quantization"))
     return {
         "path": os.path.abspath(llm.path),
         "info": asdict(llm.info),
-        "hparams": meta.get("hparams", {}),
-        "tensor_types": (meta.get("quantization") or {}).get("tensor_types", {}),
-        "quantization_recipe": (meta.get("quantization") or {}).get("recipe"),
-        "provenance": meta.get("provenance", {}),
+        "hparams": obj(meta.get("hparams")),
+        "tensor_types": obj(quantization.get("tensor_types")),
+        "quantization_recipe": quantization.get("recipe"),
+        "provenance": obj(meta.get("provenance")),
         "has_chat_template": bool(meta.get("chat_template")),
-        "tokenizer": {k: v for k, v in (meta.get("tokenizer") or {}).items() if k != "json"},
+        "tokenizer": {k: v for k, v in obj(meta.get("tokenizer")).items() if k != "json"},
         "n_ctx": llm.n_ctx,
         "kv_bytes_per_token": llm.context.kv_bytes_per_token,
         "isa": _edgert.isa(),
@@ -227,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_delegate(sub, "bench", "edgert.bench", "measure speed and memory")
     _add_delegate(sub, "perplexity", "edgert.perplexity",
                   "perplexity and KL divergence vs reference logits (KV-cache quality)")
+    _add_delegate(sub, "sensor", "edgert.sensor.cli",
+                  "compile, stream and benchmark small ONNX models (the sensor path)")
+    _add_delegate(sub, "export-onnx", "edgert.onnx_export",
+                  "export an .edgt model to ONNX (onnxruntime / onnxruntime-genai)")
     return parser
 
 
@@ -244,6 +253,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if os.environ.get("EDGERT_DEBUG") == "1":
             raise
         print(f"edgert: error: {_one_line(e)}", file=sys.stderr)
+        return 1
+    except BaseException as e:
+        # Anything else is a bug in edgert (every malformed input has a typed error), but the
+        # user still gets one line; a Rust PanicException derives from BaseException.
+        if isinstance(e, (SystemExit, GeneratorExit)) or os.environ.get("EDGERT_DEBUG") == "1":
+            raise
+        print(f"edgert: internal error: {type(e).__name__}: {_one_line(e)} (please report it; "
+              "EDGERT_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 1
 
 

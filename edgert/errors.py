@@ -6,6 +6,11 @@ from __future__ import annotations
 class EdgertError(Exception):
     """Base class of every edgert error."""
 
+    # Set (to the original exception's type name) when a boundary turned an exception nobody
+    # foresaw into this typed error, e.g. convert()'s last line of defence. Such an error is still
+    # a bug to fix at its root: the fuzz harnesses count it as a finding.
+    unexpected: str | None = None
+
 
 class ModelFormatError(EdgertError):
     """The file is not a valid model file: wrong magic, truncated, corrupt, checksum mismatch, an

@@ -8,13 +8,15 @@ grows turn by turn only evaluates the new tokens.
 from __future__ import annotations
 
 import os
+from dataclasses import fields
 from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
+from .arguments import (INT32_MAX, check_bool, check_int, check_keywords, check_optional_bool, check_stop,
+                        check_token_ids)
 from .chat_template import ChatTemplate, Message
-from .errors import (ChatTemplateError, ContextOverflowError, InvalidArgumentError,
-                     TokenIdError)
+from .errors import ChatTemplateError, ContextOverflowError, InvalidArgumentError
 from .model import Context, ContextParams, Model, ModelInfo, Sampler, SamplerParams, WeightLayout
 from .stop_strings import StopStringFilter
 from .tokenizer import Tokenizer
@@ -23,6 +25,8 @@ from .tokenizer import Tokenizer
 # "Record a token (prompt or generated)"). The Python token loop below must do the same, so that
 # streaming and generate_ids() sample identically.
 _PROMPT_IN_REPEAT_HISTORY = True
+
+_SAMPLING = tuple(f.name for f in fields(SamplerParams))
 
 
 def _common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
@@ -37,12 +41,13 @@ class LLM:
     def __init__(self, path: str | os.PathLike[str], *, n_ctx: int = 0, n_threads: int = 0,
                  n_threads_batch: int = 0, kv_type: str = "auto", verify: bool = False,
                  exact: bool = False) -> None:
+        # Arguments are checked before the (possibly large) model file is mapped.
+        params = ContextParams(n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads_batch,
+                               kv_type=kv_type).validate()
         self._model = Model(path, verify=verify, exact=exact)
         try:
             self.tokenizer = Tokenizer.from_metadata(self._model.metadata)
-            self._ctx: Context = self._model.new_context(ContextParams(
-                n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads_batch,
-                kv_type=kv_type))
+            self._ctx: Context = self._model.new_context(params)
         except BaseException:
             self._model.close()
             raise
@@ -93,7 +98,7 @@ class LLM:
 
     # ---- tokens --------------------------------------------------------------------------------
     def tokenize(self, text: str | bytes, add_bos: Optional[bool] = None) -> list[int]:
-        return self.tokenizer.encode(text, add_bos=add_bos)
+        return self.tokenizer.encode(text, add_bos=check_optional_bool("add_bos", add_bos))
 
     def detokenize(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(self._check_ids(ids))
@@ -102,13 +107,7 @@ class LLM:
         return len(self.tokenize(text))
 
     def _check_ids(self, ids: Sequence[int] | np.ndarray) -> list[int]:
-        out = [int(i) for i in ids]
-        vocab = self.info.vocab_size
-        for pos, i in enumerate(out):
-            if not 0 <= i < vocab:
-                raise TokenIdError(f"token id {i} at position {pos} is outside [0, {vocab}); "
-                                   "use ids from this model's tokenizer")
-        return out
+        return check_token_ids("token ids", ids, self.info.vocab_size)
 
     def _check_fits(self, n_prompt: int) -> None:
         if n_prompt == 0:
@@ -149,6 +148,7 @@ class LLM:
         """Logits after token_ids evaluated from an empty cache: float32 [vocab], or
         [n_tokens, vocab] with all_positions."""
         ids = self._check_ids(token_ids)
+        all_positions = check_bool("all_positions", all_positions)
         self._check_fits(len(ids))
         self.reset()
         out = self._ctx.eval(ids, all_logits=all_positions)
@@ -165,8 +165,8 @@ class LLM:
         """Continue prompt; returns the new text, or an iterator of text chunks with stream=True.
         Generation ends at EOS, after max_tokens tokens, at a stop string (not included) or when
         the context is full."""
+        sampling = SamplerParams(temperature, top_k, top_p, min_p, repeat_penalty, seed=seed).validate()
         ids = self.tokenize(prompt)
-        sampling = SamplerParams(temperature, top_k, top_p, min_p, repeat_penalty, seed=seed)
         return self._text(ids, max_tokens, sampling, stop, stream)
 
     def generate_ids(self, ids: Sequence[int] | np.ndarray, max_tokens: int = 256,
@@ -176,7 +176,8 @@ class LLM:
         prompt = self._check_ids(ids)
         self._check_fits(len(prompt))
         max_tokens = self._check_max_tokens(max_tokens)
-        params = SamplerParams(**sampling)
+        check_keywords("generate_ids()", sampling, _SAMPLING)
+        params = SamplerParams(**sampling).validate()
         keep = self._reuse_prefix(prompt)
         out: list[int] = []
         with Sampler(params) as sampler:
@@ -194,10 +195,12 @@ class LLM:
              **gen: Any) -> str | Iterator[str]:
         """Answer the conversation with the model's chat template; returns the assistant's text
         (or chunks with stream=True). Append it to messages yourself for the next turn."""
-        ids = self.tokenize(self.render_chat(messages), add_bos=False)
+        check_keywords("chat()", gen, ("max_tokens", "stop", *_SAMPLING))
         stop = gen.pop("stop", None)
         max_tokens = gen.pop("max_tokens", 256)
-        return self._text(ids, max_tokens, SamplerParams(**gen), stop, stream)
+        sampling = SamplerParams(**gen).validate()
+        ids = self.tokenize(self.render_chat(messages), add_bos=False)
+        return self._text(ids, max_tokens, sampling, stop, stream)
 
     def render_chat(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> str:
         source = self.metadata.get("chat_template")
@@ -207,21 +210,21 @@ class LLM:
                                     "ships one")
         template = ChatTemplate(source, bos_token=self.tokenizer.bos_token,
                                 eos_token=self.tokenizer.eos_token)
-        return template.render(messages, add_generation_prompt=add_generation_prompt)
+        return template.render(messages, add_generation_prompt=check_bool("add_generation_prompt",
+                                                                           add_generation_prompt))
 
     # ---- internals -----------------------------------------------------------------------------
     @staticmethod
     def _check_max_tokens(max_tokens: int) -> int:
-        if int(max_tokens) < 0:
-            raise InvalidArgumentError("max_tokens must be >= 0")
-        return int(max_tokens)
+        return check_int("max_tokens", max_tokens, 0, INT32_MAX)
 
     def _text(self, ids: list[int], max_tokens: int, sampling: SamplerParams,
               stop: Optional[str | Sequence[str]], stream: bool) -> str | Iterator[str]:
         # Validate now, so errors surface at the call and not at the first next() of a stream.
-        self._check_fits(len(ids))
         max_tokens = self._check_max_tokens(max_tokens)
-        stops = [stop] if isinstance(stop, str) else list(stop or [])
+        stops = check_stop(stop)
+        stream = check_bool("stream", stream)
+        self._check_fits(len(ids))
         chunks = self._text_chunks(ids, max_tokens, sampling, stops)
         return chunks if stream else "".join(chunks)
 

@@ -14,6 +14,8 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 import numpy as np
 
 from . import _edgert
+from .arguments import (INT32_MAX, MAX_THREADS, UINT64_MAX, check_bool, check_float, check_int, check_path,
+                        check_token_ids)
 from .errors import InvalidArgumentError, UnsupportedModelError
 
 KV_TYPES: dict[str, int] = {
@@ -73,21 +75,33 @@ class ContextParams:
     kv_type_k: Optional[str] = None  # override kv_type for K or V alone (K is the more sensitive)
     kv_type_v: Optional[str] = None
 
-    def to_native(self) -> Any:
-        k = self.kv_type_k or self.kv_type
-        v = self.kv_type_v or self.kv_type
-        for kind in (k, v):
+    def validate(self) -> "ContextParams":
+        """Every field typed and in edgert.h's range (0 picks the default), or InvalidArgumentError."""
+        for field in ("n_ctx", "n_batch"):
+            check_int(field, getattr(self, field), 0, INT32_MAX)
+        for field in ("n_threads", "n_threads_batch"):
+            check_int(field, getattr(self, field), 0, MAX_THREADS)
+        check_int("memory_budget", self.memory_budget, 0, UINT64_MAX)
+        for field in ("kv_type", "kv_type_k", "kv_type_v"):
+            kind = getattr(self, field)
+            if kind is None and field != "kv_type":
+                continue
+            if not isinstance(kind, str):
+                raise InvalidArgumentError(f"{field} must be one of {', '.join(KV_TYPES)}, got {kind!r}")
             if kind not in KV_TYPES:
                 raise UnsupportedModelError(
                     f"unknown KV-cache type {kind!r}; use one of {', '.join(KV_TYPES)}")
-        for field in ("n_ctx", "n_threads", "n_threads_batch", "n_batch", "memory_budget"):
-            if getattr(self, field) < 0:
-                raise InvalidArgumentError(f"{field} must be >= 0 (0 picks the default)")
+        return self
+
+    def to_native(self) -> Any:
+        self.validate()
+        k = self.kv_type_k or self.kv_type
+        v = self.kv_type_v or self.kv_type
         p = _edgert.ContextParams()
-        p.n_ctx, p.n_threads = self.n_ctx, self.n_threads
-        p.n_threads_batch, p.n_batch = self.n_threads_batch, self.n_batch
+        p.n_ctx, p.n_threads = int(self.n_ctx), int(self.n_threads)
+        p.n_threads_batch, p.n_batch = int(self.n_threads_batch), int(self.n_batch)
         p.kv_type_k, p.kv_type_v = KV_TYPES[k], KV_TYPES[v]
-        p.memory_budget = self.memory_budget
+        p.memory_budget = int(self.memory_budget)
         return p
 
 
@@ -103,12 +117,23 @@ class SamplerParams:
     repeat_last_n: int = 64
     seed: int = 0
 
+    def validate(self) -> "SamplerParams":
+        """Every field typed and in range, or InvalidArgumentError saying the range. The one place
+        sampling arguments are checked, for the Python API, the CLI and the server alike."""
+        check_float("temperature", self.temperature, 0.0, 1e6)
+        check_int("top_k", self.top_k, 0, INT32_MAX)
+        check_float("top_p", self.top_p, 0.0, 1.0)
+        check_float("min_p", self.min_p, 0.0, 1.0)
+        check_float("repeat_penalty", self.repeat_penalty, 0.0, 1e6, lo_open=True)
+        check_int("repeat_last_n", self.repeat_last_n, 0, INT32_MAX)
+        check_int("seed", self.seed, 0, UINT64_MAX)
+        return self
+
     def to_native(self) -> Any:
-        if self.seed < 0 or self.seed >= 2**64:
-            raise InvalidArgumentError("seed must lie in [0, 2**64)")
+        self.validate()
         p = _edgert.SamplerParams()
         for key, value in asdict(self).items():
-            setattr(p, key, value)
+            setattr(p, key, int(value) if isinstance(value, (int, np.integer)) else float(value))
         return p
 
 
@@ -118,11 +143,12 @@ class Model:
     def __init__(self, path: str | os.PathLike[str], *, verify: bool = False,
                  exact: bool = False) -> None:
         params = _edgert.ModelParams()
-        params.verify_checksums = 1 if verify else 0
+        params.verify_checksums = 1 if check_bool("verify", verify) else 0
         # exact: quantized weights take f32 activations (no int8 rounding); slower, and the
         # precision that matches PyTorch on the same weights.
-        params.exact_matmul = 1 if exact else 0
-        self.path = os.fspath(path)
+        params.exact_matmul = 1 if check_bool("exact", exact) else 0
+        self._handle: Any = None
+        self.path = check_path("path", path)
         self._handle: Any = _edgert.model_load(self.path, params)
         self.info = ModelInfo(**_edgert.model_get_info(self._handle))
         self.layout = WeightLayout(**_edgert.model_get_layout(self._handle))
@@ -135,6 +161,8 @@ class Model:
         return self._handle
 
     def new_context(self, params: Optional[ContextParams] = None) -> "Context":
+        if params is not None and not isinstance(params, ContextParams):
+            raise InvalidArgumentError(f"params must be a ContextParams, got {type(params).__name__}")
         return Context(self, params or ContextParams())
 
     def close(self) -> None:
@@ -154,8 +182,11 @@ class Context:
     """One conversation: the KV cache, scratch buffers and thread pool."""
 
     def __init__(self, model: Model, params: ContextParams) -> None:
+        self._handle: Any = None
+        if not isinstance(model, Model):
+            raise InvalidArgumentError(f"model must be an edgert.model.Model, got {type(model).__name__}")
         self.vocab_size = model.info.vocab_size
-        self._handle: Any = _edgert.context_new(model.handle, params.to_native())
+        self._handle = _edgert.context_new(model.handle, params.to_native())
 
     @property
     def handle(self) -> Any:
@@ -180,7 +211,7 @@ class Context:
         return _edgert.context_kv_bytes_total(self.handle)
 
     def trim(self, n_keep: int) -> None:
-        _edgert.context_trim(self.handle, n_keep)
+        _edgert.context_trim(self.handle, check_int("n_keep", n_keep, 0, self.n_past))
 
     def reset(self) -> None:
         self.trim(0)
@@ -192,18 +223,19 @@ class Context:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the KV cache and its token ids to path (edgert_context_save)."""
-        _edgert.context_save(self.handle, os.fspath(path))
+        _edgert.context_save(self.handle, check_path("path", path))
 
     def load(self, path: str | os.PathLike[str]) -> None:
         """Replace this context's state with one saved by save() from the same model."""
-        _edgert.context_load(self.handle, os.fspath(path))
+        _edgert.context_load(self.handle, check_path("path", path))
 
     def eval(self, tokens: TokenIds, *, logits: bool = True,
              all_logits: bool = False) -> Optional[np.ndarray]:
         """Append tokens to the cache; return the last position's logits [vocab], all positions'
         [n_tokens, vocab] with all_logits, or None with logits=False (prefill without output)."""
-        ids = np.asarray(tokens, dtype=np.int64) if not isinstance(tokens, np.ndarray) else tokens
-        if not logits:
+        ids = np.asarray(check_token_ids("tokens", tokens, self.vocab_size), dtype=np.int64)
+        all_logits = check_bool("all_logits", all_logits)
+        if not check_bool("logits", logits):
             _edgert.eval(self.handle, ids, None, False)
             return None
         shape = (len(ids), self.vocab_size) if all_logits else (self.vocab_size,)
@@ -215,8 +247,14 @@ class Context:
                  stop_tokens: Iterable[int] = (),
                  callback: Optional[Callable[[int], Optional[bool]]] = None) -> int:
         """edgert_generate: returns how many tokens were generated; callback returning True stops."""
-        return _edgert.generate(self.handle, sampler.handle, np.asarray(prompt, dtype=np.int64),
-                                max_new_tokens, list(stop_tokens), callback)
+        if not isinstance(sampler, Sampler):
+            raise InvalidArgumentError(f"sampler must be an edgert.model.Sampler, got {type(sampler).__name__}")
+        if callback is not None and not callable(callback):
+            raise InvalidArgumentError(f"callback must be callable or None, got {type(callback).__name__}")
+        ids = np.asarray(check_token_ids("prompt", prompt, self.vocab_size), dtype=np.int64)
+        stops = check_token_ids("stop_tokens", stop_tokens)
+        return _edgert.generate(self.handle, sampler.handle, ids,
+                                check_int("max_new_tokens", max_new_tokens, 0, INT32_MAX), stops, callback)
 
     def close(self) -> None:
         if self._handle is not None:
@@ -234,8 +272,11 @@ class Sampler:
     """Turns logits into tokens; holds the RNG and the repetition history."""
 
     def __init__(self, params: Optional[SamplerParams] = None) -> None:
+        self._handle: Any = None
+        if params is not None and not isinstance(params, SamplerParams):
+            raise InvalidArgumentError(f"params must be a SamplerParams, got {type(params).__name__}")
         self.params = params or SamplerParams()
-        self._handle: Any = _edgert.sampler_new(self.params.to_native())
+        self._handle = _edgert.sampler_new(self.params.to_native())
 
     @property
     def handle(self) -> Any:
@@ -244,10 +285,14 @@ class Sampler:
         return self._handle
 
     def sample(self, logits: np.ndarray) -> int:
+        if not isinstance(logits, np.ndarray) or logits.ndim != 1 or logits.dtype.kind != "f" or not logits.size:
+            raise InvalidArgumentError("logits must be a non-empty 1-D float numpy array")
+        if logits.size > INT32_MAX:
+            raise InvalidArgumentError(f"logits has {logits.size} entries, more than {INT32_MAX}")
         return _edgert.sampler_sample(self.handle, logits)
 
     def accept(self, token: int) -> None:
-        _edgert.sampler_accept(self.handle, token)
+        _edgert.sampler_accept(self.handle, check_token_ids("token", [token])[0])
 
     def reset(self) -> None:
         _edgert.sampler_reset(self.handle)

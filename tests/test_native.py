@@ -1,12 +1,17 @@
 """The native tree on its own, as a C/C++ user builds it: CMake configure + build with the native
-tests on, ctest, the same under address/undefined sanitizers, and the C example program driving
-libedgert through edgert.h alone (its ids must equal the Python binding's)."""
+tests on, ctest, and the C example program driving libedgert through edgert.h alone (its ids must
+equal the Python binding's). Then the same suite under sanitizers, where any report fails:
+every ctest test under AddressSanitizer + UndefinedBehaviorSanitizer (the clang build that
+fuzz/native/run.sh makes and the fuzz targets share), and the tests that run threads under
+ThreadSanitizer. A deliberate bug per sanitizer (native/tests/sanitizer_canary.cpp) proves each
+build fails on a report instead of printing and passing."""
 from __future__ import annotations
 
 import os
 import platform
 import re
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -100,10 +105,83 @@ def test_c_example_matches_the_python_binding(release_build: Path, stories_edgt:
     assert example_ids(release_build, stories_edgt, 24, prompt) == expected
 
 
-def test_ctest_and_example_pass_under_sanitizers(tmp_path: Path, stories_edgt: Path) -> None:
-    build = build_native(tmp_path / "native-asan", "-DCMAKE_BUILD_TYPE=Debug",
-                         "-DEDGERT_SANITIZE=ON")
-    env = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1",
-           "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}
-    run_ctest(build, env)
-    assert len(example_ids(build, stories_edgt, 8, [1, 403, 407, 261, 378], env)) == 8
+def test_load_peak_rss_is_within_the_documented_bound(release_build: Path, smollm2_edgt: Path) -> None:
+    """docs/security.md: a load's peak RSS growth <= file + packed copies + 16 x (metadata +
+    table) + 16 MiB. load_cost loads once per process and reports VmHWM growth."""
+    head = smollm2_edgt.read_bytes()[:64]
+    meta_size, _, table_size = struct.unpack_from("<QQQ", head, 16)
+    for verify in ("0", "1"):
+        r = subprocess.run([str(release_build / "load_cost"), str(smollm2_edgt), verify],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+        m = re.search(r"file (\d+) bytes, packed copies (\d+) bytes; peak RSS \d+ KiB \(\+(\d+) KiB", r.stdout)
+        assert m, r.stdout
+        file_size, packed, growth = int(m.group(1)), int(m.group(2)), int(m.group(3)) * 1024
+        bound = file_size + packed + 16 * (meta_size + table_size) + (16 << 20)
+        assert growth <= bound, f"verify={verify}: peak RSS grew {growth} bytes, bound {bound}"
+        # Not vacuous: the load did map and touch the file.
+        assert growth >= file_size // 2, r.stdout
+
+
+SANITIZER_ENV = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1",
+                 "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
+                 "TSAN_OPTIONS": "halt_on_error=1:second_deadlock_stack=1"}
+# The ctest tests that run threads (thread pool, multi-threaded matmul and attention through the
+# forward pass, per-thread last error). test_kernels_isa also runs its driver on 2 and 3 threads,
+# but takes minutes under TSan; the same pool and driver run in test_forward.
+THREADED_TESTS = ("test_kernels_ref", "test_api_errors", "test_forward", "test_kv_cache")
+
+
+def ctest_names(build_dir: Path) -> list[str]:
+    listed = subprocess.run(["ctest", "--test-dir", str(build_dir), "-N"],
+                            capture_output=True, text=True, check=True).stdout
+    return re.findall(r"Test\s+#\d+: (\S+)", listed)
+
+
+def canary_fails(build_dir: Path, bug: str, report: str) -> None:
+    exe = next(build_dir.rglob("sanitizer_canary"), None)
+    assert exe is not None, f"sanitizer_canary was not built in {build_dir}"
+    r = subprocess.run([str(exe), bug], capture_output=True, text=True,
+                       env={**os.environ, **SANITIZER_ENV})
+    assert r.returncode != 0 and report in r.stderr, (
+        f"a deliberate {bug} did not fail the sanitized build (exit {r.returncode}):\n{r.stderr[-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def asan_build() -> Path:
+    """The clang ASan+UBSan build of fuzz/native (the native tree and its tests, plus the fuzz
+    targets), in run.sh's cached build dir, so tests/test_fuzz_native.py reuses it."""
+    r = subprocess.run([str(REPO / "fuzz" / "native" / "run.sh"), "--build-only", "--jobs", JOBS],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    return Path(os.environ.get("EDGERT_FUZZ_BUILD", REPO / "build" / "fuzz-native"))
+
+
+def test_every_ctest_passes_under_asan_and_ubsan(asan_build: Path, release_build: Path,
+                                                 stories_edgt: Path) -> None:
+    # Every test of the plain build, none left out.
+    assert sorted(ctest_names(asan_build)) == sorted(ctest_names(release_build))
+    canary_fails(asan_build, "int-overflow", "runtime error")
+    canary_fails(asan_build, "float-cast", "runtime error")
+    canary_fails(asan_build, "heap-overflow", "heap-buffer-overflow")
+    run_ctest(asan_build, SANITIZER_ENV)
+    exe_dir = asan_build / "native"
+    assert len(example_ids(exe_dir, stories_edgt, 8, [1, 403, 407, 261, 378], SANITIZER_ENV)) == 8
+
+
+def test_threaded_tests_pass_under_tsan(tmp_path: Path) -> None:
+    build = tmp_path / "native-tsan"
+    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+    subprocess.run(["cmake", "-S", str(NATIVE), "-B", str(build), *generator,
+                    "-DCMAKE_BUILD_TYPE=RelWithDebInfo", "-DEDGERT_TSAN=ON",
+                    "-DEDGERT_BUILD_TESTS=ON", "-DEDGERT_BUILD_PYTHON=OFF"],
+                   check=True, capture_output=True, text=True)
+    r = subprocess.run(["nice", "cmake", "--build", str(build), "-j", JOBS, "--target",
+                        *THREADED_TESTS, "sanitizer_canary"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    canary_fails(build, "data-race", "ThreadSanitizer: data race")
+    r = subprocess.run(["ctest", "--test-dir", str(build), "--output-on-failure", "-j", JOBS,
+                        "-R", "^(" + "|".join(THREADED_TESTS) + ")$"],
+                       capture_output=True, text=True, env={**os.environ, **SANITIZER_ENV})
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
+    assert f"tests passed out of {len(THREADED_TESTS)}" in r.stdout, r.stdout

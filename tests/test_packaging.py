@@ -24,6 +24,11 @@ def test_wheel_contents(tmp_path: Path) -> None:
         registry = whl.read("edgert/converters/llama_tensor_names.def").decode()
         entry_points = next(whl.read(n).decode() for n in names if n.endswith("entry_points.txt"))
     assert any(n.startswith("edgert/_edgert") and n.endswith(".so") for n in names)
+    # the sensor path: its Cython runtime is compiled into the wheel, its modules and the exporter
+    assert any(n.startswith("edgert/sensor/_runtime") and n.endswith(".so") for n in names)
+    for module in ("edgert/sensor/__init__.py", "edgert/sensor/compiler.py",
+                   "edgert/sensor/ops.py", "edgert/sensor/cli.py", "edgert/onnx_export.py"):
+        assert module in names, f"{module} missing from the wheel"
     for module in ("edgert/__init__.py", "edgert/errors.py", "edgert/llm.py", "edgert/model.py",
                    "edgert/cli.py", "edgert/converters/__init__.py", "edgert/converters/cli.py"):
         assert module in names, f"{module} missing from the wheel"

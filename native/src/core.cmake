@@ -8,6 +8,7 @@ set(EDGERT_SRC_DIR ${CMAKE_CURRENT_LIST_DIR})
 add_library(edgert_core_objects OBJECT
   ${EDGERT_SRC_DIR}/core/crc32.cpp
   ${EDGERT_SRC_DIR}/core/json.cpp
+  ${EDGERT_SRC_DIR}/core/message_text.cpp
   ${EDGERT_SRC_DIR}/core/mapped_file.cpp
   ${EDGERT_SRC_DIR}/core/edgt_file.cpp
   ${EDGERT_SRC_DIR}/core/metadata.cpp
@@ -57,7 +58,7 @@ if(CMAKE_SYSTEM_NAME MATCHES "Linux|Android")
   target_link_options(edgert PRIVATE -Wl,--exclude-libs,ALL
                       -Wl,--version-script=${EDGERT_SRC_DIR}/api/libedgert.map)
   set_property(TARGET edgert APPEND PROPERTY LINK_DEPENDS ${EDGERT_SRC_DIR}/api/libedgert.map)
-  if(NOT EDGERT_SANITIZE)
+  if(NOT EDGERT_SANITIZE AND NOT EDGERT_TSAN)
     target_link_options(edgert PRIVATE -Wl,--no-undefined)
   endif()
 endif()

@@ -168,6 +168,28 @@ constexpr edgert::DType kQuantTypes[] = {
     edgert::DType::Q4_0, edgert::DType::Q4_1, edgert::DType::Q8_0,   edgert::DType::Q5_0,
     edgert::DType::Q5_1, edgert::DType::IQ4_NL, edgert::DType::Q3_K, edgert::DType::Q4_K,
     edgert::DType::Q5_K, edgert::DType::Q6_K, edgert::DType::IQ4_XS, edgert::DType::Q3_0};
+// Activation blocks the quantizers cannot represent, each beside ordinary values and at lanes
+// that fall in different SIMD registers and halves: NaN (quiet, negative, signaling), +-Inf,
+// beyond kQ8ActMaxAmax, -FLT_MAX; plus the boundary value itself (representable), an all-NaN
+// block, NaN among zeros (max|x| 0 must not win) and an ordinary block. A multiple of 32 values.
+inline std::vector<float> make_unrepresentable_activations(std::mt19937& rng) {
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    auto from_bits = [](uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; };
+    const float specials[] = {NAN, INFINITY, -INFINITY, 2e37f, -3.4028235e38f, 1e37f,
+                              from_bits(0xffc00000u), from_bits(0x7f800001u)};
+    std::vector<float> x;
+    auto block = [&](float scale) {
+        for (int j = 0; j < 32; ++j) x.push_back(nd(rng) * scale);
+        return x.size() - 32;
+    };
+    for (float v : specials)
+        for (int lane : {0, 7, 8, 15, 16, 31}) x[block(1.0f) + size_t(lane)] = v;
+    const size_t all_nan = block(1.0f);
+    for (int j = 0; j < 32; ++j) x[all_nan + size_t(j)] = NAN;
+    x[block(0.0f) + 9] = NAN;
+    block(1.0f);
+    return x;
+}
 
 // Sum_k |W[r,k]| * |X[t,k]| per output: the natural scale of both rounding and accumulation
 // error, so tolerances are relative to it rather than to a result that may cancel to ~0.

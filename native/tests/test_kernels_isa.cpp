@@ -65,6 +65,59 @@ void test_quantize(const KernelTable& k) {
     }
 }
 
+// NaN, Inf and huge activations (from a model's non-finite or overflowing weights): the table
+// quantizes them to the scalar table's blocks bit for bit (q8act_limits.h's NaN block), and every
+// quantized GEMM, canonical and packed, is NaN exactly where the scalar one is and within
+// tolerance elsewhere. Under the sanitizer build this also proves no path converts NaN/Inf to an
+// integer or overflows an int32 (the packed kernels' zero-point offsets).
+void test_unrepresentable_activations(const KernelTable& k) {
+    std::mt19937 rng(17);
+    const std::vector<float> x = make_unrepresentable_activations(rng);
+    const int64_t n = int64_t(x.size());
+    std::vector<BlockQ8Act> a(n / 32), b(n / 32);
+    quantize_q8act_ref(x.data(), a.data(), n);
+    k.quantize_q8act(x.data(), b.data(), n);
+    for (int64_t i = 0; i < n / 32; ++i) {
+        if (std::memcmp(&a[i], &b[i], sizeof(BlockQ8Act)) != 0) {
+            fail("%s quantize_q8act: unrepresentable-input block %lld differs from scalar (d %g vs %g, s %g vs %g)",
+                 k.name, (long long)i, b[i].d, a[i].d, b[i].s, a[i].s);
+            break;
+        }
+    }
+    // Every quantized type: legacy ones at 2 blocks per token (some tokens mix a NaN block and a
+    // normal one), super-block types at one 256-block per token (8 activation blocks).
+    for (DType t : kQuantTypes) {
+        const int64_t cols = dtype_block_size(t) == 256 ? 256 : 64, nb = cols / 32, n_tok = n / cols, rows = 21;
+        auto wb = make_weights(rng, t, Profile::Random, rows, cols);
+        std::vector<uint8_t> packed(k.packed_bytes(t, rows, cols) + 64);
+        const bool has_packed = packed.size() > 64;
+        uint8_t* packed_at = packed.data() + (64 - reinterpret_cast<uintptr_t>(packed.data()) % 64) % 64;
+        if (has_packed) k.pack_weight(t, wb.data(), rows, cols, packed_at);
+        std::vector<float> ys(rows * n_tok);
+        const WeightView vs{t, wb.data(), nullptr, rows, cols};
+        qgemm_of(kScalarKernels, t)(vs, a.data(), 0, rows, 0, n_tok, ys.data(), rows);
+        for (int layout = 0; layout < (has_packed ? 2 : 1); ++layout) {
+            const WeightView vk{t, wb.data(), layout == 1 ? packed_at : nullptr, rows, cols};
+            std::vector<float> yk(rows * n_tok, 0.0f);
+            qgemm_of(k, t)(vk, b.data(), 0, rows, 0, n_tok, yk.data(), rows);
+            for (int64_t o = 0; o < rows * n_tok; ++o) {
+                const int64_t tk = o / rows;
+                const bool want_nan = std::isnan(ys[o]);
+                const bool ok = want_nan ? std::isnan(yk[o])
+                                         : std::fabs(double(yk[o]) - ys[o]) <=
+                                               kQuantDotRelTol * quant_abs_sum(t, wb.data() + (o % rows) * dtype_row_bytes(t, cols),
+                                                                               b.data() + tk * nb, nb) + 1e-37;
+                if (!ok) {
+                    fail("%s gemm %s%s on unrepresentable activations: y[t=%lld,r=%lld] = %g, scalar %g",
+                         k.name, dtype_name(t), layout == 1 ? " (packed)" : "", (long long)tk,
+                         (long long)(o % rows), yk[o], ys[o]);
+                    break;
+                }
+            }
+        }
+    }
+}
+
 // The packed kernels cache per-thread data derived from the activations (zero-point offsets)
 // until the next quantization: new activations quantized into the same buffer, with the same
 // token range, must not reuse the old data.
@@ -332,6 +385,7 @@ int main() {
         std::printf("testing %s against scalar\n", name.c_str());
         test_quantize(*k);
         test_simd_for_every_type(*k);
+        test_unrepresentable_activations(*k);
         test_gemm(*k);
         test_packed_requantize_same_buffer(*k);
         test_driver(*k);

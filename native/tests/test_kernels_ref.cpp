@@ -102,6 +102,25 @@ void test_quantize() {
     }
 }
 
+// The rule of q8act_limits.h, stated here independently: a block with NaN or |x| > 1e37 is
+// d = s = the default quiet NaN with zero codes; the boundary 1e37 itself quantizes normally.
+void test_quantize_unrepresentable() {
+    std::mt19937 rng(21);
+    const std::vector<float> x = make_unrepresentable_activations(rng);
+    std::vector<BlockQ8Act> q(x.size() / 32);
+    quantize_q8act_ref(x.data(), q.data(), int64_t(x.size()));
+    for (size_t b = 0; b < q.size(); ++b) {
+        bool bad = false;
+        for (int j = 0; j < 32; ++j) bad = bad || std::isnan(x[b * 32 + j]) || std::fabs(x[b * 32 + j]) > 1e37f;
+        bool zero_codes = true;
+        for (int j = 0; j < 32; ++j) zero_codes = zero_codes && q[b].qs[j] == 0;
+        if (bad && !(bits(q[b].d) == 0x7fc00000u && bits(q[b].s) == 0x7fc00000u && zero_codes))
+            fail("quantize: block %zu holds NaN/Inf/huge but d=%g s=%g (want the NaN block)", b, q[b].d, q[b].s);
+        if (!bad && !(std::isfinite(q[b].d) && std::isfinite(q[b].s) && q[b].d > 0))
+            fail("quantize: representable block %zu gave d=%g s=%g", b, q[b].d, q[b].s);
+    }
+}
+
 // Quantized matmul (scalar table, through the public driver) against the exact reference: the
 // difference is activation rounding, at most sum_b d_x,b / 2 * sum_j |w_bj|, plus accumulation.
 void test_matmul_vs_dequant() {
@@ -264,6 +283,7 @@ int main() {
     test_fp16();
     test_bf16();
     test_quantize();
+    test_quantize_unrepresentable();
     test_matmul_vs_dequant();
     test_elementwise();
     test_row_to_float();

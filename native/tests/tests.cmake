@@ -10,7 +10,7 @@ add_library(edgert_test_support STATIC
 target_link_libraries(edgert_test_support PUBLIC edgert_core)
 target_include_directories(edgert_test_support PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 
-foreach(t test_json_crc test_loader_bad_input test_api_errors test_sampler test_forward)
+foreach(t test_json_crc test_loader_bad_input test_hostile_files test_api_errors test_sampler test_forward)
   add_executable(${t} ${CMAKE_CURRENT_LIST_DIR}/${t}.cpp)
   target_link_libraries(${t} PRIVATE edgert_test_support)
   add_test(NAME ${t} COMMAND ${t})
@@ -34,3 +34,12 @@ add_test(NAME example_generate_ids_bad_token
 set_tests_properties(example_generate_ids_bad_token PROPERTIES
   FIXTURES_REQUIRED tiny_model
   PASS_REGULAR_EXPRESSION "EDGERT_ERR_TOKEN")
+
+# One deliberate bug per sanitizer (not a test: tests/test_native.py runs it in the sanitized
+# builds and expects each to fail).
+add_executable(sanitizer_canary ${CMAKE_CURRENT_LIST_DIR}/sanitizer_canary.cpp)
+target_link_libraries(sanitizer_canary PRIVATE Threads::Threads)
+
+# Load cost on a real file (not a test): docs/security.md's figures. load_cost MODEL.edgt [verify]
+add_executable(load_cost ${CMAKE_CURRENT_LIST_DIR}/../tools/load_cost.c)
+target_link_libraries(load_cost PRIVATE edgert)

@@ -35,9 +35,18 @@ EDGERT_API edgert_status edgert_generate(edgert_context* ctx, edgert_sampler* sa
         c.eval(prompt, n_prompt, logits, false);  // validates ids and space before any change
         for (int32_t i = 0; i < n_prompt; ++i) s.accept(prompt[i]);
 
+        // NaN or +Inf logits come from the model here, not from the caller: say so.
+        auto sample = [&] {
+            try {
+                return s.sample(logits, vocab);
+            } catch (const edgert::StatusError& e) {
+                fail(e.status(), std::string(e.what()) + " in the model's output; its weights may be "
+                                 "non-finite or overflow (load with verify_checksums to check)");
+            }
+        };
         int32_t produced = 0;
         while (produced < max_new_tokens) {
-            const int32_t token = s.sample(logits, vocab);
+            const int32_t token = sample();
             if (std::find(stops.begin(), stops.end(), token) != stops.end()) break;
             s.accept(token);
             ++produced;

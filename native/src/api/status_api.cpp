@@ -1,7 +1,9 @@
 // status_api.cpp — status names, last error, versions and ISA selection of the C API.
+#include <cstring>
 #include <string>
 
 #include "api/api_guard.h"
+#include "core/message_text.h"
 #include "kernels/kernels.h"
 
 namespace edgert {
@@ -11,7 +13,10 @@ thread_local std::string g_last_error;
 
 void set_last_error(const std::string& message) {
     try {
-        g_last_error = message;
+        // Messages quote file bytes through quote_bytes() where they are built; this is the net
+        // for any that did not: edgert_last_error() is always valid UTF-8, so the Python binding
+        // (py::str) and the JNI bridge (NewStringUTF) can take it as it is.
+        g_last_error = escape_invalid_utf8(message);
     } catch (...) {
         g_last_error.clear();  // out of memory while reporting: an empty message beats a crash
     }
@@ -22,7 +27,13 @@ void set_last_error(const std::string& message) {
 extern "C" {
 
 EDGERT_API const char* edgert_status_string(edgert_status status) {
-    switch (status) {
+    // A C caller may pass any int. In C++ an edgert_status outside its enumerators' range
+    // (0..15) cannot be read as the enum without undefined behaviour (clang's -fsanitize=enum
+    // reports it), so the bytes are read as the int they are.
+    static_assert(sizeof(edgert_status) == sizeof(int), "edgert_status is an int-sized enum");
+    int code;
+    std::memcpy(&code, &status, sizeof code);
+    switch (code) {
         case EDGERT_OK: return "EDGERT_OK";
         case EDGERT_ERR_INVALID_ARGUMENT: return "EDGERT_ERR_INVALID_ARGUMENT";
         case EDGERT_ERR_IO: return "EDGERT_ERR_IO";

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "core/crc32.h"
+#include "core/message_text.h"
 #include "core/status_error.h"
 
 // Tensor data is used in place (zero copy), so the host must share the file's byte order.
@@ -124,11 +125,19 @@ TensorInfo read_tensor_entry(Cursor& c, const Header& h, const uint8_t* base, ui
     }
     const uint8_t* name = c.take(name_len, "a tensor name");
     t.name.assign(reinterpret_cast<const char*>(name), name_len);
-    if (t.name.find('\0') != std::string::npos) format_error("tensor name contains a NUL byte");
+    if (t.name.find('\0') != std::string::npos) {
+        format_error("tensor " + std::to_string(index) + " has a name with a NUL byte: " + quote_bytes(t.name));
+    }
+    // docs/format.md: names are UTF-8. Checked before the name appears in any other message.
+    if (!is_valid_utf8(t.name)) {
+        format_error("tensor " + std::to_string(index) + " has a name that is not valid UTF-8: " +
+                     quote_bytes(t.name));
+    }
+    const std::string q = quote_bytes(t.name);
     uint32_t dtype = c.u32("a dtype");
     uint32_t n_dims = c.u32("a dim count");
     if (n_dims < 1 || n_dims > uint32_t(kMaxDims)) {
-        format_error("tensor '" + t.name + "' has " + std::to_string(n_dims) + " dims (must be 1..4)");
+        format_error("tensor " + q + " has " + std::to_string(n_dims) + " dims (must be 1..4)");
     }
     t.n_dims = int(n_dims);
     uint64_t n_elements = 1;
@@ -136,11 +145,11 @@ TensorInfo read_tensor_entry(Cursor& c, const Header& h, const uint8_t* base, ui
         uint64_t d = c.u64("the dims");
         // int64 range keeps every later signed index computation exact.
         if (d < 1 || d > uint64_t(INT64_MAX)) {
-            format_error("tensor '" + t.name + "' has a dim of " + std::to_string(d));
+            format_error("tensor " + q + " has a dim of " + std::to_string(d));
         }
         t.dims[i] = int64_t(d);
         if (mul_overflows(n_elements, d, &n_elements) || n_elements > uint64_t(INT64_MAX)) {
-            format_error("tensor '" + t.name + "' has too many elements");
+            format_error("tensor " + q + " has too many elements");
         }
     }
     t.n_elements = n_elements;
@@ -148,7 +157,7 @@ TensorInfo read_tensor_entry(Cursor& c, const Header& h, const uint8_t* base, ui
     t.size = c.u64("a size");
     t.crc32 = c.u32("a checksum");
     if (!dtype_is_known(dtype)) {
-        fail(EDGERT_ERR_UNSUPPORTED, "tensor '" + t.name + "' has unknown dtype " +
+        fail(EDGERT_ERR_UNSUPPORTED, "tensor " + q + " has unknown dtype " +
                                          std::to_string(dtype) +
                                          "; this runtime reads f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, "
                                          "iq4_nl, q3_0, q3_k, q4_k, q5_k, q6_k, iq4_xs");
@@ -157,29 +166,77 @@ TensorInfo read_tensor_entry(Cursor& c, const Header& h, const uint8_t* base, ui
     const int64_t last = t.dims[t.n_dims - 1];
     const int block = dtype_block_size(t.dtype);
     if (last % block != 0) {
-        format_error("tensor '" + t.name + "' (" + dtype_name(t.dtype) + ") has a last dim of " +
+        format_error("tensor " + q + " (" + dtype_name(t.dtype) + ") has a last dim of " +
                      std::to_string(last) + ", not a multiple of the block size " +
                      std::to_string(block));
     }
     uint64_t expected;
     if (mul_overflows(n_elements / uint64_t(block), uint64_t(dtype_block_bytes(t.dtype)), &expected)) {
-        format_error("tensor '" + t.name + "' is too large");
+        format_error("tensor " + q + " is too large");
     }
     if (t.size != expected) {
-        format_error("tensor '" + t.name + "' " + dims_string(t) + " of dtype " +
+        format_error("tensor " + q + " " + dims_string(t) + " of dtype " +
                      dtype_name(t.dtype) + " must be " + std::to_string(expected) +
                      " bytes, the table says " + std::to_string(t.size));
     }
     if (t.offset % kDataAlignment != 0) {
-        format_error("tensor '" + t.name + "' offset " + std::to_string(t.offset) +
+        format_error("tensor " + q + " offset " + std::to_string(t.offset) +
                      " is not a multiple of 64");
     }
     uint64_t end;
     if (add_overflows(t.offset, t.size, &end) || end > h.data_size) {
-        format_error("tensor '" + t.name + "' lies outside the data region");
+        format_error("tensor " + q + " lies outside the data region");
     }
     t.data = base + h.data_offset + t.offset;
     return t;
+}
+
+bool f32_bits_finite(uint32_t u) { return (u & 0x7f800000u) != 0x7f800000u; }
+bool f16_bits_finite(uint16_t h) { return (h & 0x7c00u) != 0x7c00u; }
+bool bf16_bits_finite(uint16_t h) { return (h & 0x7f80u) != 0x7f80u; }
+
+// verify_checksums' second half: every float the tensor stores — elements of f32/f16/bf16, the
+// f16 scale (and q4_1 minimum) of each quantized block — must be finite. A NaN or Inf weight
+// only ever yields NaN logits, so a file that holds one is refused while its name is known.
+void check_finite(const TensorInfo& t) {
+    const uint8_t* p = t.data;
+    int64_t bad = -1;
+    const char* what = "element";
+    switch (t.dtype) {
+        case DType::F32:
+            for (uint64_t i = 0; i < t.n_elements && bad < 0; ++i) {
+                if (!f32_bits_finite(read_u32(p + 4 * i))) bad = int64_t(i);
+            }
+            break;
+        case DType::F16:
+        case DType::BF16: {
+            const bool f16 = t.dtype == DType::F16;
+            for (uint64_t i = 0; i < t.n_elements && bad < 0; ++i) {
+                const uint16_t h = read_u16(p + 2 * i);
+                if (!(f16 ? f16_bits_finite(h) : bf16_bits_finite(h))) bad = int64_t(i);
+            }
+            break;
+        }
+        case DType::Q4_0:
+        case DType::Q4_1:
+        case DType::Q8_0: {
+            what = "block";
+            const size_t bb = dtype_block_bytes(t.dtype);
+            const bool has_min = t.dtype == DType::Q4_1;
+            for (uint64_t b = 0; b < t.size / bb && bad < 0; ++b) {
+                const uint8_t* blk = p + b * bb;
+                if (!f16_bits_finite(read_u16(blk)) || (has_min && !f16_bits_finite(read_u16(blk + 2)))) {
+                    bad = int64_t(b);
+                }
+            }
+            break;
+        }
+    }
+    if (bad >= 0) {
+        format_error("tensor " + quote_bytes(t.name) + " holds a non-finite value (NaN or Inf) in " +
+                     what + " " + std::to_string(bad) + "; the file is corrupt or was converted from "
+                     "a broken checkpoint");
+    }
 }
 
 }  // namespace
@@ -216,7 +273,7 @@ std::unique_ptr<EdgtFile> EdgtFile::parse(MappedFile bytes, bool verify_checksum
     for (uint32_t i = 0; i < h.tensor_count; ++i) {
         TensorInfo t = read_tensor_entry(cursor, h, base, i);
         if (!file->index_.emplace(t.name, file->tensors_.size()).second) {
-            format_error("duplicate tensor name '" + t.name + "'");
+            format_error("duplicate tensor name " + quote_bytes(t.name));
         }
         file->tensors_.push_back(std::move(t));
     }
@@ -229,16 +286,17 @@ std::unique_ptr<EdgtFile> EdgtFile::parse(MappedFile bytes, bool verify_checksum
               [](const TensorInfo* a, const TensorInfo* b) { return a->offset < b->offset; });
     for (size_t i = 1; i < by_offset.size(); ++i) {
         if (by_offset[i - 1]->offset + by_offset[i - 1]->size > by_offset[i]->offset) {
-            format_error("tensors '" + by_offset[i - 1]->name + "' and '" + by_offset[i]->name +
-                         "' overlap");
+            format_error("tensors " + quote_bytes(by_offset[i - 1]->name) + " and " +
+                         quote_bytes(by_offset[i]->name) + " overlap");
         }
     }
 
     if (verify_checksums) {
         for (const auto& t : file->tensors_) {
             if (crc32_update(0, t.data, size_t(t.size)) != t.crc32) {
-                format_error("checksum mismatch in tensor '" + t.name + "' (the file is corrupt)");
+                format_error("checksum mismatch in tensor " + quote_bytes(t.name) + " (the file is corrupt)");
             }
+            check_finite(t);
         }
     }
     file->bytes_ = std::move(bytes);

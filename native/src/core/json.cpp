@@ -8,6 +8,8 @@
 #include <cstring>
 #include <string_view>
 
+#include "core/message_text.h"
+
 namespace edgert {
 
 const JsonValue* JsonValue::find(const std::string& key) const {
@@ -20,8 +22,8 @@ const JsonValue* JsonValue::find(const std::string& key) const {
 
 class JsonParser {
 public:
-    JsonParser(const char* text, size_t size, int max_depth)
-        : p_(text), begin_(text), end_(text + size), max_depth_(max_depth) {}
+    JsonParser(const char* text, size_t size, int max_depth, size_t max_values)
+        : p_(text), begin_(text), end_(text + size), max_depth_(max_depth), max_values_(max_values) {}
 
     JsonValue parse_document() {
         JsonValue v;
@@ -47,6 +49,7 @@ private:
 
     void parse_value(JsonValue& v, int depth) {
         if (p_ == end_) error("unexpected end of JSON");
+        if (++n_values_ > max_values_) error("too many JSON values (the limit bounds the memory a document can take)");
         switch (*p_) {
             case '{': parse_object(v, depth + 1); return;
             case '[': parse_array(v, depth + 1); return;
@@ -141,28 +144,6 @@ private:
             out += char(0x80 | ((cp >> 6) & 0x3F));
             out += char(0x80 | (cp & 0x3F));
         }
-    }
-
-    // Length of the valid UTF-8 sequence at p (lead byte >= 0x80), or 0 if invalid
-    // (overlong forms, surrogates and code points above U+10FFFF are invalid).
-    size_t utf8_sequence_length(const unsigned char* p, const unsigned char* end) const {
-        unsigned char c = p[0];
-        size_t n;
-        uint32_t cp;
-        if (c >= 0xC2 && c <= 0xDF) { n = 2; cp = c & 0x1F; }
-        else if (c >= 0xE0 && c <= 0xEF) { n = 3; cp = c & 0x0F; }
-        else if (c >= 0xF0 && c <= 0xF4) { n = 4; cp = c & 0x07; }
-        else return 0;
-        if (size_t(end - p) < n) return 0;
-        for (size_t i = 1; i < n; ++i) {
-            if ((p[i] & 0xC0) != 0x80) return 0;
-            cp = (cp << 6) | (p[i] & 0x3F);
-        }
-        if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF ||
-            (cp >= 0xD800 && cp <= 0xDFFF)) {
-            return 0;
-        }
-        return n;
     }
 
     void parse_string(std::string& out) {
@@ -264,10 +245,12 @@ private:
     const char* begin_;
     const char* end_;
     int max_depth_;
+    size_t max_values_;
+    size_t n_values_ = 0;
 };
 
-JsonValue parse_json(const char* text, size_t size, int max_depth) {
-    return JsonParser(text, size, max_depth).parse_document();
+JsonValue parse_json(const char* text, size_t size, int max_depth, size_t max_values) {
+    return JsonParser(text, size, max_depth, max_values).parse_document();
 }
 
 }  // namespace edgert

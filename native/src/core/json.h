@@ -2,7 +2,10 @@
 //
 // Strict: no comments, trailing commas, leading zeros, NaN/Infinity, raw control characters,
 // invalid UTF-8, lone surrogates or duplicate object keys. Nesting is limited (max_depth) so a
-// hostile file cannot exhaust the stack. The metadata carries a multi-MB tokenizer.json as one
+// hostile file cannot exhaust the stack, and so is the number of values (max_values): a value
+// takes ~150 bytes in memory but 2 in the text ("0,"), so without a limit a document's memory
+// would be ~75x its size. Memory is at most max_values * sizeof(JsonValue) (+ keys) plus the
+// string bytes, which are at most the document's size. The metadata carries a multi-MB tokenizer.json as one
 // string, so string scanning copies escape-free runs in bulk.
 #pragma once
 #include <cstddef>
@@ -61,6 +64,8 @@ private:
 };
 
 // Parses exactly one JSON value (surrounding whitespace allowed). Throws JsonError.
-JsonValue parse_json(const char* text, size_t size, int max_depth = 64);
+constexpr size_t kJsonMaxValues = 65536;
+JsonValue parse_json(const char* text, size_t size, int max_depth = 64,
+                     size_t max_values = kJsonMaxValues);
 
 }  // namespace edgert

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/message_text.h"
 #include "core/status_error.h"
 
 namespace edgert {
@@ -30,13 +31,13 @@ namespace edgert {
 MappedFile MappedFile::open(const std::string& path) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        fail(EDGERT_ERR_IO, "cannot open '" + path + "': " + std::strerror(errno));
+        fail(EDGERT_ERR_IO, "cannot open " + quote_bytes(path) + ": " + std::strerror(errno));
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         int err = errno;
         ::close(fd);
-        fail(EDGERT_ERR_IO, "'" + path + "' is not a readable regular file" +
+        fail(EDGERT_ERR_IO, quote_bytes(path) + " is not a readable regular file" +
                                 (err ? std::string(": ") + std::strerror(err) : std::string()));
     }
     MappedFile f;
@@ -50,7 +51,7 @@ MappedFile MappedFile::open(const std::string& path) {
     int err = errno;
     ::close(fd);  // the mapping keeps the file alive
     if (p == MAP_FAILED) {
-        fail(EDGERT_ERR_IO, "cannot map '" + path + "': " + std::strerror(err));
+        fail(EDGERT_ERR_IO, "cannot map " + quote_bytes(path) + ": " + std::strerror(err));
     }
     f.data_ = static_cast<const uint8_t*>(p);
     f.mapped_ = true;

@@ -6,6 +6,7 @@
 
 #include "core/edgt_file.h"
 #include "core/json.h"
+#include "core/message_text.h"
 #include "core/status_error.h"
 
 namespace edgert {
@@ -112,8 +113,8 @@ ModelMetadata parse_metadata(std::string_view text) {
     m.architecture = arch.as_string();
     // Before hparams: another architecture may well use other hparams keys.
     if (m.architecture != "llama") {
-        fail(EDGERT_ERR_UNSUPPORTED, "unsupported architecture '" + m.architecture +
-                                         "'; this runtime runs: llama");
+        fail(EDGERT_ERR_UNSUPPORTED, "unsupported architecture " + quote_bytes(m.architecture) +
+                                         "; this runtime runs: llama");
     }
     if (const JsonValue* name = root.find("name")) {
         if (!name->is_string() && !name->is_null()) meta_error("'name' must be a string");

@@ -67,7 +67,9 @@ inline void pack_row_groups(DType t, const void* src, int64_t rows, int64_t cols
 
 template <DType QT>
 inline int32_t packed_offset(const BlockQ8Act& x) {
-    if (QT == DType::Q4_1 || x.d == 0.0f) return 0;
+    // d is 0 (an all-zero block), NaN (a non-finite block: the product is NaN whatever the
+    // offset) or positive with |s / d| <= 32 * 127 (q8act_limits.h), so the conversion is exact.
+    if (QT == DType::Q4_1 || !(x.d > 0.0f)) return 0;
     const int32_t sum = static_cast<int32_t>(__builtin_nearbyintf(x.s / x.d));
     return QT == DType::Q4_0 ? -8 * sum : -128 * sum;
 }

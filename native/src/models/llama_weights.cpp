@@ -2,12 +2,14 @@
 // registry (llama_tensor_names.def) the converters also use.
 #include "models/llama_weights.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <string>
 #include <unordered_set>
 
+#include "core/message_text.h"
 #include "core/status_error.h"
 
 namespace edgert {
@@ -39,7 +41,7 @@ std::string tensor_name(LlamaTensor id, int layer) {
 }
 
 [[noreturn]] void tensor_error(const std::string& name, const std::string& msg) {
-    fail(EDGERT_ERR_FORMAT, "invalid llama model: tensor '" + name + "' " + msg);
+    fail(EDGERT_ERR_FORMAT, "invalid llama model: tensor " + quote_bytes(name) + " " + msg);
 }
 
 std::string shape_string(std::initializer_list<int64_t> dims) {
@@ -54,7 +56,8 @@ std::string shape_string(std::initializer_list<int64_t> dims) {
 
 class Binder {
 public:
-    Binder(const EdgtFile& file, bool exact) : file_(file), exact_(exact) {}
+    Binder(const EdgtFile& file, bool exact, int num_layers)
+        : file_(file), exact_(exact), num_layers_(num_layers) {}
 
     // What matrix() spent re-laying weights out for the kernels so far.
     const WeightLayoutStats& layout() const { return layout_; }
@@ -65,6 +68,10 @@ public:
         std::string name = tensor_name(id, layer);
         const TensorInfo* t = file_.find(name);
         if (!t) {
+            // A per-layer tensor may be missing because hparams.num_layers overstates the file.
+            if (required && kNames[int(id)].per_layer) {
+                tensor_error(name, "is missing (hparams.num_layers is " + std::to_string(num_layers_) + ")");
+            }
             if (required) tensor_error(name, "is missing");
             return nullptr;
         }
@@ -125,6 +132,7 @@ public:
 private:
     const EdgtFile& file_;
     bool exact_;
+    int num_layers_;
     std::unordered_set<std::string> used_;
     WeightLayoutStats layout_;
 };
@@ -136,7 +144,7 @@ void llama_bind_weights(Model& model, bool exact_matmul) {
     const int64_t H = hp.hidden_size, F = hp.intermediate_size, V = hp.vocab_size;
     const int64_t Dh = hp.head_dim;
     const int64_t q_dim = int64_t(hp.num_heads) * Dh, kv_dim = int64_t(hp.num_kv_heads) * Dh;
-    Binder b(*model.file, exact_matmul);
+    Binder b(*model.file, exact_matmul, hp.num_layers);
 
     // Only a tied embedding is ever multiplied; an untied one is read row by row, so a packed
     // copy would just double its memory.
@@ -149,22 +157,14 @@ void llama_bind_weights(Model& model, bool exact_matmul) {
         model.output = b.matrix(LlamaTensor::OUTPUT, 0, V, H);
     }
 
-    const float* rope_freqs = b.f32(LlamaTensor::ROPE_FREQS, 0, false, Dh / 2);
-    model.inv_freq.resize(size_t(Dh / 2));
-    for (int64_t i = 0; i < Dh / 2; ++i) {
-        double f = std::pow(double(hp.rope_theta), -2.0 * double(i) / double(Dh));
-        if (rope_freqs) {
-            if (!(rope_freqs[i] > 0.f) || !std::isfinite(rope_freqs[i])) {
-                tensor_error("rope_freqs.weight", "must hold positive finite factors");
-            }
-            f /= double(rope_freqs[i]);
-        }
-        model.inv_freq[size_t(i)] = float(f);
-    }
-
-    model.layers.resize(size_t(hp.num_layers));
+    // Nothing below is sized from an hparam before a tensor of the file has confirmed it: a layer
+    // is added only as its tensors are found (a header claiming millions of layers fails at the
+    // first missing one, having allocated for the layers the file really holds), and inv_freq
+    // ([Dh/2]) is built after blk.0.attn_q.weight ([num_heads * Dh, H]) matched its shape.
+    model.layers.reserve(std::min<size_t>(size_t(hp.num_layers), model.file->tensors().size() / 9));
     for (int l = 0; l < hp.num_layers; ++l) {
-        LlamaLayer& L = model.layers[size_t(l)];
+        model.layers.emplace_back();
+        LlamaLayer& L = model.layers.back();
         L.attn_norm = b.f32(LlamaTensor::ATTN_NORM, l, true, H);
         L.wq = b.matrix(LlamaTensor::ATTN_Q, l, q_dim, H);
         L.wk = b.matrix(LlamaTensor::ATTN_K, l, kv_dim, H);
@@ -183,6 +183,19 @@ void llama_bind_weights(Model& model, bool exact_matmul) {
         L.w_gate = b.matrix(LlamaTensor::FFN_GATE, l, F, H);
         L.w_up = b.matrix(LlamaTensor::FFN_UP, l, F, H);
         L.w_down = b.matrix(LlamaTensor::FFN_DOWN, l, H, F);
+    }
+
+    const float* rope_freqs = b.f32(LlamaTensor::ROPE_FREQS, 0, false, Dh / 2);
+    model.inv_freq.resize(size_t(Dh / 2));
+    for (int64_t i = 0; i < Dh / 2; ++i) {
+        double f = std::pow(double(hp.rope_theta), -2.0 * double(i) / double(Dh));
+        if (rope_freqs) {
+            if (!(rope_freqs[i] > 0.f) || !std::isfinite(rope_freqs[i])) {
+                tensor_error("rope_freqs.weight", "must hold positive finite factors");
+            }
+            f /= double(rope_freqs[i]);
+        }
+        model.inv_freq[size_t(i)] = float(f);
     }
     b.reject_unused();
     model.layout = b.layout();

@@ -2,6 +2,8 @@
 // since the context checks memory_budget with bytes() before allocating.
 #include "runtime/activations.h"
 
+#include "core/checked_size.h"
+
 namespace edgert {
 namespace {
 
@@ -32,7 +34,10 @@ Activations::Activations(const Hparams& hp, int n_batch) {
 
 uint64_t Activations::bytes(const Hparams& hp, int n_batch) {
     const Sizes s = row_sizes(hp);
-    return uint64_t(n_batch) * (3 * s.h + 2 * s.q + 2 * s.kv + 2 * s.f) * sizeof(float);
+    // Each row size is below 2^62 (int32 * int32), so the sum stays in range; the product with
+    // n_batch (a caller's number) may not.
+    return size_mul(size_mul(uint64_t(n_batch), 3 * s.h + 2 * s.q + 2 * s.kv + 2 * s.f, "the activations"),
+                    sizeof(float), "the activations");
 }
 
 }  // namespace edgert

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <new>
 
+#include "core/checked_size.h"
 #include "core/status_error.h"
 #include "kernels/attention/kv_attention.h"
 #include "models/llama.h"
@@ -76,12 +77,12 @@ uint64_t kv_bytes_per_token(const Hparams& hp, KVType k, KVType v) {
 
 // What each position of the window costs: its K/V rows and its token id.
 uint64_t per_position_bytes(const Hparams& hp, KVType k, KVType v) {
-    return kv_bytes_per_token(hp, k, v) + sizeof(int32_t);
+    return size_add(kv_bytes_per_token(hp, k, v), sizeof(int32_t), "the KV cache");
 }
 
 // Everything but the per-position part; depends on n_ctx only through n_batch <= n_ctx.
 uint64_t fixed_bytes(const Hparams& hp, int32_t n_batch) {
-    return Activations::bytes(hp, n_batch) + uint64_t(hp.vocab_size) * sizeof(float);
+    return size_add(Activations::bytes(hp, n_batch), uint64_t(hp.vocab_size) * sizeof(float), "the context");
 }
 
 // The largest n_ctx (<= the requested one) whose cache fits the budget with these KV types; 0 if
@@ -134,9 +135,10 @@ const ContextConfig& check_budget(const Model& model, const ContextConfig& c) {
 
 uint64_t Context::required_bytes(const Model& model, const ContextConfig& c) {
     const Hparams& hp = model.meta.hparams;
-    // Products of int32 factors; n_ctx * bytes_per_token fits in uint64 for any int32 n_ctx.
-    return per_position_bytes(hp, c.kv_type_k, c.kv_type_v) * uint64_t(c.n_ctx) +
-           fixed_bytes(hp, c.n_batch);
+    // Every factor comes from the file or the caller; an overflow fails (checked_size.h) before
+    // the KvCache and Activations constructors form the same products unchecked.
+    return size_add(size_mul(per_position_bytes(hp, c.kv_type_k, c.kv_type_v), uint64_t(c.n_ctx), "the KV cache"),
+                    fixed_bytes(hp, c.n_batch), "the context");
 }
 
 Context::Context(const Model& model, const ContextConfig& config)

@@ -17,9 +17,11 @@
 // dims, size, CRC), so a state never lands on another model, even one with equal hparams.
 #include <cstdio>
 #include <cstring>
+#include <sys/stat.h>
 #include <vector>
 
 #include "core/crc32.h"
+#include "core/message_text.h"
 #include "core/status_error.h"
 #include "runtime/context.h"
 
@@ -126,39 +128,42 @@ void Context::save(const std::string& path) const {
     const std::string tmp = path + ".tmp";
     {
         File out{std::fopen(tmp.c_str(), "wb")};
-        if (!out.f) fail(EDGERT_ERR_IO, "cannot open '" + tmp + "' for writing");
+        if (!out.f) fail(EDGERT_ERR_IO, "cannot open " + quote_bytes(tmp) + " for writing");
         bool ok = std::fwrite(header, 1, kHeaderBytes, out.f) == kHeaderBytes;
         for (const auto& [p, n] : pieces) ok = ok && std::fwrite(p, 1, n, out.f) == n;
         ok = std::fclose(out.f) == 0 && ok;
         out.f = nullptr;
         if (!ok) {
             std::remove(tmp.c_str());
-            fail(EDGERT_ERR_IO, "writing '" + tmp + "' failed (disk full?)");
+            fail(EDGERT_ERR_IO, "writing " + quote_bytes(tmp) + " failed (disk full?)");
         }
     }
     if (std::rename(tmp.c_str(), path.c_str()) != 0) {
         std::remove(tmp.c_str());
-        fail(EDGERT_ERR_IO, "cannot rename '" + tmp + "' to '" + path + "'");
+        fail(EDGERT_ERR_IO, "cannot rename " + quote_bytes(tmp) + " to " + quote_bytes(path));
     }
 }
 
 void Context::load(const std::string& path) {
-    std::vector<uint8_t> bytes;
-    {
-        File in{std::fopen(path.c_str(), "rb")};
-        if (!in.f) fail(EDGERT_ERR_IO, "cannot open '" + path + "' for reading");
-        uint8_t chunk[1 << 16];
-        for (size_t n; (n = std::fread(chunk, 1, sizeof chunk, in.f)) > 0;) {
-            bytes.insert(bytes.end(), chunk, chunk + n);
-        }
-        if (std::ferror(in.f)) fail(EDGERT_ERR_IO, "reading '" + path + "' failed");
+    // Only the header is read before it is checked against this context; the payload buffer is
+    // then sized from the context's own shape (at most its KV cache in use), never from a number
+    // in the file, so a hostile or huge file costs no memory beyond that.
+    File in{std::fopen(path.c_str(), "rb")};
+    if (!in.f) fail(EDGERT_ERR_IO, "cannot open " + quote_bytes(path) + " for reading");
+    struct stat st;
+    if (fstat(fileno(in.f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fail(EDGERT_ERR_IO, quote_bytes(path) + " is not a readable regular file");
     }
-    const std::string what = "'" + path + "' ";
-    if (bytes.size() < kHeaderBytes || std::memcmp(bytes.data(), kMagic, 8) != 0) {
+    const uint64_t file_size = uint64_t(st.st_size);
+    uint8_t header[kHeaderBytes];
+    const size_t got = std::fread(header, 1, kHeaderBytes, in.f);
+    if (std::ferror(in.f)) fail(EDGERT_ERR_IO, "reading " + quote_bytes(path) + " failed");
+    const std::string what = quote_bytes(path) + " ";
+    if (got < kHeaderBytes || std::memcmp(header, kMagic, 8) != 0) {
         fail(EDGERT_ERR_FORMAT, what + "is not an edgert context state (bad magic or shorter than "
                                        "its header); save one with edgert_context_save");
     }
-    const uint8_t* b = bytes.data();
+    const uint8_t* b = header;
     const uint32_t version = get<uint32_t>(b + 8);
     if (version > kStateVersion) {
         fail(EDGERT_ERR_VERSION, what + "has state format version " + std::to_string(version) +
@@ -197,12 +202,18 @@ void Context::load(const std::string& path) {
                  ") but this context uses (k " + std::to_string(want.k_type) + ", v " +
                  std::to_string(want.v_type) + "); create the context with the saved KV types");
     }
-    if (h.payload_bytes != want.payload_bytes || bytes.size() - kHeaderBytes != want.payload_bytes) {
+    if (h.payload_bytes != want.payload_bytes || file_size - kHeaderBytes != want.payload_bytes) {
         fail(EDGERT_ERR_FORMAT, what + "is truncated or has trailing bytes: " +
-                                     std::to_string(bytes.size() - kHeaderBytes) + " payload bytes, expected " +
+                                     std::to_string(file_size - kHeaderBytes) + " payload bytes, expected " +
                                      std::to_string(want.payload_bytes));
     }
-    const uint8_t* p = b + kHeaderBytes;
+    std::vector<uint8_t> payload(size_t(want.payload_bytes));
+    if (std::fread(payload.data(), 1, payload.size(), in.f) != payload.size() || std::fgetc(in.f) != EOF) {
+        // The file changed size since fstat (or a read error).
+        fail(std::ferror(in.f) ? EDGERT_ERR_IO : EDGERT_ERR_FORMAT,
+             what + "changed while it was read, or could not be read");
+    }
+    const uint8_t* p = payload.data();
     if (crc32_update(0, p, size_t(want.payload_bytes)) != h.payload_crc) {
         fail(EDGERT_ERR_FORMAT, what + "is corrupt (payload checksum mismatch)");
     }
@@ -213,6 +224,11 @@ void Context::load(const std::string& path) {
     }
 
     // Everything is checked; from here on nothing can fail.
+    if (h.n_past == 0) {  // an empty state: nothing to copy (and payload.data() may be null)
+        tokens_.clear();
+        n_past_ = 0;
+        return;
+    }
     tokens_.assign(reinterpret_cast<const int32_t*>(p), reinterpret_cast<const int32_t*>(p) + h.n_past);
     p += size_t(h.n_past) * sizeof(int32_t);
     for (int l = 0; l < kv_.n_layers(); ++l) {

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <vector>
 
+#include "core/checked_size.h"
+
 namespace edgert {
 
 KvCache::KvCache(int n_layers, int n_ctx, int n_kv_heads, int head_dim, KVType k_type,
@@ -31,9 +33,10 @@ size_t KvCache::k_offset_bytes(int n) const {
 
 uint64_t KvCache::bytes_per_token(int n_layers, int n_kv_heads, int head_dim, KVType k_type,
                                   KVType v_type) {
-    return uint64_t(n_layers) * uint64_t(n_kv_heads) *
-           (kv_row_bytes(k_type, head_dim) + kv_offset_bytes_per_row(k_type, true, head_dim) +
-            kv_row_bytes(v_type, head_dim));
+    // Rows are at most 4 * head_dim + 4 bytes each (< 2^34), so only the products can overflow.
+    const uint64_t row = kv_row_bytes(k_type, head_dim) + kv_offset_bytes_per_row(k_type, true, head_dim) +
+                         kv_row_bytes(v_type, head_dim);
+    return size_mul(size_mul(uint64_t(n_layers), uint64_t(n_kv_heads), "the KV cache"), row, "the KV cache");
 }
 
 void KvCache::store(int layer, int pos, int n_tok, const float* k, const float* v) {

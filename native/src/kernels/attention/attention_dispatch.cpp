@@ -53,7 +53,10 @@ void quantize_query(const float* x, int64_t n, int8_t* q, float* d, int32_t* sum
     const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
     int32_t s = 0;
     for (int64_t i = 0; i < n; ++i) {
-        q[i] = static_cast<int8_t>(round_even(x[i] * inv));
+        // |r| <= 127 whenever the row is finite; a NaN or Inf element (NaN * inv, Inf * 0) is
+        // stored as 0 instead of converted (undefined). d is then Inf or the scores NaN anyway.
+        const float r = round_even(x[i] * inv);
+        q[i] = static_cast<int8_t>(r >= -127.0f && r <= 127.0f ? r : 0.0f);
         s += q[i];
     }
     *d = dq;

@@ -48,6 +48,13 @@ uint16_t to_f16_saturated(float x) {
     return fp32_to_fp16(std::min(std::max(x, -65504.0f), 65504.0f));
 }
 
+// A code in [0, levels]: q clamped, NaN to 0, before the conversion, which would be undefined for
+// NaN or out of range (a row holding NaN/Inf from a hostile model's weights). Equal to
+// min(max(q, 0), levels) for every non-NaN q, so finite rows encode as before.
+inline uint8_t clamp_code(float q, float levels) {
+    return static_cast<uint8_t>(q > 0.0f ? (q < levels ? q : levels) : 0.0f);
+}
+
 void row_range(const float* x, int64_t n, float* lo, float* hi) {
     *lo = *hi = x[0];
     for (int64_t i = 1; i < n; ++i) {
@@ -68,7 +75,7 @@ void quantize_asym(const float* x, int64_t n, int levels, uint16_t* d16, uint16_
     const float inv = d > 0.0f ? 1.0f / d : 0.0f;
     for (int64_t i = 0; i < n; ++i) {
         const float q = std::nearbyint((x[i] - m) * inv);  // |q| may exceed 2^22 before clamping
-        u[i] = static_cast<uint8_t>(std::min(std::max(q, 0.0f), static_cast<float>(levels)));
+        u[i] = clamp_code(q, static_cast<float>(levels));
     }
 }
 
@@ -128,7 +135,7 @@ void quantize_asym_mse(const float* x, int64_t n, int levels, uint16_t* d16, uin
     const float d = fp16_to_fp32(*d16), m = fp16_to_fp32(*m16);
     const float inv = d > 0.0f ? 1.0f / d : 0.0f;
     for (int64_t i = 0; i < n; ++i)
-        u[i] = static_cast<uint8_t>(std::min(std::max(attn::round_even((x[i] - m) * inv), 0.0f), L));
+        u[i] = clamp_code(attn::round_even((x[i] - m) * inv), L);
 }
 
 void store_row(KVType t, bool is_key, const float* src, int64_t n, uint8_t* dst,

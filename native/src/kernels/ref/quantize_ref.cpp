@@ -2,7 +2,9 @@
 //
 // Per block of 32: d = max|x| / 127, q = round_to_nearest_even(x * (1/d)), s = d * sum(q).
 // Multiplying by the reciprocal (not dividing) is what SIMD does, so results match bit for bit.
-// Blocks whose max|x| is below kQ8ActMinAmax quantize to zero: 1/d would overflow to inf.
+// Blocks whose max|x| is below kQ8ActMinAmax quantize to zero: 1/d would overflow to inf. Blocks
+// holding NaN or a value beyond kQ8ActMaxAmax (Inf included) become the NaN block
+// (q8act_limits.h), checked first.
 #include <cmath>
 
 #include "kernels/ref/ref_kernels.h"
@@ -15,8 +17,18 @@ void quantize_q8act_ref(const float* x, BlockQ8Act* y, int64_t n) {
     for (int64_t b = 0; b < n / kQK; ++b) {
         const float* xb = x + b * kQK;
         float amax = 0.0f;
-        for (int j = 0; j < kQK; ++j) amax = std::fmax(amax, std::fabs(xb[j]));
+        bool representable = true;
+        for (int j = 0; j < kQK; ++j) {
+            amax = std::fmax(amax, std::fabs(xb[j]));
+            representable = representable && std::fabs(xb[j]) <= kQ8ActMaxAmax;  // false for NaN
+        }
         BlockQ8Act& out = y[b];
+        if (!representable) {
+            out.d = kQ8ActNaN;
+            out.s = kQ8ActNaN;
+            for (int j = 0; j < kQK; ++j) out.qs[j] = 0;
+            continue;
+        }
         if (!(amax >= kQ8ActMinAmax)) {
             out.d = 0.0f;
             out.s = 0.0f;

@@ -330,7 +330,17 @@ void quantize_q8act(const float* x, BlockQ8Act* y, int64_t n) {
         const float amax = _mm512_reduce_max_ps(
             _mm512_max_ps(_mm512_and_ps(v0, sign_off), _mm512_and_ps(v1, sign_off)));
         BlockQ8Act& out = y[b];
-        if (!(amax >= kQ8ActMinAmax)) {  // also catches NaN, as the scalar twin does
+        // NaN compares unordered, so NLE_UQ flags it as well as |x| > kQ8ActMaxAmax (max_ps
+        // alone would drop a NaN lane).
+        const __m512 lim = _mm512_set1_ps(kQ8ActMaxAmax);
+        if (_mm512_cmp_ps_mask(_mm512_and_ps(v0, sign_off), lim, _CMP_NLE_UQ) |
+            _mm512_cmp_ps_mask(_mm512_and_ps(v1, sign_off), lim, _CMP_NLE_UQ)) {
+            out.d = kQ8ActNaN;
+            out.s = kQ8ActNaN;
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.qs), _mm256_setzero_si256());
+            continue;
+        }
+        if (!(amax >= kQ8ActMinAmax)) {
             out.d = 0.0f;
             out.s = 0.0f;
             _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.qs), _mm256_setzero_si256());

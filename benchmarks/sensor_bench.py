@@ -1,0 +1,258 @@
+"""Sensor path benchmark (issue 14): edgert.sensor against onnxruntime on five small models.
+
+    python benchmarks/sensor_bench.py                 # ~2-3 min on 2 quiet cores
+    python benchmarks/sensor_bench.py --quick         # smoke run (fewer calls)
+
+Models: the three of examples/sensor (MLP anomaly detector, 1-D CNN, GRU; trained and exported
+once into --models) and two generated model-zoo shapes, exported from PyTorch with random weights
+and batch-norm statistics: a MobileNet-like CNN on 1x3x32x32 (depthwise-separable blocks, ReLU6)
+and a keyword-spotting DS-CNN on 1x1x49x10 (MFCC frames x coefficients).
+
+Measured, per model, in one run (medians; loadavg recorded at start and end):
+  latency     per call, batch 1, one thread: `m(x)` vs `InferenceSession.run`, timed in interleaved
+              blocks; p50 and p99 (wall clock) and thread CPU time per call (the fair figure on
+              a shared machine); target p50 ratio <= 0.2
+  compile     cold compile() wall time in a fresh process with an empty cache, imports done
+              first (target <= 1 s); `import` time reported apart
+  cached      compile() on a warm cache in a fresh process (target <= 50 ms), and with the
+              `import edgert.sensor` it needs
+  peak RSS    VmHWM of a script that loads the model and runs 2000 calls, edgert vs onnxruntime
+              (target ratio <= 0.5), and each engine's share above the same script without one
+  streaming   samples/s through WindowStream -> MLP (window 128, hop 32, one thread; target
+              >= 100,000)
+Writes benchmarks/results/sensor-<date>-<host>.json and prints the table.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO / "examples" / "sensor"))
+
+
+def loadavg() -> list[float]:
+    try:
+        return [float(v) for v in open("/proc/loadavg").read().split()[:3]]
+    except OSError:
+        return []
+
+
+# -- generated zoo-shaped models ------------------------------------------------------------------
+
+def _random_bn(torch: Any, model: Any) -> None:
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            c = m.num_features
+            m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(c, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(c, generator=g) * 0.1)
+
+
+def mobilenet_like(torch: Any) -> Any:
+    nn = torch.nn
+
+    def dw_sep(cin: int, cout: int, stride: int) -> list[Any]:
+        return [nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin),
+                nn.ReLU6(), nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU6()]
+    layers = [nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU6()]
+    for cin, cout, s in [(16, 24, 1), (24, 32, 2), (32, 32, 1), (32, 64, 2), (64, 64, 1)]:
+        layers += dw_sep(cin, cout, s)
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)]
+    return nn.Sequential(*layers)
+
+
+def ds_cnn(torch: Any) -> Any:
+    """The DS-CNN (small) of 'Hello Edge' (Zhang et al. 2017) for 49 MFCC frames x 10 coeffs."""
+    nn = torch.nn
+    layers = [nn.Conv2d(1, 64, (10, 4), (2, 2), (5, 1), bias=False), nn.BatchNorm2d(64), nn.ReLU()]
+    for _ in range(4):
+        layers += [nn.Conv2d(64, 64, 3, 1, 1, groups=64, bias=False), nn.BatchNorm2d(64),
+                   nn.ReLU(), nn.Conv2d(64, 64, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU()]
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 12)]
+    return nn.Sequential(*layers)
+
+
+def make_models(out: Path) -> dict[str, dict[str, Any]]:
+    """All five models (cached in `out`): name -> {path, input shape, ...}."""
+    out.mkdir(parents=True, exist_ok=True)
+    index = out / "models.json"
+    if index.exists():
+        models = json.loads(index.read_text())
+        if all(Path(m["path"]).exists() for m in models.values()):
+            return models
+    import train
+    examples = train.train_all(out)
+    models = {e.name: {"path": e.path, "window": e.window, "hop": e.hop, "mean": e.mean,
+                       "std": e.std, "example": True} for e in examples}
+    torch = train._torch()
+    for name, build, shape in (("mobilenet_32x32", mobilenet_like, (1, 3, 32, 32)),
+                               ("ds_cnn_kws_49x10", ds_cnn, (1, 1, 49, 10))):
+        model = build(torch).eval()
+        _random_bn(torch, model)
+        path = out / f"{name}.onnx"
+        train._export(torch, model, torch.randn(*shape).numpy(), path)
+        models[name] = {"path": str(path), "example": False}
+    index.write_text(json.dumps(models, indent=1))
+    return models
+
+
+# -- measurements in fresh processes ---------------------------------------------------------------
+
+_COMPILE_SCRIPT = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import numpy
+from edgert import sensor
+t1 = time.perf_counter()
+cold = sys.argv[2] == "cold"
+if cold:
+    import onnx, llvmlite.binding  # imports are not the compiler's work: do them first
+t2 = time.perf_counter()
+m = sensor.compile(sys.argv[1])
+t3 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "compile_s": t3 - t2, "cache_hit": m.info.cache_hit}))
+"""
+
+_RSS_SCRIPT = r"""
+import sys
+import numpy as np
+engine, path = sys.argv[1], sys.argv[2]
+if engine == "baseline":  # the same script without an engine: Python, numpy, the inputs
+    x = np.random.default_rng(0).standard_normal(16).astype(np.float32)
+    run = lambda: None
+elif engine == "edgert":
+    from edgert import sensor
+    m = sensor.compile(path)
+    x = [np.random.default_rng(0).standard_normal(s).astype(np.float32) for s in m.input_shapes]
+    run = lambda: m(*x)
+else:
+    import onnxruntime as ort
+    so = ort.SessionOptions(); so.intra_op_num_threads = 1; so.inter_op_num_threads = 1
+    s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    feeds = {i.name: np.random.default_rng(0).standard_normal(i.shape).astype(np.float32)
+             for i in s.get_inputs()}
+    run = lambda: s.run(None, feeds)
+for _ in range(2000):
+    run()
+for line in open("/proc/self/status"):
+    if line.startswith("VmHWM:"):
+        print(int(line.split()[1]) / 1024.0)
+"""
+
+
+def _py(script: str, *args: str, env: dict[str, str]) -> str:
+    # cwd outside the checkout: `python -c` puts the cwd first on sys.path, and the checkout's
+    # edgert/ has no compiled modules
+    r = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
+                       env=env, timeout=600, cwd=tempfile.gettempdir())
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-2000:])
+    return r.stdout.strip().splitlines()[-1]
+
+
+def compile_times(path: str, repeats: int) -> dict[str, Any]:
+    import statistics
+    cold, cached, imp = [], [], []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as cache:
+            env = dict(os.environ, EDGERT_SENSOR_CACHE=cache)
+            c = json.loads(_py(_COMPILE_SCRIPT, path, "cold", env=env))
+            w = json.loads(_py(_COMPILE_SCRIPT, path, "warm", env=env))
+            assert not c["cache_hit"] and w["cache_hit"]
+            cold.append(c["compile_s"])
+            cached.append(w["compile_s"])
+            imp.append(w["import_s"])
+    return {"compile_s": statistics.median(cold), "cached_s": statistics.median(cached),
+            "cached_with_import_s": statistics.median([a + b for a, b in zip(cached, imp)])}
+
+
+def peak_rss(path: str, env: dict[str, str]) -> dict[str, float]:
+    e = float(_py(_RSS_SCRIPT, "edgert", path, env=env))
+    o = float(_py(_RSS_SCRIPT, "onnxruntime", path, env=env))
+    base = float(_py(_RSS_SCRIPT, "baseline", path, env=env))
+    return {"edgert_mb": e, "onnxruntime_mb": o, "baseline_mb": base, "ratio": e / o,
+            "engine_ratio": (e - base) / max(o - base, 1e-9)}
+
+
+def streaming_rate(info: dict[str, Any], seconds: float) -> dict[str, Any]:
+    import numpy as np
+    from edgert import sensor
+    m = sensor.compile(info["path"])
+    s = sensor.WindowStream(m, info["window"], info["hop"], mean=info["mean"], std=info["std"])
+    sig = np.random.default_rng(0).standard_normal((200_000, 1)).astype(np.float32)
+    n = 0
+    windows = 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for i in range(0, len(sig), 1000):
+            windows += len(s.push(sig[i:i + 1000]))
+        n += len(sig)
+    dt = time.perf_counter() - t0
+    return {"samples_per_s": n / dt, "windows_per_s": windows / dt, "window": info["window"],
+            "hop": info["hop"]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--models", default="/work/bench-cache/sensor-models",
+                    help="where the five models are built once (default %(default)s)")
+    ap.add_argument("--quick", action="store_true", help="fewer calls and repeats")
+    ap.add_argument("--iters", type=int, default=0, help="timed calls per engine and model")
+    ap.add_argument("--out", default=str(HERE / "results"), help="results directory")
+    args = ap.parse_args()
+    from edgert.sensor.cli import bench_model
+    la0 = loadavg()
+    models = make_models(Path(args.models))
+    iters = args.iters or (1000 if args.quick else 10000)
+    repeats = 1 if args.quick else 3
+    work_cache = tempfile.mkdtemp(prefix="edgert-sensor-bench-")
+    os.environ["EDGERT_SENSOR_CACHE"] = work_cache
+    env = dict(os.environ)
+    rows: dict[str, Any] = {}
+    for name, info in models.items():
+        r = bench_model(info["path"], iters=iters)
+        r.update(compile_times(info["path"], repeats))
+        r["rss"] = peak_rss(info["path"], env)
+        rows[name] = r
+        print(f"{name:18} p50 {r['edgert']['p50_us']:8.2f} us vs {r['onnxruntime']['p50_us']:8.2f}"
+              f" us ({r['ratio_p50']:.3f}x; CPU/call {r['ratio_cpu']:.3f}x), "
+              f"p99 {r['edgert']['p99_us']:8.2f} vs "
+              f"{r['onnxruntime']['p99_us']:8.2f} us; compile {r['compile_s'] * 1e3:.0f} ms, "
+              f"cached {r['cached_s'] * 1e3:.1f} ms ({r['cached_with_import_s'] * 1e3:.0f} ms with "
+              f"import); RSS {r['rss']['edgert_mb']:.1f}/{r['rss']['onnxruntime_mb']:.1f} MiB "
+              f"({r['rss']['ratio']:.2f}x; above the {r['rss']['baseline_mb']:.1f} MiB "
+              f"Python+numpy script {r['rss']['engine_ratio']:.2f}x)", flush=True)
+    stream = streaming_rate(models["mlp_anomaly"], 1.0 if args.quick else 3.0)
+    print(f"streaming MLP      {stream['samples_per_s']:,.0f} samples/s "
+          f"({stream['windows_per_s']:,.0f} windows/s, window 128 hop 32, 1 thread)")
+    la1 = loadavg()
+    print(f"loadavg start {la0} end {la1}")
+    result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+              "host": platform.node(), "machine": platform.processor() or platform.machine(),
+              "python": sys.version.split()[0], "iters": iters, "loadavg_start": la0,
+              "loadavg_end": la1, "models": rows, "streaming": stream,
+              "command": " ".join([Path(sys.executable).name] + sys.argv)}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = out / f"sensor-{stamp}-{platform.node()}.json"
+    path.write_text(json.dumps(result, indent=1))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

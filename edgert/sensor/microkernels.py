@@ -1,0 +1,226 @@
+"""Register-tiled kernels the op library lowers its heavy ops onto, written with explicit LLVM
+vector types (<8 x float>) so the accumulators live in registers for a whole reduction.
+
+  gemm        C[M, N] = A[M, K] . B[K, N] (+ a row or column bias): Gemm, MatMul, Conv as a
+              GEMM over an im2col buffer (either orientation), the recurrent matrix-vector
+              products. Tiles of MR rows x NV vectors (one row x up to 12 vectors for a
+              matrix-vector product): each k step loads NV vectors of B, broadcasts MR scalars of
+              A and issues MR*NV FMAs. Columns past the last full vector get one more vector tile
+              ending at N, overlapping columns already written (same sums, same order, same
+              values); only N < 8 runs a scalar loop.
+  depthwise   channels-last depthwise convolution: one output pixel's channels in vectors, taps
+              accumulated in registers (any stride, dilation, padding).
+
+<8 x float> is one AVX2 register and two NEON registers on aarch64; on a host with AVX-512 a
+kernel whose vector dim holds at least four <16 x float> (one zmm register each) uses those. Scalar twins of these kernels are the plain loops in ops.py (used with
+EDGERT_SENSOR_KERNELS=scalar, and compared in tests/test_sensor_ops.py).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Sequence
+
+from .codegen import KernelCtx
+
+VW = 8          # floats per vector (the default; Codegen.vector_width overrides it: 16 on AVX-512)
+MR = 4          # rows per tile
+NV = 2          # vectors per tile (MR * NV accumulators)
+
+
+def vector_width(ctx: KernelCtx, extent: int = 0) -> int:
+    """Floats per vector for a kernel whose vector dim has `extent` elements: the target's widest
+    (16 on AVX-512) only where at least 4 such vectors fill it; short rows keep 8 (fewer wasted
+    lanes in the overlapping tail)."""
+    widest = int(getattr(ctx.cg, "vector_width", VW))
+    return widest if extent >= 4 * widest else min(widest, VW)
+
+
+class Vec:
+    """Vector helpers bound to a KernelCtx."""
+
+    def __init__(self, ctx: KernelCtx, width: int = VW) -> None:
+        ir = ctx.ir
+        self.ctx = ctx
+        self.b = ctx.b
+        vw = width
+        self.ty = ir.VectorType(ctx.f32, vw)
+        self.zero = ir.Constant(self.ty, [0.0] * vw)
+        self._mask0 = ir.Constant(ir.VectorType(ir.IntType(32), vw), [0] * vw)
+        self._undef = ir.Constant(self.ty, ir.Undefined)
+
+    def load(self, p: Any, idx: Any) -> Any:
+        return self.b.load(self.ctx.gep(p, idx), typ=self.ty, align=4)
+
+    def store(self, v: Any, p: Any, idx: Any) -> None:
+        self.b.store(v, self.ctx.gep(p, idx, self.ctx.f32), align=4)
+
+    def splat(self, s: Any) -> Any:
+        ir = self.ctx.ir
+        v = self.b.insert_element(self._undef, s, ir.Constant(ir.IntType(32), 0))
+        return self.b.shuffle_vector(v, self._undef, self._mask0)
+
+    def fma(self, acc: Any, a: Any, b: Any) -> Any:
+        return self.b.fadd(acc, self.b.fmul(a, b, flags=("contract",)), flags=("contract",))
+
+
+def carried_loop(ctx: KernelCtx, n: int, init: Sequence[Any], body: Callable[[Any, list[Any]],
+                 list[Any]], name: str = "k") -> list[Any]:
+    """for i in range(n): vals = body(i, vals); returns the final vals (phi-carried, so they stay
+    in registers)."""
+    ir, b = ctx.ir, ctx.b
+    if n <= 0:
+        return list(init)
+    fn = b.function
+    pre = b.block
+    head = fn.append_basic_block(f"{name}.head")
+    end = fn.append_basic_block(f"{name}.end")
+    b.branch(head)
+    b.position_at_end(head)
+    i = b.phi(ctx.i64, name=name)
+    i.add_incoming(ctx.ci(0), pre)
+    phis = []
+    for v in init:
+        p = b.phi(v.type)
+        p.add_incoming(v, pre)
+        phis.append(p)
+    new = body(i, list(phis))
+    nxt = b.add(i, ctx.ci(1), flags=["nsw"])
+    latch = b.block
+    i.add_incoming(nxt, latch)
+    for p, v in zip(phis, new):
+        p.add_incoming(v, latch)
+    b.cbranch(b.icmp_signed("<", nxt, ctx.ci(n)), head, end)
+    b.position_at_end(end)
+    # values after the loop: the last iteration's results
+    return new
+
+
+def gemm(ctx: KernelCtx, M: int, N: int, K: int,
+         pa: Any, a_off: Any, lda: int,
+         pb: Any, b_off: Any, ldb: int,
+         pc: Any, c_off: Any, ldc: int,
+         row_bias: Optional[Any] = None, col_bias: Optional[Any] = None,
+         a_col_stride: int = 1) -> None:
+    """C[m, n] = sum_k A[m, k] B[k, n] + row_bias[m] + col_bias[n], row-major with leading dims.
+
+    A(m, k) is pa[a_off + m*lda + k*a_col_stride]; B(k, n) is pb[b_off + k*ldb + n] (unit stride
+    in n: that is the vector dim); C likewise with ldc. Biases are f32 pointers or None."""
+    VW = vector_width(ctx, N)  # noqa: N806
+    vec = Vec(ctx, VW)
+    b = ctx.b
+    mr = 1 if M == 1 else MR
+    # a matrix-vector product: as many accumulators as the row needs (up to 12 registers), so
+    # the k loop's FMA chains run side by side instead of one short tile after another
+    nv = max(1, min(N // VW, 12)) if M == 1 else NV
+    n_full = N // (nv * VW) * (nv * VW)
+    n_vec = N // VW * VW              # columns covered by whole vectors
+
+    def a_at(m: Any, k: Any) -> Any:
+        return ctx.load(pa, ctx.add(a_off, ctx.mul(m, lda), ctx.mul(k, a_col_stride)))
+
+    def tile(m0: Any, rows: int, n0: Any, vecs: int) -> None:
+        init = []
+        for i in range(rows):
+            for j in range(vecs):
+                acc = vec.zero
+                if row_bias is not None:
+                    acc = vec.splat(ctx.load(row_bias, ctx.add(m0, i)))
+                if col_bias is not None:
+                    cb = vec.load(col_bias, ctx.add(n0, j * VW))
+                    acc = cb if row_bias is None else b.fadd(acc, cb)
+                init.append(acc)
+
+        def body(k: Any, accs: list[Any]) -> list[Any]:
+            bv = [vec.load(pb, ctx.add(b_off, ctx.mul(k, ldb), n0, j * VW)) for j in range(vecs)]
+            out = []
+            for i in range(rows):
+                av = vec.splat(a_at(ctx.add(m0, i), k))
+                for j in range(vecs):
+                    out.append(vec.fma(accs[i * vecs + j], av, bv[j]))
+            return out
+
+        accs = carried_loop(ctx, K, init, body)
+        for i in range(rows):
+            for j in range(vecs):
+                vec.store(accs[i * vecs + j], pc,
+                          ctx.add(c_off, ctx.mul(ctx.add(m0, i), ldc), n0, j * VW))
+
+    def scalar_cols(m0: Any, rows: int, n_start: int) -> None:
+        if n_start >= N:
+            return
+        with ctx.loop(N, start=n_start, name="nt") as n:
+            for i in range(rows):
+                m = ctx.add(m0, i)
+                init = [ctx.cf(0.0)]
+
+                def body(k: Any, accs: list[Any], m: Any = m, n: Any = n) -> list[Any]:
+                    bv = ctx.load(pb, ctx.add(b_off, ctx.mul(k, ldb), n))
+                    return [b.fadd(accs[0], b.fmul(a_at(m, k), bv, flags=("contract",)),
+                                   flags=("contract",))]
+                acc = carried_loop(ctx, K, init, body, name="ks")[0]
+                if row_bias is not None:
+                    acc = b.fadd(acc, ctx.load(row_bias, m))
+                if col_bias is not None:
+                    acc = b.fadd(acc, ctx.load(col_bias, n))
+                ctx.store(acc, pc, ctx.add(c_off, ctx.mul(m, ldc), n))
+
+    def row_block(m0: Any, rows: int) -> None:
+        if n_full:
+            with ctx.loop(n_full, step=nv * VW, name="n0") as n0:
+                tile(m0, rows, n0, nv)
+        for nn in range(n_full, n_vec, VW):
+            tile(m0, rows, ctx.ci(nn), 1)
+        if N > n_vec and N >= VW:
+            # the last partial vector: one more tile ending at N, overlapping columns already
+            # written (recomputed with the same sums in the same order, so the same values)
+            tile(m0, rows, ctx.ci(N - VW), 1)
+        else:
+            scalar_cols(m0, rows, n_vec)
+
+    m_full = M // mr * mr
+    if m_full:
+        with ctx.loop(m_full, step=mr, name="m0") as m0:
+            row_block(m0, mr)
+    if M - m_full:
+        row_block(ctx.ci(m_full), M - m_full)
+
+
+def depthwise_nhwc(ctx: KernelCtx, P: int, C: int, taps: int, xT: Any, tap_offset: Callable[
+                   [Any, Any], Any], wT: Any, bias: Any, outT: Any) -> None:
+    """outT[p, c] = bias[c] + sum_t wT[t, c] * xT[tap_offset(p, t) + c] for c in [0, C).
+
+    xT is channels-last (row length C); tap_offset(p, t) gives the element offset of pixel p's
+    t-th tap row. Vectors over channels; a scalar loop finishes C % 8."""
+    VW = vector_width(ctx, C)  # noqa: N806
+    vec = Vec(ctx, VW)
+    b = ctx.b
+    c_vec = C // VW * VW
+    with ctx.loop(P, name="p") as p:
+        if c_vec:
+            with ctx.loop(c_vec, step=VW, name="c0") as c0:
+                init = [vec.load(bias, c0)]
+
+                def body(t: Any, accs: list[Any]) -> list[Any]:
+                    xv = vec.load(xT, ctx.add(tap_offset(p, t), c0))
+                    wv = vec.load(wT, ctx.add(ctx.mul(t, C), c0))
+                    return [vec.fma(accs[0], xv, wv)]
+                acc = carried_loop(ctx, taps, init, body, name="t")[0]
+                vec.store(acc, outT, ctx.add(ctx.mul(p, C), c0))
+        if C - c_vec and C >= VW:  # overlapping last vector (same values, written twice)
+            c0 = ctx.ci(C - VW)
+            init = [vec.load(bias, c0)]
+
+            def body_t(t: Any, accs: list[Any]) -> list[Any]:
+                xv = vec.load(xT, ctx.add(tap_offset(p, t), c0))
+                wv = vec.load(wT, ctx.add(ctx.mul(t, C), c0))
+                return [vec.fma(accs[0], xv, wv)]
+            acc = carried_loop(ctx, taps, init, body_t, name="tt")[0]
+            vec.store(acc, outT, ctx.add(ctx.mul(p, C), c0))
+        elif C - c_vec:
+            with ctx.loop(C, start=c_vec, name="ct") as c:
+                def body_s(t: Any, accs: list[Any]) -> list[Any]:
+                    xv = ctx.load(xT, ctx.add(tap_offset(p, t), c))
+                    wv = ctx.load(wT, ctx.add(ctx.mul(t, C), c))
+                    return [b.fadd(accs[0], b.fmul(xv, wv, flags=("contract",)),
+                                   flags=("contract",))]
+                acc = carried_loop(ctx, taps, [ctx.load(bias, c)], body_s, name="ts")[0]
+                ctx.store(acc, outT, ctx.add(ctx.mul(p, C), c))

@@ -1,0 +1,406 @@
+"""Quantized (int8) ops of the sensor path.
+
+Kernels: QuantizeLinear, DequantizeLinear (per tensor or per axis; int8/uint8), QLinearConv,
+QLinearMatMul (int8/uint8, integer accumulation, requantized with a float multiplier and
+round-half-to-even as onnxruntime's MLAS does), ConvInteger and MatMulInteger (int32 out).
+
+`compile(dtype=...)` decides how a QDQ model (onnxruntime.quantization's default format: int8
+weights behind DequantizeLinear, activations through QuantizeLinear -> DequantizeLinear pairs)
+computes:
+  f32   every DequantizeLinear of a constant is folded into float weights; Conv/MatMul run in
+        float and the activation Q/DQ pairs stay as rounding steps (a float simulation).
+  int8  DequantizeLinear(x_q) -> Conv|MatMul (weights DequantizeLinear(w_q)) [-> Relu] ->
+        QuantizeLinear becomes one QLinearConv / QLinearMatMul: int8 x int8 -> int32 sums,
+        requantized once (what onnxruntime itself runs for this pattern).
+Both agree with onnxruntime within the int8 tolerance (one output quantization step).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from ..errors import ModelFormatError, UnsupportedModelError
+from .graph import Graph, Node
+
+KERNELS: dict[tuple[str, str], Callable[[Any], None]] = {}
+SCRATCH: dict[str, Callable[[Any, Any], int]] = {}
+
+
+def _reg(op: str, domains: tuple[str, ...] = ("",)) -> Callable[[Callable], Callable]:
+    def deco(f: Callable) -> Callable:
+        for d in domains:
+            KERNELS[(d, op)] = f
+        return f
+    return deco
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+def _const(ctx: Any, t: str, what: str) -> Optional[np.ndarray]:
+    if not t:
+        return None
+    c = ctx.const(t)
+    if c is None:
+        raise UnsupportedModelError(f"{ctx.node.where()}: a run-time {what} is not supported "
+                                    f"(fallback='onnxruntime' runs it)")
+    return c
+
+
+def _qrange(dt: np.dtype) -> tuple[int, int]:
+    if dt == np.int8:
+        return -128, 127
+    if dt == np.uint8:
+        return 0, 255
+    raise UnsupportedModelError(f"quantized type {dt} is not supported (int8 and uint8 are)")
+
+
+def _ld_int(ctx: Any, p: Any, idx: Any, dt: np.dtype) -> Any:
+    """Element as i32: sign-extended int8, zero-extended uint8, int32 as is."""
+    b = ctx.b
+    if dt == np.int32:
+        return ctx.load(p, idx, ctx.i32)
+    v = ctx.load(p, idx, ctx.i8)
+    return b.sext(v, ctx.i32) if dt == np.int8 else b.zext(v, ctx.i32)
+
+
+def _roundeven(ctx: Any, v: Any) -> Any:
+    return ctx.b.call(ctx.cg.module.declare_intrinsic("llvm.roundeven", [ctx.f32]), [v])
+
+
+def _to_q(ctx: Any, f: Any, zp: Any, dt: np.dtype, lo_extra: Optional[Any] = None) -> Any:
+    """saturate(roundeven(f) + zp) as an i8 value (f: f32, zp: f32)."""
+    b = ctx.b
+    qmin, qmax = _qrange(dt)
+    r = b.fadd(_roundeven(ctx, f), zp)
+    lo = ctx.cf(qmin)
+    r = b.select(b.fcmp_unordered("<", r, lo), lo, r)  # NaN -> qmin (a defined value)
+    r = b.select(b.fcmp_ordered(">", r, ctx.cf(qmax)), ctx.cf(qmax), r)
+    if lo_extra is not None:
+        r = b.select(b.fcmp_ordered("<", r, lo_extra), lo_extra, r)
+    return b.trunc(b.fptosi(r, ctx.i32), ctx.i8)
+
+
+def _axis_params(ctx: Any, n: Node, shape: tuple[int, ...], scale: np.ndarray,
+                 zp: Optional[np.ndarray], zdt: np.dtype) -> tuple[int, Any, Any, bool]:
+    """(axis, scale ptr, zero-point-as-f32 ptr, per_axis)."""
+    per_axis = scale.size > 1
+    axis = int(n.attrs.get("axis", 1)) % max(len(shape), 1) if per_axis else 0
+    if per_axis and scale.size != shape[axis]:
+        raise ModelFormatError(f"{n.where()}: {scale.size} scales for axis {axis} of {shape}")
+    z = np.zeros(scale.size, np.float32) if zp is None else zp.astype(np.float32).reshape(-1)
+    if z.size == 1 and scale.size > 1:
+        z = np.full(scale.size, z[0], np.float32)
+    sp = ctx.array_ptr(scale.astype(np.float32).reshape(-1), "q_scale")
+    zpp = ctx.array_ptr(z, "q_zp")
+    return axis, sp, zpp, per_axis
+
+
+def _elementwise_nest(ctx: Any, shape: tuple[int, ...], axis: int,
+                      body: Callable[[Any, Any], None]) -> None:
+    """body(flat index, channel index along axis) over a contiguous tensor."""
+    outer = int(np.prod(shape[:axis])) if shape else 1
+    ch = shape[axis] if shape else 1
+    inner = int(np.prod(shape[axis + 1:])) if shape else 1
+    with ctx.loop(outer, name="o") as o, ctx.loop(ch, name="c") as c, \
+            ctx.loop(inner, name="i") as i:
+        body(ctx.add(ctx.mul(o, ch * inner), ctx.mul(c, inner), i), c)
+
+
+# -- QuantizeLinear / DequantizeLinear -------------------------------------------------------------
+
+@_reg("QuantizeLinear")
+def k_quantize(ctx: Any) -> None:
+    n = ctx.node
+    x, y = n.inputs[0], n.outputs[0]
+    scale = _const(ctx, n.inputs[1], "scale")
+    zp = _const(ctx, n.inputs[2], "zero point") if len(n.inputs) > 2 else None
+    odt = ctx.dtype(y)
+    _qrange(odt)
+    if n.attrs.get("block_size", 0):
+        raise UnsupportedModelError(f"{n.where()}: blocked quantization is not supported")
+    shape = ctx.shape(x)
+    axis, sp, zpp, per_axis = _axis_params(ctx, n, shape, scale, zp, odt)
+    b = ctx.b
+    xp, yp = ctx.ptr(x), ctx.ptr(y)
+
+    def body(i: Any, c: Any) -> None:
+        k = c if per_axis else ctx.ci(0)
+        f = b.fdiv(ctx.load(xp, i), ctx.load(sp, k))
+        ctx.store(_to_q(ctx, f, ctx.load(zpp, k), odt), yp, i)
+    _elementwise_nest(ctx, shape, axis, body)
+
+
+@_reg("DequantizeLinear")
+def k_dequantize(ctx: Any) -> None:
+    n = ctx.node
+    x, y = n.inputs[0], n.outputs[0]
+    scale = _const(ctx, n.inputs[1], "scale")
+    idt = ctx.dtype(x)
+    zp = _const(ctx, n.inputs[2], "zero point") if len(n.inputs) > 2 else None
+    shape = ctx.shape(x)
+    axis, sp, zpp, per_axis = _axis_params(ctx, n, shape, scale, zp, idt)
+    b = ctx.b
+    xp, yp = ctx.ptr(x), ctx.ptr(y)
+
+    def body(i: Any, c: Any) -> None:
+        k = c if per_axis else ctx.ci(0)
+        q = b.sitofp(_ld_int(ctx, xp, i, idt), ctx.f32)
+        ctx.store(b.fmul(b.fsub(q, ctx.load(zpp, k)), ctx.load(sp, k)), yp, i)
+    _elementwise_nest(ctx, shape, axis, body)
+
+
+# -- integer matmul / conv -----------------------------------------------------------------------
+
+def _zp_scalar(ctx: Any, t: str, what: str) -> int:
+    c = _const(ctx, t, what) if t else None
+    if c is None:
+        return 0
+    if c.size != 1:
+        raise UnsupportedModelError(f"{ctx.node.where()}: a per-channel {what} is not supported")
+    return int(c.reshape(-1)[0])
+
+
+def _matmul_int(ctx: Any, a: str, b_: str, azp: int, bzp: np.ndarray, y: str,
+                finish: Callable[[Any, Any, Any], Any]) -> None:
+    """y[.., m, n] = finish(sum_k (a - azp)(b - bzp[n]), n, offset) for 2-D B."""
+    n = ctx.node
+    ashp, bshp = ctx.shape(a), ctx.shape(b_)
+    if len(bshp) != 2:
+        raise UnsupportedModelError(f"{n.where()}: a batched right operand is not supported")
+    K, N = bshp
+    if ashp[-1] != K:
+        raise ModelFormatError(f"{n.where()}: {ashp} x {bshp}")
+    M = int(np.prod(ashp[:-1]))
+    adt, bdt = ctx.dtype(a), ctx.dtype(b_)
+    bb = ctx.b
+    ap, yp = ctx.ptr(a), ctx.ptr(y)
+    bc = ctx.const(b_)
+    bzv = np.broadcast_to(bzp.reshape(-1), (N,)).astype(np.int32)
+    if bc is not None:  # constant B: (b - bzp) as int32, laid out [N, K] for the k loop
+        wq = (bc.astype(np.int32) - bzv[None, :]).T.copy()
+        wp = ctx.array_ptr(wq, "qmm_w")
+    acc_ptr = None
+    with ctx.loop(M, name="m") as m, ctx.loop(N, name="n") as nn:
+        with ctx.b.goto_entry_block():
+            acc_ptr = ctx.b.alloca(ctx.i32)
+        bb.store(ctx.ir.Constant(ctx.i32, 0), acc_ptr)
+        with ctx.loop(K, name="k") as k:
+            av = bb.sub(_ld_int(ctx, ap, ctx.add(ctx.mul(m, K), k), adt),
+                        ctx.ir.Constant(ctx.i32, azp))
+            if bc is not None:
+                bv = ctx.load(wp, ctx.add(ctx.mul(nn, K), k), ctx.i32)
+            else:
+                bv = bb.sub(_ld_int(ctx, ctx.ptr(b_), ctx.add(ctx.mul(k, N), nn), bdt),
+                            ctx.ir.Constant(ctx.i32, int(bzv[0])))
+            bb.store(bb.add(bb.load(acc_ptr, typ=ctx.i32), bb.mul(av, bv)), acc_ptr)
+        off = ctx.add(ctx.mul(m, N), nn)
+        finish(bb.load(acc_ptr, typ=ctx.i32), nn, off)
+
+
+@_reg("MatMulInteger")
+def k_matmul_integer(ctx: Any) -> None:
+    n = ctx.node
+    a, b_, y = n.inputs[0], n.inputs[1], n.outputs[0]
+    azp = _zp_scalar(ctx, n.inputs[2] if len(n.inputs) > 2 else "", "a zero point")
+    bz = _const(ctx, n.inputs[3], "b zero point") if len(n.inputs) > 3 and n.inputs[3] else None
+    bzp = np.zeros(1, np.int32) if bz is None else bz.astype(np.int32)
+    yp = ctx.ptr(y)
+    _matmul_int(ctx, a, b_, azp, bzp, y, lambda acc, nn, off: ctx.store(acc, yp, off))
+
+
+@_reg("QLinearMatMul")
+def k_qlinear_matmul(ctx: Any) -> None:
+    n = ctx.node
+    a, a_s, a_zp, b_, b_s, b_zp, y_s, y_zp = n.inputs[:8]
+    y = n.outputs[0]
+    sa, sb, sy = (_const(ctx, t, "scale").astype(np.float64).reshape(-1) for t in (a_s, b_s, y_s))
+    azp = _zp_scalar(ctx, a_zp, "a zero point")
+    bzp = _const(ctx, b_zp, "b zero point").astype(np.int32)
+    yzp = _zp_scalar(ctx, y_zp, "y zero point")
+    N = ctx.shape(b_)[-1]
+    mult = np.broadcast_to(sa * sb / sy, (N,)).astype(np.float32)
+    mp = ctx.array_ptr(np.ascontiguousarray(mult), "qmm_mult")
+    odt = ctx.dtype(y)
+    yp = ctx.ptr(y)
+    bb = ctx.b
+
+    def finish(acc: Any, nn: Any, off: Any) -> None:
+        f = bb.fmul(bb.sitofp(acc, ctx.f32), ctx.load(mp, nn))
+        ctx.store(_to_q(ctx, f, ctx.cf(yzp), odt), yp, off)
+    _matmul_int(ctx, a, b_, azp, bzp, y, finish)
+
+
+def _conv_int(ctx: Any, x: str, w: str, xzp: int, wzp: np.ndarray, bias: Optional[np.ndarray],
+              y: str, finish: Callable[[Any, Any, Any], Any]) -> None:
+    """Integer convolution: acc = bias + sum (x - xzp)(w - wzp[co]); padding reads xzp (0)."""
+    from .ops import _conv_geometry
+    n = ctx.node
+    ctx.node = Node("Conv", n.name, [x, w], [y], n.attrs)  # geometry reads Conv's input order
+    try:
+        g = _conv_geometry(ctx, ctx.node)
+    finally:
+        ctx.node = n
+    wq = _const(ctx, w, "weight")
+    CO, Cg, KH, KW = g["CO"], g["Cg"], g["KH"], g["KW"]
+    wz = np.broadcast_to(wzp.reshape(-1), (CO,)).astype(np.int32)
+    wi = wq.astype(np.int32).reshape(CO, Cg * KH * KW) - wz[:, None]
+    wp = ctx.array_ptr(np.ascontiguousarray(wi), "qconv_w")
+    bias_i = np.zeros(CO, np.int32) if bias is None else bias.astype(np.int32).reshape(CO)
+    bp = ctx.array_ptr(bias_i, "qconv_b")
+    xdt = ctx.dtype(x)
+    xp = ctx.ptr(x)
+    bb = ctx.b
+    N, C, H, W, OH, OW = g["N"], g["C"], g["H"], g["W"], g["OH"], g["OW"]
+    COg = CO // g["group"]
+    with ctx.b.goto_entry_block():
+        acc_ptr = ctx.b.alloca(ctx.i32)
+    with ctx.loop(N, name="b") as bn, ctx.loop(CO, name="co") as co, \
+            ctx.loop(OH, name="oy") as oy, ctx.loop(OW, name="ox") as ox:
+        bb.store(ctx.load(bp, co, ctx.i32), acc_ptr)
+        grp = bb.udiv(co, ctx.ci(COg))
+        with ctx.loop(Cg, name="ci") as ci, ctx.loop(KH, name="ky") as ky:
+            iy = bb.sub(ctx.add(ctx.mul(oy, g["sy"]), ctx.mul(ky, g["dy"])), ctx.ci(g["pt"]))
+            y_ok = bb.and_(bb.icmp_signed(">=", iy, ctx.ci(0)), bb.icmp_signed("<", iy, ctx.ci(H)))
+            c = ctx.add(ctx.mul(grp, Cg), ci)
+            with ctx.loop(KW, name="kx") as kx:
+                ix = bb.sub(ctx.add(ctx.mul(ox, g["sx"]), ctx.mul(kx, g["dx"])), ctx.ci(g["pl"]))
+                ok = bb.and_(y_ok, bb.and_(bb.icmp_signed(">=", ix, ctx.ci(0)),
+                                           bb.icmp_signed("<", ix, ctx.ci(W))))
+                src = ctx.add(ctx.mul(bn, C * H * W), ctx.mul(c, H * W), ctx.mul(iy, W), ix)
+                xv = _ld_int(ctx, xp, bb.select(ok, src, ctx.ci(0)), xdt)
+                xv = bb.select(ok, bb.sub(xv, ctx.ir.Constant(ctx.i32, xzp)),
+                               ctx.ir.Constant(ctx.i32, 0))
+                wv = ctx.load(wp, ctx.add(ctx.mul(co, Cg * KH * KW), ctx.mul(ci, KH * KW),
+                                          ctx.mul(ky, KW), kx), ctx.i32)
+                bb.store(bb.add(bb.load(acc_ptr, typ=ctx.i32), bb.mul(xv, wv)), acc_ptr)
+        off = ctx.add(ctx.mul(bn, CO * OH * OW), ctx.mul(co, OH * OW), ctx.mul(oy, OW), ox)
+        finish(bb.load(acc_ptr, typ=ctx.i32), co, off)
+
+
+@_reg("ConvInteger")
+def k_conv_integer(ctx: Any) -> None:
+    n = ctx.node
+    x, w, y = n.inputs[0], n.inputs[1], n.outputs[0]
+    xzp = _zp_scalar(ctx, n.inputs[2] if len(n.inputs) > 2 else "", "x zero point")
+    wz = _const(ctx, n.inputs[3], "w zero point") if len(n.inputs) > 3 and n.inputs[3] else None
+    yp = ctx.ptr(y)
+    _conv_int(ctx, x, w, xzp, np.zeros(1) if wz is None else wz, None, y,
+              lambda acc, co, off: ctx.store(acc, yp, off))
+
+
+@_reg("QLinearConv")
+def k_qlinear_conv(ctx: Any) -> None:
+    n = ctx.node
+    x, x_s, x_zp, w, w_s, w_zp, y_s, y_zp = n.inputs[:8]
+    bias_t = n.inputs[8] if len(n.inputs) > 8 and n.inputs[8] else ""
+    y = n.outputs[0]
+    sx, sw, sy = (_const(ctx, t, "scale").astype(np.float64).reshape(-1) for t in (x_s, w_s, y_s))
+    CO = ctx.shape(y)[1]
+    mult = np.broadcast_to(sx * sw / sy, (CO,)).astype(np.float32)
+    mp = ctx.array_ptr(np.ascontiguousarray(mult), "qconv_mult")
+    yzp = _zp_scalar(ctx, y_zp, "y zero point")
+    odt = ctx.dtype(y)
+    yp = ctx.ptr(y)
+    bb = ctx.b
+    relu_floor = ctx.cf(yzp) if n.attrs.get("_relu") else None
+
+    def finish(acc: Any, co: Any, off: Any) -> None:
+        f = bb.fmul(bb.sitofp(acc, ctx.f32), ctx.load(mp, co))
+        ctx.store(_to_q(ctx, f, ctx.cf(yzp), odt, relu_floor), yp, off)
+    _conv_int(ctx, x, w, _zp_scalar(ctx, x_zp, "x zero point"),
+              _const(ctx, w_zp, "w zero point"), _const(ctx, bias_t, "bias"), y, finish)
+
+
+# -- dtype="int8": QDQ patterns -> QLinear ops ----------------------------------------------------
+
+def prepare(g: Graph, dtype: str) -> None:
+    """For dtype="int8", rewrite DQ -> Conv|MatMul [-> Relu] -> Q into QLinearConv /
+    QLinearMatMul (see the file banner); then fold what is constant."""
+    if dtype != "int8":
+        return
+    from .graph import _fold_constants
+    producers = {t: n for n in g.nodes for t in n.outputs if t}
+    readers: dict[str, list[Node]] = {}
+    for n in g.nodes:
+        for t in n.inputs:
+            if t:
+                readers.setdefault(t, []).append(n)
+    remove: set[int] = set()
+    for n in list(g.nodes):
+        if n.op not in ("Conv", "MatMul") or n.domain:
+            continue
+        dq_x = producers.get(n.inputs[0])
+        dq_w = producers.get(n.inputs[1])
+        if not (dq_x and dq_w and dq_x.op == dq_w.op == "DequantizeLinear"):
+            continue
+        if dq_w.inputs[0] not in g.consts or not all(t in g.consts for t in dq_x.inputs[1:] if t) \
+                or not all(t in g.consts for t in dq_w.inputs[1:] if t):
+            continue
+        out = n.outputs[0]
+        tail = readers.get(out, [])
+        relu = None
+        if len(tail) == 1 and tail[0].op == "Relu" and out not in g.outputs:
+            relu = tail[0]
+            tail = readers.get(relu.outputs[0], [])
+            out = relu.outputs[0]
+        if len(tail) != 1 or tail[0].op != "QuantizeLinear" or out in g.outputs:
+            continue
+        q = tail[0]
+        if not all(t in g.consts for t in q.inputs[1:] if t):
+            continue
+        xs = g.consts[dq_x.inputs[1]]
+        ws = g.consts[dq_w.inputs[1]]
+        if xs.size != 1 or (n.op == "MatMul" and ws.size != 1 and
+                            len(g.shapes[dq_w.inputs[0]]) != 2):
+            continue
+        xzp = dq_x.inputs[2] if len(dq_x.inputs) > 2 and dq_x.inputs[2] else _zero(g, n, "xzp", dq_x)
+        wzp = dq_w.inputs[2] if len(dq_w.inputs) > 2 and dq_w.inputs[2] else _zero(g, n, "wzp", dq_w)
+        yzp = q.inputs[2] if len(q.inputs) > 2 and q.inputs[2] else _zero(g, n, "yzp", None)
+        ins = [dq_x.inputs[0], dq_x.inputs[1], xzp, dq_w.inputs[0], dq_w.inputs[1], wzp,
+               q.inputs[1], yzp]
+        attrs = dict(n.attrs)
+        if n.op == "Conv":
+            if len(n.inputs) > 2 and n.inputs[2]:
+                bias = _bias_int32(g, producers, n.inputs[2], float(xs.reshape(-1)[0]),
+                                   ws.astype(np.float64).reshape(-1))
+                if bias is None:
+                    continue
+                bname = n.outputs[0] + ".bias_i32"
+                g.consts[bname], g.shapes[bname], g.dtypes[bname] = bias, bias.shape, bias.dtype
+                ins.append(bname)
+            if relu is not None:
+                attrs["_relu"] = 1
+            new = Node("QLinearConv", n.name + ".q", ins, [q.outputs[0]], attrs)
+        else:
+            if relu is not None:
+                continue
+            new = Node("QLinearMatMul", n.name + ".q", ins, [q.outputs[0]], {})
+        g.nodes[g.nodes.index(n)] = new
+        remove.add(id(q))
+        if relu is not None:
+            remove.add(id(relu))
+    g.nodes = [n for n in g.nodes if id(n) not in remove]
+    _fold_constants(g)
+    from .optimize import _drop_dead
+    _drop_dead(g)
+
+
+def _zero(g: Graph, n: Node, what: str, dq: Optional[Node]) -> str:
+    name = f"{n.name or n.outputs[0]}.{what}"
+    dt = g.dtypes.get(dq.inputs[0], np.dtype(np.int8)) if dq is not None else np.dtype(np.int8)
+    g.consts[name] = np.zeros((), dt)
+    g.shapes[name], g.dtypes[name] = (), np.dtype(dt)
+    return name
+
+
+def _bias_int32(g: Graph, producers: dict[str, Node], t: str, xs: float,
+                ws: np.ndarray) -> Optional[np.ndarray]:
+    if t in g.consts:
+        b = g.consts[t].astype(np.float64).reshape(-1)
+        return np.round(b / (xs * ws)).astype(np.int32)
+    p = producers.get(t)
+    if p is not None and p.op == "DequantizeLinear" and p.inputs[0] in g.consts and \
+            g.consts[p.inputs[0]].dtype == np.int32:
+        return g.consts[p.inputs[0]].astype(np.int32).reshape(-1)
+    return None

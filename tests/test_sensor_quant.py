@@ -1,0 +1,201 @@
+"""edgert.sensor's int8 ops against onnxruntime: QuantizeLinear / DequantizeLinear, QLinearMatMul,
+QLinearConv, MatMulInteger, ConvInteger on their own, and whole models quantized by
+onnxruntime.quantization (QDQ and QOperator formats) compiled with dtype="f32" and dtype="int8".
+
+The int8 tolerance: quantized outputs within one step (|q - q_ort| <= 1: a float product that lands
+on a rounding tie may round either way), int32 outputs exact, float outputs of a quantized model
+within two steps of the output's scale (the QDQ float simulation rounds the activations at the
+same points, the accumulation order differs)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx", reason="edgert[sensor] is part of the test extra: pip install '.[test]'")
+from onnx import TensorProto, helper  # noqa: E402
+
+from sensor_reference import make_model, ort_run  # noqa: E402
+
+RNG = np.random.default_rng(21)
+INT8_STEPS = 1        # quantized outputs
+FLOAT_STEPS = 2       # float outputs of a quantized model, in units of the output scale
+
+
+@pytest.fixture(scope="module", autouse=True)
+def sensor_cache(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sensor-quant-cache")
+    old = os.environ.get("EDGERT_SENSOR_CACHE")
+    os.environ["EDGERT_SENSOR_CACHE"] = str(d)
+    yield d
+    if old is None:
+        os.environ.pop("EDGERT_SENSOR_CACHE", None)
+    else:
+        os.environ["EDGERT_SENSOR_CACHE"] = old
+
+
+def _model(nodes, inputs, outputs, inits, in_types=None, out_types=None) -> bytes:
+    g = helper.make_graph(
+        nodes, "q",
+        [helper.make_tensor_value_info(k, (in_types or {}).get(k, TensorProto.FLOAT), v)
+         for k, v in inputs.items()],
+        [helper.make_tensor_value_info(k, (out_types or {}).get(k, TensorProto.FLOAT), v)
+         for k, v in outputs.items()],
+        initializer=[helper.make_tensor(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape,
+                                        v.reshape(-1).tolist()) for k, v in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)])
+    m.ir_version = 9
+    return m.SerializeToString()
+
+
+def _int_close(a: np.ndarray, b: np.ndarray, steps: int, what: str) -> None:
+    d = np.abs(a.astype(np.int64) - b.astype(np.int64))
+    assert a.shape == b.shape and a.dtype == b.dtype, (a.shape, b.shape, a.dtype, b.dtype)
+    assert d.max() <= steps, f"{what}: max |q - q_ort| = {d.max()} > {steps}"
+
+
+@pytest.mark.parametrize("qt", [np.int8, np.uint8])
+@pytest.mark.parametrize("per_axis", [False, True])
+def test_quantize_dequantize(qt, per_axis):
+    from edgert import sensor
+    shape = (2, 4, 5)
+    scale = (np.array([0.02, 0.05, 0.1, 0.03], np.float32) if per_axis
+             else np.array(0.04, np.float32))
+    zp = (np.array([0, 3, -2, 1] if qt == np.int8 else [128, 120, 130, 127], qt) if per_axis
+          else np.array(5 if qt == np.int8 else 128, qt))
+    ttype = helper.np_dtype_to_tensor_dtype(np.dtype(qt))
+    q = _model([helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"], axis=1)],
+               {"x": shape}, {"y": shape}, {"s": scale, "z": zp}, out_types={"y": ttype})
+    dq = _model([helper.make_node("DequantizeLinear", ["x", "s", "z"], ["y"], axis=1)],
+                {"x": shape}, {"y": shape}, {"s": scale, "z": zp}, in_types={"x": ttype})
+    x = (RNG.standard_normal(shape) * 3).astype(np.float32)
+    x.reshape(-1)[:4] = [1e6, -1e6, 0.0, 0.02 * 2.5]  # saturation both ways, zero, a tie
+    mq = sensor.compile(q)
+    _int_close(mq(x).copy(), ort_run(q, {"x": x})[0], INT8_STEPS, "QuantizeLinear")
+    xi = RNG.integers(np.iinfo(qt).min, np.iinfo(qt).max + 1, shape).astype(qt)
+    got = sensor.compile(dq)(xi).copy()
+    np.testing.assert_allclose(got, ort_run(dq, {"x": xi})[0], rtol=1e-6, atol=0)
+
+
+def test_qlinear_matmul_and_matmul_integer():
+    from edgert import sensor
+    a = RNG.integers(-128, 128, (3, 20)).astype(np.int8)
+    b = RNG.integers(-128, 128, (20, 11)).astype(np.int8)
+    inits = {"as": np.array(0.05, np.float32), "az": np.array(3, np.int8), "b": b,
+             "bs": np.array(0.02, np.float32), "bz": np.array(-2, np.int8),
+             "ys": np.array(0.8, np.float32), "yz": np.array(1, np.int8)}
+    m = _model([helper.make_node("QLinearMatMul", ["a", "as", "az", "b", "bs", "bz", "ys", "yz"],
+                                 ["y"])], {"a": (3, 20)}, {"y": (3, 11)}, inits,
+               in_types={"a": TensorProto.INT8}, out_types={"y": TensorProto.INT8})
+    _int_close(sensor.compile(m)(a).copy(), ort_run(m, {"a": a})[0], INT8_STEPS, "QLinearMatMul")
+    au = RNG.integers(0, 256, (4, 9)).astype(np.uint8)
+    mi = _model([helper.make_node("MatMulInteger", ["a", "b", "az", "bz"], ["y"])],
+                {"a": (4, 9), "b": (9, 6)}, {"y": (4, 6)},
+                {"az": np.array(128, np.uint8), "bz": np.array(7, np.int8)},
+                in_types={"a": TensorProto.UINT8, "b": TensorProto.INT8},
+                out_types={"y": TensorProto.INT32})
+    bi = RNG.integers(-128, 128, (9, 6)).astype(np.int8)
+    got = sensor.compile(mi)(au, bi).copy()
+    np.testing.assert_array_equal(got, ort_run(mi, {"a": au, "b": bi})[0])
+
+
+@pytest.mark.parametrize("group,per_channel", [(1, False), (1, True), (4, True)])
+def test_qlinear_conv_and_conv_integer(group, per_channel):
+    from edgert import sensor
+    C, CO = 4, 8
+    x = RNG.integers(0, 256, (1, C, 9, 7)).astype(np.uint8)
+    w = RNG.integers(-127, 128, (CO, C // group, 3, 3)).astype(np.int8)
+    ws = (RNG.uniform(0.005, 0.02, CO).astype(np.float32) if per_channel
+          else np.array(0.01, np.float32))
+    inits = {"xs": np.array(0.03, np.float32), "xz": np.array(120, np.uint8), "w": w, "ws": ws,
+             "wz": np.zeros(CO if per_channel else (), np.int8),
+             "ys": np.array(0.25, np.float32), "yz": np.array(100, np.uint8),
+             "b": RNG.integers(-500, 500, CO).astype(np.int32)}
+    node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"],
+                            ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 1],
+                            group=group)
+    m = _model([node], {"x": (1, C, 9, 7)}, {"y": (1, CO, 5, 7)}, inits,
+               in_types={"x": TensorProto.UINT8}, out_types={"y": TensorProto.UINT8})
+    _int_close(sensor.compile(m)(x).copy(), ort_run(m, {"x": x})[0], INT8_STEPS, "QLinearConv")
+    if group == 1 and not per_channel:
+        ci = _model([helper.make_node("ConvInteger", ["x", "w", "xz"], ["y"], kernel_shape=[3, 3],
+                                      pads=[1, 1, 1, 1])],
+                    {"x": (1, C, 9, 7)}, {"y": (1, CO, 9, 7)},
+                    {"w": w, "xz": np.array(120, np.uint8)}, in_types={"x": TensorProto.UINT8},
+                    out_types={"y": TensorProto.INT32})
+        np.testing.assert_array_equal(sensor.compile(ci)(x).copy(), ort_run(ci, {"x": x})[0])
+
+
+# -- whole models quantized by onnxruntime ---------------------------------------------------------
+
+def _float_model() -> bytes:
+    rng = np.random.default_rng(3)
+
+    def w(*s):
+        return (rng.standard_normal(s) * 0.3).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], kernel_shape=[5], pads=[2, 2]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], kernel_shape=[3], pads=[1, 1],
+                              strides=[2]),
+             helper.make_node("Relu", ["c2"], ["r2"]),
+             helper.make_node("Reshape", ["r2", "shape"], ["f"]),
+             helper.make_node("MatMul", ["f", "w3"], ["y"])]
+    return make_model(nodes, {"x": (1, 3, 32)}, {"y": (1, 5)},
+                      {"w1": w(8, 3, 5), "b1": w(8), "w2": w(12, 8, 3), "b2": w(12),
+                       "shape": np.array([1, 12 * 16], np.int64), "w3": w(12 * 16, 5)}, opset=17)
+
+
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory) -> dict[str, bytes]:
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+    d = tmp_path_factory.mktemp("q")
+    (d / "f.onnx").write_bytes(_float_model())
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            rng = np.random.default_rng(9)
+            self.data = iter([{"x": rng.standard_normal((1, 3, 32)).astype(np.float32)}
+                              for _ in range(16)])
+
+        def get_next(self):
+            return next(self.data, None)
+    out = {}
+    for fmt in ("qdq", "qoperator"):
+        quantize_static(str(d / "f.onnx"), str(d / f"{fmt}.onnx"), Reader(),
+                        quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        per_channel=True, op_types_to_quantize=["Conv", "MatMul"])
+        out[fmt] = (d / f"{fmt}.onnx").read_bytes()
+    return out
+
+
+def _output_scale(model: bytes) -> float:
+    import onnx
+    from onnx import numpy_helper
+    m = onnx.load_from_string(model)
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    for n in m.graph.node:  # the last DequantizeLinear's scale is the output's step
+        if n.op_type == "DequantizeLinear" and n.output[0] == m.graph.output[0].name:
+            return float(inits[n.input[1]])
+    return float(max(v for k, v in inits.items() if "scale" in k and v.size == 1))
+
+
+@pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
+@pytest.mark.parametrize("dtype", ["f32", "int8"])
+def test_quantized_model_matches_onnxruntime(quantized, fmt, dtype):
+    from edgert import sensor
+    model = quantized[fmt]
+    m = sensor.compile(model, dtype=dtype)
+    if dtype == "int8" and fmt == "qdq":
+        assert "QLinearConv" in m.info.ops and "QLinearMatMul" in m.info.ops, m.info.ops
+    step = _output_scale(model)
+    rng = np.random.default_rng(4)
+    for case in ("random", "zeros", "large"):
+        x = {"random": rng.standard_normal((1, 3, 32)), "zeros": np.zeros((1, 3, 32)),
+             "large": rng.standard_normal((1, 3, 32)) * 100}[case].astype(np.float32)
+        ref = ort_run(model, {"x": x})[0]
+        got = m(x).copy()
+        err = np.abs(got - ref).max()
+        assert err <= FLOAT_STEPS * step + 1e-6, f"{fmt}/{dtype}/{case}: {err} > {FLOAT_STEPS} x {step}"
