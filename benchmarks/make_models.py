@@ -12,6 +12,12 @@ For each shape (SmolLM2-135M, TinyLlama-1.1B) it writes, under --out (default
   q8_0.gguf     (token_embd and output included) in the named type, norms in f32. Q/K rows are
                 permuted to llama.cpp's interleaved-RoPE convention, exactly as llama.cpp's
                 convert_hf_to_gguf.py does, so llama.cpp runs them correctly.
+  f16.gguf      every 2-D weight in f16 (the source for llama.cpp's own quantizer)
+  q4_k_m.gguf   llama.cpp's Q4_K_M and Q3_K_M mixtures of f16.gguf, written by llama.cpp itself
+  q3_k_m.gguf   (llama_model_quantize from llama-cpp-python's vendored llama.cpp: the code path of
+                the `llama-quantize` tool) in the bench venv; skipped when llama_cpp is missing.
+                Rows that are not whole 256-blocks (SmolLM2's 576) get llama.cpp's fallbacks
+                (Q5_0 for Q4_K, IQ4_NL for Q3_K).
   ct2-int8/     CTranslate2 (`ct2-transformers-converter --quantization int8`), when installed.
   ort-int4/     onnxruntime-genai (`python -m onnxruntime_genai.models.builder -p int4 -e cpu`),
                 when installed and its builder accepts the model.
@@ -76,9 +82,9 @@ class Shape:
 
 SHAPES = {
     "smollm2-135m": Shape("smollm2-135m", 576, 30, 9, 3, 1536, 49152, True, 100000.0, 8192,
-                          SMOLLM2_GGUF, ("q4_0", "q8_0")),
+                          SMOLLM2_GGUF, ("q4_0", "q8_0", "f16")),
     "tinyllama-1.1b": Shape("tinyllama-1.1b", 2048, 22, 32, 4, 5632, 32000, False, 10000.0, 8192,
-                            LLAMA_SPM_VOCAB, ("q4_0",)),
+                            LLAMA_SPM_VOCAB, ("q4_0", "f16")),
 }
 
 
@@ -207,9 +213,11 @@ def write_gguf(s: Shape, hf_dir: Path, out: Path, qtype_name: str) -> None:
     from safetensors import safe_open
 
     qtype = {"q4_0": gguf.GGMLQuantizationType.Q4_0,
-             "q8_0": gguf.GGMLQuantizationType.Q8_0}[qtype_name]
+             "q8_0": gguf.GGMLQuantizationType.Q8_0,
+             "f16": gguf.GGMLQuantizationType.F16}[qtype_name]
     file_type = {"q4_0": gguf.LlamaFileType.MOSTLY_Q4_0,
-                 "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[qtype_name]
+                 "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+                 "f16": gguf.LlamaFileType.MOSTLY_F16}[qtype_name]
     tmp = out.with_suffix(".gguf.tmp")
     w = gguf.GGUFWriter(str(tmp), "llama")
     w.add_name(f"random {s.name} {qtype_name}")
@@ -242,6 +250,34 @@ def write_gguf(s: Shape, hf_dir: Path, out: Path, qtype_name: str) -> None:
     w.write_tensors_to_file(progress=False)
     w.close()
     tmp.rename(out)
+
+
+# llama.cpp's own quantizer (llama_model_quantize, what the `llama-quantize` tool calls)
+LLAMA_FTYPES = {"q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "q3_k_m": "LLAMA_FTYPE_MOSTLY_Q3_K_M",
+                "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M", "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K"}
+LLAMA_QUANTIZE = """
+import sys, llama_cpp
+src, dst, ftype = sys.argv[1], sys.argv[2], sys.argv[3]
+p = llama_cpp.llama_model_quantize_default_params()
+p.ftype = getattr(llama_cpp, ftype)
+p.nthread = 2
+rc = llama_cpp.llama_model_quantize(src.encode(), dst.encode(), p)
+sys.exit(1 if rc else 0)
+"""
+
+
+def llama_quantize(src: Path, out: Path, recipe: str, logdir: Path) -> bool:
+    """out = llama.cpp's `recipe` mixture of the GGUF src, written by llama.cpp."""
+    py = tool_python()
+    if not have_module(py, "llama_cpp"):
+        log("llama_cpp not installed: skipping llama.cpp's own quantizations")
+        return False
+    tmp = out.with_suffix(".gguf.tmp")
+    ok = run_logged([py, "-c", LLAMA_QUANTIZE, str(src), str(tmp), LLAMA_FTYPES[recipe]],
+                    logdir / f"llama-quantize-{out.parent.name}-{recipe}.log", tmp)
+    if ok:
+        tmp.rename(out)
+    return ok
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,6 +347,13 @@ def make_shape(s: Shape, root: Path, force: bool, peers: bool) -> dict[str, str]
             log(f"{s.name}: writing {g}")
             write_gguf(s, hf, g, q)
         made[f"gguf-{q}"] = str(g)
+    for r in ("q4_k_m", "q3_k_m"):
+        g = d / f"{r}.gguf"
+        if force or not g.exists():
+            log(f"{s.name}: llama.cpp quantizing f16.gguf to {g}")
+            if not llama_quantize(d / "f16.gguf", g, r, root.parent):
+                continue
+        made[f"gguf-{r}"] = str(g)
     if peers:
         ct2 = d / "ct2-int8"
         if force or not (ct2 / "model.bin").exists():

@@ -22,7 +22,9 @@ GPTQ-style callers (edgert's compress stages) quantize column by column on a fix
   codes = q3_k_codes(w, d, sc)      # round to nearest on that grid (or the caller's own codes)
   raw = q3_k_pack(codes, d, sc)     # uint8 [n, 110], the q3_k bytes
 and likewise q3_0_scales / q3_0_steps / q3_0_codes / q3_0_pack for 32-element blocks ([n, 32],
-d [n], raw [n, 14]). `encode(x, Q3_K)` is exactly scales -> codes -> pack.
+d [n], raw [n, 14]). `encode(x, Q3_K)` is exactly scales -> codes -> pack. For q4_k (scale and
+min per 32): d, dmin, sc, m = q4_k_scales(w); value = q4_k_steps(d, sc) * code - q4_k_offsets(dmin, m)
+with code in 0..15; q4_k_codes / q4_k_pack as above.
 """
 from __future__ import annotations
 
@@ -128,6 +130,16 @@ def _f16_round(v: np.ndarray) -> np.ndarray:
     return np.asarray(v, np.float32).astype(np.float16).astype(np.float32)
 
 
+def _seqsum(a: np.ndarray) -> np.ndarray:
+    """Sum over the last axis in float32, left to right: ggml's reference loops add in that order,
+    and a pairwise (numpy) sum rounds differently often enough to flip some scale choices."""
+    a = np.asarray(a, np.float32)
+    out = a[..., 0].copy()
+    for i in range(1, a.shape[-1]):
+        out += a[..., i]
+    return out
+
+
 def _make_qx_quants(x: np.ndarray, nmax: int) -> tuple[np.ndarray, np.ndarray]:
     """ggml make_qx_quants(rmse_type=1): symmetric scale search over 19 candidate steps, weights x^2.
     x [n, g] -> (scale float32 [n], L int32 [n, g] in 0..2*nmax-1)."""
@@ -141,7 +153,7 @@ def _make_qx_quants(x: np.ndarray, nmax: int) -> tuple[np.ndarray, np.ndarray]:
     def trial(iscale: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         l = np.clip(_nearest(iscale[:, None] * x), -nmax, nmax - 1)
         lf = l.astype(np.float32)
-        return l, (w * x * lf).sum(axis=1, dtype=np.float32), (w * lf * lf).sum(axis=1, dtype=np.float32)
+        return l, _seqsum(w * x * lf), _seqsum(w * lf * lf)
 
     l, sumlx, suml2 = trial((np.float32(-nmax) / safe).astype(np.float32))
     scale = np.where(suml2 > 0, sumlx / np.where(suml2 > 0, suml2, 1), 0).astype(np.float32)
@@ -171,8 +183,8 @@ def _make_q3_quants(x: np.ndarray, nmax: int) -> tuple[np.ndarray, np.ndarray]:
     L = np.clip(_nearest(iscale[:, None] * x), -nmax, nmax - 1)
     w = x * x
     Lf = L.astype(np.float32)
-    sumlx = (w * x * Lf).sum(axis=1, dtype=np.float32)
-    suml2 = (w * Lf * Lf).sum(axis=1, dtype=np.float32)
+    sumlx = _seqsum(w * x * Lf)
+    suml2 = _seqsum(w * Lf * Lf)
     for _ in range(5):
         changed = np.zeros(n, bool)
         for i in range(g):
@@ -204,20 +216,20 @@ def _make_qkx2_quants(x: np.ndarray, w: np.ndarray, nmax: int, rmin: float, rdel
     mx = x.max(axis=1).astype(np.float32)
     flat = mx == mn
     rng_ = np.where(flat, np.float32(1), mx - mn).astype(np.float32)
-    sum_w = w.sum(axis=1, dtype=np.float32)
-    sum_x = (w * x).sum(axis=1, dtype=np.float32)
+    sum_w = _seqsum(w)
+    sum_x = _seqsum(w * x)
     iscale = (np.float32(nmax) / rng_).astype(np.float32)
     scale = (np.float32(1) / iscale).astype(np.float32)
     L = np.clip(_nearest(iscale[:, None] * (x - mn[:, None])), 0, nmax)
     diff = scale[:, None] * L + mn[:, None] - x
-    best = (w * diff * diff).sum(axis=1, dtype=np.float32)
+    best = _seqsum(w * (diff * diff))
     for i in range(nstep + 1):
         isc = ((np.float32(rmin) + np.float32(rdelta) * np.float32(i) + np.float32(nmax)) / rng_).astype(np.float32)
         la = np.clip(_nearest(isc[:, None] * (x - mn[:, None])), 0, nmax)
         lf = la.astype(np.float32)
-        sum_l = (w * lf).sum(axis=1, dtype=np.float32)
-        sum_l2 = (w * lf * lf).sum(axis=1, dtype=np.float32)
-        sum_xl = (w * lf * x).sum(axis=1, dtype=np.float32)
+        sum_l = _seqsum(w * lf)
+        sum_l2 = _seqsum(w * lf * lf)
+        sum_xl = _seqsum(w * lf * x)
         D = sum_w * sum_l2 - sum_l * sum_l
         ok = D > 0
         Ds = np.where(ok, D, 1)
@@ -227,7 +239,7 @@ def _make_qkx2_quants(x: np.ndarray, w: np.ndarray, nmax: int, rmin: float, rdel
         this_scale = np.where(pos, sum_xl / np.where(sum_l2 > 0, sum_l2, 1), this_scale).astype(np.float32)
         this_min = np.where(pos, 0, this_min).astype(np.float32)
         d2 = this_scale[:, None] * lf + this_min[:, None] - x
-        err = (w * d2 * d2).sum(axis=1, dtype=np.float32)
+        err = _seqsum(w * (d2 * d2))
         take = ok & (err < best)
         L = np.where(take[:, None], la, L)
         best = np.where(take, err, best)
@@ -358,13 +370,13 @@ def _pack_scales_k4(ls: np.ndarray, lm: np.ndarray) -> np.ndarray:
     return out
 
 
-def _quantize_qk_min(x: np.ndarray, nmax: int, rmin: float, rdelta: float, nstep: int) -> tuple:
+def _qk_min_scales(x: np.ndarray, nmax: int, rmin: float, rdelta: float, nstep: int) -> tuple:
     # q4_k / q5_k: per 32 a (scale, min) search weighted by av_x + |x|, then 6-bit scales and mins
-    # against f16 d and dmin, then every value re-rounded on the final grid.
+    # against f16 d and dmin. Returns (d, dmin, sc, m, first-pass codes).
     b = _sb(x)
     n = b.shape[0]
     g = b.reshape(n * 8, 32)
-    av = np.sqrt((g * g).sum(axis=1, dtype=np.float32) / np.float32(32)).astype(np.float32)
+    av = np.sqrt(_seqsum(g * g) / np.float32(32)).astype(np.float32)
     w = av[:, None] + np.abs(g)
     scales, mins, first = _make_qkx2_quants(g, w, nmax, rmin, rdelta, nstep)
     scales = scales.reshape(n, 8)
@@ -373,18 +385,60 @@ def _quantize_qk_min(x: np.ndarray, nmax: int, rmin: float, rdelta: float, nstep
     max_min = np.maximum(mins.max(axis=1), 0)
     inv_s = np.where(max_scale > 0, np.float32(63) / np.where(max_scale > 0, max_scale, 1), 0).astype(np.float32)
     inv_m = np.where(max_min > 0, np.float32(63) / np.where(max_min > 0, max_min, 1), 0).astype(np.float32)
-    ls = np.clip(_nearest(inv_s[:, None] * scales), 0, 63)
-    lm = np.clip(_nearest(inv_m[:, None] * mins), 0, 63)
-    d = _f16_round(max_scale / np.float32(63))
-    dmin = _f16_round(max_min / np.float32(63))
-    step = (d[:, None] * ls.astype(np.float32)).astype(np.float32)
-    dm = (dmin[:, None] * lm.astype(np.float32)).astype(np.float32)
+    sc = np.clip(_nearest(inv_s[:, None] * scales), 0, 63).astype(np.uint8)
+    m = np.clip(_nearest(inv_m[:, None] * mins), 0, 63).astype(np.uint8)
+    return _f16_round(max_scale / np.float32(63)), _f16_round(max_min / np.float32(63)), sc, m, first.reshape(n, QK_K)
+
+
+def q4_k_scales(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """[n, 256] -> (d, dmin float32 [n] f16-exact, sc, m uint8 [n, 8] in 0..63; sub-block k = elements
+    32k..32k+31). Element value = q4_k_steps * code - q4_k_offsets, code in 0..15."""
+    d, dmin, sc, m, _ = _qk_min_scales(x, 15, -1.0, 0.1, 20)
+    return d, dmin, sc, m
+
+
+def q4_k_steps(d: np.ndarray, sc: np.ndarray) -> np.ndarray:
+    step = (np.asarray(d, np.float32)[:, None] * np.asarray(sc).astype(np.float32)).astype(np.float32)
+    return np.repeat(step, 32, axis=1)
+
+
+def q4_k_offsets(dmin: np.ndarray, m: np.ndarray) -> np.ndarray:
+    off = (np.asarray(dmin, np.float32)[:, None] * np.asarray(m).astype(np.float32)).astype(np.float32)
+    return np.repeat(off, 32, axis=1)
+
+
+def _qk_min_codes(b: np.ndarray, step: np.ndarray, off: np.ndarray, nmax: int) -> np.ndarray:
     ok = step != 0
-    l = np.clip(_nearest((b.reshape(n, 8, 32) + dm[:, :, None]) / np.where(ok, step, 1)[:, :, None]), 0, nmax)
-    L = np.where(ok[:, :, None], l, first.reshape(n, 8, 32)).reshape(n, QK_K).astype(np.uint8)
-    head = np.concatenate([d.astype(np.float16).view(np.uint8).reshape(n, 2),
-                           dmin.astype(np.float16).view(np.uint8).reshape(n, 2), _pack_scales_k4(ls, lm)], axis=1)
-    return head, L
+    l = np.clip(_nearest((b + off) / np.where(ok, step, 1)), 0, nmax)
+    return np.where(ok, l, 0).astype(np.uint8)
+
+
+def q4_k_codes(x: np.ndarray, d, dmin, sc, m) -> np.ndarray:
+    """Round x [n, 256] to nearest on the (d, dmin, sc, m) grid: codes uint8 in 0..15."""
+    return _qk_min_codes(_sb(x), q4_k_steps(d, sc), q4_k_offsets(dmin, m), 15)
+
+
+def _qk_min_head(d, dmin, sc, m) -> np.ndarray:
+    n = np.asarray(d).shape[0]
+    return np.concatenate([np.asarray(d, np.float32).astype(np.float16).view(np.uint8).reshape(n, 2),
+                           np.asarray(dmin, np.float32).astype(np.float16).view(np.uint8).reshape(n, 2),
+                           _pack_scales_k4(np.asarray(sc), np.asarray(m))], axis=1)
+
+
+def q4_k_pack(codes: np.ndarray, d, dmin, sc, m) -> np.ndarray:
+    """codes uint8 [n, 256] in 0..15 and the scales -> the q4_k bytes [n, 144]."""
+    codes = np.asarray(codes, np.uint8).reshape(-1, QK_K)
+    return np.concatenate([_qk_min_head(d, dmin, sc, m), _pack_nibbles_k(codes)], axis=1)
+
+
+def _quantize_qk_min(x: np.ndarray, nmax: int, rmin: float, rdelta: float, nstep: int) -> tuple:
+    # Scales as above, then every value re-rounded on the final grid (first-pass codes where a
+    # sub-block's step is zero, as ggml does).
+    b = _sb(x)
+    d, dmin, sc, m, first = _qk_min_scales(b, nmax, rmin, rdelta, nstep)
+    step = q4_k_steps(d, sc)
+    L = np.where(step != 0, _qk_min_codes(b, step, q4_k_offsets(dmin, m), nmax), first).astype(np.uint8)
+    return _qk_min_head(d, dmin, sc, m), L
 
 
 def _pack_nibbles_k(L: np.ndarray) -> np.ndarray:
@@ -450,7 +504,7 @@ def _iq4_block_scales(b: np.ndarray, ntry: int = 7) -> np.ndarray:
 
     def fit(iscale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         q = _IQ4_F[_iq4_index(iscale[:, None] * b)]
-        return (w * q * b).sum(axis=1, dtype=np.float32), (w * q * q).sum(axis=1, dtype=np.float32)
+        return _seqsum(w * q * b), _seqsum(w * q * q)
 
     d0 = (-safe / _IQ4_F[0]).astype(np.float32)
     sumqx, sumq2 = fit((np.float32(1) / d0).astype(np.float32))

@@ -17,16 +17,17 @@ no MoE, not Falcon, not 70B):
   q3_k_m: attn_v of layers 0-1 in q5_k, the other attn_v in q4_k; ffn_down in q5_k for the first
       sixteenth, else q4_k; attn_output in q4_k.
   A matrix whose rows are not whole super-blocks falls back as llama.cpp does (q4_k -> q5_0,
-  q5_k -> q5_1, q6_k -> q8_0, q3_k -> iq4_nl in q3_k_m), except the single-type `q3_k` recipe:
+  q5_k -> q5_1, q6_k -> q8_0, q3_k -> q4_0, iq4_xs -> iq4_nl; checked against the files
+  llama-cpp-python 0.3.36's llama_model_quantize writes), except the single-type `q3_k` recipe:
   there q3_k falls back to edgert's 3-bit q3_0 so the whole model stays at ~3.5 bits per weight
-  (llama.cpp's iq4_nl fallback would put SmolLM2's 576-wide matrices at 4.5).
+  (llama.cpp's q4_0 fallback puts SmolLM2's 576-wide matrices at 4.5).
 A matrix whose rows are not whole 32-blocks falls back to f16.
 """
 from __future__ import annotations
 
 import re
 
-from .dtypes import BY_NAME, F16, F32, IQ4_NL, Q3_0, Q3_K, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0, DType
+from .dtypes import BY_NAME, F16, F32, IQ4_NL, IQ4_XS, Q3_0, Q3_K, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0, DType
 
 _PLAIN = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q3_0", "iq4_nl", "iq4_xs",
           "q3_k", "q4_k", "q5_k", "q6_k")
@@ -35,8 +36,8 @@ _MIXTURES = {"q3_k_m": Q3_K, "q4_k_s": Q4_K, "q4_k_m": Q4_K, "q5_k_m": Q5_K}
 RECIPES = ("keep",) + _PLAIN + tuple(_MIXTURES)
 _EMBED_OUT = ("token_embd.weight", "output.weight")
 _LEGACY_4BIT = (Q4_0, Q4_1, Q3_0)
-_K_TYPES = (Q3_K, Q4_K, Q5_K, Q6_K)
-_K_FALLBACK = {Q3_K: IQ4_NL, Q4_K: Q5_0, Q5_K: Q5_1, Q6_K: Q8_0}
+_K_TYPES = (Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS)
+_K_FALLBACK = {Q3_K: Q4_0, Q4_K: Q5_0, Q5_K: Q5_1, Q6_K: Q8_0, IQ4_XS: IQ4_NL}
 _LAYER = re.compile(r"^blk\.(\d+)\.(.+)$")
 
 

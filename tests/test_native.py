@@ -66,6 +66,13 @@ def test_ctest_passes(release_build: Path) -> None:
     run_ctest(release_build)
 
 
+def test_runtime_dequantizer_equals_gguf(release_build: Path, tmp_path: Path) -> None:
+    """Issue 11's proof for every quantized type the runtime reads: its values (row_to_float, the
+    exact path and embedding lookups) equal gguf.quants.dequantize's bit for bit."""
+    from dequant_check import check_dequant_rows
+    assert check_dequant_rows(release_build / "dequant_rows", tmp_path) > 100_000
+
+
 def test_amx_kernel_on_the_tile_model_and_on_real_tiles(release_build: Path) -> None:
     """Issue 5's AMX proof. The kernel always runs on a scalar model of the tile unit (any AVX-512
     CPU); on real tiles only where the CPU and OS offer them, and the skip then says why."""

@@ -157,6 +157,13 @@ def test_three_bit_grid_interface():
     np.testing.assert_array_equal(Q.q3_0_pack(c0, d0).reshape(-1), Q.encode(w, Q3_0))
     np.testing.assert_array_equal(Q.decode(Q.q3_0_pack(c0, d0), Q3_0, blocks.shape),
                                   Q.q3_0_steps(d0) * (c0.astype(np.float32) - 4))
+    # q4_k: scale and min per 32.
+    d, dmin, sc, m = Q.q4_k_scales(sb)
+    c4 = Q.q4_k_codes(sb, d, dmin, sc, m)
+    raw4 = Q.q4_k_pack(c4, d, dmin, sc, m)
+    np.testing.assert_array_equal(raw4.reshape(-1), Q.encode(w, Q4_K))
+    np.testing.assert_array_equal(gguf.quants.dequantize(raw4, G.Q4_K).reshape(sb.shape),
+                                  Q.q4_k_steps(d, sc) * c4.astype(np.float32) - Q.q4_k_offsets(dmin, m))
     # 3.5 and 3.4375 bits per weight, scales included (issue 10 allows 3.6).
     assert Q3_0.block_bytes * 8 / Q3_0.block_size <= 3.6 and Q3_K.block_bytes * 8 / Q3_K.block_size <= 3.6
 
@@ -183,12 +190,30 @@ def test_k_recipes_follow_llama_cpp():
     assert target_dtype("blk.3.attn_q.weight", (576, 576), F32, "q4_k_m", n_layers=n) is Q5_0
     assert target_dtype("blk.3.attn_q.weight", (576, 576), F32, "q5_k_m", n_layers=n) is Q5_1
     assert target_dtype("blk.0.attn_v.weight", (192, 576), F32, "q4_k_m", n_layers=n) is Q8_0
-    assert target_dtype("blk.5.attn_q.weight", (576, 576), F32, "q3_k_m", n_layers=n) is IQ4_NL
+    assert target_dtype("blk.5.attn_q.weight", (576, 576), F32, "q3_k_m", n_layers=n) is Q4_0
+    assert target_dtype("blk.5.attn_q.weight", (576, 576), F32, "iq4_xs", n_layers=n) is IQ4_NL
     # ... except edgert's 3-bit recipe, which stays 3-bit.
     assert target_dtype("blk.5.attn_q.weight", (576, 576), F32, "q3_k") is Q3_0
     assert target_dtype("blk.5.ffn_down.weight", (576, 1536), F32, "q3_k") is Q3_K
     assert target_dtype("blk.5.ffn_down.weight", (576, 1530), F32, "q3_k") is F16
     assert target_dtype("output.weight", (512, 64), F32, "q3_0") is Q8_0
+
+
+def test_mixtures_match_llama_cpp_on_smollm2():
+    """Per-type tensor counts of the files llama-cpp-python 0.3.36's llama_model_quantize wrote from
+    an f32 SmolLM2-135M GGUF (tied embeddings, 576-wide rows, so most K types fall back)."""
+    from collections import Counter
+    shapes = {"token_embd.weight": (49152, 576), "output_norm.weight": (576,)}
+    for i in range(30):
+        for name, shape in (("attn_q", (576, 576)), ("attn_k", (192, 576)), ("attn_v", (192, 576)),
+                            ("attn_output", (576, 576)), ("ffn_gate", (1536, 576)), ("ffn_up", (1536, 576)),
+                            ("ffn_down", (576, 1536)), ("attn_norm", (576,)), ("ffn_norm", (576,))):
+            shapes[f"blk.{i}.{name}.weight"] = shape
+    llama_cpp = {"q4_k_m": {"f32": 61, "q8_0": 15, "q5_0": 166, "q6_k": 14, "q4_k": 16},
+                 "q3_k_m": {"f32": 61, "q8_0": 1, "q4_0": 120, "q5_0": 58, "q5_1": 2, "q5_k": 1, "q4_k": 29}}
+    for recipe, want in llama_cpp.items():
+        got = Counter(target_dtype(n, s, F32, recipe, n_layers=30, tied_embeddings=True).name for n, s in shapes.items())
+        assert dict(got) == want, recipe
 
 
 # -- end to end ------------------------------------------------------------------------------------

@@ -6,6 +6,11 @@ foreach(t test_kernels_ref test_kernels_isa)
   add_test(NAME ${t} COMMAND ${t})
 endforeach()
 
+# Not a test: the runtime's dequantizer on blocks from a file, compared with gguf.quants.dequantize
+# by tests/test_native.py and (under qemu-aarch64) tests/test_kernels_arm.py.
+add_executable(dequant_rows ${CMAKE_CURRENT_LIST_DIR}/dequant_rows.cpp)
+target_link_libraries(dequant_rows PRIVATE edgert_kernels)
+
 # The AMX prefill kernel on a scalar tile model (any AVX-512 CPU) and on real tiles where present.
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
   add_executable(test_kernels_amx ${CMAKE_CURRENT_LIST_DIR}/test_kernels_amx.cpp

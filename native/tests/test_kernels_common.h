@@ -161,6 +161,13 @@ inline std::vector<uint8_t> make_weights(std::mt19937& rng, edgert::DType t, Pro
     return buf;
 }
 
+inline bool is_quantized(edgert::DType t) { return edgert::dtype_is_quantized(t); }
+
+// Every quantized weight type, legacy first.
+constexpr edgert::DType kQuantTypes[] = {
+    edgert::DType::Q4_0, edgert::DType::Q4_1, edgert::DType::Q8_0,   edgert::DType::Q5_0,
+    edgert::DType::Q5_1, edgert::DType::IQ4_NL, edgert::DType::Q3_K, edgert::DType::Q4_K,
+    edgert::DType::Q5_K, edgert::DType::Q6_K, edgert::DType::IQ4_XS, edgert::DType::Q3_0};
 // Activation blocks the quantizers cannot represent, each beside ordinary values and at lanes
 // that fall in different SIMD registers and halves: NaN (quiet, negative, signaling), +-Inf,
 // beyond kQ8ActMaxAmax, -FLT_MAX; plus the boundary value itself (representable), an all-NaN
@@ -183,14 +190,6 @@ inline std::vector<float> make_unrepresentable_activations(std::mt19937& rng) {
     block(1.0f);
     return x;
 }
-
-inline bool is_quantized(edgert::DType t) { return edgert::dtype_is_quantized(t); }
-
-// Every quantized weight type, legacy first.
-constexpr edgert::DType kQuantTypes[] = {
-    edgert::DType::Q4_0, edgert::DType::Q4_1, edgert::DType::Q8_0,   edgert::DType::Q5_0,
-    edgert::DType::Q5_1, edgert::DType::IQ4_NL, edgert::DType::Q3_K, edgert::DType::Q4_K,
-    edgert::DType::Q5_K, edgert::DType::Q6_K, edgert::DType::IQ4_XS, edgert::DType::Q3_0};
 
 // Sum_k |W[r,k]| * |X[t,k]| per output: the natural scale of both rounding and accumulation
 // error, so tolerances are relative to it rather than to a result that may cancel to ~0.

@@ -170,6 +170,13 @@ void test_tensor_entries() {
         CHECK(message_has("blk.0.ffn_gate.weight") && message_has("9"));
     }
     {
+        // A super-block type on rows that are not whole 256-element super-blocks (hidden 64).
+        auto b = make_tiny_llama(spec);
+        b.find("blk.0.ffn_gate.weight")->dtype_field = 12;  // q4_k
+        CHECK_STATUS(load_file(b.build()), EDGERT_ERR_FORMAT);
+        CHECK(message_has("blk.0.ffn_gate.weight") && message_has("block size 256"));
+    }
+    {
         auto b = make_tiny_llama(spec);
         b.tensors.push_back(b.tensors[1]);  // duplicate name
         CHECK_STATUS(load_bytes(b.build()), EDGERT_ERR_FORMAT);

@@ -1,8 +1,14 @@
 // bench_matmul.cpp — GFLOP/s and GB/s of the quantized matmul per ISA on real model shapes, plus
 // the machine's read bandwidth (the decode roofline) and a TinyLlama-1.1B matmul-only estimate.
 //
-//   bench_matmul [--threads N] [--isa NAME]... [--type q4_0|q4_1|q8_0]... [--gemm-only] [--quick]
-//                [--no-model | --model-only] [--model tiny|smol]... [--multi]
+//   bench_matmul [--threads N] [--isa NAME]... [--type q4_0|q4_1|q8_0|q3_k|q4_k|...]... [--gemm-only]
+//                [--quick] [--no-model | --model-only] [--model tiny|smol]... [--multi]
+//                [--model-type TYPE]...
+//
+// --model-type runs the model estimate with TYPE for every matrix (default q4_0; repeatable for an
+// A/B in one run); a super-block type falls back where a matrix's rows are not whole 256-blocks
+// (SmolLM2's 576) as the converter's recipes do: q3_k -> q3_0, q4_k -> q5_0, q5_k -> q5_1,
+// q6_k -> q8_0, iq4_xs -> iq4_nl.
 //
 // GEMV (decode, n_tok = 1) rotates over enough copies of each weight to exceed the L3 cache, so
 // GB/s is DRAM streaming as in real decode. GEMM is prefill with 512 tokens. The TinyLlama
@@ -16,6 +22,8 @@
 #include <cstring>
 #include <string>
 #include <vector>
+
+#include <time.h>
 
 #include "kernels/kernels.h"
 #include "runtime/thread_pool.h"
@@ -37,13 +45,23 @@ void fill_weights(DType t, std::vector<uint8_t>& buf, int64_t rows, int64_t cols
         s ^= s << 13; s ^= s >> 7; s ^= s << 17;
         std::memcpy(&buf[i], &s, 8);
     }
-    // Sane scales (random bytes would give NaN/inf halves).
+    // Sane scales (random bytes would give NaN/inf halves): every f16 field of the block.
     const size_t bb = dtype_block_bytes(t);
+    const size_t d_at = t == DType::Q3_K ? 108 : t == DType::Q6_K ? 208 : 0;
+    const bool second = t == DType::Q4_1 || t == DType::Q5_1 || t == DType::Q4_K || t == DType::Q5_K;
     for (size_t off = 0; off + bb <= buf.size(); off += bb) {
         const uint16_t d = fp32_to_fp16(0.01f);
-        std::memcpy(&buf[off], &d, 2);
-        if (t == DType::Q4_1) std::memcpy(&buf[off + 2], &d, 2);
+        std::memcpy(&buf[off + d_at], &d, 2);
+        if (second) std::memcpy(&buf[off + 2], &d, 2);
     }
+}
+
+// CPU time of the whole process: on a shared machine it excludes the time other jobs held the
+// cores, so with --threads 1 it is the A/B figure to trust (wall clock is reported too).
+double cpu_seconds() {
+    timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 double seconds_since(Clock::time_point t0) {
@@ -124,7 +142,26 @@ const ModelShape kSmolLM2{"SmolLM2-135M", 576, 192, 1536, 30, 49152};
 
 // All matmuls of one decode step and of a 512-token prefill, q4_0, distinct weights. The head runs
 // over all 512 prompt tokens as well (an upper bound: a runtime needs only the last token's logits).
-void bench_model(const ModelShape& ms, ThreadPool& pool, double bw_gbs) {
+DType fitting(DType t, int64_t cols) {
+    if (cols % dtype_block_size(t) == 0) return t;
+    switch (t) {
+        case DType::Q3_K: return DType::Q3_0;
+        case DType::Q4_K: return DType::Q5_0;
+        case DType::Q5_K: return DType::Q5_1;
+        case DType::Q6_K: return DType::Q8_0;
+        case DType::IQ4_XS: return DType::IQ4_NL;
+        default: return DType::F16;
+    }
+}
+
+DType type_named(const std::string& name) {
+    for (uint32_t id = 0; id < 2048; ++id)
+        if (dtype_is_known(id) && name == dtype_name(static_cast<DType>(id))) return static_cast<DType>(id);
+    std::fprintf(stderr, "unknown type %s\n", name.c_str());
+    std::exit(2);
+}
+
+void bench_model(const ModelShape& ms, ThreadPool& pool, double bw_gbs, DType mt = DType::Q4_0) {
     struct M { int64_t rows, cols; };
     const M layer[] = {{ms.hidden, ms.hidden}, {ms.kv_dim, ms.hidden}, {ms.kv_dim, ms.hidden}, {ms.hidden, ms.hidden},
                        {ms.ffn, ms.hidden},    {ms.ffn, ms.hidden},    {ms.hidden, ms.ffn}};
@@ -134,27 +171,27 @@ void bench_model(const ModelShape& ms, ThreadPool& pool, double bw_gbs) {
     for (int64_t l = 0; l < ms.layers; ++l)
         for (const M& m : layer) {
             bufs.emplace_back();
-            fill_weights(DType::Q4_0, bufs.back(), m.rows, m.cols, bufs.size());
+            fill_weights(fitting(mt, m.cols), bufs.back(), m.rows, m.cols, bufs.size());
         }
     bufs.emplace_back();
-    fill_weights(DType::Q4_0, bufs.back(), ms.vocab, ms.hidden, 999);
+    fill_weights(fitting(mt, ms.hidden), bufs.back(), ms.vocab, ms.hidden, 999);
     size_t i = 0;
     const auto tp = Clock::now();
     for (int64_t l = 0; l < ms.layers; ++l)
         for (const M& m : layer) {
-            Weight w; w.type = DType::Q4_0; w.data = bufs[i++].data(); w.rows = m.rows; w.cols = m.cols;
+            Weight w; w.type = fitting(mt, m.cols); w.data = bufs[i++].data(); w.rows = m.rows; w.cols = m.cols;
             prepare_weight(w);
             ws.push_back(w);
         }
     {
-        Weight w; w.type = DType::Q4_0; w.data = bufs[i].data(); w.rows = ms.vocab; w.cols = ms.hidden;
+        Weight w; w.type = fitting(mt, ms.hidden); w.data = bufs[i].data(); w.rows = ms.vocab; w.cols = ms.hidden;
         prepare_weight(w);
         ws.push_back(w);
     }
     const double pack_s = seconds_since(tp);
     size_t packed = 0;
     for (auto& b : bufs) total += b.size();
-    for (const Weight& w : ws) packed += w.packed ? dtype_row_bytes(w.type, w.cols) * ((w.rows + 15) / 16 * 16) : 0;
+    for (const Weight& w : ws) packed += w.packed_bytes;
     std::printf("%-11s %s prepare_weight: %.2f s, %.0f MB re-laid-out copy (file %.0f MB)\n",
                 current_isa(), ms.name, pack_s, packed / 1e6, total / 1e6);
     const int64_t n_pf = 512;
@@ -179,25 +216,33 @@ void bench_model(const ModelShape& ms, ThreadPool& pool, double bw_gbs) {
         matmul(ws.back(), x.data(), n_tok, y.data(), &pool);
     };
     step(1);
-    std::vector<double> dec, pf;
+    std::vector<double> dec, pf, dec_cpu, pf_cpu;
     for (int r = 0; r < 7; ++r) {
         const auto t0 = Clock::now();
+        const double c0 = cpu_seconds();
         step(1);
         dec.push_back(seconds_since(t0));
+        dec_cpu.push_back(cpu_seconds() - c0);
     }
     // Prefill is noisy on a shared machine: median of 3 (1 with --quick).
     for (int r = 0; r < (g_quick ? 1 : 3); ++r) {
         const auto t0 = Clock::now();
+        const double c0 = cpu_seconds();
         step(n_pf);
         pf.push_back(seconds_since(t0));
+        pf_cpu.push_back(cpu_seconds() - c0);
     }
     std::sort(dec.begin(), dec.end());
     std::sort(pf.begin(), pf.end());
+    std::sort(dec_cpu.begin(), dec_cpu.end());
+    std::sort(pf_cpu.begin(), pf_cpu.end());
     const double roof = bw_gbs * 1e9 / total;
-    std::printf("%-11s %s q4_0 matmuls only%s (%.0f MB): decode %.1f tok/s (%.0f%% of %.1f tok/s roofline), "
+    std::printf("%-11s %s %s matmuls only%s (%.0f MB): decode %.1f tok/s (%.0f%% of %.1f tok/s roofline), "
                 "prefill-512 %.1f tok/s\n",
-                current_isa(), ms.name, g_multi ? " (multi)" : "", total / 1e6, 1.0 / dec[dec.size() / 2], 100.0 / dec[dec.size() / 2] / roof, roof,
+                current_isa(), ms.name, dtype_name(mt), g_multi ? " (multi)" : "", total / 1e6, 1.0 / dec[dec.size() / 2], 100.0 / dec[dec.size() / 2] / roof, roof,
                 n_pf / pf[pf.size() / 2]);
+    std::printf("%-11s %s %s per CPU second: decode %.1f tok/s, prefill-512 %.1f tok/s\n", current_isa(), ms.name,
+                dtype_name(mt), 1.0 / dec_cpu[dec_cpu.size() / 2], n_pf / pf_cpu[pf_cpu.size() / 2]);
     std::fflush(stdout);
 }
 
@@ -206,19 +251,20 @@ void bench_model(const ModelShape& ms, ThreadPool& pool, double bw_gbs) {
 int main(int argc, char** argv) {
     int threads = 2;
     bool quick = false, tiny = true, shapes_too = true;
-    std::vector<std::string> isas, types, models;
+    std::vector<std::string> isas, types, models, model_types;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
         else if (a == "--isa" && i + 1 < argc) isas.push_back(argv[++i]);
         else if (a == "--type" && i + 1 < argc) types.push_back(argv[++i]);
         else if (a == "--model" && i + 1 < argc) models.push_back(argv[++i]);
+        else if (a == "--model-type" && i + 1 < argc) model_types.push_back(argv[++i]);
         else if (a == "--gemm-only") g_gemm_only = true;
         else if (a == "--multi") g_multi = true;
         else if (a == "--quick") quick = g_quick = true;
         else if (a == "--no-model") tiny = false;
         else if (a == "--model-only") shapes_too = false;
-        else { std::fprintf(stderr, "usage: %s [--threads N] [--isa NAME]... [--type T]... [--gemm-only] [--multi] [--quick] [--no-model | --model-only] [--model tiny|smol]...\n", argv[0]); return 2; }
+        else { std::fprintf(stderr, "usage: %s [--threads N] [--isa NAME]... [--type T]... [--gemm-only] [--multi] [--quick] [--no-model | --model-only] [--model tiny|smol]... [--model-type T]...\n", argv[0]); return 2; }
     }
     if (isas.empty())
         for (const std::string& s : available_isas())
@@ -231,15 +277,20 @@ int main(int argc, char** argv) {
     for (const std::string& isa : isas) {
         if (!set_isa(isa)) { std::fprintf(stderr, "ISA %s not available\n", isa.c_str()); return 1; }
         if (shapes_too)
-            for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0}) {
-                if (!types.empty() && std::find(types.begin(), types.end(), dtype_name(t)) == types.end()) continue;
-                for (const Shape& s : shapes) bench_shape(s, t, pool, quick);
+            for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q5_0, DType::Q5_1, DType::IQ4_NL,
+                            DType::Q3_0, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_XS}) {
+                const bool legacy = t == DType::Q4_0 || t == DType::Q4_1 || t == DType::Q8_0;
+                if (types.empty() ? !legacy : std::find(types.begin(), types.end(), dtype_name(t)) == types.end()) continue;
+                for (const Shape& s : shapes)
+                    if (s.cols % dtype_block_size(t) == 0) bench_shape(s, t, pool, quick);
             }
+        if (model_types.empty()) model_types.push_back("q4_0");
         if (tiny) {
+            // Types interleaved per model: an A/B on a shared machine.
             if (models.empty() || std::find(models.begin(), models.end(), "tiny") != models.end())
-                bench_model(kTinyLlama, pool, bw);
+                for (const std::string& mt : model_types) bench_model(kTinyLlama, pool, bw, type_named(mt));
             if (models.empty() || std::find(models.begin(), models.end(), "smol") != models.end())
-                bench_model(kSmolLM2, pool, bw);
+                for (const std::string& mt : model_types) bench_model(kSmolLM2, pool, bw, type_named(mt));
         }
     }
     return 0;

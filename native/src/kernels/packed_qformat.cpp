@@ -15,8 +15,12 @@ size_t packed_qformat_bytes(DType t, int64_t rows, int64_t cols, int g) {
     return static_cast<size_t>(groups * supers) * pq_super_bytes(t, g);
 }
 
-void pack_qformat(DType t, const void* src, int64_t rows, int64_t cols, void* dst, int g) {
-    const QFormat f = qformat(t);
+namespace {
+
+// One instantiation per type, so the field layout is constant and the byte loops unroll.
+template <DType t>
+void pack_type(const void* src, int64_t rows, int64_t cols, void* dst, int g) {
+    constexpr QFormat f = qformat(t);
     const int bps = f.blocks_per_super;
     const int64_t supers = cols / (kQK * bps);
     const int64_t groups = (rows + g - 1) / g;
@@ -42,24 +46,49 @@ void pack_qformat(DType t, const void* src, int64_t rows, int64_t cols, void* ds
                     uint8_t* ob = o + head + k * bb;
                     for (int h = 0; h < f.n_sub; ++h) ob[h * g + i] = static_cast<uint8_t>(qb.sc[h]);
                     if (f.k_min) ob[f.n_sub * g + i] = qb.m;
-                    for (int e = 0; e < kQK; ++e) {
-                        const int c = qb.code[e], q = e / 4, byte = e % 4;
-                        if (f.nib) {
-                            // quad q < 4: chunk q, low nibble; q >= 4: chunk q - 4, high nibble
-                            ob[nib + (q % 4) * 4 * g + 4 * i + byte] |= static_cast<uint8_t>((c & 0xF) << (q < 4 ? 0 : 4));
-                        }
-                        if (f.two) {
-                            const int field = (c >> f.two_shift) & 3;
-                            ob[two + (q / 4) * 4 * g + 4 * i + byte] |= static_cast<uint8_t>(field << (2 * (q % 4)));
-                        }
-                        if (f.one) {
-                            const int bit = (c >> f.one_shift) & 1;
-                            ob[one + 4 * i + byte] |= static_cast<uint8_t>(bit << q);
+                    // Whole bytes, each written once (no read-modify-write per element).
+                    const uint8_t* c = qb.code;
+                    if (f.nib) {
+                        for (int q = 0; q < 4; ++q)
+                            for (int k = 0; k < 4; ++k)
+                                ob[nib + q * 4 * g + 4 * i + k] =
+                                    static_cast<uint8_t>((c[4 * q + k] & 0xF) | (c[16 + 4 * q + k] & 0xF) << 4);
+                    }
+                    if (f.two) {
+                        for (int h = 0; h < 2; ++h)
+                            for (int k = 0; k < 4; ++k) {
+                                int v = 0;
+                                for (int m = 0; m < 4; ++m) v |= ((c[16 * h + 4 * m + k] >> f.two_shift) & 3) << (2 * m);
+                                ob[two + h * 4 * g + 4 * i + k] = static_cast<uint8_t>(v);
+                            }
+                    }
+                    if (f.one) {
+                        for (int k = 0; k < 4; ++k) {
+                            int v = 0;
+                            for (int m = 0; m < 8; ++m) v |= ((c[4 * m + k] >> f.one_shift) & 1) << m;
+                            ob[one + 4 * i + k] = static_cast<uint8_t>(v);
                         }
                     }
                 }
             }
         }
+    }
+}
+
+}  // namespace
+
+void pack_qformat(DType t, const void* src, int64_t rows, int64_t cols, void* dst, int g) {
+    switch (t) {
+        case DType::Q5_0: pack_type<DType::Q5_0>(src, rows, cols, dst, g); return;
+        case DType::Q5_1: pack_type<DType::Q5_1>(src, rows, cols, dst, g); return;
+        case DType::IQ4_NL: pack_type<DType::IQ4_NL>(src, rows, cols, dst, g); return;
+        case DType::Q3_0: pack_type<DType::Q3_0>(src, rows, cols, dst, g); return;
+        case DType::Q3_K: pack_type<DType::Q3_K>(src, rows, cols, dst, g); return;
+        case DType::Q4_K: pack_type<DType::Q4_K>(src, rows, cols, dst, g); return;
+        case DType::Q5_K: pack_type<DType::Q5_K>(src, rows, cols, dst, g); return;
+        case DType::Q6_K: pack_type<DType::Q6_K>(src, rows, cols, dst, g); return;
+        case DType::IQ4_XS: pack_type<DType::IQ4_XS>(src, rows, cols, dst, g); return;
+        default: return;
     }
 }
 

@@ -46,17 +46,19 @@ inline void qf_decode_block(const uint8_t* q, int8x16_t w[8][2]) {
             for (int hh = 0; hh < 2; ++hh) {
                 const uint8x16_t v = vld1q_u8(q + o_two + 32 * hh + 16 * h);
                 for (int m = 0; m < 4; ++m) {
-                    uint8x16_t f = vandq_u8(vshlq_u8(v, vdupq_n_s8(static_cast<int8_t>(-2 * m))), vdupq_n_u8(3));
-                    f = vshlq_u8(f, vdupq_n_s8(F.two_shift));
-                    u[4 * hh + m][h] = vorrq_u8(u[4 * hh + m][h], f);
+                    // Bits 2m..2m+1 straight to bits two_shift.. (one shift), then one bit-select
+                    // into the code (whose bits there are clear): 2 ops per quad.
+                    const uint8x16_t moved = vshlq_u8(v, vdupq_n_s8(static_cast<int8_t>(F.two_shift - 2 * m)));
+                    u[4 * hh + m][h] = vbslq_u8(vdupq_n_u8(static_cast<uint8_t>(3 << F.two_shift)), moved, u[4 * hh + m][h]);
                 }
             }
         }
         if constexpr (F.one) {
             const uint8x16_t v = vld1q_u8(q + o_one + 16 * h);
             for (int c = 0; c < 8; ++c) {
-                const uint8x16_t f = vandq_u8(vshlq_u8(v, vdupq_n_s8(static_cast<int8_t>(-c))), vdupq_n_u8(1));
-                u[c][h] = vorrq_u8(u[c][h], vshlq_u8(f, vdupq_n_s8(F.one_shift)));
+                // Bit c to bit one_shift (one shift), then one bit-select into the code.
+                const uint8x16_t moved = vshlq_u8(v, vdupq_n_s8(static_cast<int8_t>(F.one_shift - c)));
+                u[c][h] = vbslq_u8(vdupq_n_u8(static_cast<uint8_t>(1 << F.one_shift)), moved, u[c][h]);
             }
         }
     }
@@ -115,16 +117,18 @@ inline void qf_tile(const uint8_t* grp, int64_t n_super, int64_t nb, const Block
                     a0 = qf_dot_lane<1>(a0, w[1][h], x0);
                     a0 = qf_dot_lane<2>(a0, w[2][h], x0);
                     a0 = qf_dot_lane<3>(a0, w[3][h], x0);
-                    a1 = qf_dot_lane<0>(a1, w[4][h], x1);
-                    a1 = qf_dot_lane<1>(a1, w[5][h], x1);
-                    a1 = qf_dot_lane<2>(a1, w[6][h], x1);
-                    a1 = qf_dot_lane<3>(a1, w[7][h], x1);
+                    // per-16 types: a second chain; the others continue the first (exact)
+                    int32x4_t& a = F.n_sub == 2 ? a1 : a0;
+                    a = qf_dot_lane<0>(a, w[4][h], x1);
+                    a = qf_dot_lane<1>(a, w[5][h], x1);
+                    a = qf_dot_lane<2>(a, w[6][h], x1);
+                    a = qf_dot_lane<3>(a, w[7][h], x1);
                     float32x4_t v = acc[j][h];
                     if constexpr (F.n_sub == 2) {
                         v = vfmaq_f32(v, vcvtq_f32_s32(a0), vmulq_n_f32(s0[h], xb.d));
                         v = vfmaq_f32(v, vcvtq_f32_s32(a1), vmulq_n_f32(s1[h], xb.d));
                     } else {
-                        v = vfmaq_f32(v, vcvtq_f32_s32(vaddq_s32(a0, a1)), vmulq_n_f32(s0[h], xb.d));
+                        v = vfmaq_f32(v, vcvtq_f32_s32(a0), vmulq_n_f32(s0[h], xb.d));
                     }
                     if constexpr (F.k_min) v = vfmsq_n_f32(v, mn[h], xb.s);
                     if constexpr (F.f_min) v = vfmaq_n_f32(v, mn[h], xb.s);

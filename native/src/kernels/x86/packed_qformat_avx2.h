@@ -49,7 +49,7 @@ inline void qf_decode_block(const uint8_t* q, __m256i w[8]) {
     constexpr QFormat F = qformat(QT);
     constexpr size_t o_nib = pq_nib_offset(QT, kQfRows), o_two = pq_two_offset(QT, kQfRows),
                      o_one = pq_one_offset(QT, kQfRows);
-    const __m256i m0f = _mm256_set1_epi8(0x0f), m03 = _mm256_set1_epi8(0x03);
+    const __m256i m0f = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(static_cast<char>(3 << F.two_shift));
     if constexpr (F.nib) {
 #pragma GCC unroll 4
         for (int c = 0; c < 4; ++c) {
@@ -64,8 +64,11 @@ inline void qf_decode_block(const uint8_t* q, __m256i w[8]) {
             const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + o_two + 32 * h));
 #pragma GCC unroll 4
             for (int m = 0; m < 4; ++m) {
-                __m256i f = _mm256_and_si256(m == 0 ? v : _mm256_srli_epi16(v, 2 * m), m03);
-                if constexpr (F.two_shift != 0) f = _mm256_slli_epi16(f, F.two_shift);
+                // Bits 2m..2m+1 of each byte straight to bits two_shift.. with one shift; the
+                // 16-bit shift carries bits across bytes only into bits the mask drops.
+                const int sh = F.two_shift - 2 * m;
+                const __m256i moved = sh > 0 ? _mm256_slli_epi16(v, sh) : sh < 0 ? _mm256_srli_epi16(v, -sh) : v;
+                const __m256i f = _mm256_and_si256(moved, m2);
                 w[4 * h + m] = F.nib ? _mm256_or_si256(w[4 * h + m], f) : f;
             }
         }
@@ -126,17 +129,22 @@ inline void qf_tile(const uint8_t* grp, int64_t n_super, int64_t nb, const Block
                 const int32_t* o = offs + (j * nb + b) * 2;
                 __m256i a0 = kOffsets ? _mm256_set1_epi32(o[0]) : _mm256_setzero_si256();
                 __m256i a1 = (kOffsets && F.n_sub == 2) ? _mm256_set1_epi32(o[1]) : _mm256_setzero_si256();
+                // One int32 chain per sub-scale (per-16 types two, the others one: exact, saves the add).
 #pragma GCC unroll 4
                 for (int c = 0; c < 4; ++c) {
                     a0 = qf_dot<QT>(a0, w[c], _mm256_set1_epi32(q4[c]));
-                    a1 = qf_dot<QT>(a1, w[4 + c], _mm256_set1_epi32(q4[4 + c]));
+                    if constexpr (F.n_sub == 2) a1 = qf_dot<QT>(a1, w[4 + c], _mm256_set1_epi32(q4[4 + c]));
+                }
+                if constexpr (F.n_sub != 2) {
+#pragma GCC unroll 4
+                    for (int c = 4; c < 8; ++c) a0 = qf_dot<QT>(a0, w[c], _mm256_set1_epi32(q4[c]));
                 }
                 const __m256 xd = _mm256_set1_ps(xb.d);
                 if constexpr (F.n_sub == 2) {
                     acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a0), _mm256_mul_ps(s0, xd), acc[j]);
                     acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a1), _mm256_mul_ps(s1, xd), acc[j]);
                 } else {
-                    acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(a0, a1)), _mm256_mul_ps(s0, xd), acc[j]);
+                    acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a0), _mm256_mul_ps(s0, xd), acc[j]);
                 }
                 if constexpr (F.k_min) acc[j] = _mm256_fnmadd_ps(mn, _mm256_set1_ps(xb.s), acc[j]);
                 if constexpr (F.f_min) acc[j] = _mm256_fmadd_ps(mn, _mm256_set1_ps(xb.s), acc[j]);

@@ -30,7 +30,7 @@ inline void qf_decode_block(const uint8_t* q, __m512i w[8]) {
     constexpr QFormat F = qformat(QT);
     constexpr size_t o_nib = pq_nib_offset(QT, kQfRows), o_two = pq_two_offset(QT, kQfRows),
                      o_one = pq_one_offset(QT, kQfRows);
-    const __m512i m0f = _mm512_set1_epi8(0x0f), m03 = _mm512_set1_epi8(0x03);
+    const __m512i m0f = _mm512_set1_epi8(0x0f), m2 = _mm512_set1_epi8(static_cast<char>(3 << F.two_shift));
     if constexpr (F.nib) {
 #pragma GCC unroll 4
         for (int c = 0; c < 4; ++c) {
@@ -45,9 +45,15 @@ inline void qf_decode_block(const uint8_t* q, __m512i w[8]) {
             const __m512i v = _mm512_loadu_si512(q + o_two + 64 * h);
 #pragma GCC unroll 4
             for (int m = 0; m < 4; ++m) {
-                __m512i f = _mm512_and_si512(m == 0 ? v : _mm512_srli_epi16(v, 2 * m), m03);
-                if constexpr (F.two_shift != 0) f = _mm512_slli_epi16(f, F.two_shift);
-                w[4 * h + m] = F.nib ? _mm512_or_si512(w[4 * h + m], f) : f;
+                // Bits 2m..2m+1 of each byte straight to bits two_shift.. (one shift, then one
+                // mask, or one ternary-logic OR-under-mask onto the nibble: 2 ops per quad). The
+                // 16-bit shifts carry bits across bytes only into bits the mask drops.
+                const int sh = F.two_shift - 2 * m;
+                const __m512i moved = sh > 0 ? _mm512_slli_epi16(v, sh) : sh < 0 ? _mm512_srli_epi16(v, -sh) : v;
+                if constexpr (F.nib)
+                    w[4 * h + m] = _mm512_ternarylogic_epi32(w[4 * h + m], moved, m2, 0xF8);  // w | (moved & m2)
+                else
+                    w[4 * h + m] = _mm512_and_si512(moved, m2);
             }
         }
     }
@@ -108,17 +114,23 @@ inline void qf_tile(const uint8_t* grp, int64_t n_super, int64_t nb, const Block
                 const int32_t* o = offs + (j * nb + b) * 2;
                 __m512i a0 = kOffsets ? _mm512_set1_epi32(o[0]) : _mm512_setzero_si512();
                 __m512i a1 = (kOffsets && F.n_sub == 2) ? _mm512_set1_epi32(o[1]) : _mm512_setzero_si512();
+                // One int32 chain per sub-scale: per-16 types two, the others one over all 8
+                // quads (exact either way; a single chain saves the add).
 #pragma GCC unroll 4
                 for (int c = 0; c < 4; ++c) {
                     a0 = _mm512_dpbusd_epi32(a0, w[c], _mm512_set1_epi32(q4[c]));
-                    a1 = _mm512_dpbusd_epi32(a1, w[4 + c], _mm512_set1_epi32(q4[4 + c]));
+                    if constexpr (F.n_sub == 2) a1 = _mm512_dpbusd_epi32(a1, w[4 + c], _mm512_set1_epi32(q4[4 + c]));
+                }
+                if constexpr (F.n_sub != 2) {
+#pragma GCC unroll 4
+                    for (int c = 4; c < 8; ++c) a0 = _mm512_dpbusd_epi32(a0, w[c], _mm512_set1_epi32(q4[c]));
                 }
                 const __m512 xd = _mm512_set1_ps(xb.d);
                 if constexpr (F.n_sub == 2) {
                     acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a0), _mm512_mul_ps(s0, xd), acc[j]);
                     acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a1), _mm512_mul_ps(s1, xd), acc[j]);
                 } else {
-                    acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a0, a1)), _mm512_mul_ps(s0, xd), acc[j]);
+                    acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a0), _mm512_mul_ps(s0, xd), acc[j]);
                 }
                 if constexpr (F.k_min) acc[j] = _mm512_fnmadd_ps(mn, _mm512_set1_ps(xb.s), acc[j]);
                 if constexpr (F.f_min) acc[j] = _mm512_fmadd_ps(mn, _mm512_set1_ps(xb.s), acc[j]);
