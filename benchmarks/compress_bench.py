@@ -9,8 +9,9 @@ GGUF dequantized: its values sit on a Q4_1 grid, so re-quantizing into q4_0 is n
 Stages (each skipped when its file exists):
   teacher-f32   edgert convert GGUF --quantize f32
   rtn-q4_0      edgert convert GGUF --quantize q4_0 (embedding q8_0)
-  gptq-q4_0     edgert compress GGUF --allow-quantized-source --quant q4_0:gptq --calib self:32
-                --save-calib calib.npz (later runs: --calib calib.npz, the same sequences)
+  gptq-q4_0     edgert compress GGUF --allow-quantized-source --quant q4_0:gptq --calib self:128
+                --save-calib calib.npz (later runs: --calib calib.npz, the same sequences); GPTQ's
+                defaults act_order=1, asym=1 (benchmarks/compress_sweep.py measured the options)
   awqgptq-q4_0  ... --quant q4_0:awq+gptq
   rtn-q3_k      edgert convert GGUF --quantize q3_k (q3_0 where rows are not whole 256-blocks)
   gptq-q3_k, awqgptq-q3_k   ... --quant q3_k:gptq / q3_k:awq+gptq
@@ -108,18 +109,19 @@ def _logp(logits: np.ndarray) -> np.ndarray:
     return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
-def quality(work: Path, names: list[str], n_ctx: int, max_tokens: int, threads: int, text: Path = WIKI) -> dict:
+def quality(work: Path, names: list[str], n_ctx: int, max_tokens: int, threads: int, text: Path = WIKI,
+            exact: bool = False) -> dict:
     from edgert.model import ContextParams, Model
     from edgert.tokenizer import Tokenizer
     teacher = Model(work / "teacher-f32.edgt")
     tokens = np.asarray(Tokenizer.from_metadata(teacher.metadata).encode(text.read_text(encoding="utf-8")), np.int32)
     n_chunks = min(len(tokens), max_tokens or len(tokens)) // n_ctx
     params = ContextParams(n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, kv_type_k="f16", kv_type_v="f16")
-    models = {n: Model(work / f"{n}.edgt") for n in names}
+    models = {n: Model(work / f"{n}.edgt", exact=exact) for n in names}
     ctxs = {n: m.new_context(params) for n, m in models.items()}
     tctx = teacher.new_context(params)
     first = n_ctx // 2
-    acc = {n: {"nll": 0.0, "kl": 0.0} for n in ["teacher-f32", *names]}
+    acc = {n: {"nll": 0.0, "kl": 0.0, "chunks_nll": [], "chunks_kl": []} for n in ["teacher-f32", *names]}
     count = 0
     t0 = time.monotonic()
     for c in range(n_chunks):
@@ -127,12 +129,18 @@ def quality(work: Path, names: list[str], n_ctx: int, max_tokens: int, threads: 
         tgt = chunk[first + 1:].astype(np.int64)
         tctx.reset()
         ref = _logp(tctx.eval(chunk, all_logits=True)[first:n_ctx - 1])
-        acc["teacher-f32"]["nll"] -= float(np.take_along_axis(ref, tgt[:, None], -1).sum())
+        t_nll = -float(np.take_along_axis(ref, tgt[:, None], -1).sum())
+        acc["teacher-f32"]["nll"] += t_nll
+        acc["teacher-f32"]["chunks_nll"].append(t_nll)
         for n, ctx in ctxs.items():
             ctx.reset()
             lp = _logp(ctx.eval(chunk, all_logits=True)[first:n_ctx - 1])
-            acc[n]["nll"] -= float(np.take_along_axis(lp, tgt[:, None], -1).sum())
-            acc[n]["kl"] += float((np.exp(ref) * (ref - lp)).sum())
+            c_nll = -float(np.take_along_axis(lp, tgt[:, None], -1).sum())
+            c_kl = float((np.exp(ref) * (ref - lp)).sum())
+            acc[n]["nll"] += c_nll
+            acc[n]["kl"] += c_kl
+            acc[n]["chunks_nll"].append(c_nll)
+            acc[n]["chunks_kl"].append(c_kl)
         count += len(tgt)
         print(f"\r  chunk {c + 1}/{n_chunks}  {time.monotonic() - t0:.0f}s", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
@@ -140,10 +148,29 @@ def quality(work: Path, names: list[str], n_ctx: int, max_tokens: int, threads: 
     for n, a in acc.items():
         path = work / f"{n}.edgt"
         out[n] = {"ppl": math.exp(a["nll"] / count), "kld": None if n == "teacher-f32" else a["kl"] / count,
-                  "file_bytes": path.stat().st_size}
+                  "file_bytes": path.stat().st_size, "chunks_nll": a["chunks_nll"],
+                  **({} if n == "teacher-f32" else {"chunks_kl": a["chunks_kl"]})}
     for c in [*ctxs.values(), tctx]:
         c.close()
-    return {"n_scored": count, "n_ctx": n_ctx, "models": out}
+    return {"n_scored": count, "n_ctx": n_ctx, "exact": exact, "models": out}
+
+
+def cut_interval(q: dict, name: str, per_chunk: float, base: str = "rtn-q4_0", n_boot: int = 2000,
+                 seed: int = 0) -> dict:
+    """PPL-gap and KLD cuts of `name` against `base`, with 95% intervals from resampling whole
+    chunks (paired: the same chunks for the teacher, the base and the model)."""
+    t, b, m = (np.asarray(q[k]["chunks_nll"]) for k in ("teacher-f32", base, name))
+    bk, mk = np.asarray(q[base]["chunks_kl"]), np.asarray(q[name]["chunks_kl"])
+    rng = np.random.default_rng(seed)
+
+    def cuts(idx):
+        pt, pb, pm = (math.exp(x[idx].sum() / (len(idx) * per_chunk)) for x in (t, b, m))
+        return 1 - (pm - pt) / (pb - pt), 1 - mk[idx].sum() / bk[idx].sum()
+
+    full = cuts(np.arange(len(t)))
+    boots = np.array([cuts(rng.integers(0, len(t), len(t))) for _ in range(n_boot)])
+    lo, hi = np.percentile(boots, [2.5, 97.5], axis=0)
+    return {"gap_cut": full[0], "gap_cut_95": [lo[0], hi[0]], "kld_cut": full[1], "kld_cut_95": [lo[1], hi[1]]}
 
 
 def speed(work: Path, names: list[str], rounds: int, threads: int) -> dict:
@@ -166,7 +193,8 @@ def report(res: dict) -> str:
     t = q.get("teacher-f32", {}).get("ppl")
     lines = [f"# Compression benchmark, SmolLM2-135M ({res['date']})", "",
              f"wikitext-2 test, ctx {res.get('quality', {}).get('n_ctx')}, {res.get('quality', {}).get('n_scored')} "
-             "tokens scored; KLD(teacher ‖ model) exact over the vocabulary; teacher = the Q4_1 GGUF dequantized to f32.", "",
+             f"tokens scored{' (exact: f32 activations)' if res.get('quality', {}).get('exact') else ''}; "
+             "KLD(teacher ‖ model) exact over the vocabulary; teacher = the Q4_1 GGUF dequantized to f32.", "",
              "| model | PPL | PPL gap to teacher | mean KLD | file MiB | decode tok/s |", "|---|---|---|---|---|---|"]
     for n, m in q.items():
         gap = "" if t is None or n == "teacher-f32" else f"{m['ppl'] - t:+.3f}"
@@ -179,8 +207,14 @@ def report(res: dict) -> str:
             if n in q:
                 cut_gap = 1 - (q[n]["ppl"] - t) / (rtn["ppl"] - t)
                 cut_kld = 1 - q[n]["kld"] / rtn["kld"]
+                ci = ""
+                if "chunks_nll" in q[n] and len(q[n]["chunks_nll"]) > 1:
+                    c = cut_interval(q, n, res["quality"]["n_scored"] / len(q[n]["chunks_nll"]))
+                    ci = (f" [95% interval over chunks: gap cut {100 * c['gap_cut_95'][0]:.0f}–"
+                          f"{100 * c['gap_cut_95'][1]:.0f}%, KLD cut {100 * c['kld_cut_95'][0]:.0f}–"
+                          f"{100 * c['kld_cut_95'][1]:.0f}%]")
                 lines.append(f"\n{n} vs rtn-q4_0: PPL gap cut {100 * cut_gap:.0f}% (target >= 50%), "
-                             f"mean KLD cut {100 * cut_kld:.0f}% (target >= 40%)")
+                             f"mean KLD cut {100 * cut_kld:.0f}% (target >= 40%){ci}")
     for n in ("gptq-q3_k", "awqgptq-q3_k"):
         if n in q and "rtn-q4_0" in q:
             lines.append(f"\n{n}: PPL {q[n]['ppl']:.3f} vs rtn-q4_0 {q['rtn-q4_0']['ppl']:.3f} (target: no worse)"
@@ -205,7 +239,7 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=Path("/work/cbench"))
     ap.add_argument("--only", choices=["files", "quality", "speed"], default=None)
     ap.add_argument("--distill-minutes", type=float, default=60.0)
-    ap.add_argument("--calib", default="self:32", help="calibration of the first compress run (kept in calib.npz)")
+    ap.add_argument("--calib", default="self:128", help="calibration of the first compress run (kept in calib.npz)")
     ap.add_argument("--student-calib", default="self:128", help="calibration (and training text) of the student run")
     ap.add_argument("--ctx", type=int, default=512)
     ap.add_argument("--max-tokens", type=int, default=32768,
@@ -214,6 +248,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--text", type=Path, default=WIKI, help="evaluation text (default wikitext-2 test)")
     ap.add_argument("--models", default=None, help="comma-separated subset of the models to measure")
+    ap.add_argument("--exact", action="store_true",
+                    help="quantized models take f32 activations (no int8 rounding): the weights' error alone")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     a = ap.parse_args()
     res = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
@@ -224,7 +260,7 @@ def main() -> int:
                          "stages/pruned", "stages/refit", "stages/healed", "student-q4_0")
              if (a.work / f"{n}.edgt").exists() and (a.models is None or n in a.models.split(","))]
     if a.only in (None, "quality"):
-        res["quality"] = quality(a.work, names, a.ctx, a.max_tokens, a.threads, a.text)
+        res["quality"] = quality(a.work, names, a.ctx, a.max_tokens, a.threads, a.text, a.exact)
     if a.only in (None, "speed"):
         res["speed"] = speed(a.work, ["teacher-f32", *[n for n in names if not n.startswith("stages/")]],
                              a.rounds, a.threads)

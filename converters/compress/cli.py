@@ -23,11 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--distill", default=None, metavar="steps=N,lr=X,T=2,hidden=0,batch=4",
                         help="heal by knowledge distillation from the teacher")
     parser.add_argument("--time-budget", default=None, help="distillation time limit: seconds, or 45m, 1h")
-    parser.add_argument("--quant", default=None, metavar="TYPE[:METHOD][,act_order=1,damp=D]",
+    parser.add_argument("--quant", default=None, metavar="TYPE[:METHOD][,act_order=1,damp=D,refit=N,asym=1]",
                         help="q3_k (3-bit; q3_0 where rows are not whole 256-blocks), q3_0, q4_0, q4_1 or q8_0; "
-                             "method rtn|gptq|awq|awq+gptq (default gptq); GPTQ options act_order=1 (columns "
-                             "by decreasing Hessian diagonal, static groups) and damp (default 0.01); "
-                             "'none' keeps floats")
+                             "method rtn|gptq|awq|awq+gptq (default gptq); GPTQ options act_order (default 1: "
+                             "columns by decreasing Hessian diagonal, static groups), asym (default 1: aim at "
+                             "the float model's layer outputs), damp (default 0.01) and refit=N (rounds of "
+                             "least-squares scale refit, default 0); 'none' keeps floats")
     parser.add_argument("--embed-type", default=None,
                         help="type of the embedding/output matrix (default q8_0 under types of < 8 bits)")
     parser.add_argument("--target-bpw", type=float, default=None,

@@ -35,6 +35,19 @@ class Grid(Protocol):
     def encode(self, wq: torch.Tensor, params: list[tuple[torch.Tensor, ...]]) -> np.ndarray: ...
 
 
+# Grids whose values are one f16 scale per group times an integer (`scaled = True`: q4_0, q8_0,
+# q3_0, and q3_k's super-block d over its fixed 6-bit sub-scales) also offer, for GPTQ's scale
+# refit (gptq.refit_scales):
+#   scale_codes(wq, params) -> (C [rows, cols] integers as floats, D [rows, groups]) with
+#       wq == D (repeated over the group) * C;
+#   with_scales(params, D) -> params with the scales replaced by D (f16-exact);
+#   dequantize(C, params) -> the values the runtime decodes from those codes under params.
+
+
+def _expand(d: torch.Tensor, g: int) -> torch.Tensor:
+    return d.repeat_interleave(g, 1)
+
+
 def _f16(x: torch.Tensor) -> torch.Tensor:
     """Round to the f16 the file stores, back in f32 (saturating, as a scale never needs more)."""
     return x.clamp(-65504.0, 65504.0).half().float()
@@ -55,6 +68,7 @@ class Q40Grid:
     dtype: DType = Q4_0
     group: int = 32
     shrink: tuple[float, ...] = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75)
+    lsq: bool = False  # also try each candidate's least-squares scale (_lsq)
 
     def _params(self, w: torch.Tensor, s: float) -> tuple[torch.Tensor]:
         idx = w.abs().argmax(1, keepdim=True)
@@ -63,7 +77,19 @@ class Q40Grid:
     def fit(self, w, importance=None):
         if not self.search:
             return self._params(w, 1.0)
-        return _best(w, [self._params(w, s) for s in self.shrink], self.quantize, importance)
+        cands = [self._params(w, s) for s in self.shrink]
+        if self.lsq:
+            cands += [self._lsq(w, c, importance) for c in cands]
+        return _best(w, cands, self.quantize, importance)
+
+    def _lsq(self, w, params, importance):
+        """The importance-weighted least-squares scale for the codes `params` gives (llama.cpp's
+        make_qx_quants step), f16-rounded; rows whose codes are all zero keep their scale."""
+        imp = torch.ones(w.shape[1]) if importance is None else importance.clamp_min(0)
+        c = self.codes(w, params) - 8
+        den = (imp * c * c).sum(1)
+        d = torch.where(den > 0, (imp * c * w).sum(1) / den.clamp_min(1e-30), params[0])
+        return (_f16(d),)
 
     def codes(self, w, params):
         d = params[0][:, None]
@@ -72,6 +98,18 @@ class Q40Grid:
 
     def quantize(self, w, params, j0=0):
         return params[0][:, None] * (self.codes(w, params) - 8)
+
+    scaled = True
+
+    def scale_codes(self, wq, params):
+        d = torch.stack([p[0] for p in params], 1)
+        return torch.cat([self.codes(wq[:, i * 32:(i + 1) * 32], p) - 8 for i, p in enumerate(params)], 1), d
+
+    def with_scales(self, params, d):
+        return [(d[:, i],) for i in range(len(params))]
+
+    def dequantize(self, c, params):
+        return _expand(torch.stack([p[0] for p in params], 1), 32) * c
 
     def encode(self, wq, params):
         d = torch.stack([p[0] for p in params], 1)  # [rows, blocks]
@@ -138,6 +176,18 @@ class Q80Grid:
     def quantize(self, w, params, j0=0):
         return params[0][:, None] * self.codes(w, params)
 
+    scaled = True
+
+    def scale_codes(self, wq, params):
+        d = torch.stack([p[0] for p in params], 1)
+        return torch.cat([self.codes(wq[:, i * 32:(i + 1) * 32], p) for i, p in enumerate(params)], 1), d
+
+    def with_scales(self, params, d):
+        return [(d[:, i],) for i in range(len(params))]
+
+    def dequantize(self, c, params):
+        return _expand(torch.stack([p[0] for p in params], 1), 32) * c
+
     def encode(self, wq, params):
         d = torch.stack([p[0] for p in params], 1)
         q = torch.cat([self.codes(wq[:, i * 32:(i + 1) * 32], p) for i, p in enumerate(params)], 1)
@@ -186,6 +236,18 @@ class Q30Grid:
     def quantize(self, w, params, j0=0):
         return params[0][:, None] * (self.codes(w, params) - 4)
 
+    scaled = True
+
+    def scale_codes(self, wq, params):
+        d = torch.stack([p[0] for p in params], 1)
+        return torch.cat([self.codes(wq[:, i * 32:(i + 1) * 32], p) - 4 for i, p in enumerate(params)], 1), d
+
+    def with_scales(self, params, d):
+        return [(d[:, i],) for i in range(len(params))]
+
+    def dequantize(self, c, params):
+        return _expand(torch.stack([p[0] for p in params], 1), 32) * c
+
     def encode(self, wq, params):
         d = torch.stack([p[0] for p in params], 1)  # [rows, blocks]
         q = torch.stack([self.codes(wq[:, i * 32:(i + 1) * 32], p) for i, p in enumerate(params)], 1)
@@ -218,6 +280,26 @@ class Q3KGrid:
 
     def quantize(self, w, params, j0=0):
         return self.steps(params, j0, w.shape[1]) * (self.codes(w, params, j0) - 4)
+
+    scaled = True
+
+    def scale_codes(self, wq, params):
+        # value = d · (sc_k · (code − 4)): the integer is sc_k · (code − 4), the scale d.
+        c = torch.cat([p[1].repeat_interleave(16, 1) * (self.codes(wq[:, i * 256:(i + 1) * 256], p) - 4)
+                       for i, p in enumerate(params)], 1)
+        return c, torch.stack([p[0] for p in params], 1)
+
+    def with_scales(self, params, d):
+        return [(d[:, i], p[1]) for i, p in enumerate(params)]
+
+    def dequantize(self, c, params):
+        out = []
+        for i, p in enumerate(params):
+            sc = p[1].repeat_interleave(16, 1)
+            code = torch.where(sc != 0, c[:, i * 256:(i + 1) * 256] / torch.where(sc != 0, sc, torch.ones_like(sc)),
+                               torch.zeros_like(sc))
+            out.append(self.steps(p, 0, 256) * code)  # (d·sc) · code, as the decoder computes it
+        return torch.cat(out, 1)
 
     def encode(self, wq, params):
         rows = wq.shape[0]

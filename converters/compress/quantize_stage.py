@@ -9,17 +9,26 @@ Methods (`--quant TYPE:METHOD`):
   awq       AWQ scaling (awq.py), then each block's range fitted against the activations
   awq+gptq  AWQ scaling, then GPTQ
 
+GPTQ options (`--quant q4_0:gptq,act_order=0,asym=0,refit=1`; defaults act_order=1, asym=1,
+refit=0): act_order=1 (columns by decreasing Hessian diagonal, static groups); refit=N (N rounds of least-squares group scales for the chosen codes,
+then GPTQ on those scales; gptq.refit_scales); asym=1 (aim each linear at the float model's
+output on the float model's input, not at its own output on the quantized model's input: a
+second, float stream of activations runs beside the quantized one, and the error the earlier
+quantized layers left in the input is compensated too; gptq.asymmetric_target).
+
 Mixed precision (`--target-bpw B`): every block matrix starts at TYPE; a sensitivity pass measures,
 on the calibration activations, each matrix's output error at every candidate type (round to
 nearest), and matrices move one type up where that buys the most error per extra byte, until
 the next move would exceed B bits per weight (over the blocks' matrices, scales included).
 
-Memory: one block's activations for the calibration set, plus one matrix's Hessian (in × in f64);
-the weights are replaced in place as they are quantized.
+Memory: one block's activations for the calibration set (twice with asym=1), plus one matrix's
+Hessian (in × in f64, and the cross term with asym=1); the weights are replaced in place as they
+are quantized.
 """
 from __future__ import annotations
 
 import sys
+from collections import ChainMap
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -32,7 +41,7 @@ from .. import quantize as codec
 from ..dtypes import BY_NAME, F16, DType
 from ..llama_tensor_names import name as reg
 from . import awq, forward
-from .gptq import Hessian, gptq_quantize, output_error_h
+from .gptq import Hessian, asymmetric_target, gptq_quantize, output_error_h
 from .grids import FALLBACK, GRIDS, grid_for, quantize_matrix
 from .model_desc import ModelDesc
 
@@ -59,7 +68,12 @@ class QuantSpec:
     method: str = "gptq"
     target_bpw: Optional[float] = None
     damp: float = 0.01
-    act_order: int = 0                 # 1: GPTQ in decreasing Hessian-diagonal order, static groups
+    # Defaults: what measured best on SmolLM2-135M q4_0 (benchmarks/results/compress-sweep-2026-12-03.md):
+    # act_order and asym together cut RTN's wikitext PPL gap by 52% and its KLD by 68% (self:128),
+    # plain GPTQ 21% / 40%; refit lowered the calibration layer error but not the wikitext KLD.
+    act_order: int = 1                 # 1: GPTQ in decreasing Hessian-diagonal order, static groups
+    refit: int = 0                     # GPTQ scale refit rounds (gptq.refit_scales)
+    asym: int = 1                      # 1: aim at the float model's layer outputs (gptq.asymmetric_target)
     embed_type: Optional[str] = None   # default: q8_0 under types of < 8 bits, as the converter does
                                        # (rounded to nearest: it is looked up, and multiplied last)
     chunk: int = 8                     # calibration sequences per forward chunk
@@ -74,6 +88,10 @@ class QuantSpec:
             raise InvalidArgumentError(f"embed_type {self.embed_type!r}: one of {', '.join(BY_NAME)}")
         if self.act_order not in (0, 1):
             raise InvalidArgumentError(f"act_order={self.act_order}: 0 or 1")
+        if self.asym not in (0, 1):
+            raise InvalidArgumentError(f"asym={self.asym}: 0 or 1")
+        if not 0 <= self.refit <= 8:
+            raise InvalidArgumentError(f"refit={self.refit}: a number of rounds in 0..8")
         if not 0 < self.damp < 1:
             raise InvalidArgumentError(f"damp {self.damp}: a fraction of the mean Hessian diagonal in (0, 1)")
 
@@ -209,15 +227,29 @@ class _Stream:
         self._att = self._h = self._a = None
 
 
-def _collect(stream: _Stream, layer: int, which: str, n_sample: int, gen: torch.Generator, keep: bool = True):
-    """Hessian of the input, and a random sample of its rows (for AWQ's search)."""
+class _FloatView:
+    """What the float model computes with, for the asymmetric target's second stream: each
+    matrix as it was just before it was quantized (`saved`, AWQ folds included, so both streams'
+    inputs are in the same basis), everything else (norms, matrices not yet quantized) as desc
+    has it."""
+
+    def __init__(self, desc: ModelDesc, saved: dict):
+        self.weights = ChainMap(saved, desc.weights)
+        self.hparams = desc.hparams
+
+
+def _collect(stream: _Stream, layer: int, which: str, n_sample: int, gen: torch.Generator, keep: bool = True,
+             fstream: Optional[_Stream] = None):
+    """Hessian of the input (with the cross term against the float stream's input when given),
+    and a random sample of its rows (for AWQ's search)."""
     hess = None
     sample = []
+    floats = fstream.inputs(layer, which, keep) if fstream is not None else None
     for x in stream.inputs(layer, which, keep):
         x2 = x.reshape(-1, x.shape[-1])
         if hess is None:
             hess = Hessian(x2.shape[1])
-        hess.add(x2)
+        hess.add(x2, None if floats is None else next(floats))
         k = min(x2.shape[0], max(n_sample // max(stream.x.shape[0] // stream.chunk, 1), 16))
         sample.append(x2[torch.randperm(x2.shape[0], generator=gen)[:k]])
     return hess, torch.cat(sample)
@@ -257,7 +289,7 @@ def _awq(desc: ModelDesc, layer: int, which: str, sample: torch.Tensor, types: d
 
 
 def _quantize_one(W: torch.Tensor, t: str, method: str, H: Optional[torch.Tensor], damp: float,
-                  act_order: bool = False):
+                  act_order: bool = False, refit: int = 0):
     """(values, bytes, dtype) of one matrix."""
     dtype = effective_type(t, W.shape[1])
     t = dtype.name
@@ -268,7 +300,7 @@ def _quantize_one(W: torch.Tensor, t: str, method: str, H: Optional[torch.Tensor
         raw = codec.encode(W.numpy(), dtype)
         return torch.from_numpy(codec.decode(raw, dtype, tuple(W.shape)).copy()), raw, dtype
     if method in ("gptq", "awq+gptq"):
-        wq, raw = gptq_quantize(W, H, grid_for(t), damp=damp, act_order=act_order)
+        wq, raw = gptq_quantize(W, H, grid_for(t), damp=damp, act_order=act_order, refit=refit)
         return wq, raw, dtype
     wq, raw = quantize_matrix(W, grid_for(t), importance=torch.diag(H).float())  # awq: fitted ranges
     return wq, raw, dtype
@@ -346,14 +378,18 @@ def quantize_model(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, *, progr
     types = sensitivity_types(desc, ids, spec, progress)
     result.types.update(types)
     embed_t = spec.embed_type or ("q8_0" if bits_per_weight(spec.type) < 8 else spec.type)
+    saved: dict[str, torch.Tensor] = {}  # float copies for the asymmetric target's float stream
     for n in EMBED_NAMES:
         if n in desc.weights:
+            if spec.asym:
+                saved[n] = desc.weights[n]
             wq, raw, dt = _quantize_one(desc.weights[n], embed_t, "rtn", None, spec.damp)
             desc.weights[n], desc.encoded[n] = wq, (dt, raw)
             result.types[n] = dt.name
     old_threads = torch.get_num_threads()
     gen = torch.Generator().manual_seed(seed)
     stream = _Stream(desc, ids, spec.chunk)
+    fstream = _Stream(_FloatView(desc, saved), ids, spec.chunk) if spec.asym else None
     bar = _bar(desc.n_layers, progress, f"quantizing ({spec.type}:{spec.method})")
     try:
         for l in range(desc.n_layers):
@@ -364,22 +400,34 @@ def quantize_model(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, *, progr
                     # (on the float gate/up's output) before gate/up are quantized.
                     _, sample = _collect(stream, l, "FFN_DOWN", 4096, gen, keep=False)
                     _awq(desc, l, "FFN_DOWN", sample, types, result)
-                hess, sample = _collect(stream, l, which, 4096, gen)
-                H = hess.matrix()
+                hess, sample = _collect(stream, l, which, 4096, gen, fstream=fstream)
+                H, D = hess.matrix(), hess.cross()
                 if awq_here:
                     s = _awq(desc, l, which, sample, types, result)
                     H = H / s.double()[:, None] / s.double()[None, :]
+                    if D is not None:
+                        D = D / s.double()[:, None] / s.double()[None, :]
                 # GPTQ's column loop is many small operations: one thread each wastes less.
                 torch.set_num_threads(1)
                 for id in members:
                     n = reg(id, l)
                     W = desc.weights[n]
-                    wq, raw, dt = _quantize_one(W, types[n], spec.method, H, spec.damp, bool(spec.act_order))
+                    target = W
+                    if fstream is not None:
+                        saved[n] = W
+                        if spec.method != "rtn":
+                            target = asymmetric_target(W, H, D, spec.damp)
+                    wq, raw, dt = _quantize_one(target, types[n], spec.method, H, spec.damp, bool(spec.act_order),
+                                                  spec.refit)
                     result.errors[n] = output_error_h(W, wq, H)
                     result.types[n] = dt.name
                     desc.weights[n], desc.encoded[n] = wq, (dt, raw)
                 torch.set_num_threads(old_threads)
             stream.advance(l)
+            if fstream is not None:
+                fstream.advance(l)
+                for id in ("ATTN_Q", "ATTN_K", "ATTN_V", "ATTN_OUTPUT", "FFN_GATE", "FFN_UP", "FFN_DOWN"):
+                    saved.pop(reg(id, l), None)
             if bar is not None:
                 bar.update(1)
     finally:

@@ -13,11 +13,13 @@ or both (flags override the file). Everything is checked here, before any work.
     [distill]                    # --distill steps=N,lr=2e-4,T=2,hidden=0,batch=4  --time-budget 3600
     steps = 200
     time_budget = 3600
-    [quant]                      # --quant q4_0:gptq[,act_order=1,damp=0.01]  --target-bpw 4.8
+    [quant]                      # --quant q4_0:gptq[,act_order=1,damp=0.01,refit=1,asym=1]  --target-bpw 4.8
     type = "q4_0"                # q3_k, q3_0, q4_0, q4_1, q8_0
     method = "gptq"              # rtn | gptq | awq | awq+gptq
-    act_order = 0                # 1: GPTQ columns by decreasing Hessian diagonal (static groups)
+    act_order = 1                # 1 (default): GPTQ columns by decreasing Hessian diagonal (static groups)
     damp = 0.01                  # GPTQ damping, a fraction of the mean Hessian diagonal
+    refit = 0                    # rounds of least-squares scale refit after GPTQ (default 0: none)
+    asym = 1                     # 1 (default): aim at the float model's layer outputs (asymmetric calibration)
     target_bpw = 4.8
     embed_type = "q8_0"          # the embedding/output matrix (default q8_0 below 8 bits)
     [options]
@@ -115,7 +117,8 @@ def parse_duration(text: str | float | int) -> float:
 
 
 def parse_quant(text: str) -> Optional[QuantSpec]:
-    """'TYPE[:METHOD][,key=value...]', e.g. 'q4_0:gptq,act_order=1,damp=0.02'; 'none' keeps floats."""
+    """'TYPE[:METHOD][,key=value...]', e.g. 'q4_0:gptq,act_order=1,damp=0.02,refit=1,asym=1';
+    'none' keeps floats."""
     if text in ("none", "float", ""):
         return None
     head, _, rest = text.partition(",")
@@ -123,9 +126,10 @@ def parse_quant(text: str) -> Optional[QuantSpec]:
     spec = QuantSpec(type=t, method=method or "gptq")
     if rest:
         opts = _kv("--quant", rest)
-        bad = set(opts) - {"damp", "act_order", "chunk"}
+        bad = set(opts) - {"damp", "act_order", "chunk", "refit", "asym"}
         if bad:
-            raise InvalidArgumentError(f"--quant {text!r}: unknown options {sorted(bad)}; known: act_order, chunk, damp")
+            raise InvalidArgumentError(f"--quant {text!r}: unknown options {sorted(bad)}; "
+                                       "known: act_order, asym, chunk, damp, refit")
         _set(spec, "--quant", opts)
     return spec
 
