@@ -9,12 +9,13 @@ Methods (`--quant TYPE:METHOD`):
   awq       AWQ scaling (awq.py), then each block's range fitted against the activations
   awq+gptq  AWQ scaling, then GPTQ
 
-GPTQ options (`--quant q4_0:gptq,act_order=0,asym=0,refit=1`; defaults act_order=1, asym=1,
-refit=0): act_order=1 (columns by decreasing Hessian diagonal, static groups); refit=N (N rounds of least-squares group scales for the chosen codes,
-then GPTQ on those scales; gptq.refit_scales); asym=1 (aim each linear at the float model's
-output on the float model's input, not at its own output on the quantized model's input: a
-second, float stream of activations runs beside the quantized one, and the error the earlier
-quantized layers left in the input is compensated too; gptq.asymmetric_target).
+GPTQ options (gptq and awq+gptq; `--quant q4_0:gptq,act_order=0,asym=0,refit=1`; defaults
+act_order=1, asym=1, refit=0): act_order=1 (columns by decreasing Hessian diagonal, static
+groups); refit=N (N rounds of least-squares group scales for the chosen codes, then GPTQ on
+those scales; gptq.refit_scales); asym=1 (aim each linear at the float model's output on the
+float model's input, not at its own output on the quantized model's input: a second, float
+stream of activations runs beside the quantized one, and the error the earlier quantized layers
+left in the input is compensated too; gptq.asymmetric_target).
 
 Mixed precision (`--target-bpw B`): every block matrix starts at TYPE; a sensitivity pass measures,
 on the calibration activations, each matrix's output error at every candidate type (round to
@@ -379,9 +380,10 @@ def quantize_model(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, *, progr
     result.types.update(types)
     embed_t = spec.embed_type or ("q8_0" if bits_per_weight(spec.type) < 8 else spec.type)
     saved: dict[str, torch.Tensor] = {}  # float copies for the asymmetric target's float stream
+    asym = bool(spec.asym) and spec.method in ("gptq", "awq+gptq")
     for n in EMBED_NAMES:
         if n in desc.weights:
-            if spec.asym:
+            if asym:
                 saved[n] = desc.weights[n]
             wq, raw, dt = _quantize_one(desc.weights[n], embed_t, "rtn", None, spec.damp)
             desc.weights[n], desc.encoded[n] = wq, (dt, raw)
@@ -389,7 +391,7 @@ def quantize_model(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, *, progr
     old_threads = torch.get_num_threads()
     gen = torch.Generator().manual_seed(seed)
     stream = _Stream(desc, ids, spec.chunk)
-    fstream = _Stream(_FloatView(desc, saved), ids, spec.chunk) if spec.asym else None
+    fstream = _Stream(_FloatView(desc, saved), ids, spec.chunk) if asym else None
     bar = _bar(desc.n_layers, progress, f"quantizing ({spec.type}:{spec.method})")
     try:
         for l in range(desc.n_layers):
@@ -415,8 +417,7 @@ def quantize_model(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, *, progr
                     target = W
                     if fstream is not None:
                         saved[n] = W
-                        if spec.method != "rtn":
-                            target = asymmetric_target(W, H, D, spec.damp)
+                        target = asymmetric_target(W, H, D, spec.damp)
                     wq, raw, dt = _quantize_one(target, types[n], spec.method, H, spec.damp, bool(spec.act_order),
                                                   spec.refit)
                     result.errors[n] = output_error_h(W, wq, H)

@@ -13,7 +13,7 @@ or both (flags override the file). Everything is checked here, before any work.
     [distill]                    # --distill steps=N,lr=2e-4,T=2,hidden=0,batch=4  --time-budget 3600
     steps = 200
     time_budget = 3600
-    [quant]                      # --quant q4_0:gptq[,act_order=1,damp=0.01,refit=1,asym=1]  --target-bpw 4.8
+    [quant]                      # --quant q4_0:gptq[,act_order=1,asym=1,refit=0,damp=0.01]  --target-bpw 4.8
     type = "q4_0"                # q3_k, q3_0, q4_0, q4_1, q8_0
     method = "gptq"              # rtn | gptq | awq | awq+gptq
     act_order = 1                # 1 (default): GPTQ columns by decreasing Hessian diagonal (static groups)
