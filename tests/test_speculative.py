@@ -235,3 +235,20 @@ def test_bench_speculative_checks_text_and_reports_cpu_time(stories_edgt: Path) 
     assert set(p["cpu_tok_s"]) == {"off", "lookup", "always-wrong"}
     assert all(v > 0 for v in r["cpu_speedup_median"].values())
     assert "thread CPU time per decoded token" in format_speculative(r)
+
+
+def test_keep_layers_carries_the_per_layer_hparams_of_the_kept_blocks() -> None:
+    # A sliding-window family's layer_types and a pruned model's widths are per block: a
+    # `--layers` copy must keep the entries of the blocks it keeps, in its order.
+    from converters.source_model import SourceModel, SourceTensor
+    from converters.write_model import keep_layers
+    from converters import dtypes
+    hp = {"num_layers": 4, "layer_types": ["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
+          "layer_intermediate_size": [10, 20, 30, 40]}
+    tensors = [SourceTensor(f"blk.{i}.ffn_up.weight", (1, 1), dtypes.F32, lambda i=i: bytes([i])) for i in range(4)]
+    m = keep_layers(SourceModel("hf", "m", hp, {}, None, tensors), [3, 0])
+    assert m.hparams["num_layers"] == 2
+    assert m.hparams["layer_types"] == ["full_attention", "sliding_attention"]
+    assert m.hparams["layer_intermediate_size"] == [40, 10]
+    assert {t.name: t.load() for t in m.tensors} == {"blk.0.ffn_up.weight": b"\x03", "blk.1.ffn_up.weight": b"\x00"}
+    assert hp["layer_types"][0] == "sliding_attention"  # the source model is unchanged
