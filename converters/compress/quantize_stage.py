@@ -22,9 +22,12 @@ on the calibration activations, each matrix's output error at every candidate ty
 nearest), and matrices move one type up where that buys the most error per extra byte, until
 the next move would exceed B bits per weight (over the blocks' matrices, scales included).
 
-Memory: one block's activations for the calibration set (twice with asym=1), plus one matrix's
-Hessian (in × in f64, and the cross term with asym=1); the weights are replaced in place as they
-are quantized.
+Memory (streaming): the calibration activations at one block boundary, [n_seq, T, hidden] f32
+(twice with asym=1), the inputs of one linear for one chunk of sequences (recomputed, not kept),
+one input group's Hessian (in × in f64, and the cross term with asym=1), and one block's float
+weights: a block's matrices are made resident when it starts (decoded from the source when the
+model's weights are lazy, model_desc.LazyWeights) and, once the block is done, read only as their
+encoded bytes (ModelDesc.settle).
 """
 from __future__ import annotations
 
@@ -117,7 +120,7 @@ def block_bytes_at(desc: ModelDesc, types: dict[str, str]) -> tuple[int, int]:
     """(bytes, params) of the block matrices under `types` (f16 where the rows are not whole blocks)."""
     nbytes = params = 0
     for n in desc.block_matrix_names():
-        shape = tuple(desc.weights[n].shape)
+        shape = desc.shape(n)
         nbytes += effective_type(types[n], shape[-1]).nbytes(shape)
         params += int(np.prod(shape))
     return nbytes, params
@@ -149,11 +152,12 @@ def _bar(total: int, enabled: bool, desc: str):
 
 
 class _Stream:
-    """The calibration activations entering the current block, [n_seq, T, H], and the inputs of
-    its linears, each computed once, chunk by chunk, with the weights as they are when asked for
-    (so with the linears before it already quantized): the attention output (O's input) and the
-    residual after attention are kept until the block is done, as is the FFN activation (down's
-    input) once gate/up are final."""
+    """The calibration activations at the current block boundary, [n_seq, T, H] (the only
+    activations held), and the inputs of the block's linears, computed from them chunk by chunk
+    when asked for, with the weights as they are then (so with the linears before it already
+    quantized). Once O is final, x becomes the residual after attention in place (`x + O·att`);
+    `advance` then adds the FFN, so x is the block's output. Recomputing a chunk runs the same
+    operations on the same operands, so it gives the same values a kept copy would."""
 
     def __init__(self, desc: ModelDesc, ids: torch.Tensor, chunk: int):
         self.desc, self.chunk = desc, chunk
@@ -162,70 +166,60 @@ class _Stream:
         self.freqs = forward.inv_freq(desc.weights, desc.hparams)
         with torch.no_grad():
             self.x = forward.embed(desc.weights, ids).clone()
-        self._att = self._h = self._a = None
+        self._after_att = False  # x holds the residual after attention (O applied)
 
     def _chunks(self):
         return _chunks(self.x.shape[0], self.chunk)
 
+    def _attention(self, layer: int, sl: slice) -> torch.Tensor:
+        """The block's attention half without the output projection (O's input) for one chunk."""
+        heads: list = []
+        x = self.x[sl]
+        forward.attention_block(self.desc.weights, self.hp, layer, x, 0, self.freqs, head_out=heads)
+        return heads[0].reshape(x.shape[0], x.shape[1], -1)
+
+    def _ffn_act(self, layer: int, sl: slice) -> torch.Tensor:
+        W = self.desc.weights
+        n = forward.rms_norm(self.x[sl], W[reg("FFN_NORM", layer)], self.eps)
+        return torch.nn.functional.silu(n @ W[reg("FFN_GATE", layer)].T) * (n @ W[reg("FFN_UP", layer)].T)
+
     def inputs(self, layer: int, which: str, keep: bool = True):
-        """Yield the input of `which` (an INPUT_GROUPS key) chunk by chunk. keep=False: FFN_DOWN's
-        input from the current gate/up, not kept (AWQ's look before gate/up are quantized)."""
-        W, hp = self.desc.weights, self.hp
+        """Yield the input of `which` (an INPUT_GROUPS key) chunk by chunk. (keep: accepted for
+        the callers' sake; nothing is kept but x.)"""
+        W = self.desc.weights
         if which == "ATTN_Q":
+            assert not self._after_att
             for sl in self._chunks():
                 yield forward.rms_norm(self.x[sl], W[reg("ATTN_NORM", layer)], self.eps)
         elif which == "ATTN_OUTPUT":
-            if self._att is None:
-                parts = []
-                for sl in self._chunks():
-                    heads: list = []
-                    x = self.x[sl]
-                    # the block's attention half without the output projection
-                    forward.attention_block(W, hp, layer, x, 0, self.freqs, head_out=heads)
-                    parts.append(heads[0].reshape(x.shape[0], x.shape[1], -1))
-                self._att = torch.cat(parts)
+            assert not self._after_att
             for sl in self._chunks():
-                yield self._att[sl]
+                yield self._attention(layer, sl)
         elif which == "FFN_GATE":
+            self._apply_attention(layer)
             for sl in self._chunks():
-                yield forward.rms_norm(self._after_attention(layer)[sl], W[reg("FFN_NORM", layer)], self.eps)
+                yield forward.rms_norm(self.x[sl], W[reg("FFN_NORM", layer)], self.eps)
         else:
-            if self._a is not None and keep:
-                for sl in self._chunks():
-                    yield self._a[sl]
-                return
-            h = self._after_attention(layer)
-            parts = []
+            self._apply_attention(layer)
             for sl in self._chunks():
-                n = forward.rms_norm(h[sl], W[reg("FFN_NORM", layer)], self.eps)
-                a = torch.nn.functional.silu(n @ W[reg("FFN_GATE", layer)].T) * (n @ W[reg("FFN_UP", layer)].T)
-                if keep:
-                    parts.append(a)
-                yield a
-            if keep:
-                self._a = torch.cat(parts)
+                yield self._ffn_act(layer, sl)
 
-    def _after_attention(self, layer: int) -> torch.Tensor:
-        """x + O·attention, with O as it is now (asked for once O is final)."""
-        if self._h is None:
-            if self._att is None:
-                for _ in self.inputs(layer, "ATTN_OUTPUT"):
-                    pass
-            wo = self.desc.weights[reg("ATTN_OUTPUT", layer)]
-            self._h = torch.cat([self.x[sl] + self._att[sl] @ wo.T for sl in self._chunks()])
-            self._att = None
-        return self._h
+    def _apply_attention(self, layer: int) -> None:
+        """x <- x + O·attention, with O as it is now (asked for once O is final)."""
+        if self._after_att:
+            return
+        wo = self.desc.weights[reg("ATTN_OUTPUT", layer)]
+        for sl in self._chunks():
+            self.x[sl] = self.x[sl] + self._attention(layer, sl) @ wo.T
+        self._after_att = True
 
     def advance(self, layer: int) -> None:
-        """x <- the block's output; the block's kept inputs are dropped."""
-        if self._a is None:
-            for _ in self.inputs(layer, "FFN_DOWN"):
-                pass
+        """x <- the block's output."""
+        self._apply_attention(layer)
         wd = self.desc.weights[reg("FFN_DOWN", layer)]
-        h = self._after_attention(layer)
         for sl in self._chunks():
-            self.x[sl] = h[sl] + self._a[sl] @ wd.T
-        self._att = self._h = self._a = None
+            self.x[sl] = self.x[sl] + self._ffn_act(layer, sl) @ wd.T
+        self._after_att = False
 
 
 class _FloatView:
@@ -307,6 +301,10 @@ def _quantize_one(W: torch.Tensor, t: str, method: str, H: Optional[torch.Tensor
     return wq, raw, dtype
 
 
+def _block_matrices(layer: int) -> list[str]:
+    return [reg(id, layer) for _, members in INPUT_GROUPS for id in members]
+
+
 def sensitivity_types(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, progress: bool) -> dict[str, str]:
     """The per-matrix types of --target-bpw (module docstring)."""
     names = desc.block_matrix_names()
@@ -319,6 +317,7 @@ def sensitivity_types(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, progr
     bar = _bar(desc.n_layers, progress, "sensitivity")
     with torch.no_grad():
         for l in range(desc.n_layers):
+            desc.load(_block_matrices(l))
             for which, members in INPUT_GROUPS:
                 hess = None
                 for x in stream.inputs(l, which):
@@ -332,8 +331,10 @@ def sensitivity_types(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, progr
                         wq, _, _ = _quantize_one(desc.weights[n], t, "rtn", None, spec.damp)
                         err[(n, t)] = output_error_h(desc.weights[n], wq, H)
             stream.advance(l)
+            desc.release(_block_matrices(l))
             if bar is not None:
                 bar.update(1)
+    del stream
     if bar is not None:
         bar.close()
     budget = spec.target_bpw
@@ -365,7 +366,7 @@ def sensitivity_types(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, progr
 
 
 def block_bytes_at_one(desc: ModelDesc, n: str, t: str) -> int:
-    shape = tuple(desc.weights[n].shape)
+    shape = desc.shape(n)
     return effective_type(t, shape[-1]).nbytes(shape)
 
 
@@ -381,20 +382,29 @@ def quantize_model(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, *, progr
     embed_t = spec.embed_type or ("q8_0" if bits_per_weight(spec.type) < 8 else spec.type)
     saved: dict[str, torch.Tensor] = {}  # float copies for the asymmetric target's float stream
     asym = bool(spec.asym) and spec.method in ("gptq", "awq+gptq")
-    for n in EMBED_NAMES:
-        if n in desc.weights:
-            if asym:
-                saved[n] = desc.weights[n]
-            wq, raw, dt = _quantize_one(desc.weights[n], embed_t, "rtn", None, spec.damp)
-            desc.weights[n], desc.encoded[n] = wq, (dt, raw)
-            result.types[n] = dt.name
+    embeds = [n for n in EMBED_NAMES if n in desc.weights]
+    for n in embeds:
+        W = desc.weights[n]
+        if asym:
+            saved[n] = W
+        wq, raw, dt = _quantize_one(W, embed_t, "rtn", None, spec.damp)
+        desc.weights[n], desc.encoded[n] = wq, (dt, raw)
+        result.types[n] = dt.name
+        del W, wq
     old_threads = torch.get_num_threads()
     gen = torch.Generator().manual_seed(seed)
     stream = _Stream(desc, ids, spec.chunk)
     fstream = _Stream(_FloatView(desc, saved), ids, spec.chunk) if asym else None
+    # The embeddings were only needed for the streams' first activations: from here on they
+    # read as their encoded bytes (decoded when asked for), and the float ones are gone.
+    for n in embeds:
+        saved.pop(n, None)
+        desc.settle(n)
     bar = _bar(desc.n_layers, progress, f"quantizing ({spec.type}:{spec.method})")
     try:
         for l in range(desc.n_layers):
+            block = _block_matrices(l)
+            desc.load(block)  # this block's floats, decoded once (lazy sources)
             for which, members in INPUT_GROUPS:
                 awq_here = spec.method.startswith("awq") and which in ("ATTN_Q", "FFN_GATE")
                 if awq_here and which == "FFN_GATE":
@@ -427,8 +437,10 @@ def quantize_model(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, *, progr
             stream.advance(l)
             if fstream is not None:
                 fstream.advance(l)
-                for id in ("ATTN_Q", "ATTN_K", "ATTN_V", "ATTN_OUTPUT", "FFN_GATE", "FFN_UP", "FFN_DOWN"):
-                    saved.pop(reg(id, l), None)
+            # The block is done: its float weights go; its matrices read as their encoded bytes.
+            for n in block:
+                saved.pop(n, None)
+                desc.settle(n)
             if bar is not None:
                 bar.update(1)
     finally:

@@ -41,20 +41,35 @@ class StageQuality:
 
 
 class QualityReport:
-    def __init__(self, heldout: torch.Tensor, chunk: int = 1):
+    def __init__(self, heldout: torch.Tensor, chunk: int = 1, tokens: int = 64):
         self.heldout = heldout
-        self.chunk = chunk
+        self.chunk = chunk      # sequences per forward pass
+        self.tokens = tokens    # positions per vocabulary-wide slice of log-probabilities
         self.stages: list[StageQuality] = []
         self._tmp = None        # the source's log-probabilities, [n, T - 1, V] float32
         self._row_bytes = 0
 
-    def _logp(self, desc: ModelDesc, sl: slice) -> torch.Tensor:
+    def _logp(self, desc: ModelDesc, sl: slice):
+        """Yield (first position, log-probabilities [b, k, V] float64 of the next token at positions
+        first..first+k-1) for the held-back sequences sl, `tokens` positions at a time: the head's
+        logits are the largest tensors here (vocabulary-wide), so they are made a slice at a time."""
+        W, hp = desc.weights, desc.hparams
+        ids = self.heldout[sl]
         with torch.no_grad():
-            return torch.log_softmax(forward.logits(desc.weights, desc.hparams, self.heldout[sl]).double(), -1)
+            freqs = forward.inv_freq(W, hp)
+            x = forward.embed(W, ids)
+            for l in range(forward.n_layers_of(W)):
+                x = forward.block(W, hp, l, x, 0, freqs)
+            T = ids.shape[1] - 1  # the last position predicts nothing scored
+            out = W["output.weight"] if "output.weight" in W else W["token_embd.weight"]
+            for p in range(0, T, self.tokens):
+                q = min(p + self.tokens, T)
+                h = forward.rms_norm(x[:, p:q], W["output_norm.weight"], float(hp["rms_norm_eps"]))
+                yield p, torch.log_softmax((h @ out.T).double(), -1)
 
     def measure(self, stage: str, desc: ModelDesc) -> StageQuality:
         n, T = self.heldout.shape
-        V = int(desc.weights["token_embd.weight"].shape[0])
+        V = int(desc.shape("token_embd.weight")[0])
         is_ref = self._tmp is None
         if is_ref:
             self._tmp = tempfile.TemporaryFile(prefix="edgert-compress-ref-")
@@ -62,18 +77,19 @@ class QualityReport:
         nll, kl, count = 0.0, 0.0, 0
         for i in range(0, n, self.chunk):
             sl = slice(i, min(i + self.chunk, n))
-            lp = self._logp(desc, sl)[:, :-1]
-            tgt = self.heldout[sl][:, 1:]
-            nll -= float(lp.gather(-1, tgt[..., None]).sum())
-            count += tgt.numel()
-            if is_ref:
-                self._tmp.seek(sl.start * self._row_bytes)
-                self._tmp.write(lp.float().numpy().tobytes())
-            else:
-                self._tmp.seek(sl.start * self._row_bytes)
-                buf = self._tmp.read((sl.stop - sl.start) * self._row_bytes)
-                ref = torch.from_numpy(np.frombuffer(buf, np.float32).reshape(lp.shape).copy()).double()
-                kl += float((ref.exp() * (ref - lp)).sum())
+            for p, lp in self._logp(desc, sl):
+                k = lp.shape[1]
+                tgt = self.heldout[sl][:, p + 1:p + 1 + k]
+                nll -= float(lp.gather(-1, tgt[..., None]).sum())
+                count += tgt.numel()
+                for r in range(lp.shape[0]):
+                    self._tmp.seek((sl.start + r) * self._row_bytes + p * V * 4)
+                    if is_ref:
+                        self._tmp.write(lp[r].float().numpy().tobytes())
+                    else:
+                        buf = self._tmp.read(k * V * 4)
+                        ref = torch.from_numpy(np.frombuffer(buf, np.float32).reshape(k, V).copy()).double()
+                        kl += float((ref.exp() * (ref - lp[r])).sum())
         nbytes = file_bytes(desc)
         params = desc.n_params()
         q = StageQuality(stage, math.exp(nll / count), None if is_ref else kl / count, nbytes,

@@ -22,11 +22,11 @@ from .model_desc import ModelDesc
 def tensor_plan(desc: ModelDesc, float_type: str = "f32") -> list[tuple[str, Any, tuple[int, ...]]]:
     """(name, dtype, shape) of every tensor as it will be written."""
     out = []
-    for n, t in desc.weights.items():
-        shape = tuple(int(d) for d in t.shape)
+    for n in desc.weights:
+        shape = desc.shape(n)
         if n in desc.encoded:
             out.append((n, desc.encoded[n][0], shape))
-        elif t.dim() == 1:
+        elif len(shape) == 1:
             out.append((n, F32, shape))
         else:
             out.append((n, BY_NAME[float_type], shape))
