@@ -189,7 +189,10 @@ class ModelDesc:
 
 
 def _float_array(raw: np.ndarray, dtype: DType, shape: tuple[int, ...]) -> np.ndarray:
-    return np.array(quantize.decode(raw, dtype, shape), dtype=np.float32, copy=True)
+    out = quantize.decode(raw, dtype, shape)
+    # f32 decodes to a view of the (mapped, read-only) source: copy it. Every other type decodes
+    # into a fresh array, which is used as it is (a copy would double the largest tensor's memory).
+    return np.array(out, dtype=np.float32, copy=True) if dtype is F32 or not out.flags.writeable else out
 
 
 def _decode_tensor(raw: np.ndarray, dtype: DType, shape: tuple[int, ...]):
