@@ -93,15 +93,19 @@ class LazyWeights(MutableMapping):
         for n in names:
             if n not in self._held:
                 self._held[n] = self[n]
+        self._release_source_pages()
+
+    def _release_source_pages(self) -> None:
+        release = getattr(getattr(self, "source", None), "release_pages", None)
+        if release is not None:
+            release()  # the mapped source pages decoded so far need not stay resident
 
     def unload(self, names) -> None:
         """Drop the resident copies of entries that can be decoded again (others stay)."""
         for n in names:
             if n in self._lazy:
                 self._held.pop(n, None)
-        release = getattr(getattr(self, "source", None), "release_pages", None)
-        if release is not None:
-            release()  # the mapped source pages decoded so far need not stay resident either
+        self._release_source_pages()
 
     def resident_bytes(self) -> int:
         return sum(int(t.numel()) * t.element_size() for t in self._held.values())
