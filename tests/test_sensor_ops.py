@@ -162,6 +162,67 @@ def test_conv2d(cin, cout, H, W, k, s, p, d, g, bias):
                 {"x": (1, cin, H, W)})
 
 
+# depthwise-separable chains: the activations between the convs stay channels-last
+# (ops.choose_layouts); channel counts hit the vector tails (5 < 8 lanes: scalar; 12, 20, 24:
+# an overlapping last vector; 32, 64: whole 16-float vectors), stride 2, dilation 2, asymmetric
+# padding, a 3x1 kernel, ReLU6 and ReLU tails, and a GlobalAveragePool reading channels-last
+DSCONV_CHAINS = {
+    # first conv (cin, cout, kernel, stride, pads), then blocks (cout, dw stride, dw dilation)
+    "dscnn": ((1, 20, (5, 3), (2, 2), (2, 1, 2, 1)), [(24, 1, 1), (24, 2, 1), (12, 1, 2)], (13, 7)),
+    "mobilenet": ((3, 16, (3, 3), (2, 2), (1, 1, 1, 1)), [(32, 2, 1), (64, 1, 1)], (18, 15)),
+    "narrow": ((2, 5, (3, 3), (1, 1), (0, 1, 1, 0)), [(7, 1, 1), (5, 2, 2)], (9, 8)),
+}
+
+
+def _dsconv_chain(case: str, gap: bool) -> tuple[bytes, tuple[int, ...]]:
+    (cin, c, k, s, pads), blocks, (H, W) = DSCONV_CHAINS[case]
+    inits = {"w0": w(c, cin, *k), "b0": w(c)}
+    nodes = [helper.make_node("Conv", ["x", "w0", "b0"], ["a0"], kernel_shape=list(k),
+                              strides=list(s), pads=list(pads)),
+             helper.make_node("Clip", ["a0", "lo", "hi"], ["r0"])]
+    inits["lo"], inits["hi"] = np.array(0, np.float32), np.array(6, np.float32)
+    t = "r0"
+    for i, (co, st, d) in enumerate(blocks):
+        inits[f"dw{i}"], inits[f"db{i}"] = w(c, 1, 3, 3), w(c)
+        inits[f"pw{i}"] = w(co, c, 1, 1)
+        nodes += [helper.make_node("Conv", [t, f"dw{i}", f"db{i}"], [f"d{i}"], kernel_shape=[3, 3],
+                                   strides=[st, st], pads=[d, d, d, d], dilations=[d, d], group=c),
+                  helper.make_node("Relu", [f"d{i}"], [f"dr{i}"]),
+                  helper.make_node("Conv", [f"dr{i}", f"pw{i}"], [f"p{i}"], kernel_shape=[1, 1]),
+                  helper.make_node("Relu", [f"p{i}"], [f"pr{i}"])]
+        t, c = f"pr{i}", co
+    if gap:
+        nodes.append(helper.make_node("GlobalAveragePool", [t], ["y"]))
+    else:
+        nodes.append(helper.make_node("Identity", [t], ["y"]))
+    import onnx
+    shapes = onnx.shape_inference.infer_shapes(onnx.load_from_string(
+        make_model(nodes, {"x": (1, cin, H, W)}, {"y": None}, inits)))
+    out = [d.dim_value for d in shapes.graph.output[0].type.tensor_type.shape.dim]
+    return make_model(nodes, {"x": (1, cin, H, W)}, {"y": out}, inits), (1, cin, H, W)
+
+
+@pytest.mark.parametrize("case", sorted(DSCONV_CHAINS))
+@pytest.mark.parametrize("gap", [True, False])
+def test_depthwise_separable_chain_channels_last(case, gap, monkeypatch):
+    from edgert.sensor import compiler, graph, optimize, ops
+    model, shape = _dsconv_chain(case, gap)
+    # the chain really runs channels-last: every conv but the first reads it, every conv but
+    # the last (when it is the graph output) writes it
+    g = graph.read_graph(None, None, data=model)
+    optimize.optimize(g)
+    ops.choose_layouts(g)
+    convs = [n for n in g.nodes if n.op == "Conv"]
+    assert all(n.attrs.get("_nhwc_in") for n in convs[1:])
+    assert all(n.attrs.get("_nhwc_out") for n in convs[:-1])
+    assert bool(convs[-1].attrs.get("_nhwc_out")) == gap
+    m = check_model(model, {"x": shape})
+    x = RNG.standard_normal(shape).astype(np.float32)
+    tiled = m(x).copy()
+    monkeypatch.setenv("EDGERT_SENSOR_KERNELS", "scalar")  # the plain NCHW loops
+    np.testing.assert_allclose(tiled, compiler.compile(model)(x), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("cin,cout,L,k,s,p,d,g", [
     (3, 8, 128, 5, 1, 2, 1, 1), (8, 8, 64, 3, 2, 1, 1, 8), (4, 16, 33, 3, 1, 0, 2, 1),
     (6, 6, 40, 7, 3, 3, 1, 3)])

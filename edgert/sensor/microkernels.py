@@ -8,8 +8,9 @@ vector types (<8 x float>) so the accumulators live in registers for a whole red
               A and issues MR*NV FMAs. Columns past the last full vector get one more vector tile
               ending at N, overlapping columns already written (same sums, same order, same
               values); only N < 8 runs a scalar loop.
-  depthwise   channels-last depthwise convolution: one output pixel's channels in vectors, taps
-              accumulated in registers (any stride, dilation, padding).
+  depthwise   channels-last depthwise convolution over a zero-padded input: one output pixel's
+              channels in vectors, the tap weights held in registers, the taps unrolled (any
+              stride, dilation, padding).
 
 <8 x float> is one AVX2 register and two NEON registers on aarch64; on a host with AVX-512 a
 kernel whose vector dim holds at least four <16 x float> (one zmm register each) uses those. Scalar twins of these kernels are the plain loops in ops.py (used with
@@ -111,6 +112,11 @@ def gemm(ctx: KernelCtx, M: int, N: int, K: int,
     # a matrix-vector product: as many accumulators as the row needs (up to 12 registers), so
     # the k loop's FMA chains run side by side instead of one short tile after another
     nv = max(1, min(N // VW, 12)) if M == 1 else NV
+    if M > 1 and VW >= 16:
+        # 32 vector registers (AVX-512): up to 24 accumulators, e.g. 6 rows x 4 vectors, so
+        # each k step issues 24 FMAs for 4 loads and 6 broadcasts (the 4 x 2 tile: 8 for 2 + 4)
+        nv = max(1, min(N // VW, 4))
+        mr = min(8, 24 // nv)
     n_full = N // (nv * VW) * (nv * VW)
     n_vec = N // VW * VW              # columns covered by whole vectors
 
@@ -184,43 +190,46 @@ def gemm(ctx: KernelCtx, M: int, N: int, K: int,
         row_block(ctx.ci(m_full), M - m_full)
 
 
-def depthwise_nhwc(ctx: KernelCtx, P: int, C: int, taps: int, xT: Any, tap_offset: Callable[
-                   [Any, Any], Any], wT: Any, bias: Any, outT: Any) -> None:
-    """outT[p, c] = bias[c] + sum_t wT[t, c] * xT[tap_offset(p, t) + c] for c in [0, C).
+def depthwise_nhwc(ctx: KernelCtx, g: dict[str, Any], xT: Any, wT: Any, bias: Any,
+                   outT: Any) -> None:
+    """outT[oy, ox, c] = bias[c] + sum_{ky,kx} wT[ky*KW + kx, c] * xT[oy*sy + ky*dy, ox*sx + kx*dx, c]
 
-    xT is channels-last (row length C); tap_offset(p, t) gives the element offset of pixel p's
-    t-th tap row. Vectors over channels; a scalar loop finishes C % 8."""
-    VW = vector_width(ctx, C)  # noqa: N806
-    vec = Vec(ctx, VW)
+    xT is the zero-padded channels-last input [Hp, Wp, C] (so no tap needs a bounds check), outT
+    channels-last [OH, OW, C]. Vectors over channels; for each vector of channels the KH*KW tap
+    weights are loaded once and stay in registers while the pixel loops run, and the taps are
+    unrolled (their offsets are compile-time constants). A channel count that is not a multiple of
+    the vector width gets one more vector ending at C (overlapping channels already written, with
+    the same sums in the same order); fewer channels than one vector run as scalars."""
+    C, OH, OW, KH, KW = g["C"], g["OH"], g["OW"], g["KH"], g["KW"]
+    Wp, sy, sx, dy, dx = g["Wp"], g["sy"], g["sx"], g["dy"], g["dx"]
+    widest = int(getattr(ctx.cg, "vector_width", VW))
+    VW_ = widest if C % widest == 0 else vector_width(ctx, C)  # noqa: N806
     b = ctx.b
-    c_vec = C // VW * VW
-    with ctx.loop(P, name="p") as p:
-        if c_vec:
-            with ctx.loop(c_vec, step=VW, name="c0") as c0:
-                init = [vec.load(bias, c0)]
+    offs = [(ky * dy * Wp + kx * dx) * C for ky in range(KH) for kx in range(KW)]
 
-                def body(t: Any, accs: list[Any]) -> list[Any]:
-                    xv = vec.load(xT, ctx.add(tap_offset(p, t), c0))
-                    wv = vec.load(wT, ctx.add(ctx.mul(t, C), c0))
-                    return [vec.fma(accs[0], xv, wv)]
-                acc = carried_loop(ctx, taps, init, body, name="t")[0]
-                vec.store(acc, outT, ctx.add(ctx.mul(p, C), c0))
-        if C - c_vec and C >= VW:  # overlapping last vector (same values, written twice)
-            c0 = ctx.ci(C - VW)
-            init = [vec.load(bias, c0)]
+    def pixels(c0: Any, load: Callable[[Any, Any], Any], store: Callable[[Any, Any, Any], None],
+               fma: Callable[[Any, Any, Any], Any]) -> None:
+        wv = [load(wT, ctx.add(c0, t * C)) for t in range(len(offs))]
+        bv = load(bias, c0)
+        with ctx.loop(OH, name="oy") as oy:
+            row = ctx.mul(oy, sy * Wp * C)
+            orow = ctx.mul(oy, OW * C)
+            with ctx.loop(OW, name="ox") as ox:
+                base = ctx.add(row, ctx.mul(ox, sx * C), c0)
+                acc = bv
+                for t, off in enumerate(offs):
+                    acc = fma(acc, load(xT, ctx.add(base, off)), wv[t])
+                store(acc, outT, ctx.add(orow, ctx.mul(ox, C), c0))
 
-            def body_t(t: Any, accs: list[Any]) -> list[Any]:
-                xv = vec.load(xT, ctx.add(tap_offset(p, t), c0))
-                wv = vec.load(wT, ctx.add(ctx.mul(t, C), c0))
-                return [vec.fma(accs[0], xv, wv)]
-            acc = carried_loop(ctx, taps, init, body_t, name="tt")[0]
-            vec.store(acc, outT, ctx.add(ctx.mul(p, C), c0))
-        elif C - c_vec:
-            with ctx.loop(C, start=c_vec, name="ct") as c:
-                def body_s(t: Any, accs: list[Any]) -> list[Any]:
-                    xv = ctx.load(xT, ctx.add(tap_offset(p, t), c))
-                    wv = ctx.load(wT, ctx.add(ctx.mul(t, C), c))
-                    return [b.fadd(accs[0], b.fmul(xv, wv, flags=("contract",)),
-                                   flags=("contract",))]
-                acc = carried_loop(ctx, taps, [ctx.load(bias, c)], body_s, name="ts")[0]
-                ctx.store(acc, outT, ctx.add(ctx.mul(p, C), c))
+    if C >= VW_:
+        vec = Vec(ctx, VW_)
+        c_vec = C // VW_ * VW_
+        with ctx.loop(c_vec, step=VW_, name="c0") as c0:
+            pixels(c0, vec.load, vec.store, vec.fma)
+        if C - c_vec:
+            pixels(ctx.ci(C - VW_), vec.load, vec.store, vec.fma)
+    else:
+        def sfma(acc: Any, x: Any, w: Any) -> Any:
+            return b.fadd(acc, b.fmul(x, w, flags=("contract",)), flags=("contract",))
+        with ctx.loop(C, name="cs") as c:
+            pixels(c, ctx.load, lambda v, p_, i: ctx.store(v, p_, i), sfma)

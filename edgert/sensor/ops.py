@@ -703,6 +703,8 @@ def _conv_geometry(ctx: KernelCtx, n: Node) -> dict[str, Any]:
     g["Wp"] = max(g["W"] + g["pl"] + g["pr"], (g["OW"] - 1) * g["sx"] + (g["KW"] - 1) * g["dx"] + 1)
     g["padded"] = (g["Hp"], g["Wp"]) != (g["H"], g["W"])
     g["pixel_major"] = g["group"] == 1 and g["CO"] >= 8 and not (g["sx"] == 1 and g["OW"] >= 16)
+    g["nhwc_in"] = bool(n.attrs.get("_nhwc_in"))
+    g["nhwc_out"] = bool(n.attrs.get("_nhwc_out"))
     return g
 
 
@@ -863,6 +865,8 @@ def _conv_plan(g: dict[str, Any]) -> str:
     P = g["OH"] * g["OW"]
     if G == C and g["Cg"] == 1 and CO == C:
         return "depthwise"
+    if g.get("nhwc_in") or g.get("nhwc_out"):
+        return "gemm_c"  # choose_layouts only marks a pointwise (or any group-1) conv here
     if G != 1:
         return "gemm_p" if P >= 8 else "loops"
     if P >= 16 and (P >= CO or P % 8 == 0):
@@ -890,7 +894,9 @@ def _conv_plan_scratch(g: dict[str, Any], plan: str) -> int:
     if plan == "gemm_p":
         return 0 if _pointwise(g) and g["group"] == 1 else \
             g["Cg"] * g["KH"] * g["KW"] * _row_pad(P) * 4 + 64
-    return ((0 if _pointwise(g) else P * Kc) + P * CO) * 4 + 128
+    im2col = 0 if _pointwise(g) or g.get("nhwc_in") else P * Kc
+    transposed_out = 0 if g.get("nhwc_out") else P * CO
+    return (im2col + transposed_out) * 4 + 128
 
 
 def _im2col(ctx: KernelCtx, g: dict[str, Any], xp: Any, x_base: Any, dst: Any,
@@ -981,6 +987,92 @@ def _epilogue_pass(ctx: KernelCtx, yp: Any, shape: Sequence[int], base_coords: S
     _nest(ctx, shape[:flat_from], body)
 
 
+def _pad_nhwc(ctx: KernelCtx, g: dict[str, Any], xp: Any, x_base: Any, xT: Any) -> None:
+    """xT[Hp, Wp, C] = the input (NCHW, or channels-last when g["nhwc_in"]) placed at (pt, pl),
+    zero around it. Only the border is cleared: the interior is overwritten every call."""
+    b = ctx.b
+    C, H, W, Hp, Wp, pt, pl = (g[k] for k in ("C", "H", "W", "Hp", "Wp", "pt", "pl"))
+    row = Wp * C
+    if pt:
+        ctx.memset0(xT, pt * row * 4)
+    if Hp - pt - H:
+        ctx.memset0(ctx.gep(xT, (pt + H) * row), (Hp - pt - H) * row * 4)
+    pr = Wp - pl - W
+    with ctx.loop(H, name="h") as h:
+        r = ctx.mul(ctx.add(h, pt), row)
+        if pl:
+            ctx.memset0(ctx.gep(xT, r), pl * C * 4)
+        if pr:
+            ctx.memset0(ctx.gep(xT, ctx.add(r, (pl + W) * C)), pr * C * 4)
+        if g["nhwc_in"]:
+            ctx.memcpy(ctx.gep(xT, ctx.add(r, pl * C)),
+                       ctx.gep(xp, ctx.add(x_base, ctx.mul(h, W * C))), W * C * 4)
+        else:
+            # NCHW -> channels-last at a graph edge: read each channel's row contiguously
+            with ctx.loop(C, name="c") as c, ctx.loop(W, name="w") as ww:
+                v = ctx.load(xp, ctx.add(x_base, ctx.mul(c, H * W), ctx.mul(h, W), ww))
+                ctx.store(v, xT, ctx.add(r, ctx.mul(ctx.add(ww, pl), C), c))
+    del b
+
+
+def _layout_ok_epilogue(g: Graph, n: Node) -> bool:
+    """A fused tail that is the same at every element (ReLU, Clip, a scalar operand) does not
+    care how the output is laid out."""
+    return all(int(np.prod(g.shapes[t])) == 1 for t in n.attrs.get("epilogue_inputs", []))
+
+
+def choose_layouts(g: Graph) -> None:
+    """Keep the activations between depthwise-separable convs channels-last ([N, H, W, C]).
+
+    A tensor is stored channels-last when its producer is a float 2-D Conv the tiled kernels
+    can write that way (depthwise, or any group-1 conv via the [pixels, channels] GEMM), every
+    reader is a depthwise Conv, a pointwise (1x1, stride 1, unpadded, group 1) Conv or a
+    GlobalAveragePool, and it is no graph output. The layout then changes only at the edges of
+    such a chain (the first conv reads NCHW, the pooling reads channels-last), so the per-layer
+    transposes of the NCHW path disappear. Marks nodes with `_nhwc_out` / `_nhwc_in`."""
+    if not tiled_kernels():
+        return
+    readers = g.consumers()
+
+    def conv_geom(n: Node) -> Optional[dict[str, Any]]:
+        if n.op != "Conv" or n.domain not in ("", "ai.onnx") or len(g.shapes[n.inputs[0]]) != 4:
+            return None
+        if n.inputs[1] not in g.consts or g.dtypes.get(n.outputs[0], np.float32) != np.float32:
+            return None
+        try:
+            geo = _conv_geometry(_ShapeOnly(g, n), n)  # type: ignore[arg-type]
+        except (ModelFormatError, UnsupportedModelError, KeyError):
+            return None
+        return geo
+
+    def is_depthwise(geo: dict[str, Any]) -> bool:
+        return geo["group"] == geo["C"] and geo["Cg"] == 1 and geo["CO"] == geo["C"]
+
+    for n in g.nodes:
+        geo = conv_geom(n)
+        if geo is None or not _layout_ok_epilogue(g, n) or len(n.outputs) != 1:
+            continue
+        if not (is_depthwise(geo) or geo["group"] == 1):
+            continue
+        t = n.outputs[0]
+        if t in g.outputs or not readers.get(t):
+            continue
+        ok = True
+        for r in readers[t]:
+            if r.op == "GlobalAveragePool" and r.inputs[0] == t and len(g.shapes[t]) == 4:
+                continue
+            rg = conv_geom(r)
+            if rg is None or r.inputs[0] != t or t in r.inputs[1:] or \
+                    not (is_depthwise(rg) or (rg["group"] == 1 and _pointwise(rg))):
+                ok = False
+                break
+        if not ok:
+            continue
+        n.attrs["_nhwc_out"] = 1
+        for r in readers[t]:
+            r.attrs["_nhwc_in"] = 1
+
+
 def k_conv(ctx: KernelCtx) -> None:
     from . import microkernels as mk
     n = ctx.node
@@ -1010,26 +1102,15 @@ def k_conv(ctx: KernelCtx) -> None:
     with ctx.loop(N, name="b") as bn:
         x_base, y_base = ctx.mul(bn, C * H * W), ctx.mul(bn, CO * P)
         if plan == "depthwise":
-            xT, outT = sp, ctx.gep(sp, Hp * Wp * C + 16)
-            ctx.memset0(xT, Hp * Wp * C * 4)
-            with ctx.loop(C, name="c") as c, ctx.loop(H, name="h") as h, \
-                    ctx.loop(W, name="w") as ww:
-                v = ctx.load(xp, ctx.add(x_base, ctx.mul(c, H * W), ctx.mul(h, W), ww))
-                ctx.store(v, xT, ctx.add(ctx.mul(ctx.add(ctx.mul(h, Wp), ww), C),
-                                         (g["pt"] * Wp + g["pl"]) * C, c))
+            xT = sp
+            outT = ctx.gep(yp, y_base) if g["nhwc_out"] else ctx.gep(sp, Hp * Wp * C + 16)
+            _pad_nhwc(ctx, g, xp, x_base, xT)
             wT = ctx.array_ptr(np.ascontiguousarray(w.T), "dw_w")
-            toff = np.array([(ky * g["dy"] * Wp + kx * g["dx"]) * C for ky in range(KH)
-                             for kx in range(KW)], np.int64)
-            tp = ctx.array_ptr(toff, "dw_taps")
-
-            def tap_offset(p: Any, t: Any) -> Any:
-                oy, ox = b.udiv(p, ctx.ci(OW)), b.urem(p, ctx.ci(OW))
-                base = ctx.mul(ctx.add(ctx.mul(oy, g["sy"] * Wp), ctx.mul(ox, g["sx"])), C)
-                return b.add(base, ctx.load(tp, t, ctx.i64))
-            mk.depthwise_nhwc(ctx, P, C, KH * KW, xT, tap_offset, wT, bias_p, outT)
-            with ctx.loop(C, name="c") as c, ctx.loop(P, name="p") as p:
-                ctx.store(ctx.load(outT, ctx.add(ctx.mul(p, C), c)), yp,
-                          ctx.add(y_base, ctx.mul(c, P), p))
+            mk.depthwise_nhwc(ctx, g, xT, wT, bias_p, outT)
+            if not g["nhwc_out"]:
+                with ctx.loop(C, name="c") as c, ctx.loop(P, name="p") as p:
+                    ctx.store(ctx.load(outT, ctx.add(ctx.mul(p, C), c)), yp,
+                              ctx.add(y_base, ctx.mul(c, P), p))
         elif plan == "gemm_p" and g["group"] > 1:
             # one GEMM per group over that group's channels
             Cg, COg = g["Cg"], CO // g["group"]
@@ -1053,18 +1134,25 @@ def k_conv(ctx: KernelCtx) -> None:
                     row_bias=bias_p)
         else:  # gemm_c
             wTp = ctx.array_ptr(np.ascontiguousarray(w.T), "conv_wt")
-            if _pointwise(g):
+            if g["nhwc_in"]:  # pointwise over a channels-last input: X[P, C] is A as it is
+                a, a_base, lda, acs = xp, x_base, C, 1
+                tbuf = sp
+            elif _pointwise(g):
                 a, a_base, lda, acs = xp, x_base, 1, P
                 tbuf = sp
             else:
                 a, a_base, lda, acs = sp, ctx.ci(0), Kc, 1
                 _im2col(ctx, g, xp, x_base, sp, transposed=True)
                 tbuf = ctx.gep(sp, P * Kc + 16)
-            mk.gemm(ctx, P, CO, Kc, a, a_base, lda, wTp, ctx.ci(0), CO, tbuf, ctx.ci(0), CO,
-                    col_bias=bias_p, a_col_stride=acs)
-            with ctx.loop(CO, name="co") as co, ctx.loop(P, name="p") as p:
-                ctx.store(ctx.load(tbuf, ctx.add(ctx.mul(p, CO), co)), yp,
-                          ctx.add(y_base, ctx.mul(co, P), p))
+            if g["nhwc_out"]:  # channels-last output: the GEMM writes it in place
+                mk.gemm(ctx, P, CO, Kc, a, a_base, lda, wTp, ctx.ci(0), CO, yp, y_base, CO,
+                        col_bias=bias_p, a_col_stride=acs)
+            else:
+                mk.gemm(ctx, P, CO, Kc, a, a_base, lda, wTp, ctx.ci(0), CO, tbuf, ctx.ci(0), CO,
+                        col_bias=bias_p, a_col_stride=acs)
+                with ctx.loop(CO, name="co") as co, ctx.loop(P, name="p") as p:
+                    ctx.store(ctx.load(tbuf, ctx.add(ctx.mul(p, CO), co)), yp,
+                              ctx.add(y_base, ctx.mul(co, P), p))
         _epilogue_pass(ctx, yp, [CO] + spatial, [bn], y_base)
 
 
@@ -1195,6 +1283,9 @@ def k_global_pool(ctx: KernelCtx) -> None:
     b = ctx.b
     xp, yp = ctx.ptr(n.inputs[0]), ctx.ptr(n.outputs[0])
     is_max = n.op == "GlobalMaxPool"
+    if n.attrs.get("_nhwc_in"):
+        _global_avg_pool_nhwc(ctx, xs, xp, yp)
+        return
     acc_ptr = ctx.alloca()
     rank = len(xs)
     with ctx.loop(NC, name="nc") as nc:
@@ -1214,6 +1305,27 @@ def k_global_pool(ctx: KernelCtx) -> None:
         C = xs[1]
         coords = [b.sdiv(nc, ctx.ci(C)), b.srem(nc, ctx.ci(C))] + [ctx.ci(0)] * (rank - 2)
         ctx.store(ctx.epilogue(acc, coords), yp, nc)
+
+
+def _global_avg_pool_nhwc(ctx: KernelCtx, xs: Sequence[int], xp: Any, yp: Any) -> None:
+    """GlobalAveragePool of a channels-last [N, H, W, C] input: rows of C summed in order (the
+    inner loop over channels vectorises), then scaled and passed through the epilogue."""
+    b = ctx.b
+    N, C = xs[0], xs[1]
+    S = int(np.prod(xs[2:]))
+    with ctx.loop(N, name="nb") as nb:
+        yb = ctx.mul(nb, C)
+        with ctx.loop(C, name="c0") as c:
+            ctx.store(ctx.cf(0.0), yp, ctx.add(yb, c))
+        with ctx.loop(S, name="s") as s_, ctx.loop(C, name="c") as c:
+            yo = ctx.add(yb, c)
+            v = ctx.load(xp, ctx.add(ctx.mul(nb, S * C), ctx.mul(s_, C), c))
+            ctx.store(b.fadd(ctx.load(yp, yo), v), yp, yo)
+        with ctx.loop(C, name="ce") as c:
+            yo = ctx.add(yb, c)
+            acc = b.fmul(ctx.load(yp, yo), ctx.cf(1.0 / S))
+            coords = [nb, c] + [ctx.ci(0)] * (len(xs) - 2)
+            ctx.store(ctx.epilogue(acc, coords), yp, yo)
 
 
 # =============================================================================================
