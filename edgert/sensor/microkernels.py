@@ -100,11 +100,14 @@ def gemm(ctx: KernelCtx, M: int, N: int, K: int,
          pb: Any, b_off: Any, ldb: int,
          pc: Any, c_off: Any, ldc: int,
          row_bias: Optional[Any] = None, col_bias: Optional[Any] = None,
-         a_col_stride: int = 1) -> None:
+         a_col_stride: int = 1, a_tables: Optional[tuple[Any, Any]] = None) -> None:
     """C[m, n] = sum_k A[m, k] B[k, n] + row_bias[m] + col_bias[n], row-major with leading dims.
 
-    A(m, k) is pa[a_off + m*lda + k*a_col_stride]; B(k, n) is pb[b_off + k*ldb + n] (unit stride
-    in n: that is the vector dim); C likewise with ldc. Biases are f32 pointers or None."""
+    A(m, k) is pa[a_off + m*lda + k*a_col_stride], or with a_tables = (rows, ks) (two i64
+    constant tables) pa[a_off + rows[m] + ks[k]]: an implicit im2col, where A's row m is output
+    pixel m's window over a padded input and nothing is copied. B(k, n) is pb[b_off + k*ldb + n]
+    (unit stride in n: that is the vector dim); C likewise with ldc. Biases are f32 pointers or
+    None."""
     VW = vector_width(ctx, N)  # noqa: N806
     vec = Vec(ctx, VW)
     b = ctx.b
@@ -121,6 +124,9 @@ def gemm(ctx: KernelCtx, M: int, N: int, K: int,
     n_vec = N // VW * VW              # columns covered by whole vectors
 
     def a_at(m: Any, k: Any) -> Any:
+        if a_tables is not None:
+            return ctx.load(pa, ctx.add(a_off, ctx.load(a_tables[0], m, ctx.i64),
+                                        ctx.load(a_tables[1], k, ctx.i64)))
         return ctx.load(pa, ctx.add(a_off, ctx.mul(m, lda), ctx.mul(k, a_col_stride)))
 
     def tile(m0: Any, rows: int, n0: Any, vecs: int) -> None:

@@ -894,9 +894,25 @@ def _conv_plan_scratch(g: dict[str, Any], plan: str) -> int:
     if plan == "gemm_p":
         return 0 if _pointwise(g) and g["group"] == 1 else \
             g["Cg"] * g["KH"] * g["KW"] * _row_pad(P) * 4 + 64
-    im2col = 0 if _pointwise(g) or g.get("nhwc_in") else P * Kc
+    im2col = 0 if _pointwise(g) or g.get("nhwc_in") else _pad_elems(g) + 16
     transposed_out = 0 if g.get("nhwc_out") else P * CO
     return (im2col + transposed_out) * 4 + 128
+
+
+def _pad_elems(g: dict[str, Any]) -> int:
+    """Floats of the padded NCHW input copy an implicit-im2col GEMM reads (0 when unpadded)."""
+    return g["C"] * g["Hp"] * g["Wp"] if g["padded"] else 0
+
+
+def _implicit_im2col_tables(ctx: KernelCtx, g: dict[str, Any]) -> tuple[Any, Any]:
+    """Offsets into the (padded) NCHW input: rows[p] of output pixel p's window corner, ks[k] of
+    tap k = (ci, ky, kx) relative to it (the weights' K order), so A(p, k) = x[rows[p] + ks[k]]."""
+    Hp, Wp = (g["Hp"], g["Wp"]) if g["padded"] else (g["H"], g["W"])
+    rows = np.array([oy * g["sy"] * Wp + ox * g["sx"] for oy in range(g["OH"])
+                     for ox in range(g["OW"])], np.int64)
+    ks = np.array([ci * Hp * Wp + ky * g["dy"] * Wp + kx * g["dx"] for ci in range(g["C"])
+                   for ky in range(g["KH"]) for kx in range(g["KW"])], np.int64)
+    return ctx.array_ptr(rows, "im2col_rows"), ctx.array_ptr(ks, "im2col_ks")
 
 
 def _im2col(ctx: KernelCtx, g: dict[str, Any], xp: Any, x_base: Any, dst: Any,
@@ -1140,16 +1156,22 @@ def k_conv(ctx: KernelCtx) -> None:
             elif _pointwise(g):
                 a, a_base, lda, acs = xp, x_base, 1, P
                 tbuf = sp
-            else:
-                a, a_base, lda, acs = sp, ctx.ci(0), Kc, 1
-                _im2col(ctx, g, xp, x_base, sp, transposed=True)
-                tbuf = ctx.gep(sp, P * Kc + 16)
-            if g["nhwc_out"]:  # channels-last output: the GEMM writes it in place
-                mk.gemm(ctx, P, CO, Kc, a, a_base, lda, wTp, ctx.ci(0), CO, yp, y_base, CO,
-                        col_bias=bias_p, a_col_stride=acs)
-            else:
-                mk.gemm(ctx, P, CO, Kc, a, a_base, lda, wTp, ctx.ci(0), CO, tbuf, ctx.ci(0), CO,
-                        col_bias=bias_p, a_col_stride=acs)
+            tables = None
+            if not (g["nhwc_in"] or _pointwise(g)):
+                # implicit im2col: A(p, k) read from the (padded) input through two offset tables
+                if g["padded"]:
+                    _pad_copy(ctx, xp, bn, g, sp)
+                    a, a_base = sp, ctx.ci(0)
+                else:
+                    a, a_base = xp, x_base
+                lda, acs = 0, 0
+                tables = _implicit_im2col_tables(ctx, g)
+                tbuf = ctx.gep(sp, _pad_elems(g) + 16)
+            out, out_base = (yp, y_base) if g["nhwc_out"] else (tbuf, ctx.ci(0))
+            # a channels-last output: the GEMM writes it in place
+            mk.gemm(ctx, P, CO, Kc, a, a_base, lda, wTp, ctx.ci(0), CO, out, out_base, CO,
+                    col_bias=bias_p, a_col_stride=acs, a_tables=tables)
+            if not g["nhwc_out"]:
                 with ctx.loop(CO, name="co") as co, ctx.loop(P, name="p") as p:
                     ctx.store(ctx.load(tbuf, ctx.add(ctx.mul(p, CO), co)), yp,
                               ctx.add(y_base, ctx.mul(co, P), p))
