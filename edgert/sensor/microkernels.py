@@ -111,6 +111,9 @@ def gemm(ctx: KernelCtx, M: int, N: int, K: int,
     VW = vector_width(ctx, N)  # noqa: N806
     vec = Vec(ctx, VW)
     b = ctx.b
+    if M == 1 and N >= VW and row_bias is None and a_tables is None:
+        _matvec(ctx, N, K, vec, VW, pa, a_off, a_col_stride, pb, b_off, ldb, pc, c_off, col_bias)
+        return
     mr = 1 if M == 1 else MR
     # a matrix-vector product: as many accumulators as the row needs (up to 12 registers), so
     # the k loop's FMA chains run side by side instead of one short tile after another
@@ -194,6 +197,73 @@ def gemm(ctx: KernelCtx, M: int, N: int, K: int,
             row_block(m0, mr)
     if M - m_full:
         row_block(ctx.ci(m_full), M - m_full)
+
+
+MATVEC_ACCS = 24      # accumulator registers a matrix-vector product may use (of 32 zmm / 16 ymm)
+MATVEC_UNROLL = 320   # FMAs up to which the k loop is written out in full
+
+
+def _matvec(ctx: KernelCtx, N: int, K: int, vec: Vec, VW: int, pa: Any, a_off: Any,  # noqa: N803
+            a_stride: int, pb: Any, b_off: Any, ldb: int, pc: Any, c_off: Any,
+            col_bias: Optional[Any]) -> None:
+    """c[n] = sum_k a[k] B[k, n] (+ col_bias[n]): one row, every output vector (the last one
+    overlapping, ending at N) accumulated in the same k loop, and the k range split into S
+    interleaved partial sums added at the end, so S x vectors FMA chains run side by side and
+    the chain a recurrent step waits on is K / S deep instead of K (the GRU's R h is latency
+    bound). Small products are written out in full (static offsets, no loop)."""
+    b = ctx.b
+    starts = list(range(0, N // VW * VW, VW))
+    if N % VW:
+        starts.append(N - VW)
+    nvec = len(starts)
+    S = max(1, min(4, MATVEC_ACCS // max(nvec, 1), K // 4)) if nvec <= MATVEC_ACCS else 1  # noqa: N806
+    if nvec > MATVEC_ACCS:  # a very wide row: vectors in groups, each with its own k loop
+        for g0 in range(0, nvec, MATVEC_ACCS):
+            part = starts[g0:g0 + MATVEC_ACCS]
+            _matvec_group(ctx, part, K, 1, vec, pa, a_off, a_stride, pb, b_off, ldb, pc, c_off,
+                          col_bias)
+        return
+    _matvec_group(ctx, starts, K, S, vec, pa, a_off, a_stride, pb, b_off, ldb, pc, c_off,
+                  col_bias)
+    del b
+
+
+def _matvec_group(ctx: KernelCtx, starts: list[int], K: int, S: int, vec: Vec, pa: Any,  # noqa: N803
+                  a_off: Any, a_stride: int, pb: Any, b_off: Any, ldb: int, pc: Any, c_off: Any,
+                  col_bias: Optional[Any]) -> None:
+    b = ctx.b
+    nvec = len(starts)
+    accs = []
+    for s_ in range(S):
+        for n0 in starts:
+            accs.append(vec.load(col_bias, n0) if s_ == 0 and col_bias is not None else vec.zero)
+
+    def step(k: Any, accs: list[Any], s_: int) -> list[Any]:
+        av = vec.splat(ctx.load(pa, ctx.add(a_off, ctx.mul(k, a_stride))))
+        out = list(accs)
+        for j, n0 in enumerate(starts):
+            bv = vec.load(pb, ctx.add(b_off, ctx.mul(k, ldb), n0))
+            out[s_ * nvec + j] = vec.fma(accs[s_ * nvec + j], av, bv)
+        return out
+
+    k_main = K // S * S
+    if K * nvec <= MATVEC_UNROLL:
+        for k in range(K):
+            accs = step(ctx.ci(k), accs, k % S if k < k_main else 0)
+    else:
+        def body(kk: Any, a: list[Any]) -> list[Any]:
+            base = ctx.mul(kk, S)
+            for s_ in range(S):
+                a = step(b.add(base, ctx.ci(s_), flags=["nsw"]), a, s_)
+            return a
+        accs = carried_loop(ctx, K // S, accs, body, name="kv")
+        for k in range(k_main, K):
+            accs = step(ctx.ci(k), accs, 0)
+    for j, n0 in enumerate(starts):
+        v = accs[j]
+        for s_ in range(1, S):
+            v = b.fadd(v, accs[s_ * nvec + j], flags=("contract",))
+        vec.store(v, pc, ctx.add(c_off, n0))
 
 
 def depthwise_nhwc(ctx: KernelCtx, g: dict[str, Any], xT: Any, wT: Any, bias: Any,

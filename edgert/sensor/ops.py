@@ -101,6 +101,39 @@ def m_tanh(ctx: KernelCtx, x: Any) -> Any:
     return b.select(b.fcmp_ordered("<", ax, cf(0.625)), small, big)
 
 
+# The recurrent gates' tanh: a [13/6] odd rational function on x clamped to +-7.9053 (where
+# float tanh is 1), as in Eigen and onnxruntime's MLAS: one division and no exp, a few ulp. Only
+# the GRU/LSTM gates use it (their inputs are bounded sums; onnxruntime computes them the same
+# way); the Tanh and Sigmoid ops keep the exp-based forms above.
+_TANH_NUM = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11,
+             5.12229709037114e-08, 1.48572235717979e-05, 6.37261928875436e-04,
+             4.89352455891786e-03)
+_TANH_DEN = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03,
+             4.89352518554385e-03)
+
+
+def m_tanh_gate(ctx: KernelCtx, x: Any) -> Any:
+    b, cf = ctx.b, ctx.cf
+    xc = m_clamp(ctx, x, -7.90531110763549805, 7.90531110763549805)  # NaN passes
+    z = b.fmul(xc, xc)
+    p = cf(_TANH_NUM[0])
+    for c in _TANH_NUM[1:]:
+        p = b.fadd(b.fmul(p, z, flags=("contract",)), cf(c), flags=("contract",))
+    q = cf(_TANH_DEN[0])
+    for c in _TANH_DEN[1:]:
+        q = b.fadd(b.fmul(q, z, flags=("contract",)), cf(c), flags=("contract",))
+    y = b.fdiv(b.fmul(xc, p), q)
+    ax = b.call(_intr(ctx, "llvm.fabs"), [x])
+    return b.select(b.fcmp_ordered("<", ax, cf(4e-4)), x, y)  # tiny |x|: tanh(x) = x in float
+
+
+def m_sigmoid_gate(ctx: KernelCtx, x: Any) -> Any:
+    """sigmoid(x) = 0.5 + 0.5 tanh(x / 2): absolute error a few 1e-8 (a gate's scale)."""
+    b, cf = ctx.b, ctx.cf
+    t = m_tanh_gate(ctx, b.fmul(x, cf(0.5)))
+    return b.fadd(b.fmul(t, cf(0.5), flags=("contract",)), cf(0.5), flags=("contract",))
+
+
 def m_erf(ctx: KernelCtx, x: Any) -> Any:
     b, cf = ctx.b, ctx.cf
     ax = b.call(_intr(ctx, "llvm.fabs"), [x])
@@ -1578,10 +1611,10 @@ def k_gru(ctx: KernelCtx) -> None:
         if lbr:
             _dense(ctx, R, Bv[3 * H:], 1, h, ctx.ci(0), rh, ctx.ci(0), "gru_r")
             with ctx.loop(H, name="j") as j:
-                z = m_sigmoid(ctx, b.fadd(ctx.load(xw, ctx.add(xo, j)), ctx.load(rh, j)))
-                r = m_sigmoid(ctx, b.fadd(ctx.load(xw, ctx.add(xo, H, j)),
+                z = m_sigmoid_gate(ctx, b.fadd(ctx.load(xw, ctx.add(xo, j)), ctx.load(rh, j)))
+                r = m_sigmoid_gate(ctx, b.fadd(ctx.load(xw, ctx.add(xo, H, j)),
                                           ctx.load(rh, ctx.add(j, H))))
-                hh = m_tanh(ctx, b.fadd(ctx.load(xw, ctx.add(xo, 2 * H, j)),
+                hh = m_tanh_gate(ctx, b.fadd(ctx.load(xw, ctx.add(xo, 2 * H, j)),
                                         b.fmul(r, ctx.load(rh, ctx.add(j, 2 * H)))))
                 hv = ctx.load(h, j)
                 ctx.store(b.fadd(b.fmul(b.fsub(one, z), hh), b.fmul(z, hv)), tmp, j)
@@ -1589,13 +1622,13 @@ def k_gru(ctx: KernelCtx) -> None:
             # z and r first, then R_h (r * h)
             _dense(ctx, R[:2 * H], Bv[3 * H:5 * H], 1, h, ctx.ci(0), rh, ctx.ci(0), "gru_rzr")
             with ctx.loop(H, name="j") as j:
-                r = m_sigmoid(ctx, b.fadd(ctx.load(xw, ctx.add(xo, H, j)),
+                r = m_sigmoid_gate(ctx, b.fadd(ctx.load(xw, ctx.add(xo, H, j)),
                                           ctx.load(rh, ctx.add(j, H))))
                 ctx.store(b.fmul(r, ctx.load(h, j)), tmp, j)
             _dense(ctx, R[2 * H:], Bv[5 * H:], 1, tmp, ctx.ci(0), rh, ctx.ci(2 * H), "gru_rh")
             with ctx.loop(H, name="j") as j:
-                z = m_sigmoid(ctx, b.fadd(ctx.load(xw, ctx.add(xo, j)), ctx.load(rh, j)))
-                hh = m_tanh(ctx, b.fadd(ctx.load(xw, ctx.add(xo, 2 * H, j)),
+                z = m_sigmoid_gate(ctx, b.fadd(ctx.load(xw, ctx.add(xo, j)), ctx.load(rh, j)))
+                hh = m_tanh_gate(ctx, b.fadd(ctx.load(xw, ctx.add(xo, 2 * H, j)),
                                         ctx.load(rh, ctx.add(j, 2 * H))))
                 hv = ctx.load(h, j)
                 ctx.store(b.fadd(b.fmul(b.fsub(one, z), hh), b.fmul(z, hv)), tmp, j)
@@ -1629,14 +1662,14 @@ def k_lstm(ctx: KernelCtx) -> None:
             if pp is not None:
                 gi = b.fadd(gi, b.fmul(ctx.load(pp, j), cv))
                 gf = b.fadd(gf, b.fmul(ctx.load(pp, ctx.add(j, 2 * H)), cv))
-            i_ = m_sigmoid(ctx, gi)
-            f_ = m_sigmoid(ctx, gf)
-            cn = b.fadd(b.fmul(f_, cv), b.fmul(i_, m_tanh(ctx, gc)))
+            i_ = m_sigmoid_gate(ctx, gi)
+            f_ = m_sigmoid_gate(ctx, gf)
+            cn = b.fadd(b.fmul(f_, cv), b.fmul(i_, m_tanh_gate(ctx, gc)))
             if pp is not None:
                 go = b.fadd(go, b.fmul(ctx.load(pp, ctx.add(j, H)), cn))
-            o_ = m_sigmoid(ctx, go)
+            o_ = m_sigmoid_gate(ctx, go)
             ctx.store(cn, c, j)
-            ctx.store(b.fmul(o_, m_tanh(ctx, cn)), h, j)
+            ctx.store(b.fmul(o_, m_tanh_gate(ctx, cn)), h, j)
         _rnn_outputs(ctx, t, h, H)
     if len(n.outputs) > 1 and n.outputs[1]:
         ctx.memcpy(ctx.ptr(n.outputs[1]), h, 4 * H)
