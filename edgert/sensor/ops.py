@@ -112,26 +112,38 @@ _TANH_DEN = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03,
              4.89352518554385e-03)
 
 
-def m_tanh_gate(ctx: KernelCtx, x: Any) -> Any:
-    b, cf = ctx.b, ctx.cf
-    xc = m_clamp(ctx, x, -7.90531110763549805, 7.90531110763549805)  # NaN passes
+def m_tanh_gate(ctx: KernelCtx, x: Any, c: Optional[Callable[[float], Any]] = None) -> Any:
+    """x: a float or a float vector (then c makes the matching splat constants). Near 0 the
+    rational's p(0)/q(0) = 1 - 1.3e-7 keeps the relative error below 2e-7, so no small-x branch."""
+    b = ctx.b
+    c = c or ctx.cf
+    lim = 7.90531110763549805
+    xc = b.select(b.fcmp_ordered("<", x, c(-lim)), c(-lim), x)  # ordered: NaN passes through
+    xc = b.select(b.fcmp_ordered(">", xc, c(lim)), c(lim), xc)
     z = b.fmul(xc, xc)
-    p = cf(_TANH_NUM[0])
-    for c in _TANH_NUM[1:]:
-        p = b.fadd(b.fmul(p, z, flags=("contract",)), cf(c), flags=("contract",))
-    q = cf(_TANH_DEN[0])
-    for c in _TANH_DEN[1:]:
-        q = b.fadd(b.fmul(q, z, flags=("contract",)), cf(c), flags=("contract",))
-    y = b.fdiv(b.fmul(xc, p), q)
-    ax = b.call(_intr(ctx, "llvm.fabs"), [x])
-    return b.select(b.fcmp_ordered("<", ax, cf(4e-4)), x, y)  # tiny |x|: tanh(x) = x in float
+    # Estrin-style halves: two short Horner chains side by side (the gate is latency bound)
+    z2 = b.fmul(z, z)
+
+    def poly(cs: Sequence[float]) -> Any:  # cs: highest degree first, in z
+        cs = list(cs)
+        if len(cs) % 2:
+            cs = [0.0] + cs
+        pairs = [b.fadd(b.fmul(c(cs[i]), z, flags=("contract",)), c(cs[i + 1]),
+                        flags=("contract",)) if cs[i] else c(cs[i + 1])
+                 for i in range(0, len(cs), 2)]
+        acc = pairs[0]
+        for pr in pairs[1:]:
+            acc = b.fadd(b.fmul(acc, z2, flags=("contract",)), pr, flags=("contract",))
+        return acc
+    return b.fdiv(b.fmul(xc, poly(_TANH_NUM)), poly(_TANH_DEN))
 
 
-def m_sigmoid_gate(ctx: KernelCtx, x: Any) -> Any:
+def m_sigmoid_gate(ctx: KernelCtx, x: Any, c: Optional[Callable[[float], Any]] = None) -> Any:
     """sigmoid(x) = 0.5 + 0.5 tanh(x / 2): absolute error a few 1e-8 (a gate's scale)."""
-    b, cf = ctx.b, ctx.cf
-    t = m_tanh_gate(ctx, b.fmul(x, cf(0.5)))
-    return b.fadd(b.fmul(t, cf(0.5), flags=("contract",)), cf(0.5), flags=("contract",))
+    b = ctx.b
+    c = c or ctx.cf
+    t = m_tanh_gate(ctx, b.fmul(x, c(0.5)), c)
+    return b.fadd(b.fmul(t, c(0.5), flags=("contract",)), c(0.5), flags=("contract",))
 
 
 def m_erf(ctx: KernelCtx, x: Any) -> Any:
@@ -1597,6 +1609,37 @@ def _rnn_outputs(ctx: KernelCtx, t_idx: Any, h: Any, H: int) -> None:
         ctx.memcpy(ctx.gep(ctx.ptr(n.outputs[0]), ctx.mul(t_idx, H)), h, 4 * H)
 
 
+GateBody = Callable[[Callable[[Any, Any], Any], Callable[[float], Any], Any],
+                   list[tuple[Any, Any, Any]]]
+
+
+def _over_hidden(ctx: KernelCtx, H: int, body: GateBody) -> None:  # noqa: N803
+    """Run an elementwise gate body over the H hidden units: written out over vectors (16 or 8
+    floats, the last one overlapping and ending at H) when H fills one, a scalar loop below that.
+    body(load, const, j) reads with load(ptr, offset of unit j), makes constants with const(v),
+    and returns the stores (value, ptr, offset): they are issued after every vector's loads, so
+    a body may update its inputs in place (the LSTM's c) even where vectors overlap."""
+    if H < 8:
+        with ctx.loop(H, name="j") as j:
+            for v, ptr, off in body(ctx.load, ctx.cf, j):
+                ctx.store(v, ptr, off)
+        return
+    from .microkernels import Vec
+    widest = int(getattr(ctx.cg, "vector_width", 8))
+    vw = widest if H >= widest else 8
+    vec = Vec(ctx, vw)
+    ir = ctx.ir
+
+    def const(v: float) -> Any:
+        return ir.Constant(vec.ty, [float(v)] * vw)
+    starts = list(range(0, H // vw * vw, vw)) + ([H - vw] if H % vw else [])
+    pending: list[tuple[Any, Any, Any]] = []
+    for j0 in starts:
+        pending += body(vec.load, const, ctx.ci(j0))
+    for v, ptr, off in pending:
+        vec.store(v, ptr, off)
+
+
 def k_gru(ctx: KernelCtx) -> None:
     n = ctx.node
     p, xw, rh, h, _, tmp = _rnn_common(ctx, 3)
@@ -1604,36 +1647,48 @@ def k_gru(ctx: KernelCtx) -> None:
     lbr = int(n.attrs.get("linear_before_reset", 0))
     b = ctx.b
     R, Bv = p["R"], p["B"]
-    one = ctx.cf(1.0)
+    y_all = ctx.ptr(n.outputs[0]) if n.outputs and n.outputs[0] else None
     with ctx.loop(T, name="step") as step:
         t = b.sub(ctx.ci(T - 1), step) if p["reverse"] else step
         xo = ctx.mul(t, 3 * H)
+        yo = ctx.mul(t, H)
+
+        def update(ld: Any, c: Any, j: Any, hh: Any, z: Any) -> list[tuple[Any, Any, Any]]:
+            # h' = (1 - z) hh + z h, written to h and to Y[t]
+            hn = b.fadd(b.fmul(b.fsub(c(1.0), z), hh), b.fmul(z, ld(h, j)))
+            out = [(hn, h, j)]
+            if y_all is not None:
+                out.append((hn, y_all, ctx.add(yo, j)))
+            return out
+
         if lbr:
             _dense(ctx, R, Bv[3 * H:], 1, h, ctx.ci(0), rh, ctx.ci(0), "gru_r")
-            with ctx.loop(H, name="j") as j:
-                z = m_sigmoid_gate(ctx, b.fadd(ctx.load(xw, ctx.add(xo, j)), ctx.load(rh, j)))
-                r = m_sigmoid_gate(ctx, b.fadd(ctx.load(xw, ctx.add(xo, H, j)),
-                                          ctx.load(rh, ctx.add(j, H))))
-                hh = m_tanh_gate(ctx, b.fadd(ctx.load(xw, ctx.add(xo, 2 * H, j)),
-                                        b.fmul(r, ctx.load(rh, ctx.add(j, 2 * H)))))
-                hv = ctx.load(h, j)
-                ctx.store(b.fadd(b.fmul(b.fsub(one, z), hh), b.fmul(z, hv)), tmp, j)
+
+            def gates(ld: Any, c: Any, j: Any) -> list[tuple[Any, Any, Any]]:
+                z = m_sigmoid_gate(ctx, b.fadd(ld(xw, ctx.add(xo, j)), ld(rh, j)), c)
+                r = m_sigmoid_gate(ctx, b.fadd(ld(xw, ctx.add(xo, H, j)), ld(rh, ctx.add(j, H))),
+                                   c)
+                hh = m_tanh_gate(ctx, b.fadd(ld(xw, ctx.add(xo, 2 * H, j)),
+                                             b.fmul(r, ld(rh, ctx.add(j, 2 * H)))), c)
+                return update(ld, c, j, hh, z)
+            _over_hidden(ctx, H, gates)
         else:
             # z and r first, then R_h (r * h)
             _dense(ctx, R[:2 * H], Bv[3 * H:5 * H], 1, h, ctx.ci(0), rh, ctx.ci(0), "gru_rzr")
-            with ctx.loop(H, name="j") as j:
-                r = m_sigmoid_gate(ctx, b.fadd(ctx.load(xw, ctx.add(xo, H, j)),
-                                          ctx.load(rh, ctx.add(j, H))))
-                ctx.store(b.fmul(r, ctx.load(h, j)), tmp, j)
+
+            def reset(ld: Any, c: Any, j: Any) -> list[tuple[Any, Any, Any]]:
+                r = m_sigmoid_gate(ctx, b.fadd(ld(xw, ctx.add(xo, H, j)), ld(rh, ctx.add(j, H))),
+                                   c)
+                return [(b.fmul(r, ld(h, j)), tmp, j)]
+            _over_hidden(ctx, H, reset)
             _dense(ctx, R[2 * H:], Bv[5 * H:], 1, tmp, ctx.ci(0), rh, ctx.ci(2 * H), "gru_rh")
-            with ctx.loop(H, name="j") as j:
-                z = m_sigmoid_gate(ctx, b.fadd(ctx.load(xw, ctx.add(xo, j)), ctx.load(rh, j)))
-                hh = m_tanh_gate(ctx, b.fadd(ctx.load(xw, ctx.add(xo, 2 * H, j)),
-                                        ctx.load(rh, ctx.add(j, 2 * H))))
-                hv = ctx.load(h, j)
-                ctx.store(b.fadd(b.fmul(b.fsub(one, z), hh), b.fmul(z, hv)), tmp, j)
-        ctx.memcpy(h, tmp, 4 * H)
-        _rnn_outputs(ctx, t, h, H)
+
+            def gates0(ld: Any, c: Any, j: Any) -> list[tuple[Any, Any, Any]]:
+                z = m_sigmoid_gate(ctx, b.fadd(ld(xw, ctx.add(xo, j)), ld(rh, j)), c)
+                hh = m_tanh_gate(ctx, b.fadd(ld(xw, ctx.add(xo, 2 * H, j)),
+                                             ld(rh, ctx.add(j, 2 * H))), c)
+                return update(ld, c, j, hh, z)
+            _over_hidden(ctx, H, gates0)
     if len(n.outputs) > 1 and n.outputs[1]:
         ctx.memcpy(ctx.ptr(n.outputs[1]), h, 4 * H)
 
@@ -1654,22 +1709,23 @@ def k_lstm(ctx: KernelCtx) -> None:
         t = b.sub(ctx.ci(T - 1), step) if p["reverse"] else step
         xo = ctx.mul(t, 4 * H)
         _dense(ctx, p["R"], p["B"][4 * H:], 1, h, ctx.ci(0), rh, ctx.ci(0), "lstm_r")
-        with ctx.loop(H, name="j") as j:
-            def pre(k: int) -> Any:
-                return b.fadd(ctx.load(xw, ctx.add(xo, k * H, j)), ctx.load(rh, ctx.add(j, k * H)))
-            cv = ctx.load(c, j)
+
+        def cell(ld: Any, k: Any, j: Any) -> list[tuple[Any, Any, Any]]:
+            def pre(g: int) -> Any:
+                return b.fadd(ld(xw, ctx.add(xo, g * H, j)), ld(rh, ctx.add(j, g * H)))
+            cv = ld(c, j)
             gi, go, gf, gc = pre(0), pre(1), pre(2), pre(3)   # ONNX gate order: i, o, f, c
             if pp is not None:
-                gi = b.fadd(gi, b.fmul(ctx.load(pp, j), cv))
-                gf = b.fadd(gf, b.fmul(ctx.load(pp, ctx.add(j, 2 * H)), cv))
-            i_ = m_sigmoid_gate(ctx, gi)
-            f_ = m_sigmoid_gate(ctx, gf)
-            cn = b.fadd(b.fmul(f_, cv), b.fmul(i_, m_tanh_gate(ctx, gc)))
+                gi = b.fadd(gi, b.fmul(ld(pp, j), cv))
+                gf = b.fadd(gf, b.fmul(ld(pp, ctx.add(j, 2 * H)), cv))
+            i_ = m_sigmoid_gate(ctx, gi, k)
+            f_ = m_sigmoid_gate(ctx, gf, k)
+            cn = b.fadd(b.fmul(f_, cv), b.fmul(i_, m_tanh_gate(ctx, gc, k)))
             if pp is not None:
-                go = b.fadd(go, b.fmul(ctx.load(pp, ctx.add(j, H)), cn))
-            o_ = m_sigmoid_gate(ctx, go)
-            ctx.store(cn, c, j)
-            ctx.store(b.fmul(o_, m_tanh_gate(ctx, cn)), h, j)
+                go = b.fadd(go, b.fmul(ld(pp, ctx.add(j, H)), cn))
+            o_ = m_sigmoid_gate(ctx, go, k)
+            return [(cn, c, j), (b.fmul(o_, m_tanh_gate(ctx, cn, k)), h, j)]
+        _over_hidden(ctx, H, cell)
         _rnn_outputs(ctx, t, h, H)
     if len(n.outputs) > 1 and n.outputs[1]:
         ctx.memcpy(ctx.ptr(n.outputs[1]), h, 4 * H)
