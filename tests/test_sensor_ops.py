@@ -40,6 +40,12 @@ def sensor_cache(tmp_path_factory):
     (2, 9, 3, 1, 1, 1.0, 0.0, "1"),
     (4, 8, 17, 0, 0, 1.0, 1.0, "none"),
     (7, 19, 45, 0, 1, 1.0, 1.0, "n"),      # row tail (7 = 4 + 3), vector and scalar column tails
+    # one row (microkernels._matvec): an overlapping last vector and k split into 4 partial sums
+    # with a remainder (19 = 4 * 4 + 3), written out; a k loop (301 = 4 * 75 + 1); a row wider
+    # than 24 vectors (vectors in groups)
+    (1, 19, 45, 0, 0, 1.0, 1.0, "n"),
+    (1, 301, 70, 0, 1, 1.0, 1.0, "n"),
+    (1, 6, 397, 0, 0, 1.0, 1.0, "none"),
 ])
 def test_gemm(M, K, N, ta, tb, alpha, beta, cshape):
     A = (K, M) if ta else (M, K)
@@ -406,6 +412,20 @@ def test_gru(lbr, direction, init_h):
     _check_rnn_nan(m, feeds, direction)
 
 
+@pytest.mark.parametrize("H", [5, 24, 33])  # scalar loop; one 16-vector + overlap; two + overlap
+@pytest.mark.parametrize("lbr", [0, 1])
+def test_gru_hidden_sizes(H, lbr):
+    """The gate math over vectors of hidden units (ops._over_hidden): tails of the vector width."""
+    T, I = 7, 3
+    inits = {"W": w(1, 3 * H, I), "R": w(1, 3 * H, H), "B": w(1, 6 * H)}
+    feeds = {"x": (T, 1, I)}
+    node = helper.make_node("GRU", ["x", "W", "R", "B"], ["Y", "Yh"], hidden_size=H,
+                            linear_before_reset=lbr)
+    m = check_model(make_model([node], feeds, {"Y": (T, 1, 1, H), "Yh": (1, 1, H)}, inits),
+                    feeds, tol="f32_transcendental", edge_cases=RNN_CASES)
+    _check_rnn_nan(m, feeds, "forward")
+
+
 # onnxruntime's recurrent kernels clamp their gate inputs, which turns a NaN input into arbitrary
 # numbers (its GRU output holds 1.0 where the input was NaN): there is no ORT NaN behaviour to
 # match, so the NaN case checks that NaN propagates from its time step on, in time order.
@@ -429,8 +449,8 @@ def _check_rnn_nan(m, feeds, direction):
 
 @pytest.mark.parametrize("peephole", [False, True])
 @pytest.mark.parametrize("direction", ["forward", "reverse"])
-def test_lstm(peephole, direction):
-    T, I, H = 10, 4, 12
+def test_lstm(peephole, direction, H=12):
+    T, I = 10, 4
     inits = {"W": w(1, 4 * H, I), "R": w(1, 4 * H, H), "B": w(1, 8 * H)}
     ins = ["x", "W", "R", "B", "", "h0", "c0"]
     if peephole:
@@ -442,6 +462,12 @@ def test_lstm(peephole, direction):
                                                "Yc": (1, 1, H)}, inits), feeds,
                     tol="f32_transcendental", edge_cases=RNN_CASES)
     _check_rnn_nan(m, feeds, direction)
+
+
+@pytest.mark.parametrize("H", [5, 24])
+def test_lstm_hidden_sizes(H):
+    """The LSTM cell over vectors of hidden units, updating c in place where vectors overlap."""
+    test_lstm(True, "forward", H)
 
 
 # -- fusion ------------------------------------------------------------------------------------------
