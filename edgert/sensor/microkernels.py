@@ -100,18 +100,20 @@ def gemm(ctx: KernelCtx, M: int, N: int, K: int,
          pb: Any, b_off: Any, ldb: int,
          pc: Any, c_off: Any, ldc: int,
          row_bias: Optional[Any] = None, col_bias: Optional[Any] = None,
-         a_col_stride: int = 1, a_tables: Optional[tuple[Any, Any]] = None) -> None:
+         a_col_stride: int = 1, a_tables: Optional[tuple[Any, Any]] = None,
+         b_rows: Optional[Any] = None) -> None:
     """C[m, n] = sum_k A[m, k] B[k, n] + row_bias[m] + col_bias[n], row-major with leading dims.
 
     A(m, k) is pa[a_off + m*lda + k*a_col_stride], or with a_tables = (rows, ks) (two i64
     constant tables) pa[a_off + rows[m] + ks[k]]: an implicit im2col, where A's row m is output
     pixel m's window over a padded input and nothing is copied. B(k, n) is pb[b_off + k*ldb + n]
-    (unit stride in n: that is the vector dim); C likewise with ldc. Biases are f32 pointers or
-    None."""
+    (unit stride in n: that is the vector dim), or with b_rows (an i64 constant table)
+    pb[b_off + b_rows[k] + n]: row k of an implicit im2col of a one-row, stride-1 conv, a shifted
+    window of the padded input; C likewise with ldc. Biases are f32 pointers or None."""
     VW = vector_width(ctx, N)  # noqa: N806
     vec = Vec(ctx, VW)
     b = ctx.b
-    if M == 1 and N >= VW and row_bias is None and a_tables is None:
+    if M == 1 and N >= VW and row_bias is None and a_tables is None and b_rows is None:
         _matvec(ctx, N, K, vec, VW, pa, a_off, a_col_stride, pb, b_off, ldb, pc, c_off, col_bias)
         return
     mr = 1 if M == 1 else MR
@@ -125,6 +127,9 @@ def gemm(ctx: KernelCtx, M: int, N: int, K: int,
         mr = min(8, 24 // nv)
     n_full = N // (nv * VW) * (nv * VW)
     n_vec = N // VW * VW              # columns covered by whole vectors
+
+    def b_row(k: Any) -> Any:
+        return ctx.load(b_rows, k, ctx.i64) if b_rows is not None else ctx.mul(k, ldb)
 
     def a_at(m: Any, k: Any) -> Any:
         if a_tables is not None:
@@ -145,7 +150,8 @@ def gemm(ctx: KernelCtx, M: int, N: int, K: int,
                 init.append(acc)
 
         def body(k: Any, accs: list[Any]) -> list[Any]:
-            bv = [vec.load(pb, ctx.add(b_off, ctx.mul(k, ldb), n0, j * VW)) for j in range(vecs)]
+            bk = b_row(k)
+            bv = [vec.load(pb, ctx.add(b_off, bk, n0, j * VW)) for j in range(vecs)]
             out = []
             for i in range(rows):
                 av = vec.splat(a_at(ctx.add(m0, i), k))
@@ -168,7 +174,7 @@ def gemm(ctx: KernelCtx, M: int, N: int, K: int,
                 init = [ctx.cf(0.0)]
 
                 def body(k: Any, accs: list[Any], m: Any = m, n: Any = n) -> list[Any]:
-                    bv = ctx.load(pb, ctx.add(b_off, ctx.mul(k, ldb), n))
+                    bv = ctx.load(pb, ctx.add(b_off, b_row(k), n))
                     return [b.fadd(accs[0], b.fmul(a_at(m, k), bv, flags=("contract",)),
                                    flags=("contract",))]
                 acc = carried_loop(ctx, K, init, body, name="ks")[0]

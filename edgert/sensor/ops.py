@@ -937,11 +937,42 @@ def _conv_plan_scratch(g: dict[str, Any], plan: str) -> int:
     if plan == "depthwise":
         return (g["Hp"] * g["Wp"] * C + P * C) * 4 + 128
     if plan == "gemm_p":
-        return 0 if _pointwise(g) and g["group"] == 1 else \
-            g["Cg"] * g["KH"] * g["KW"] * _row_pad(P) * 4 + 64
+        if _pointwise(g) and g["group"] == 1:
+            return 0
+        if _implicit_rows(g):
+            return _pad_elems(g) * 4 + 64
+        return g["Cg"] * g["KH"] * g["KW"] * _row_pad(P) * 4 + 64
     im2col = 0 if _pointwise(g) or g.get("nhwc_in") else _pad_elems(g) + 16
     transposed_out = 0 if g.get("nhwc_out") else P * CO
     return (im2col + transposed_out) * 4 + 128
+
+
+def _implicit_rows(g: dict[str, Any]) -> bool:
+    """A one-row output at stride 1 (the 1-D convs): row k of the [K, pixels] im2col matrix is a
+    contiguous window of the padded input, so the GEMM reads it in place through a row table."""
+    return g["OH"] == 1 and g["sx"] == 1 and not _pointwise(g)
+
+
+def _plane(g: dict[str, Any]) -> int:
+    return g["Hp"] * g["Wp"] if g["padded"] else g["H"] * g["W"]
+
+
+def _padded_source(ctx: KernelCtx, g: dict[str, Any], xp: Any, x_base: Any, bn: Any,
+                   sp: Any) -> tuple[Any, Any]:
+    """The input the implicit im2col reads: a zero-padded copy in scratch, or x itself."""
+    if g["padded"]:
+        _pad_copy(ctx, xp, bn, g, sp)
+        return sp, ctx.ci(0)
+    return xp, x_base
+
+
+def _implicit_row_table(ctx: KernelCtx, g: dict[str, Any], n_ch: int) -> Any:
+    """rows[k] for k = (ci, ky, kx) over n_ch channels (the weights' K order): the offset of
+    output pixel 0's tap k in the (padded) input; pixel p's is rows[k] + p."""
+    Wp = g["Wp"] if g["padded"] else g["W"]
+    rows = np.array([ci * _plane(g) + ky * g["dy"] * Wp + kx * g["dx"] for ci in range(n_ch)
+                     for ky in range(g["KH"]) for kx in range(g["KW"])], np.int64)
+    return ctx.array_ptr(rows, "im2col_krows")
 
 
 def _pad_elems(g: dict[str, Any]) -> int:
@@ -1178,21 +1209,33 @@ def k_conv(ctx: KernelCtx) -> None:
             Kg = Cg * KH * KW
             wp = ctx.array_ptr(np.ascontiguousarray(w), "conv_w")
             ldb = _row_pad(P)
+            rows = None
+            if _implicit_rows(g):
+                src, src_base = _padded_source(ctx, g, xp, x_base, bn, sp)
+                rows = _implicit_row_table(ctx, g, Cg)
             with ctx.loop(g["group"], name="grp") as gi:
-                _im2col(ctx, g, xp, x_base, sp, transposed=False, ldp=ldb,
-                        c0=ctx.mul(gi, Cg), n_ch=Cg)
-                mk.gemm(ctx, COg, P, Kg, wp, ctx.mul(gi, COg * Kg), Kg, sp, ctx.ci(0), ldb, yp,
+                if rows is None:
+                    _im2col(ctx, g, xp, x_base, sp, transposed=False, ldp=ldb,
+                            c0=ctx.mul(gi, Cg), n_ch=Cg)
+                    col, col_base = sp, ctx.ci(0)
+                else:
+                    col, col_base = src, ctx.add(src_base, ctx.mul(gi, Cg * _plane(g)))
+                mk.gemm(ctx, COg, P, Kg, wp, ctx.mul(gi, COg * Kg), Kg, col, col_base, ldb, yp,
                         ctx.add(y_base, ctx.mul(gi, COg * P)), P,
-                        row_bias=ctx.gep(bias_p, ctx.mul(gi, COg)))
+                        row_bias=ctx.gep(bias_p, ctx.mul(gi, COg)), b_rows=rows)
         elif plan == "gemm_p":
             wp = ctx.array_ptr(np.ascontiguousarray(w), "conv_w")
+            rows = None
             if _pointwise(g):
                 col, col_base, ldb = xp, x_base, P
+            elif _implicit_rows(g):
+                col, col_base = _padded_source(ctx, g, xp, x_base, bn, sp)
+                ldb, rows = 0, _implicit_row_table(ctx, g, C)
             else:
                 col, col_base, ldb = sp, ctx.ci(0), _row_pad(P)
                 _im2col(ctx, g, xp, x_base, col, transposed=False, ldp=ldb)
             mk.gemm(ctx, CO, P, Kc, wp, ctx.ci(0), Kc, col, col_base, ldb, yp, y_base, P,
-                    row_bias=bias_p)
+                    row_bias=bias_p, b_rows=rows)
         else:  # gemm_c
             wTp = ctx.array_ptr(np.ascontiguousarray(w.T), "conv_wt")
             if g["nhwc_in"]:  # pointwise over a channels-last input: X[P, C] is A as it is
