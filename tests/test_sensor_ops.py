@@ -231,7 +231,10 @@ def test_depthwise_separable_chain_channels_last(case, gap, monkeypatch):
 
 @pytest.mark.parametrize("cin,cout,L,k,s,p,d,g", [
     (3, 8, 128, 5, 1, 2, 1, 1), (8, 8, 64, 3, 2, 1, 1, 8), (4, 16, 33, 3, 1, 0, 2, 1),
-    (6, 6, 40, 7, 3, 3, 1, 3)])
+    (6, 6, 40, 7, 3, 3, 1, 3),
+    # grouped, stride 1: the implicit im2col row table per group (the gesture CNN's last conv),
+    # and an odd length (a vector tail over pixels) with dilation and padding
+    (24, 32, 32, 3, 1, 1, 1, 8), (6, 4, 19, 3, 1, 2, 2, 2)])
 def test_conv1d(cin, cout, L, k, s, p, d, g):
     ol = (L + 2 * p - d * (k - 1) - 1) // s + 1
     node = helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[k], strides=[s],
