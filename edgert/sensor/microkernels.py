@@ -2,18 +2,23 @@
 vector types (<8 x float>) so the accumulators live in registers for a whole reduction.
 
   gemm        C[M, N] = A[M, K] . B[K, N] (+ a row or column bias): Gemm, MatMul, Conv as a
-              GEMM over an im2col buffer (either orientation), the recurrent matrix-vector
-              products. Tiles of MR rows x NV vectors (one row x up to 12 vectors for a
-              matrix-vector product): each k step loads NV vectors of B, broadcasts MR scalars of
-              A and issues MR*NV FMAs. Columns past the last full vector get one more vector tile
-              ending at N, overlapping columns already written (same sums, same order, same
-              values); only N < 8 runs a scalar loop.
+              GEMM over an im2col matrix (either orientation; read in place through offset
+              tables where the input allows, see a_tables / b_rows), the recurrent
+              matrix-vector products. Tiles of MR rows x NV vectors (4 x 2 with 8-float vectors,
+              up to 6 x 4 = 24 accumulators with 16-float ones): each k step loads NV vectors of
+              B, broadcasts MR scalars of A and issues MR*NV FMAs. Columns past the last full
+              vector get one more vector tile ending at N, overlapping columns already written
+              (same sums, same order, same values); only N < 8 runs a scalar loop. One row (M = 1)
+              goes to _matvec: every output vector in one k loop, k split into up to 4 partial
+              sums so the FMA chain a recurrent step waits on is short.
   depthwise   channels-last depthwise convolution over a zero-padded input: one output pixel's
               channels in vectors, the tap weights held in registers, the taps unrolled (any
               stride, dilation, padding).
 
 <8 x float> is one AVX2 register and two NEON registers on aarch64; on a host with AVX-512 a
-kernel whose vector dim holds at least four <16 x float> (one zmm register each) uses those. Scalar twins of these kernels are the plain loops in ops.py (used with
+kernel whose vector dim holds at least four <16 x float> (one zmm register each), or a multiple
+of 16 channels in the depthwise kernel, uses those. Scalar twins of these kernels are the plain
+loops in ops.py (used with
 EDGERT_SENSOR_KERNELS=scalar, and compared in tests/test_sensor_ops.py).
 """
 from __future__ import annotations

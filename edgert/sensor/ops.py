@@ -7,13 +7,18 @@ over static trip counts with the unit-stride loop innermost, so LLVM's loop vect
 SIMD work for whatever target the module is built for. `SCRATCH` sizes a kernel's temporary
 buffer (padding, a transposed accumulator, the recurrent state), placed in the workspace.
 
+Layout: activations are NCHW except between the convs of a depthwise-separable chain, which
+`choose_layouts` keeps channels-last (the depthwise kernel vectorises over channels, the pointwise
+conv is a [pixels, C] x [C, CO] GEMM), so layouts change only at the chain's edges.
+
 Each op has its reference test against onnxruntime in tests/test_sensor_ops.py. Semantics follow
 the ONNX operator documents (opset 7..21 as the attributes say); what is refused is refused by
 name at compile time (UnsupportedModelError).
 
 Transcendentals are polynomial approximations written in IR (no libm call inside a loop, so loops
 vectorise): exp and tanh after Cephes' single-precision routines (about 2 ulp), erf after
-Abramowitz & Stegun 7.1.26 (1.5e-7 absolute). NaN propagates through every one of them.
+Abramowitz & Stegun 7.1.26 (1.5e-7 absolute); the GRU/LSTM gates use a [13/6] rational tanh (and
+sigmoid through it), as onnxruntime's MLAS does. NaN propagates through every one of them.
 """
 from __future__ import annotations
 
