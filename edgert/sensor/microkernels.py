@@ -34,10 +34,11 @@ NV = 2          # vectors per tile (MR * NV accumulators)
 
 def vector_width(ctx: KernelCtx, extent: int = 0) -> int:
     """Floats per vector for a kernel whose vector dim has `extent` elements: the target's widest
-    (16 on AVX-512) only where at least 4 such vectors fill it; short rows keep 8 (fewer wasted
-    lanes in the overlapping tail)."""
+    (16 on AVX-512) where at least 4 such vectors fill it or they fill it exactly; other short
+    rows keep 8 (fewer wasted lanes in the overlapping tail)."""
     widest = int(getattr(ctx.cg, "vector_width", VW))
-    return widest if extent >= 4 * widest else min(widest, VW)
+    return widest if extent >= 4 * widest or (extent and extent % widest == 0) \
+        else min(widest, VW)
 
 
 class Vec:
@@ -125,11 +126,12 @@ def gemm(ctx: KernelCtx, M: int, N: int, K: int,
     # a matrix-vector product: as many accumulators as the row needs (up to 12 registers), so
     # the k loop's FMA chains run side by side instead of one short tile after another
     nv = max(1, min(N // VW, 12)) if M == 1 else NV
-    if M > 1 and VW >= 16:
-        # 32 vector registers (AVX-512): up to 24 accumulators, e.g. 6 rows x 4 vectors, so
-        # each k step issues 24 FMAs for 4 loads and 6 broadcasts (the 4 x 2 tile: 8 for 2 + 4)
+    if M > 1 and int(getattr(ctx.cg, "vector_width", VW)) >= 16:
+        # 32 vector registers (an AVX-512 host, whichever width this GEMM uses): up to 24
+        # accumulators, e.g. 6 rows x 4 vectors, so each k step issues 24 FMAs for 4 loads and
+        # 6 broadcasts (the 4 x 2 tile: 8 for 2 + 4)
         nv = max(1, min(N // VW, 4))
-        mr = min(8, 24 // nv)
+        mr = min(12, 24 // nv)
     n_full = N // (nv * VW) * (nv * VW)
     n_vec = N // VW * VW              # columns covered by whole vectors
 
