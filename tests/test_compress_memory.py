@@ -79,3 +79,67 @@ def test_compress_peak_memory_is_bounded_by_the_model_size(tmp_path):
     bound = 2 * f32_bytes + (64 << 20)
     assert peak <= bound, (f"peak RSS {peak / 2**20:.1f} MiB above the {base / 2**20:.0f} MiB baseline "
                            f"(bound {bound / 2**20:.0f} MiB); the f32 model is {f32_bytes / 2**20:.1f} MiB")
+
+
+# -- the streaming pieces --------------------------------------------------------------------------
+
+def test_lazy_weights_read_what_the_eager_reader_reads():
+    import torch
+
+    from edgert.converters.compress import model_desc
+    eager = model_desc.from_source(STORIES / "hf")
+    lazy = model_desc.from_source(STORIES / "hf", lazy=True)
+    W = lazy.weights
+    assert list(W) == list(eager.weights)
+    mats = [n for n in W if len(W.shape(n)) == 2]
+    assert mats and not any(W.is_resident(n) for n in mats)      # nothing decoded yet
+    assert all(W.shape(n) == tuple(eager.weights[n].shape) for n in W)
+    assert W.resident_bytes() < sum(eager.weights[n].numel() * 4 for n in mats) // 10
+    for n in W:
+        assert torch.equal(W[n], eager.weights[n]), n                # decoded on each read, same values
+    lazy.load(mats[:3])
+    assert all(W.is_resident(n) for n in mats[:3]) and W[mats[0]] is W[mats[0]]
+    lazy.release(mats[:3])
+    assert not W.is_resident(mats[0]) and torch.equal(W[mats[0]], eager.weights[mats[0]])
+    assert lazy.n_params() == eager.n_params()
+
+
+def test_stream_recomputes_what_the_forward_pass_computes():
+    """_Stream keeps only the block-boundary activations and recomputes the linears' inputs per
+    chunk: they must be the forward pass's inputs, and advance() its block output."""
+    import torch
+
+    from edgert.converters.compress import forward, model_desc
+    from edgert.converters.compress.quantize_stage import INPUT_GROUPS, _Stream
+    desc = model_desc.from_source(STORIES / "hf")
+    ids = torch.randint(0, 512, (5, 24), generator=torch.Generator().manual_seed(1))
+    seen: dict = {}
+    x = forward.embed(desc.weights, ids)
+    freqs = forward.inv_freq(desc.weights, desc.hparams)
+    stream = _Stream(desc, ids, chunk=2)
+    for l in range(desc.n_layers):
+        seen.clear()
+        x = forward.block(desc.weights, desc.hparams, l, x, 0, freqs,
+                          hook=lambda id, layer, t: seen.setdefault(id, t.clone()))
+        for which, _ in INPUT_GROUPS:
+            got = torch.cat([c.reshape(-1, c.shape[-1]) for c in stream.inputs(l, which)])
+            torch.testing.assert_close(got, seen[which], rtol=1e-5, atol=1e-5)
+        stream.advance(l)
+        torch.testing.assert_close(stream.x, x, rtol=1e-5, atol=1e-5)
+
+
+def test_quantized_blocks_are_kept_only_as_their_bytes():
+    import numpy as np
+    import torch
+
+    from edgert.converters import quantize as codec
+    from edgert.converters.compress import model_desc, quantize_stage
+    desc = model_desc.from_source(STORIES / "hf", lazy=True)
+    ids = torch.randint(0, 512, (4, 32), generator=torch.Generator().manual_seed(2))
+    quantize_stage.quantize_model(desc, ids, quantize_stage.QuantSpec(type="q8_0", method="gptq"))
+    W = desc.weights
+    for n in desc.block_matrix_names():
+        assert not W.is_resident(n), n
+        dt, raw = desc.encoded[n]
+        want = codec.decode(np.asarray(raw).view(np.uint8), dt, W.shape(n))
+        assert np.array_equal(W[n].numpy(), want), n
