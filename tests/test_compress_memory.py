@@ -143,3 +143,20 @@ def test_quantized_blocks_are_kept_only_as_their_bytes():
         dt, raw = desc.encoded[n]
         want = codec.decode(np.asarray(raw).view(np.uint8), dt, W.shape(n))
         assert np.array_equal(W[n].numpy(), want), n
+
+
+def test_round_to_nearest_in_row_slices_writes_the_whole_matrix_bytes(monkeypatch):
+    import numpy as np
+    import torch
+
+    from edgert.converters import quantize as codec
+    from edgert.converters.compress import quantize_stage as qs
+    from edgert.converters.dtypes import BY_NAME
+    monkeypatch.setattr(qs, "ROWS_PER_ENCODE", 7)  # slices that do not divide the rows
+    W = torch.randn(50, 512, generator=torch.Generator().manual_seed(3)) * 0.1
+    for t in ("q8_0", "q4_0", "q4_1", "q3_k", "f16"):
+        d = BY_NAME[t]
+        values, raw = qs._round_to_nearest(W, d)
+        whole = np.asarray(codec.encode(W.numpy(), d)).reshape(-1).view(np.uint8)
+        assert np.array_equal(raw, whole), t
+        assert torch.equal(values, torch.from_numpy(codec.decode(whole, d, (50, 512)).copy())), t

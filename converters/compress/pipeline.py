@@ -8,8 +8,8 @@ Bracketed names are the quality report's rows. Each stage is a function from a m
 description to a model description. The teacher's weights are dropped as soon as no stage needs
 them (only distillation does). Without pruning and distillation the run streams: the teacher's
 matrices are decoded from the source when needed (model_desc.LazyWeights): the whole float model
-is resident only while sampling calibration text and measuring the source and the result (with
-no activations beside it); quantization holds one block's floats and the calibration activations
+is resident only while sampling calibration text from the teacher (the report decodes each matrix
+when its forward pass reads it); quantization holds one block's floats and the calibration activations
 at one block boundary, and a quantized block keeps only its encoded bytes. Peak RSS on
 SmolLM2-135M: README's compression section.
 """
@@ -85,13 +85,15 @@ def compress(src: str | os.PathLike, out: str | os.PathLike, recipe: Optional[Re
     streaming = not recipe.prune.active and not recipe.distill.active
     teacher = model_desc.from_source(src, allow_quantized=recipe.allow_quantized_source, tokenizer=tokenizer,
                                      lazy=streaming)
-    teacher.load(list(teacher.weights))
+    if what == "self":
+        teacher.load(list(teacher.weights))  # sampling reads every matrix once per token
     recipe.prune.validate(teacher)
     if recipe.quant is not None:
         quantize_stage.check_target(teacher, recipe.quant)
 
     calib = calibration.make(teacher, recipe.calib.source, seq_len=recipe.calib.seq_len, n=recipe.calib.n,
                              seed=recipe.seed, n_heldout=recipe.calib.heldout, progress=progress)
+    teacher.release(list(teacher.weights))  # from here on a matrix is decoded when read
     if save_calib is not None:
         calibration.save(calib, save_calib)
     vocab = int(teacher.hparams["vocab_size"])
@@ -136,7 +138,6 @@ def compress(src: str | os.PathLike, out: str | os.PathLike, recipe: Optional[Re
             _save_stage(save_stages, "healed", model, rep)
         del teacher
         if recipe.quant is not None:
-            model.release(list(model.weights))
             q = quantize_stage.quantize_model(model, calib.train, recipe.quant, progress=progress, seed=recipe.seed)
             counts: dict[str, int] = {}
             for t in q.types.values():
@@ -146,9 +147,7 @@ def compress(src: str | os.PathLike, out: str | os.PathLike, recipe: Optional[Re
             if recipe.quant.target_bpw is not None:
                 nb, npar = quantize_stage.block_bytes_at(model, {n: q.types[n] for n in model.block_matrix_names()})
                 extra["quant"]["block_bits_per_weight"] = round(8.0 * nb / npar, 4)
-            model.load(list(model.weights))
             rep.measure("quantized", model)
-            model.release(list(model.weights))
         stages = [s.as_dict() for s in rep.stages]
         compression = {"recipe": recipe.as_dict(), "calibration": calib.description,
                        "report": stages, **extra}

@@ -283,17 +283,32 @@ def _awq(desc: ModelDesc, layer: int, which: str, sample: torch.Tensor, types: d
     return s
 
 
+ROWS_PER_ENCODE = 2048  # rows encoded at a time: the codec's temporaries are several times its input
+
+
+def _round_to_nearest(W: torch.Tensor, dtype: DType):
+    """(values, bytes) of W rounded to nearest in dtype, a slice of rows at a time (every format's
+    blocks lie within a row, so the bytes are those of encoding W whole; a 49152-row embedding
+    would otherwise take several float copies of itself at once)."""
+    rows = W.shape[0]
+    a = W.numpy()
+    raws, values = [], torch.empty(W.shape, dtype=torch.float32)
+    for r in range(0, rows, ROWS_PER_ENCODE):
+        part = a[r:r + ROWS_PER_ENCODE]
+        raw = np.asarray(codec.encode(part, dtype)).reshape(-1).view(np.uint8)
+        values[r:r + part.shape[0]] = torch.from_numpy(codec.decode(raw, dtype, tuple(part.shape)).copy())
+        raws.append(raw)
+    return values, np.concatenate(raws)
+
+
 def _quantize_one(W: torch.Tensor, t: str, method: str, H: Optional[torch.Tensor], damp: float,
                   act_order: bool = False, refit: int = 0):
     """(values, bytes, dtype) of one matrix."""
     dtype = effective_type(t, W.shape[1])
     t = dtype.name
-    if not dtype.is_block:
-        raw = codec.encode(W.numpy(), dtype)
-        return torch.from_numpy(codec.decode(raw, dtype, tuple(W.shape)).copy()), raw, dtype
-    if method == "rtn" or H is None:
-        raw = codec.encode(W.numpy(), dtype)
-        return torch.from_numpy(codec.decode(raw, dtype, tuple(W.shape)).copy()), raw, dtype
+    if not dtype.is_block or method == "rtn" or H is None:
+        values, raw = _round_to_nearest(W, dtype)
+        return values, raw, dtype
     if method in ("gptq", "awq+gptq"):
         wq, raw = gptq_quantize(W, H, grid_for(t), damp=damp, act_order=act_order, refit=refit)
         return wq, raw, dtype
