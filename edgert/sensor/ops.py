@@ -1688,6 +1688,55 @@ def _over_hidden(ctx: KernelCtx, H: int, body: GateBody) -> None:  # noqa: N803
         vec.store(v, ptr, off)
 
 
+def _rnn_regs(ctx: KernelCtx, R: np.ndarray, rb: np.ndarray, H: int, gates: int,  # noqa: N803
+              hint: str) -> Optional[dict[str, Any]]:
+    """The register-resident recurrent step's constants (tiled kernels, H >= 8): R^T and the
+    recurrent bias as arrays, and the vector layout: the gate math's vectors of hidden units
+    (starts, as _over_hidden) and, for each gate g, the matching columns g*H + start of R h, so
+    the matrix-vector product hands each gate exactly the vectors it reads, in registers."""
+    if not tiled_kernels() or H < 8:
+        return None
+    from . import microkernels as mk
+    widest = int(getattr(ctx.cg, "vector_width", 8))
+    vw = widest if H >= widest else 8
+    starts = list(range(0, H // vw * vw, vw)) + ([H - vw] if H % vw else [])
+    return dict(vec=mk.Vec(ctx, vw), vw=vw, starts=starts, H=H, gates=gates,
+                rt=ctx.array_ptr(np.ascontiguousarray(R.T, dtype=np.float32), hint + "_t"),
+                rb=ctx.array_ptr(np.ascontiguousarray(rb, dtype=np.float32), hint + "_b"),
+                cols=[g * H + j0 for g in range(gates) for j0 in starts])
+
+
+def _rnn_rh(ctx: KernelCtx, regs: dict[str, Any], h: Any) -> list[list[Any]]:
+    """R h + Rb for one step, in registers: [gate][vector of hidden units]."""
+    from . import microkernels as mk
+    H, ns = regs["H"], len(regs["starts"])
+    v = mk.matvec_regs(ctx, regs["cols"], H, regs["vec"], h, ctx.ci(0), regs["rt"],
+                       regs["gates"] * H, regs["rb"])
+    return [v[g * ns:(g + 1) * ns] for g in range(regs["gates"])]
+
+
+def _gru_lbr_step(ctx: KernelCtx, regs: dict[str, Any], xw: Any, xo: Any, h: Any,
+                  update: Callable[..., list[tuple[Any, Any, Any]]]) -> None:
+    """One linear_before_reset GRU step with R h in registers: z and r from the sums directly,
+    hh = tanh(xw_h + r (R_h h + Rb_h)); the stores (h, Y[t]) after every vector's reads."""
+    b, vec, H, vw = ctx.b, regs["vec"], regs["H"], regs["vw"]
+    ir = ctx.ir
+
+    def const(v: float) -> Any:
+        return ir.Constant(vec.ty, [float(v)] * vw)
+    rz, rr, rn = _rnn_rh(ctx, regs, h)
+    pending: list[tuple[Any, Any, Any]] = []
+    for i, j0 in enumerate(regs["starts"]):
+        j = ctx.ci(j0)
+        z = m_sigmoid_gate(ctx, b.fadd(vec.load(xw, ctx.add(xo, j)), rz[i]), const)
+        r = m_sigmoid_gate(ctx, b.fadd(vec.load(xw, ctx.add(xo, H, j)), rr[i]), const)
+        hh = m_tanh_gate(ctx, b.fadd(vec.load(xw, ctx.add(xo, 2 * H, j)), b.fmul(r, rn[i])),
+                         const)
+        pending += update(vec.load, const, j, hh, z)
+    for v, ptr, off in pending:
+        vec.store(v, ptr, off)
+
+
 def k_gru(ctx: KernelCtx) -> None:
     n = ctx.node
     p, xw, rh, h, _, tmp = _rnn_common(ctx, 3)
@@ -1696,6 +1745,7 @@ def k_gru(ctx: KernelCtx) -> None:
     b = ctx.b
     R, Bv = p["R"], p["B"]
     y_all = ctx.ptr(n.outputs[0]) if n.outputs and n.outputs[0] else None
+    regs = _rnn_regs(ctx, R, Bv[3 * H:], H, 3, "gru_r") if lbr else None
     with ctx.loop(T, name="step") as step:
         t = b.sub(ctx.ci(T - 1), step) if p["reverse"] else step
         xo = ctx.mul(t, 3 * H)
@@ -1709,7 +1759,9 @@ def k_gru(ctx: KernelCtx) -> None:
                 out.append((hn, y_all, ctx.add(yo, j)))
             return out
 
-        if lbr:
+        if lbr and regs is not None:
+            _gru_lbr_step(ctx, regs, xw, xo, h, update)
+        elif lbr:
             _dense(ctx, R, Bv[3 * H:], 1, h, ctx.ci(0), rh, ctx.ci(0), "gru_r")
 
             def gates(ld: Any, c: Any, j: Any) -> list[tuple[Any, Any, Any]]:
