@@ -97,8 +97,9 @@ def verify_sampled(p: np.ndarray, q: Optional[np.ndarray], d: int,
 START_DRAFT = 4
 # Tokens waited, at most, between drafts while nothing is accepted (the wait doubles 1, 2, 4 ...
 # after each pass that accepted nothing): bounds the cost at 0% acceptance to one 1-draft pass
-# per MAX_BACKOFF + 1 tokens.
-MAX_BACKOFF = 32
+# (~1.0-1.1 decode steps) per MAX_BACKOFF + 1 tokens, while text that becomes copyable again is
+# drafted for again within 16 tokens.
+MAX_BACKOFF = 16
 
 
 class _Adaptive:
