@@ -20,6 +20,10 @@ Measured, per model, in one run (medians; loadavg recorded at start and end):
               (target ratio <= 0.5), and each engine's share above the same script without one
   streaming   samples/s through WindowStream -> MLP (window 128, hop 32, one thread; target
               >= 100,000)
+  roofline    each model's FLOPs (2 x the multiply-adds of Conv, Gemm/MatMul and the GRU/LSTM
+              matrix products, counted from the ONNX graph; elementwise work left out), one
+              core's peak f32 FMA rate (fmapeak.c, thread CPU time), and the GFLOP/s each engine
+              achieves at its p50 and at its CPU time per call: how close each is to the hardware
 Writes benchmarks/results/sensor-<date>-<host>.json and prints the table.
 """
 from __future__ import annotations
@@ -107,6 +111,58 @@ def make_models(out: Path) -> dict[str, dict[str, Any]]:
         models[name] = {"path": str(path), "example": False}
     index.write_text(json.dumps(models, indent=1))
     return models
+
+
+# -- roofline: FLOPs per model, one core's peak -------------------------------------------------------
+
+def model_flops(path: str) -> dict[str, Any]:
+    """2 x multiply-adds of the model's matrix work (Conv, Gemm, MatMul, GRU, LSTM), read from the
+    ONNX graph with onnx's shape inference; per op type and in total."""
+    import numpy as np
+    import onnx
+    import onnx.shape_inference
+    m = onnx.shape_inference.infer_shapes(onnx.load(path))
+    g = m.graph
+
+    def dims(vi: Any) -> list[int]:
+        return [d.dim_value for d in vi.type.tensor_type.shape.dim]
+    shapes = {vi.name: dims(vi) for vi in list(g.value_info) + list(g.input) + list(g.output)}
+    shapes.update({t.name: list(t.dims) for t in g.initializer})
+    per_op: dict[str, int] = {}
+    for n in g.node:
+        macs = 0
+        if n.op_type == "Conv":
+            w, y = shapes[n.input[1]], shapes[n.output[0]]
+            macs = int(np.prod(y)) * int(np.prod(w[1:]))        # out elements x (Cin/g x kernel)
+        elif n.op_type in ("Gemm", "MatMul"):
+            a, y = shapes[n.input[0]], shapes[n.output[0]]
+            trans_a = any(at.name == "transA" and at.i for at in n.attribute)
+            k = a[-2] if trans_a and len(a) >= 2 else a[-1]
+            macs = int(np.prod(y)) * k
+        elif n.op_type in ("GRU", "LSTM"):
+            x, r = shapes[n.input[0]], shapes[n.input[2]]        # X [T, B, I], R [D, G*H, H]
+            t, b, i = x
+            gh, h = r[1], r[2]
+            macs = r[0] * t * b * gh * (i + h)
+        if macs:
+            per_op[n.op_type] = per_op.get(n.op_type, 0) + 2 * macs
+    return {"flops": sum(per_op.values()), "by_op": per_op}
+
+
+def core_peak_gflops() -> dict[str, Any]:
+    """One core's peak f32 FMA GFLOP/s (fmapeak.c built with -march=native), or {} with no cc."""
+    import shutil
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        return {}
+    exe = Path(tempfile.gettempdir()) / "edgert-fmapeak"
+    src = HERE / "fmapeak.c"
+    subprocess.run([cc, "-O2", "-march=native", "-ffp-contract=fast", "-o", str(exe), str(src)],
+                   check=True)
+    out = json.loads(subprocess.run([str(exe), "5"], capture_output=True, text=True,
+                                    check=True).stdout)
+    out["method"] = "fmapeak.c: 16 independent vector FMA chains, thread CPU time, best of 5"
+    return out
 
 
 # -- measurements in fresh processes ---------------------------------------------------------------
@@ -222,8 +278,20 @@ def main() -> int:
     os.environ["EDGERT_SENSOR_CACHE"] = work_cache
     env = dict(os.environ)
     rows: dict[str, Any] = {}
+    peak = core_peak_gflops()
+    if peak:
+        print(f"one core's peak: {peak['best_gflops']:.1f} GFLOP/s f32 ({peak['lanes']} lanes; "
+              f"{peak['method']})", flush=True)
     for name, info in models.items():
         r = bench_model(info["path"], iters=iters)
+        r["roofline"] = roof = model_flops(info["path"])
+        for eng in ("edgert", "onnxruntime"):
+            roof[eng] = {"gflops_p50": roof["flops"] / r[eng]["p50_us"] / 1e3,
+                         "gflops_cpu": roof["flops"] / r[eng]["cpu_us"] / 1e3}
+            if peak:
+                roof[eng]["peak_fraction_cpu"] = roof[eng]["gflops_cpu"] / peak["best_gflops"]
+        if peak:  # the least time the matrix work alone can take at peak
+            roof["floor_us"] = roof["flops"] / peak["best_gflops"] / 1e3
         r.update(compile_times(info["path"], repeats))
         r["rss"] = peak_rss(info["path"], env)
         rows[name] = r
@@ -235,6 +303,13 @@ def main() -> int:
               f"import); RSS {r['rss']['edgert_mb']:.1f}/{r['rss']['onnxruntime_mb']:.1f} MiB "
               f"({r['rss']['ratio']:.2f}x; above the {r['rss']['baseline_mb']:.1f} MiB "
               f"Python+numpy script {r['rss']['engine_ratio']:.2f}x)", flush=True)
+        e_, o_ = roof["edgert"], roof["onnxruntime"]
+        print(f"{'':18} {roof['flops'] / 1e6:.3f} MFLOP: edgert {e_['gflops_cpu']:.1f} GFLOP/s, "
+              f"onnxruntime {o_['gflops_cpu']:.1f} GFLOP/s (per CPU time)"
+              + (f"; {100 * e_['peak_fraction_cpu']:.1f}% / "
+                 f"{100 * o_['peak_fraction_cpu']:.1f}% of peak, floor {roof['floor_us']:.2f} us, "
+                 f"0.2x onnxruntime needs {roof['flops'] / (0.2 * r['onnxruntime']['cpu_us']) / 1e3:.0f} "
+                 f"GFLOP/s" if peak else ""), flush=True)
     stream = streaming_rate(models["mlp_anomaly"], 1.0 if args.quick else 3.0)
     print(f"streaming MLP      {stream['samples_per_s']:,.0f} samples/s "
           f"({stream['windows_per_s']:,.0f} windows/s, window 128 hop 32, 1 thread)")
@@ -243,7 +318,7 @@ def main() -> int:
     result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
               "host": platform.node(), "machine": platform.processor() or platform.machine(),
               "python": sys.version.split()[0], "iters": iters, "loadavg_start": la0,
-              "loadavg_end": la1, "models": rows, "streaming": stream,
+              "loadavg_end": la1, "models": rows, "streaming": stream, "core_peak": peak,
               "command": " ".join([Path(sys.executable).name] + sys.argv)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

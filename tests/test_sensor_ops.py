@@ -40,6 +40,12 @@ def sensor_cache(tmp_path_factory):
     (2, 9, 3, 1, 1, 1.0, 0.0, "1"),
     (4, 8, 17, 0, 0, 1.0, 1.0, "none"),
     (7, 19, 45, 0, 1, 1.0, 1.0, "n"),      # row tail (7 = 4 + 3), vector and scalar column tails
+    # one row (microkernels._matvec): an overlapping last vector and k split into 4 partial sums
+    # with a remainder (19 = 4 * 4 + 3), written out; a k loop (301 = 4 * 75 + 1); a row wider
+    # than 24 vectors (vectors in groups)
+    (1, 19, 45, 0, 0, 1.0, 1.0, "n"),
+    (1, 301, 70, 0, 1, 1.0, 1.0, "n"),
+    (1, 6, 397, 0, 0, 1.0, 1.0, "none"),
 ])
 def test_gemm(M, K, N, ta, tb, alpha, beta, cshape):
     A = (K, M) if ta else (M, K)
@@ -162,9 +168,73 @@ def test_conv2d(cin, cout, H, W, k, s, p, d, g, bias):
                 {"x": (1, cin, H, W)})
 
 
+# depthwise-separable chains: the activations between the convs stay channels-last
+# (ops.choose_layouts); channel counts hit the vector tails (5 < 8 lanes: scalar; 12, 20, 24:
+# an overlapping last vector; 32, 64: whole 16-float vectors), stride 2, dilation 2, asymmetric
+# padding, a 3x1 kernel, ReLU6 and ReLU tails, and a GlobalAveragePool reading channels-last
+DSCONV_CHAINS = {
+    # first conv (cin, cout, kernel, stride, pads), then blocks (cout, dw stride, dw dilation)
+    "dscnn": ((1, 20, (5, 3), (2, 2), (2, 1, 2, 1)), [(24, 1, 1), (24, 2, 1), (12, 1, 2)], (13, 7)),
+    "mobilenet": ((3, 16, (3, 3), (2, 2), (1, 1, 1, 1)), [(32, 2, 1), (64, 1, 1)], (18, 15)),
+    "narrow": ((2, 5, (3, 3), (1, 1), (0, 1, 1, 0)), [(7, 1, 1), (5, 2, 2)], (9, 8)),
+}
+
+
+def _dsconv_chain(case: str, gap: bool) -> tuple[bytes, tuple[int, ...]]:
+    (cin, c, k, s, pads), blocks, (H, W) = DSCONV_CHAINS[case]
+    inits = {"w0": w(c, cin, *k), "b0": w(c)}
+    nodes = [helper.make_node("Conv", ["x", "w0", "b0"], ["a0"], kernel_shape=list(k),
+                              strides=list(s), pads=list(pads)),
+             helper.make_node("Clip", ["a0", "lo", "hi"], ["r0"])]
+    inits["lo"], inits["hi"] = np.array(0, np.float32), np.array(6, np.float32)
+    t = "r0"
+    for i, (co, st, d) in enumerate(blocks):
+        inits[f"dw{i}"], inits[f"db{i}"] = w(c, 1, 3, 3), w(c)
+        inits[f"pw{i}"] = w(co, c, 1, 1)
+        nodes += [helper.make_node("Conv", [t, f"dw{i}", f"db{i}"], [f"d{i}"], kernel_shape=[3, 3],
+                                   strides=[st, st], pads=[d, d, d, d], dilations=[d, d], group=c),
+                  helper.make_node("Relu", [f"d{i}"], [f"dr{i}"]),
+                  helper.make_node("Conv", [f"dr{i}", f"pw{i}"], [f"p{i}"], kernel_shape=[1, 1]),
+                  helper.make_node("Relu", [f"p{i}"], [f"pr{i}"])]
+        t, c = f"pr{i}", co
+    if gap:
+        nodes.append(helper.make_node("GlobalAveragePool", [t], ["y"]))
+    else:
+        nodes.append(helper.make_node("Identity", [t], ["y"]))
+    import onnx
+    shapes = onnx.shape_inference.infer_shapes(onnx.load_from_string(
+        make_model(nodes, {"x": (1, cin, H, W)}, {"y": None}, inits)))
+    out = [d.dim_value for d in shapes.graph.output[0].type.tensor_type.shape.dim]
+    return make_model(nodes, {"x": (1, cin, H, W)}, {"y": out}, inits), (1, cin, H, W)
+
+
+@pytest.mark.parametrize("case", sorted(DSCONV_CHAINS))
+@pytest.mark.parametrize("gap", [True, False])
+def test_depthwise_separable_chain_channels_last(case, gap, monkeypatch):
+    from edgert.sensor import compiler, graph, optimize, ops
+    model, shape = _dsconv_chain(case, gap)
+    # the chain really runs channels-last: every conv but the first reads it, every conv but
+    # the last (when it is the graph output) writes it
+    g = graph.read_graph(None, None, data=model)
+    optimize.optimize(g)
+    ops.choose_layouts(g)
+    convs = [n for n in g.nodes if n.op == "Conv"]
+    assert all(n.attrs.get("_nhwc_in") for n in convs[1:])
+    assert all(n.attrs.get("_nhwc_out") for n in convs[:-1])
+    assert bool(convs[-1].attrs.get("_nhwc_out")) == gap
+    m = check_model(model, {"x": shape})
+    x = RNG.standard_normal(shape).astype(np.float32)
+    tiled = m(x).copy()
+    monkeypatch.setenv("EDGERT_SENSOR_KERNELS", "scalar")  # the plain NCHW loops
+    np.testing.assert_allclose(tiled, compiler.compile(model)(x), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("cin,cout,L,k,s,p,d,g", [
     (3, 8, 128, 5, 1, 2, 1, 1), (8, 8, 64, 3, 2, 1, 1, 8), (4, 16, 33, 3, 1, 0, 2, 1),
-    (6, 6, 40, 7, 3, 3, 1, 3)])
+    (6, 6, 40, 7, 3, 3, 1, 3),
+    # grouped, stride 1: the implicit im2col row table per group (the gesture CNN's last conv),
+    # and an odd length (a vector tail over pixels) with dilation and padding
+    (24, 32, 32, 3, 1, 1, 1, 8), (6, 4, 19, 3, 1, 2, 2, 2)])
 def test_conv1d(cin, cout, L, k, s, p, d, g):
     ol = (L + 2 * p - d * (k - 1) - 1) // s + 1
     node = helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[k], strides=[s],
@@ -345,6 +415,20 @@ def test_gru(lbr, direction, init_h):
     _check_rnn_nan(m, feeds, direction)
 
 
+@pytest.mark.parametrize("H", [5, 24, 33])  # scalar loop; one 16-vector + overlap; two + overlap
+@pytest.mark.parametrize("lbr", [0, 1])
+def test_gru_hidden_sizes(H, lbr):
+    """The gate math over vectors of hidden units (ops._over_hidden): tails of the vector width."""
+    T, I = 7, 3
+    inits = {"W": w(1, 3 * H, I), "R": w(1, 3 * H, H), "B": w(1, 6 * H)}
+    feeds = {"x": (T, 1, I)}
+    node = helper.make_node("GRU", ["x", "W", "R", "B"], ["Y", "Yh"], hidden_size=H,
+                            linear_before_reset=lbr)
+    m = check_model(make_model([node], feeds, {"Y": (T, 1, 1, H), "Yh": (1, 1, H)}, inits),
+                    feeds, tol="f32_transcendental", edge_cases=RNN_CASES)
+    _check_rnn_nan(m, feeds, "forward")
+
+
 # onnxruntime's recurrent kernels clamp their gate inputs, which turns a NaN input into arbitrary
 # numbers (its GRU output holds 1.0 where the input was NaN): there is no ORT NaN behaviour to
 # match, so the NaN case checks that NaN propagates from its time step on, in time order.
@@ -368,8 +452,8 @@ def _check_rnn_nan(m, feeds, direction):
 
 @pytest.mark.parametrize("peephole", [False, True])
 @pytest.mark.parametrize("direction", ["forward", "reverse"])
-def test_lstm(peephole, direction):
-    T, I, H = 10, 4, 12
+def test_lstm(peephole, direction, H=12):
+    T, I = 10, 4
     inits = {"W": w(1, 4 * H, I), "R": w(1, 4 * H, H), "B": w(1, 8 * H)}
     ins = ["x", "W", "R", "B", "", "h0", "c0"]
     if peephole:
@@ -381,6 +465,12 @@ def test_lstm(peephole, direction):
                                                "Yc": (1, 1, H)}, inits), feeds,
                     tol="f32_transcendental", edge_cases=RNN_CASES)
     _check_rnn_nan(m, feeds, direction)
+
+
+@pytest.mark.parametrize("H", [5, 24])
+def test_lstm_hidden_sizes(H):
+    """The LSTM cell over vectors of hidden units, updating c in place where vectors overlap."""
+    test_lstm(True, "forward", H)
 
 
 # -- fusion ------------------------------------------------------------------------------------------

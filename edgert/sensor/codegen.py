@@ -415,6 +415,7 @@ def build_module(g: Graph, symbol: str, int8: bool = False,
                 f"compile(..., fallback='onnxruntime') to run the model in onnxruntime")
     for t in list(g.inputs) + list(g.outputs):
         cg.ir_type(g.dtypes.get(t, np.float32))
+    ops.choose_layouts(g)  # before planning: a layout changes some kernels' scratch
     cg.plan(ops.scratch_bytes_for(g))
     ir = cg.ir
     entry_ty = ir.FunctionType(ir.VoidType(), [cg.ptr, cg.ptr, cg.ptr])

@@ -2,17 +2,23 @@
 vector types (<8 x float>) so the accumulators live in registers for a whole reduction.
 
   gemm        C[M, N] = A[M, K] . B[K, N] (+ a row or column bias): Gemm, MatMul, Conv as a
-              GEMM over an im2col buffer (either orientation), the recurrent matrix-vector
-              products. Tiles of MR rows x NV vectors (one row x up to 12 vectors for a
-              matrix-vector product): each k step loads NV vectors of B, broadcasts MR scalars of
-              A and issues MR*NV FMAs. Columns past the last full vector get one more vector tile
-              ending at N, overlapping columns already written (same sums, same order, same
-              values); only N < 8 runs a scalar loop.
-  depthwise   channels-last depthwise convolution: one output pixel's channels in vectors, taps
-              accumulated in registers (any stride, dilation, padding).
+              GEMM over an im2col matrix (either orientation; read in place through offset
+              tables where the input allows, see a_tables / b_rows), the recurrent
+              matrix-vector products. Tiles of MR rows x NV vectors (4 x 2 with 8-float vectors,
+              up to 6 x 4 = 24 accumulators with 16-float ones): each k step loads NV vectors of
+              B, broadcasts MR scalars of A and issues MR*NV FMAs. Columns past the last full
+              vector get one more vector tile ending at N, overlapping columns already written
+              (same sums, same order, same values); only N < 8 runs a scalar loop. One row (M = 1)
+              goes to _matvec: every output vector in one k loop, k split into up to 4 partial
+              sums so the FMA chain a recurrent step waits on is short.
+  depthwise   channels-last depthwise convolution over a zero-padded input: one output pixel's
+              channels in vectors, the tap weights held in registers, the taps unrolled (any
+              stride, dilation, padding).
 
 <8 x float> is one AVX2 register and two NEON registers on aarch64; on a host with AVX-512 a
-kernel whose vector dim holds at least four <16 x float> (one zmm register each) uses those. Scalar twins of these kernels are the plain loops in ops.py (used with
+kernel whose vector dim holds at least four <16 x float> (one zmm register each), or a multiple
+of 16 channels in the depthwise kernel, uses those. Scalar twins of these kernels are the plain
+loops in ops.py (used with
 EDGERT_SENSOR_KERNELS=scalar, and compared in tests/test_sensor_ops.py).
 """
 from __future__ import annotations
@@ -28,10 +34,11 @@ NV = 2          # vectors per tile (MR * NV accumulators)
 
 def vector_width(ctx: KernelCtx, extent: int = 0) -> int:
     """Floats per vector for a kernel whose vector dim has `extent` elements: the target's widest
-    (16 on AVX-512) only where at least 4 such vectors fill it; short rows keep 8 (fewer wasted
-    lanes in the overlapping tail)."""
+    (16 on AVX-512) where at least 4 such vectors fill it or they fill it exactly; other short
+    rows keep 8 (fewer wasted lanes in the overlapping tail)."""
     widest = int(getattr(ctx.cg, "vector_width", VW))
-    return widest if extent >= 4 * widest else min(widest, VW)
+    return widest if extent >= 4 * widest or (extent and extent % widest == 0) \
+        else min(widest, VW)
 
 
 class Vec:
@@ -99,22 +106,42 @@ def gemm(ctx: KernelCtx, M: int, N: int, K: int,
          pb: Any, b_off: Any, ldb: int,
          pc: Any, c_off: Any, ldc: int,
          row_bias: Optional[Any] = None, col_bias: Optional[Any] = None,
-         a_col_stride: int = 1) -> None:
+         a_col_stride: int = 1, a_tables: Optional[tuple[Any, Any]] = None,
+         b_rows: Optional[Any] = None) -> None:
     """C[m, n] = sum_k A[m, k] B[k, n] + row_bias[m] + col_bias[n], row-major with leading dims.
 
-    A(m, k) is pa[a_off + m*lda + k*a_col_stride]; B(k, n) is pb[b_off + k*ldb + n] (unit stride
-    in n: that is the vector dim); C likewise with ldc. Biases are f32 pointers or None."""
+    A(m, k) is pa[a_off + m*lda + k*a_col_stride], or with a_tables = (rows, ks) (two i64
+    constant tables) pa[a_off + rows[m] + ks[k]]: an implicit im2col, where A's row m is output
+    pixel m's window over a padded input and nothing is copied. B(k, n) is pb[b_off + k*ldb + n]
+    (unit stride in n: that is the vector dim), or with b_rows (an i64 constant table)
+    pb[b_off + b_rows[k] + n]: row k of an implicit im2col of a one-row, stride-1 conv, a shifted
+    window of the padded input; C likewise with ldc. Biases are f32 pointers or None."""
     VW = vector_width(ctx, N)  # noqa: N806
     vec = Vec(ctx, VW)
     b = ctx.b
+    if M == 1 and N >= VW and row_bias is None and a_tables is None and b_rows is None:
+        _matvec(ctx, N, K, vec, VW, pa, a_off, a_col_stride, pb, b_off, ldb, pc, c_off, col_bias)
+        return
     mr = 1 if M == 1 else MR
     # a matrix-vector product: as many accumulators as the row needs (up to 12 registers), so
     # the k loop's FMA chains run side by side instead of one short tile after another
     nv = max(1, min(N // VW, 12)) if M == 1 else NV
+    if M > 1 and int(getattr(ctx.cg, "vector_width", VW)) >= 16:
+        # 32 vector registers (an AVX-512 host, whichever width this GEMM uses): up to 24
+        # accumulators, e.g. 6 rows x 4 vectors, so each k step issues 24 FMAs for 4 loads and
+        # 6 broadcasts (the 4 x 2 tile: 8 for 2 + 4)
+        nv = max(1, min(N // VW, 4))
+        mr = min(12, 24 // nv)
     n_full = N // (nv * VW) * (nv * VW)
     n_vec = N // VW * VW              # columns covered by whole vectors
 
+    def b_row(k: Any) -> Any:
+        return ctx.load(b_rows, k, ctx.i64) if b_rows is not None else ctx.mul(k, ldb)
+
     def a_at(m: Any, k: Any) -> Any:
+        if a_tables is not None:
+            return ctx.load(pa, ctx.add(a_off, ctx.load(a_tables[0], m, ctx.i64),
+                                        ctx.load(a_tables[1], k, ctx.i64)))
         return ctx.load(pa, ctx.add(a_off, ctx.mul(m, lda), ctx.mul(k, a_col_stride)))
 
     def tile(m0: Any, rows: int, n0: Any, vecs: int) -> None:
@@ -130,7 +157,8 @@ def gemm(ctx: KernelCtx, M: int, N: int, K: int,
                 init.append(acc)
 
         def body(k: Any, accs: list[Any]) -> list[Any]:
-            bv = [vec.load(pb, ctx.add(b_off, ctx.mul(k, ldb), n0, j * VW)) for j in range(vecs)]
+            bk = b_row(k)
+            bv = [vec.load(pb, ctx.add(b_off, bk, n0, j * VW)) for j in range(vecs)]
             out = []
             for i in range(rows):
                 av = vec.splat(a_at(ctx.add(m0, i), k))
@@ -153,7 +181,7 @@ def gemm(ctx: KernelCtx, M: int, N: int, K: int,
                 init = [ctx.cf(0.0)]
 
                 def body(k: Any, accs: list[Any], m: Any = m, n: Any = n) -> list[Any]:
-                    bv = ctx.load(pb, ctx.add(b_off, ctx.mul(k, ldb), n))
+                    bv = ctx.load(pb, ctx.add(b_off, b_row(k), n))
                     return [b.fadd(accs[0], b.fmul(a_at(m, k), bv, flags=("contract",)),
                                    flags=("contract",))]
                 acc = carried_loop(ctx, K, init, body, name="ks")[0]
@@ -184,43 +212,113 @@ def gemm(ctx: KernelCtx, M: int, N: int, K: int,
         row_block(ctx.ci(m_full), M - m_full)
 
 
-def depthwise_nhwc(ctx: KernelCtx, P: int, C: int, taps: int, xT: Any, tap_offset: Callable[
-                   [Any, Any], Any], wT: Any, bias: Any, outT: Any) -> None:
-    """outT[p, c] = bias[c] + sum_t wT[t, c] * xT[tap_offset(p, t) + c] for c in [0, C).
+MATVEC_ACCS = 24      # accumulator registers a matrix-vector product may use (of 32 zmm / 16 ymm)
+MATVEC_UNROLL = 320   # FMAs up to which the k loop is written out in full
 
-    xT is channels-last (row length C); tap_offset(p, t) gives the element offset of pixel p's
-    t-th tap row. Vectors over channels; a scalar loop finishes C % 8."""
-    VW = vector_width(ctx, C)  # noqa: N806
-    vec = Vec(ctx, VW)
+
+def _matvec(ctx: KernelCtx, N: int, K: int, vec: Vec, VW: int, pa: Any, a_off: Any,  # noqa: N803
+            a_stride: int, pb: Any, b_off: Any, ldb: int, pc: Any, c_off: Any,
+            col_bias: Optional[Any]) -> None:
+    """c[n] = sum_k a[k] B[k, n] (+ col_bias[n]): one row, every output vector (the last one
+    overlapping, ending at N) accumulated in the same k loop, and the k range split into S
+    interleaved partial sums added at the end, so S x vectors FMA chains run side by side and
+    the chain a recurrent step waits on is K / S deep instead of K (the GRU's R h is latency
+    bound). Small products are written out in full (static offsets, no loop)."""
     b = ctx.b
-    c_vec = C // VW * VW
-    with ctx.loop(P, name="p") as p:
-        if c_vec:
-            with ctx.loop(c_vec, step=VW, name="c0") as c0:
-                init = [vec.load(bias, c0)]
+    starts = list(range(0, N // VW * VW, VW))
+    if N % VW:
+        starts.append(N - VW)
+    nvec = len(starts)
+    S = max(1, min(4, MATVEC_ACCS // max(nvec, 1), K // 4)) if nvec <= MATVEC_ACCS else 1  # noqa: N806
+    if nvec > MATVEC_ACCS:  # a very wide row: vectors in groups, each with its own k loop
+        for g0 in range(0, nvec, MATVEC_ACCS):
+            part = starts[g0:g0 + MATVEC_ACCS]
+            _matvec_group(ctx, part, K, 1, vec, pa, a_off, a_stride, pb, b_off, ldb, pc, c_off,
+                          col_bias)
+        return
+    _matvec_group(ctx, starts, K, S, vec, pa, a_off, a_stride, pb, b_off, ldb, pc, c_off,
+                  col_bias)
+    del b
 
-                def body(t: Any, accs: list[Any]) -> list[Any]:
-                    xv = vec.load(xT, ctx.add(tap_offset(p, t), c0))
-                    wv = vec.load(wT, ctx.add(ctx.mul(t, C), c0))
-                    return [vec.fma(accs[0], xv, wv)]
-                acc = carried_loop(ctx, taps, init, body, name="t")[0]
-                vec.store(acc, outT, ctx.add(ctx.mul(p, C), c0))
-        if C - c_vec and C >= VW:  # overlapping last vector (same values, written twice)
-            c0 = ctx.ci(C - VW)
-            init = [vec.load(bias, c0)]
 
-            def body_t(t: Any, accs: list[Any]) -> list[Any]:
-                xv = vec.load(xT, ctx.add(tap_offset(p, t), c0))
-                wv = vec.load(wT, ctx.add(ctx.mul(t, C), c0))
-                return [vec.fma(accs[0], xv, wv)]
-            acc = carried_loop(ctx, taps, init, body_t, name="tt")[0]
-            vec.store(acc, outT, ctx.add(ctx.mul(p, C), c0))
-        elif C - c_vec:
-            with ctx.loop(C, start=c_vec, name="ct") as c:
-                def body_s(t: Any, accs: list[Any]) -> list[Any]:
-                    xv = ctx.load(xT, ctx.add(tap_offset(p, t), c))
-                    wv = ctx.load(wT, ctx.add(ctx.mul(t, C), c))
-                    return [b.fadd(accs[0], b.fmul(xv, wv, flags=("contract",)),
-                                   flags=("contract",))]
-                acc = carried_loop(ctx, taps, [ctx.load(bias, c)], body_s, name="ts")[0]
-                ctx.store(acc, outT, ctx.add(ctx.mul(p, C), c))
+def _matvec_group(ctx: KernelCtx, starts: list[int], K: int, S: int, vec: Vec, pa: Any,  # noqa: N803
+                  a_off: Any, a_stride: int, pb: Any, b_off: Any, ldb: int, pc: Any, c_off: Any,
+                  col_bias: Optional[Any]) -> None:
+    b = ctx.b
+    nvec = len(starts)
+    accs = []
+    for s_ in range(S):
+        for n0 in starts:
+            accs.append(vec.load(col_bias, n0) if s_ == 0 and col_bias is not None else vec.zero)
+
+    def step(k: Any, accs: list[Any], s_: int) -> list[Any]:
+        av = vec.splat(ctx.load(pa, ctx.add(a_off, ctx.mul(k, a_stride))))
+        out = list(accs)
+        for j, n0 in enumerate(starts):
+            bv = vec.load(pb, ctx.add(b_off, ctx.mul(k, ldb), n0))
+            out[s_ * nvec + j] = vec.fma(accs[s_ * nvec + j], av, bv)
+        return out
+
+    k_main = K // S * S
+    if K * nvec <= MATVEC_UNROLL:
+        for k in range(K):
+            accs = step(ctx.ci(k), accs, k % S if k < k_main else 0)
+    else:
+        def body(kk: Any, a: list[Any]) -> list[Any]:
+            base = ctx.mul(kk, S)
+            for s_ in range(S):
+                a = step(b.add(base, ctx.ci(s_), flags=["nsw"]), a, s_)
+            return a
+        accs = carried_loop(ctx, K // S, accs, body, name="kv")
+        for k in range(k_main, K):
+            accs = step(ctx.ci(k), accs, 0)
+    for j, n0 in enumerate(starts):
+        v = accs[j]
+        for s_ in range(1, S):
+            v = b.fadd(v, accs[s_ * nvec + j], flags=("contract",))
+        vec.store(v, pc, ctx.add(c_off, n0))
+
+
+def depthwise_nhwc(ctx: KernelCtx, g: dict[str, Any], xT: Any, wT: Any, bias: Any,
+                   outT: Any) -> None:
+    """outT[oy, ox, c] = bias[c] + sum_{ky,kx} wT[ky*KW + kx, c] * xT[oy*sy + ky*dy, ox*sx + kx*dx, c]
+
+    xT is the zero-padded channels-last input [Hp, Wp, C] (so no tap needs a bounds check), outT
+    channels-last [OH, OW, C]. Vectors over channels; for each vector of channels the KH*KW tap
+    weights are loaded once and stay in registers while the pixel loops run, and the taps are
+    unrolled (their offsets are compile-time constants). A channel count that is not a multiple of
+    the vector width gets one more vector ending at C (overlapping channels already written, with
+    the same sums in the same order); fewer channels than one vector run as scalars."""
+    C, OH, OW, KH, KW = g["C"], g["OH"], g["OW"], g["KH"], g["KW"]
+    Wp, sy, sx, dy, dx = g["Wp"], g["sy"], g["sx"], g["dy"], g["dx"]
+    widest = int(getattr(ctx.cg, "vector_width", VW))
+    VW_ = widest if C % widest == 0 else vector_width(ctx, C)  # noqa: N806
+    b = ctx.b
+    offs = [(ky * dy * Wp + kx * dx) * C for ky in range(KH) for kx in range(KW)]
+
+    def pixels(c0: Any, load: Callable[[Any, Any], Any], store: Callable[[Any, Any, Any], None],
+               fma: Callable[[Any, Any, Any], Any]) -> None:
+        wv = [load(wT, ctx.add(c0, t * C)) for t in range(len(offs))]
+        bv = load(bias, c0)
+        with ctx.loop(OH, name="oy") as oy:
+            row = ctx.mul(oy, sy * Wp * C)
+            orow = ctx.mul(oy, OW * C)
+            with ctx.loop(OW, name="ox") as ox:
+                base = ctx.add(row, ctx.mul(ox, sx * C), c0)
+                acc = bv
+                for t, off in enumerate(offs):
+                    acc = fma(acc, load(xT, ctx.add(base, off)), wv[t])
+                store(acc, outT, ctx.add(orow, ctx.mul(ox, C), c0))
+
+    if C >= VW_:
+        vec = Vec(ctx, VW_)
+        c_vec = C // VW_ * VW_
+        with ctx.loop(c_vec, step=VW_, name="c0") as c0:
+            pixels(c0, vec.load, vec.store, vec.fma)
+        if C - c_vec:
+            pixels(ctx.ci(C - VW_), vec.load, vec.store, vec.fma)
+    else:
+        def sfma(acc: Any, x: Any, w: Any) -> Any:
+            return b.fadd(acc, b.fmul(x, w, flags=("contract",)), flags=("contract",))
+        with ctx.loop(C, name="cs") as c:
+            pixels(c, ctx.load, lambda v, p_, i: ctx.store(v, p_, i), sfma)

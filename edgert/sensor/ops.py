@@ -7,13 +7,18 @@ over static trip counts with the unit-stride loop innermost, so LLVM's loop vect
 SIMD work for whatever target the module is built for. `SCRATCH` sizes a kernel's temporary
 buffer (padding, a transposed accumulator, the recurrent state), placed in the workspace.
 
+Layout: activations are NCHW except between the convs of a depthwise-separable chain, which
+`choose_layouts` keeps channels-last (the depthwise kernel vectorises over channels, the pointwise
+conv is a [pixels, C] x [C, CO] GEMM), so layouts change only at the chain's edges.
+
 Each op has its reference test against onnxruntime in tests/test_sensor_ops.py. Semantics follow
 the ONNX operator documents (opset 7..21 as the attributes say); what is refused is refused by
 name at compile time (UnsupportedModelError).
 
 Transcendentals are polynomial approximations written in IR (no libm call inside a loop, so loops
 vectorise): exp and tanh after Cephes' single-precision routines (about 2 ulp), erf after
-Abramowitz & Stegun 7.1.26 (1.5e-7 absolute). NaN propagates through every one of them.
+Abramowitz & Stegun 7.1.26 (1.5e-7 absolute); the GRU/LSTM gates use a [13/6] rational tanh (and
+sigmoid through it), as onnxruntime's MLAS does. NaN propagates through every one of them.
 """
 from __future__ import annotations
 
@@ -99,6 +104,51 @@ def m_tanh(ctx: KernelCtx, x: Any) -> Any:
     big = b.fsub(cf(1.0), b.fdiv(cf(2.0), b.fadd(e, cf(1.0))))
     big = b.call(_intr2(ctx, "llvm.copysign"), [big, x])
     return b.select(b.fcmp_ordered("<", ax, cf(0.625)), small, big)
+
+
+# The recurrent gates' tanh: a [13/6] odd rational function on x clamped to +-7.9053 (where
+# float tanh is 1), as in Eigen and onnxruntime's MLAS: one division and no exp, a few ulp. Only
+# the GRU/LSTM gates use it (their inputs are bounded sums; onnxruntime computes them the same
+# way); the Tanh and Sigmoid ops keep the exp-based forms above.
+_TANH_NUM = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11,
+             5.12229709037114e-08, 1.48572235717979e-05, 6.37261928875436e-04,
+             4.89352455891786e-03)
+_TANH_DEN = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03,
+             4.89352518554385e-03)
+
+
+def m_tanh_gate(ctx: KernelCtx, x: Any, c: Optional[Callable[[float], Any]] = None) -> Any:
+    """x: a float or a float vector (then c makes the matching splat constants). Near 0 the
+    rational's p(0)/q(0) = 1 - 1.3e-7 keeps the relative error below 2e-7, so no small-x branch."""
+    b = ctx.b
+    c = c or ctx.cf
+    lim = 7.90531110763549805
+    xc = b.select(b.fcmp_ordered("<", x, c(-lim)), c(-lim), x)  # ordered: NaN passes through
+    xc = b.select(b.fcmp_ordered(">", xc, c(lim)), c(lim), xc)
+    z = b.fmul(xc, xc)
+    # Estrin-style halves: two short Horner chains side by side (the gate is latency bound)
+    z2 = b.fmul(z, z)
+
+    def poly(cs: Sequence[float]) -> Any:  # cs: highest degree first, in z
+        cs = list(cs)
+        if len(cs) % 2:
+            cs = [0.0] + cs
+        pairs = [b.fadd(b.fmul(c(cs[i]), z, flags=("contract",)), c(cs[i + 1]),
+                        flags=("contract",)) if cs[i] else c(cs[i + 1])
+                 for i in range(0, len(cs), 2)]
+        acc = pairs[0]
+        for pr in pairs[1:]:
+            acc = b.fadd(b.fmul(acc, z2, flags=("contract",)), pr, flags=("contract",))
+        return acc
+    return b.fdiv(b.fmul(xc, poly(_TANH_NUM)), poly(_TANH_DEN))
+
+
+def m_sigmoid_gate(ctx: KernelCtx, x: Any, c: Optional[Callable[[float], Any]] = None) -> Any:
+    """sigmoid(x) = 0.5 + 0.5 tanh(x / 2): absolute error a few 1e-8 (a gate's scale)."""
+    b = ctx.b
+    c = c or ctx.cf
+    t = m_tanh_gate(ctx, b.fmul(x, c(0.5)), c)
+    return b.fadd(b.fmul(t, c(0.5), flags=("contract",)), c(0.5), flags=("contract",))
 
 
 def m_erf(ctx: KernelCtx, x: Any) -> Any:
@@ -703,6 +753,8 @@ def _conv_geometry(ctx: KernelCtx, n: Node) -> dict[str, Any]:
     g["Wp"] = max(g["W"] + g["pl"] + g["pr"], (g["OW"] - 1) * g["sx"] + (g["KW"] - 1) * g["dx"] + 1)
     g["padded"] = (g["Hp"], g["Wp"]) != (g["H"], g["W"])
     g["pixel_major"] = g["group"] == 1 and g["CO"] >= 8 and not (g["sx"] == 1 and g["OW"] >= 16)
+    g["nhwc_in"] = bool(n.attrs.get("_nhwc_in"))
+    g["nhwc_out"] = bool(n.attrs.get("_nhwc_out"))
     return g
 
 
@@ -863,6 +915,8 @@ def _conv_plan(g: dict[str, Any]) -> str:
     P = g["OH"] * g["OW"]
     if G == C and g["Cg"] == 1 and CO == C:
         return "depthwise"
+    if g.get("nhwc_in") or g.get("nhwc_out"):
+        return "gemm_c"  # choose_layouts only marks a pointwise (or any group-1) conv here
     if G != 1:
         return "gemm_p" if P >= 8 else "loops"
     if P >= 16 and (P >= CO or P % 8 == 0):
@@ -888,9 +942,58 @@ def _conv_plan_scratch(g: dict[str, Any], plan: str) -> int:
     if plan == "depthwise":
         return (g["Hp"] * g["Wp"] * C + P * C) * 4 + 128
     if plan == "gemm_p":
-        return 0 if _pointwise(g) and g["group"] == 1 else \
-            g["Cg"] * g["KH"] * g["KW"] * _row_pad(P) * 4 + 64
-    return ((0 if _pointwise(g) else P * Kc) + P * CO) * 4 + 128
+        if _pointwise(g) and g["group"] == 1:
+            return 0
+        if _implicit_rows(g):
+            return _pad_elems(g) * 4 + 64
+        return g["Cg"] * g["KH"] * g["KW"] * _row_pad(P) * 4 + 64
+    im2col = 0 if _pointwise(g) or g.get("nhwc_in") else _pad_elems(g) + 16
+    transposed_out = 0 if g.get("nhwc_out") else P * CO
+    return (im2col + transposed_out) * 4 + 128
+
+
+def _implicit_rows(g: dict[str, Any]) -> bool:
+    """A one-row output at stride 1 (the 1-D convs): row k of the [K, pixels] im2col matrix is a
+    contiguous window of the padded input, so the GEMM reads it in place through a row table."""
+    return g["OH"] == 1 and g["sx"] == 1 and not _pointwise(g)
+
+
+def _plane(g: dict[str, Any]) -> int:
+    return g["Hp"] * g["Wp"] if g["padded"] else g["H"] * g["W"]
+
+
+def _padded_source(ctx: KernelCtx, g: dict[str, Any], xp: Any, x_base: Any, bn: Any,
+                   sp: Any) -> tuple[Any, Any]:
+    """The input the implicit im2col reads: a zero-padded copy in scratch, or x itself."""
+    if g["padded"]:
+        _pad_copy(ctx, xp, bn, g, sp)
+        return sp, ctx.ci(0)
+    return xp, x_base
+
+
+def _implicit_row_table(ctx: KernelCtx, g: dict[str, Any], n_ch: int) -> Any:
+    """rows[k] for k = (ci, ky, kx) over n_ch channels (the weights' K order): the offset of
+    output pixel 0's tap k in the (padded) input; pixel p's is rows[k] + p."""
+    Wp = g["Wp"] if g["padded"] else g["W"]
+    rows = np.array([ci * _plane(g) + ky * g["dy"] * Wp + kx * g["dx"] for ci in range(n_ch)
+                     for ky in range(g["KH"]) for kx in range(g["KW"])], np.int64)
+    return ctx.array_ptr(rows, "im2col_krows")
+
+
+def _pad_elems(g: dict[str, Any]) -> int:
+    """Floats of the padded NCHW input copy an implicit-im2col GEMM reads (0 when unpadded)."""
+    return g["C"] * g["Hp"] * g["Wp"] if g["padded"] else 0
+
+
+def _implicit_im2col_tables(ctx: KernelCtx, g: dict[str, Any]) -> tuple[Any, Any]:
+    """Offsets into the (padded) NCHW input: rows[p] of output pixel p's window corner, ks[k] of
+    tap k = (ci, ky, kx) relative to it (the weights' K order), so A(p, k) = x[rows[p] + ks[k]]."""
+    Hp, Wp = (g["Hp"], g["Wp"]) if g["padded"] else (g["H"], g["W"])
+    rows = np.array([oy * g["sy"] * Wp + ox * g["sx"] for oy in range(g["OH"])
+                     for ox in range(g["OW"])], np.int64)
+    ks = np.array([ci * Hp * Wp + ky * g["dy"] * Wp + kx * g["dx"] for ci in range(g["C"])
+                   for ky in range(g["KH"]) for kx in range(g["KW"])], np.int64)
+    return ctx.array_ptr(rows, "im2col_rows"), ctx.array_ptr(ks, "im2col_ks")
 
 
 def _im2col(ctx: KernelCtx, g: dict[str, Any], xp: Any, x_base: Any, dst: Any,
@@ -981,6 +1084,92 @@ def _epilogue_pass(ctx: KernelCtx, yp: Any, shape: Sequence[int], base_coords: S
     _nest(ctx, shape[:flat_from], body)
 
 
+def _pad_nhwc(ctx: KernelCtx, g: dict[str, Any], xp: Any, x_base: Any, xT: Any) -> None:
+    """xT[Hp, Wp, C] = the input (NCHW, or channels-last when g["nhwc_in"]) placed at (pt, pl),
+    zero around it. Only the border is cleared: the interior is overwritten every call."""
+    b = ctx.b
+    C, H, W, Hp, Wp, pt, pl = (g[k] for k in ("C", "H", "W", "Hp", "Wp", "pt", "pl"))
+    row = Wp * C
+    if pt:
+        ctx.memset0(xT, pt * row * 4)
+    if Hp - pt - H:
+        ctx.memset0(ctx.gep(xT, (pt + H) * row), (Hp - pt - H) * row * 4)
+    pr = Wp - pl - W
+    with ctx.loop(H, name="h") as h:
+        r = ctx.mul(ctx.add(h, pt), row)
+        if pl:
+            ctx.memset0(ctx.gep(xT, r), pl * C * 4)
+        if pr:
+            ctx.memset0(ctx.gep(xT, ctx.add(r, (pl + W) * C)), pr * C * 4)
+        if g["nhwc_in"]:
+            ctx.memcpy(ctx.gep(xT, ctx.add(r, pl * C)),
+                       ctx.gep(xp, ctx.add(x_base, ctx.mul(h, W * C))), W * C * 4)
+        else:
+            # NCHW -> channels-last at a graph edge: read each channel's row contiguously
+            with ctx.loop(C, name="c") as c, ctx.loop(W, name="w") as ww:
+                v = ctx.load(xp, ctx.add(x_base, ctx.mul(c, H * W), ctx.mul(h, W), ww))
+                ctx.store(v, xT, ctx.add(r, ctx.mul(ctx.add(ww, pl), C), c))
+    del b
+
+
+def _layout_ok_epilogue(g: Graph, n: Node) -> bool:
+    """A fused tail that is the same at every element (ReLU, Clip, a scalar operand) does not
+    care how the output is laid out."""
+    return all(int(np.prod(g.shapes[t])) == 1 for t in n.attrs.get("epilogue_inputs", []))
+
+
+def choose_layouts(g: Graph) -> None:
+    """Keep the activations between depthwise-separable convs channels-last ([N, H, W, C]).
+
+    A tensor is stored channels-last when its producer is a float 2-D Conv the tiled kernels
+    can write that way (depthwise, or any group-1 conv via the [pixels, channels] GEMM), every
+    reader is a depthwise Conv, a pointwise (1x1, stride 1, unpadded, group 1) Conv or a
+    GlobalAveragePool, and it is no graph output. The layout then changes only at the edges of
+    such a chain (the first conv reads NCHW, the pooling reads channels-last), so the per-layer
+    transposes of the NCHW path disappear. Marks nodes with `_nhwc_out` / `_nhwc_in`."""
+    if not tiled_kernels():
+        return
+    readers = g.consumers()
+
+    def conv_geom(n: Node) -> Optional[dict[str, Any]]:
+        if n.op != "Conv" or n.domain not in ("", "ai.onnx") or len(g.shapes[n.inputs[0]]) != 4:
+            return None
+        if n.inputs[1] not in g.consts or g.dtypes.get(n.outputs[0], np.float32) != np.float32:
+            return None
+        try:
+            geo = _conv_geometry(_ShapeOnly(g, n), n)  # type: ignore[arg-type]
+        except (ModelFormatError, UnsupportedModelError, KeyError):
+            return None
+        return geo
+
+    def is_depthwise(geo: dict[str, Any]) -> bool:
+        return geo["group"] == geo["C"] and geo["Cg"] == 1 and geo["CO"] == geo["C"]
+
+    for n in g.nodes:
+        geo = conv_geom(n)
+        if geo is None or not _layout_ok_epilogue(g, n) or len(n.outputs) != 1:
+            continue
+        if not (is_depthwise(geo) or geo["group"] == 1):
+            continue
+        t = n.outputs[0]
+        if t in g.outputs or not readers.get(t):
+            continue
+        ok = True
+        for r in readers[t]:
+            if r.op == "GlobalAveragePool" and r.inputs[0] == t and len(g.shapes[t]) == 4:
+                continue
+            rg = conv_geom(r)
+            if rg is None or r.inputs[0] != t or t in r.inputs[1:] or \
+                    not (is_depthwise(rg) or (rg["group"] == 1 and _pointwise(rg))):
+                ok = False
+                break
+        if not ok:
+            continue
+        n.attrs["_nhwc_out"] = 1
+        for r in readers[t]:
+            r.attrs["_nhwc_in"] = 1
+
+
 def k_conv(ctx: KernelCtx) -> None:
     from . import microkernels as mk
     n = ctx.node
@@ -1010,61 +1199,75 @@ def k_conv(ctx: KernelCtx) -> None:
     with ctx.loop(N, name="b") as bn:
         x_base, y_base = ctx.mul(bn, C * H * W), ctx.mul(bn, CO * P)
         if plan == "depthwise":
-            xT, outT = sp, ctx.gep(sp, Hp * Wp * C + 16)
-            ctx.memset0(xT, Hp * Wp * C * 4)
-            with ctx.loop(C, name="c") as c, ctx.loop(H, name="h") as h, \
-                    ctx.loop(W, name="w") as ww:
-                v = ctx.load(xp, ctx.add(x_base, ctx.mul(c, H * W), ctx.mul(h, W), ww))
-                ctx.store(v, xT, ctx.add(ctx.mul(ctx.add(ctx.mul(h, Wp), ww), C),
-                                         (g["pt"] * Wp + g["pl"]) * C, c))
+            xT = sp
+            outT = ctx.gep(yp, y_base) if g["nhwc_out"] else ctx.gep(sp, Hp * Wp * C + 16)
+            _pad_nhwc(ctx, g, xp, x_base, xT)
             wT = ctx.array_ptr(np.ascontiguousarray(w.T), "dw_w")
-            toff = np.array([(ky * g["dy"] * Wp + kx * g["dx"]) * C for ky in range(KH)
-                             for kx in range(KW)], np.int64)
-            tp = ctx.array_ptr(toff, "dw_taps")
-
-            def tap_offset(p: Any, t: Any) -> Any:
-                oy, ox = b.udiv(p, ctx.ci(OW)), b.urem(p, ctx.ci(OW))
-                base = ctx.mul(ctx.add(ctx.mul(oy, g["sy"] * Wp), ctx.mul(ox, g["sx"])), C)
-                return b.add(base, ctx.load(tp, t, ctx.i64))
-            mk.depthwise_nhwc(ctx, P, C, KH * KW, xT, tap_offset, wT, bias_p, outT)
-            with ctx.loop(C, name="c") as c, ctx.loop(P, name="p") as p:
-                ctx.store(ctx.load(outT, ctx.add(ctx.mul(p, C), c)), yp,
-                          ctx.add(y_base, ctx.mul(c, P), p))
+            mk.depthwise_nhwc(ctx, g, xT, wT, bias_p, outT)
+            if not g["nhwc_out"]:
+                with ctx.loop(C, name="c") as c, ctx.loop(P, name="p") as p:
+                    ctx.store(ctx.load(outT, ctx.add(ctx.mul(p, C), c)), yp,
+                              ctx.add(y_base, ctx.mul(c, P), p))
         elif plan == "gemm_p" and g["group"] > 1:
             # one GEMM per group over that group's channels
             Cg, COg = g["Cg"], CO // g["group"]
             Kg = Cg * KH * KW
             wp = ctx.array_ptr(np.ascontiguousarray(w), "conv_w")
             ldb = _row_pad(P)
+            rows = None
+            if _implicit_rows(g):
+                src, src_base = _padded_source(ctx, g, xp, x_base, bn, sp)
+                rows = _implicit_row_table(ctx, g, Cg)
             with ctx.loop(g["group"], name="grp") as gi:
-                _im2col(ctx, g, xp, x_base, sp, transposed=False, ldp=ldb,
-                        c0=ctx.mul(gi, Cg), n_ch=Cg)
-                mk.gemm(ctx, COg, P, Kg, wp, ctx.mul(gi, COg * Kg), Kg, sp, ctx.ci(0), ldb, yp,
+                if rows is None:
+                    _im2col(ctx, g, xp, x_base, sp, transposed=False, ldp=ldb,
+                            c0=ctx.mul(gi, Cg), n_ch=Cg)
+                    col, col_base = sp, ctx.ci(0)
+                else:
+                    col, col_base = src, ctx.add(src_base, ctx.mul(gi, Cg * _plane(g)))
+                mk.gemm(ctx, COg, P, Kg, wp, ctx.mul(gi, COg * Kg), Kg, col, col_base, ldb, yp,
                         ctx.add(y_base, ctx.mul(gi, COg * P)), P,
-                        row_bias=ctx.gep(bias_p, ctx.mul(gi, COg)))
+                        row_bias=ctx.gep(bias_p, ctx.mul(gi, COg)), b_rows=rows)
         elif plan == "gemm_p":
             wp = ctx.array_ptr(np.ascontiguousarray(w), "conv_w")
+            rows = None
             if _pointwise(g):
                 col, col_base, ldb = xp, x_base, P
+            elif _implicit_rows(g):
+                col, col_base = _padded_source(ctx, g, xp, x_base, bn, sp)
+                ldb, rows = 0, _implicit_row_table(ctx, g, C)
             else:
                 col, col_base, ldb = sp, ctx.ci(0), _row_pad(P)
                 _im2col(ctx, g, xp, x_base, col, transposed=False, ldp=ldb)
             mk.gemm(ctx, CO, P, Kc, wp, ctx.ci(0), Kc, col, col_base, ldb, yp, y_base, P,
-                    row_bias=bias_p)
+                    row_bias=bias_p, b_rows=rows)
         else:  # gemm_c
             wTp = ctx.array_ptr(np.ascontiguousarray(w.T), "conv_wt")
-            if _pointwise(g):
+            if g["nhwc_in"]:  # pointwise over a channels-last input: X[P, C] is A as it is
+                a, a_base, lda, acs = xp, x_base, C, 1
+                tbuf = sp
+            elif _pointwise(g):
                 a, a_base, lda, acs = xp, x_base, 1, P
                 tbuf = sp
-            else:
-                a, a_base, lda, acs = sp, ctx.ci(0), Kc, 1
-                _im2col(ctx, g, xp, x_base, sp, transposed=True)
-                tbuf = ctx.gep(sp, P * Kc + 16)
-            mk.gemm(ctx, P, CO, Kc, a, a_base, lda, wTp, ctx.ci(0), CO, tbuf, ctx.ci(0), CO,
-                    col_bias=bias_p, a_col_stride=acs)
-            with ctx.loop(CO, name="co") as co, ctx.loop(P, name="p") as p:
-                ctx.store(ctx.load(tbuf, ctx.add(ctx.mul(p, CO), co)), yp,
-                          ctx.add(y_base, ctx.mul(co, P), p))
+            tables = None
+            if not (g["nhwc_in"] or _pointwise(g)):
+                # implicit im2col: A(p, k) read from the (padded) input through two offset tables
+                if g["padded"]:
+                    _pad_copy(ctx, xp, bn, g, sp)
+                    a, a_base = sp, ctx.ci(0)
+                else:
+                    a, a_base = xp, x_base
+                lda, acs = 0, 0
+                tables = _implicit_im2col_tables(ctx, g)
+                tbuf = ctx.gep(sp, _pad_elems(g) + 16)
+            out, out_base = (yp, y_base) if g["nhwc_out"] else (tbuf, ctx.ci(0))
+            # a channels-last output: the GEMM writes it in place
+            mk.gemm(ctx, P, CO, Kc, a, a_base, lda, wTp, ctx.ci(0), CO, out, out_base, CO,
+                    col_bias=bias_p, a_col_stride=acs, a_tables=tables)
+            if not g["nhwc_out"]:
+                with ctx.loop(CO, name="co") as co, ctx.loop(P, name="p") as p:
+                    ctx.store(ctx.load(tbuf, ctx.add(ctx.mul(p, CO), co)), yp,
+                              ctx.add(y_base, ctx.mul(co, P), p))
         _epilogue_pass(ctx, yp, [CO] + spatial, [bn], y_base)
 
 
@@ -1195,6 +1398,9 @@ def k_global_pool(ctx: KernelCtx) -> None:
     b = ctx.b
     xp, yp = ctx.ptr(n.inputs[0]), ctx.ptr(n.outputs[0])
     is_max = n.op == "GlobalMaxPool"
+    if n.attrs.get("_nhwc_in"):
+        _global_avg_pool_nhwc(ctx, xs, xp, yp)
+        return
     acc_ptr = ctx.alloca()
     rank = len(xs)
     with ctx.loop(NC, name="nc") as nc:
@@ -1214,6 +1420,27 @@ def k_global_pool(ctx: KernelCtx) -> None:
         C = xs[1]
         coords = [b.sdiv(nc, ctx.ci(C)), b.srem(nc, ctx.ci(C))] + [ctx.ci(0)] * (rank - 2)
         ctx.store(ctx.epilogue(acc, coords), yp, nc)
+
+
+def _global_avg_pool_nhwc(ctx: KernelCtx, xs: Sequence[int], xp: Any, yp: Any) -> None:
+    """GlobalAveragePool of a channels-last [N, H, W, C] input: rows of C summed in order (the
+    inner loop over channels vectorises), then scaled and passed through the epilogue."""
+    b = ctx.b
+    N, C = xs[0], xs[1]
+    S = int(np.prod(xs[2:]))
+    with ctx.loop(N, name="nb") as nb:
+        yb = ctx.mul(nb, C)
+        with ctx.loop(C, name="c0") as c:
+            ctx.store(ctx.cf(0.0), yp, ctx.add(yb, c))
+        with ctx.loop(S, name="s") as s_, ctx.loop(C, name="c") as c:
+            yo = ctx.add(yb, c)
+            v = ctx.load(xp, ctx.add(ctx.mul(nb, S * C), ctx.mul(s_, C), c))
+            ctx.store(b.fadd(ctx.load(yp, yo), v), yp, yo)
+        with ctx.loop(C, name="ce") as c:
+            yo = ctx.add(yb, c)
+            acc = b.fmul(ctx.load(yp, yo), ctx.cf(1.0 / S))
+            coords = [nb, c] + [ctx.ci(0)] * (len(xs) - 2)
+            ctx.store(ctx.epilogue(acc, coords), yp, yo)
 
 
 # =============================================================================================
@@ -1430,6 +1657,37 @@ def _rnn_outputs(ctx: KernelCtx, t_idx: Any, h: Any, H: int) -> None:
         ctx.memcpy(ctx.gep(ctx.ptr(n.outputs[0]), ctx.mul(t_idx, H)), h, 4 * H)
 
 
+GateBody = Callable[[Callable[[Any, Any], Any], Callable[[float], Any], Any],
+                   list[tuple[Any, Any, Any]]]
+
+
+def _over_hidden(ctx: KernelCtx, H: int, body: GateBody) -> None:  # noqa: N803
+    """Run an elementwise gate body over the H hidden units: written out over vectors (16 or 8
+    floats, the last one overlapping and ending at H) when H fills one, a scalar loop below that.
+    body(load, const, j) reads with load(ptr, offset of unit j), makes constants with const(v),
+    and returns the stores (value, ptr, offset): they are issued after every vector's loads, so
+    a body may update its inputs in place (the LSTM's c) even where vectors overlap."""
+    if H < 8:
+        with ctx.loop(H, name="j") as j:
+            for v, ptr, off in body(ctx.load, ctx.cf, j):
+                ctx.store(v, ptr, off)
+        return
+    from .microkernels import Vec
+    widest = int(getattr(ctx.cg, "vector_width", 8))
+    vw = widest if H >= widest else 8
+    vec = Vec(ctx, vw)
+    ir = ctx.ir
+
+    def const(v: float) -> Any:
+        return ir.Constant(vec.ty, [float(v)] * vw)
+    starts = list(range(0, H // vw * vw, vw)) + ([H - vw] if H % vw else [])
+    pending: list[tuple[Any, Any, Any]] = []
+    for j0 in starts:
+        pending += body(vec.load, const, ctx.ci(j0))
+    for v, ptr, off in pending:
+        vec.store(v, ptr, off)
+
+
 def k_gru(ctx: KernelCtx) -> None:
     n = ctx.node
     p, xw, rh, h, _, tmp = _rnn_common(ctx, 3)
@@ -1437,36 +1695,48 @@ def k_gru(ctx: KernelCtx) -> None:
     lbr = int(n.attrs.get("linear_before_reset", 0))
     b = ctx.b
     R, Bv = p["R"], p["B"]
-    one = ctx.cf(1.0)
+    y_all = ctx.ptr(n.outputs[0]) if n.outputs and n.outputs[0] else None
     with ctx.loop(T, name="step") as step:
         t = b.sub(ctx.ci(T - 1), step) if p["reverse"] else step
         xo = ctx.mul(t, 3 * H)
+        yo = ctx.mul(t, H)
+
+        def update(ld: Any, c: Any, j: Any, hh: Any, z: Any) -> list[tuple[Any, Any, Any]]:
+            # h' = (1 - z) hh + z h, written to h and to Y[t]
+            hn = b.fadd(b.fmul(b.fsub(c(1.0), z), hh), b.fmul(z, ld(h, j)))
+            out = [(hn, h, j)]
+            if y_all is not None:
+                out.append((hn, y_all, ctx.add(yo, j)))
+            return out
+
         if lbr:
             _dense(ctx, R, Bv[3 * H:], 1, h, ctx.ci(0), rh, ctx.ci(0), "gru_r")
-            with ctx.loop(H, name="j") as j:
-                z = m_sigmoid(ctx, b.fadd(ctx.load(xw, ctx.add(xo, j)), ctx.load(rh, j)))
-                r = m_sigmoid(ctx, b.fadd(ctx.load(xw, ctx.add(xo, H, j)),
-                                          ctx.load(rh, ctx.add(j, H))))
-                hh = m_tanh(ctx, b.fadd(ctx.load(xw, ctx.add(xo, 2 * H, j)),
-                                        b.fmul(r, ctx.load(rh, ctx.add(j, 2 * H)))))
-                hv = ctx.load(h, j)
-                ctx.store(b.fadd(b.fmul(b.fsub(one, z), hh), b.fmul(z, hv)), tmp, j)
+
+            def gates(ld: Any, c: Any, j: Any) -> list[tuple[Any, Any, Any]]:
+                z = m_sigmoid_gate(ctx, b.fadd(ld(xw, ctx.add(xo, j)), ld(rh, j)), c)
+                r = m_sigmoid_gate(ctx, b.fadd(ld(xw, ctx.add(xo, H, j)), ld(rh, ctx.add(j, H))),
+                                   c)
+                hh = m_tanh_gate(ctx, b.fadd(ld(xw, ctx.add(xo, 2 * H, j)),
+                                             b.fmul(r, ld(rh, ctx.add(j, 2 * H)))), c)
+                return update(ld, c, j, hh, z)
+            _over_hidden(ctx, H, gates)
         else:
             # z and r first, then R_h (r * h)
             _dense(ctx, R[:2 * H], Bv[3 * H:5 * H], 1, h, ctx.ci(0), rh, ctx.ci(0), "gru_rzr")
-            with ctx.loop(H, name="j") as j:
-                r = m_sigmoid(ctx, b.fadd(ctx.load(xw, ctx.add(xo, H, j)),
-                                          ctx.load(rh, ctx.add(j, H))))
-                ctx.store(b.fmul(r, ctx.load(h, j)), tmp, j)
+
+            def reset(ld: Any, c: Any, j: Any) -> list[tuple[Any, Any, Any]]:
+                r = m_sigmoid_gate(ctx, b.fadd(ld(xw, ctx.add(xo, H, j)), ld(rh, ctx.add(j, H))),
+                                   c)
+                return [(b.fmul(r, ld(h, j)), tmp, j)]
+            _over_hidden(ctx, H, reset)
             _dense(ctx, R[2 * H:], Bv[5 * H:], 1, tmp, ctx.ci(0), rh, ctx.ci(2 * H), "gru_rh")
-            with ctx.loop(H, name="j") as j:
-                z = m_sigmoid(ctx, b.fadd(ctx.load(xw, ctx.add(xo, j)), ctx.load(rh, j)))
-                hh = m_tanh(ctx, b.fadd(ctx.load(xw, ctx.add(xo, 2 * H, j)),
-                                        ctx.load(rh, ctx.add(j, 2 * H))))
-                hv = ctx.load(h, j)
-                ctx.store(b.fadd(b.fmul(b.fsub(one, z), hh), b.fmul(z, hv)), tmp, j)
-        ctx.memcpy(h, tmp, 4 * H)
-        _rnn_outputs(ctx, t, h, H)
+
+            def gates0(ld: Any, c: Any, j: Any) -> list[tuple[Any, Any, Any]]:
+                z = m_sigmoid_gate(ctx, b.fadd(ld(xw, ctx.add(xo, j)), ld(rh, j)), c)
+                hh = m_tanh_gate(ctx, b.fadd(ld(xw, ctx.add(xo, 2 * H, j)),
+                                             ld(rh, ctx.add(j, 2 * H))), c)
+                return update(ld, c, j, hh, z)
+            _over_hidden(ctx, H, gates0)
     if len(n.outputs) > 1 and n.outputs[1]:
         ctx.memcpy(ctx.ptr(n.outputs[1]), h, 4 * H)
 
@@ -1487,22 +1757,23 @@ def k_lstm(ctx: KernelCtx) -> None:
         t = b.sub(ctx.ci(T - 1), step) if p["reverse"] else step
         xo = ctx.mul(t, 4 * H)
         _dense(ctx, p["R"], p["B"][4 * H:], 1, h, ctx.ci(0), rh, ctx.ci(0), "lstm_r")
-        with ctx.loop(H, name="j") as j:
-            def pre(k: int) -> Any:
-                return b.fadd(ctx.load(xw, ctx.add(xo, k * H, j)), ctx.load(rh, ctx.add(j, k * H)))
-            cv = ctx.load(c, j)
+
+        def cell(ld: Any, k: Any, j: Any) -> list[tuple[Any, Any, Any]]:
+            def pre(g: int) -> Any:
+                return b.fadd(ld(xw, ctx.add(xo, g * H, j)), ld(rh, ctx.add(j, g * H)))
+            cv = ld(c, j)
             gi, go, gf, gc = pre(0), pre(1), pre(2), pre(3)   # ONNX gate order: i, o, f, c
             if pp is not None:
-                gi = b.fadd(gi, b.fmul(ctx.load(pp, j), cv))
-                gf = b.fadd(gf, b.fmul(ctx.load(pp, ctx.add(j, 2 * H)), cv))
-            i_ = m_sigmoid(ctx, gi)
-            f_ = m_sigmoid(ctx, gf)
-            cn = b.fadd(b.fmul(f_, cv), b.fmul(i_, m_tanh(ctx, gc)))
+                gi = b.fadd(gi, b.fmul(ld(pp, j), cv))
+                gf = b.fadd(gf, b.fmul(ld(pp, ctx.add(j, 2 * H)), cv))
+            i_ = m_sigmoid_gate(ctx, gi, k)
+            f_ = m_sigmoid_gate(ctx, gf, k)
+            cn = b.fadd(b.fmul(f_, cv), b.fmul(i_, m_tanh_gate(ctx, gc, k)))
             if pp is not None:
-                go = b.fadd(go, b.fmul(ctx.load(pp, ctx.add(j, H)), cn))
-            o_ = m_sigmoid(ctx, go)
-            ctx.store(cn, c, j)
-            ctx.store(b.fmul(o_, m_tanh(ctx, cn)), h, j)
+                go = b.fadd(go, b.fmul(ld(pp, ctx.add(j, H)), cn))
+            o_ = m_sigmoid_gate(ctx, go, k)
+            return [(cn, c, j), (b.fmul(o_, m_tanh_gate(ctx, cn, k)), h, j)]
+        _over_hidden(ctx, H, cell)
         _rnn_outputs(ctx, t, h, H)
     if len(n.outputs) > 1 and n.outputs[1]:
         ctx.memcpy(ctx.ptr(n.outputs[1]), h, 4 * H)

@@ -6,7 +6,7 @@
 #include "api/api_guard.h"
 #include "api/handles.h"
 #include "chat/chat_format.h"
-#include "tokenizer/utf8.h"
+#include "core/utf8.h"
 
 extern "C" {
 

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "core/message_text.h"
+#include "core/utf8.h"
 
 namespace edgert {
 
@@ -128,24 +129,6 @@ private:
         return u;
     }
 
-    static void append_utf8(std::string& out, uint32_t cp) {
-        if (cp < 0x80) {
-            out += char(cp);
-        } else if (cp < 0x800) {
-            out += char(0xC0 | (cp >> 6));
-            out += char(0x80 | (cp & 0x3F));
-        } else if (cp < 0x10000) {
-            out += char(0xE0 | (cp >> 12));
-            out += char(0x80 | ((cp >> 6) & 0x3F));
-            out += char(0x80 | (cp & 0x3F));
-        } else {
-            out += char(0xF0 | (cp >> 18));
-            out += char(0x80 | ((cp >> 12) & 0x3F));
-            out += char(0x80 | ((cp >> 6) & 0x3F));
-            out += char(0x80 | (cp & 0x3F));
-        }
-    }
-
     void parse_string(std::string& out) {
         ++p_;  // opening quote
         for (;;) {
@@ -193,7 +176,7 @@ private:
                         if (lo < 0xDC00 || lo > 0xDFFF) error("invalid low surrogate");
                         cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                     }
-                    append_utf8(out, cp);
+                    utf8::append(out, cp);
                     break;
                 }
                 default: error("invalid escape");

@@ -16,7 +16,7 @@
 #include "core/json.h"
 #include "core/status_error.h"
 #include "tokenizer/unicode_props.h"
-#include "tokenizer/utf8.h"
+#include "core/utf8.h"
 
 namespace edgert {
 namespace {

@@ -11,7 +11,7 @@
 #include <cstring>
 #include <vector>
 
-#include "tokenizer/utf8.h"
+#include "core/utf8.h"
 
 namespace edgert::unicode {
 namespace {

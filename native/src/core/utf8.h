@@ -1,4 +1,4 @@
-// utf8.h — strict UTF-8 decoding and encoding for the tokenizer.
+// utf8.h — strict UTF-8 decoding and encoding (the tokenizer, the JSON parser).
 //
 // Strict means RFC 3629: no overlong forms, no surrogates (U+D800..U+DFFF), nothing above
 // U+10FFFF. The tokenizer refuses text that is not strict UTF-8 (EDGERT_ERR_INVALID_TEXT) rather
