@@ -10,7 +10,8 @@ vector types (<8 x float>) so the accumulators live in registers for a whole red
               vector get one more vector tile ending at N, overlapping columns already written
               (same sums, same order, same values); only N < 8 runs a scalar loop. One row (M = 1)
               goes to _matvec: every output vector in one k loop, k split into up to 4 partial
-              sums so the FMA chain a recurrent step waits on is short.
+              sums so the FMA chain a recurrent step waits on is short; matvec_regs returns
+              chosen output vectors in registers instead (the GRU step's gate vectors).
   depthwise   channels-last depthwise convolution over a zero-padded input: one output pixel's
               channels in vectors, the tap weights held in registers, the taps unrolled (any
               stride, dilation, padding).
