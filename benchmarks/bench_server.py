@@ -3,7 +3,9 @@ server process on loopback, as an app would use it.
 
   overhead     one streamed chat completion through HTTP (the official `openai` client) vs the
                same LLM.chat(stream=True) in process, greedy, --n-gen tokens, A/B interleaved per
-               round; medians of wall time. Target: HTTP <= 1.05x.
+               round; medians of wall time. Target: HTTP <= 1.05x. Also the CPU time per
+               completion (server process + client process vs the in-process call), which the
+               other load on a shared machine moves far less than wall time.
   concurrency  8 clients streaming different prompts at once on `--parallel 4` vs the same
                prompts one at a time on the same server; every concurrent answer must equal its
                sequential one (greedy). Target: aggregate decode tok/s >= 1.5x one client's.
@@ -96,6 +98,13 @@ class ServerProcess:
             self.proc.kill()
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process pid so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stream_chat(client: Any, prompt: str, n_gen: int, **kw: Any) -> tuple[str, int, float]:
     t0 = time.perf_counter()
     parts, n = [], 0
@@ -118,25 +127,31 @@ def bench_overhead(model: str, n_gen: int, rounds: int, threads: int) -> dict[st
         with LLM(model, n_ctx=2048, n_threads=threads, n_threads_batch=threads,
                  speculative="off") as llm:
             msgs = [{"role": "user", "content": PROMPTS[0]}]
-            http_s, local_s = [], []
+            http_s, local_s, http_cpu, local_cpu = [], [], [], []
             stream_chat(client, PROMPTS[0], 8)  # warm both
             "".join(llm.chat(msgs, max_tokens=8, stream=True))
             for _ in range(rounds):
                 llm.reset()  # cold prompt in both: the server's slot holds a different prompt
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 local = "".join(llm.chat(msgs, max_tokens=n_gen, stream=True))
                 local_s.append(time.perf_counter() - t0)
+                local_cpu.append(time.process_time() - c0)
                 n_local = llm.last_timings.n_generated
                 stream_chat(client, "Say hi.", 2)  # evict the slot's prompt: a cold prompt too
+                s0, c0 = process_cpu_s(srv.proc.pid), time.process_time()
                 text, n, dt = stream_chat(client, PROMPTS[0], n_gen)
+                http_cpu.append(process_cpu_s(srv.proc.pid) - s0 + time.process_time() - c0)
                 http_s.append(dt)
                 assert text == local and n == n_local, "HTTP and in-process answers differ"
     finally:
         srv.close()
-    return {"n_tokens": n_local, "rounds": rounds, "in_process_s": statistics.median(local_s),
-            "http_s": statistics.median(http_s),
-            "ratio": statistics.median(http_s) / statistics.median(local_s),
-            "samples": {"in_process": local_s, "http": http_s}, "loadavg": loadavg()}
+    med = statistics.median
+    return {"n_tokens": n_local, "rounds": rounds, "in_process_s": med(local_s),
+            "http_s": med(http_s), "ratio": med(http_s) / med(local_s),
+            "in_process_cpu_s": med(local_cpu), "http_cpu_s": med(http_cpu),
+            "cpu_ratio": med(http_cpu) / med(local_cpu),
+            "samples": {"in_process": local_s, "http": http_s, "in_process_cpu": local_cpu,
+                        "http_cpu": http_cpu}, "loadavg": loadavg()}
 
 
 def bench_concurrency(model: str, n_gen: int, parallel: int, clients: int) -> dict[str, Any]:
@@ -268,7 +283,9 @@ def main() -> int:
     if "overhead" in only:
         r = res["overhead"] = bench_overhead(args.model, args.n_gen, args.rounds, args.threads)
         print(f"overhead     {r['n_tokens']} tokens: in process {r['in_process_s']:.3f} s, HTTP "
-              f"{r['http_s']:.3f} s -> {r['ratio']:.3f}x (medians of {r['rounds']}; load {r['loadavg']})")
+              f"{r['http_s']:.3f} s -> {r['ratio']:.3f}x; CPU in process {r['in_process_cpu_s']:.3f} s, "
+              f"server + client {r['http_cpu_s']:.3f} s -> {r['cpu_ratio']:.3f}x (medians of "
+              f"{r['rounds']}; load {r['loadavg']})")
     if "concurrency" in only:
         r = res["concurrency"] = bench_concurrency(args.model, args.n_gen // 2, args.parallel,
                                                    args.clients)

@@ -250,6 +250,11 @@ def test_load_concurrent_streams_disconnects_and_bad_requests(base_url: str, ref
                     if line.startswith("data: ") and line != "data: [DONE]":
                         ev = json.loads(line[6:])
                         assert "error" not in ev, ev
+                        # every chunk has the whole shape (text chunks are cut from a template)
+                        assert set(ev) >= {"id", "object", "created", "model", "choices"}, ev
+                        assert ev["object"] == "chat.completion.chunk", ev
+                        assert set(ev["choices"][0]) == {"index", "delta", "finish_reason",
+                                                         "logprobs"}, ev
                         parts.append(ev["choices"][0]["delta"].get("content") or "")
             results[q] = "".join(parts)
         except BaseException as e:  # noqa: BLE001 — reported below
@@ -281,6 +286,57 @@ def test_load_concurrent_streams_disconnects_and_bad_requests(base_url: str, ref
     r = httpx.post(url, json={"messages": [{"role": "user", "content": QUESTIONS[0]}],
                               "max_tokens": 20, "temperature": 0}, timeout=300)
     assert r.json()["choices"][0]["message"]["content"] == expected[QUESTIONS[0]]
+
+
+def test_event_pipe_coalesces_wakeups() -> None:
+    """The worker-to-loop handoff: one loop wake-up per batch of events (not per token), every
+    event delivered once and in order, and a non-streamed request woken only by its end."""
+    import asyncio
+
+    from edgert.server.app import EventPipe
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        wakes = []
+        real = loop.call_soon_threadsafe
+
+        def counting(cb, *a):  # noqa: ANN001, ANN002
+            if getattr(cb, "__self__", None) is pipe or getattr(cb, "__self__", None) is quiet:
+                wakes.append(cb)
+            return real(cb, *a)
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        pipe = EventPipe(loop)
+        quiet = EventPipe(loop, wake_on_text=False)
+
+        def worker() -> None:
+            for i in range(50):
+                pipe.put(("text", str(i), []))
+            pipe.put(("done", None))
+        # all 51 events land while the loop is busy (blocked here): one wake-up, one batch
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join()
+        got = await pipe.get_all()
+        assert [e[1] for e in got] == [str(i) for i in range(50)] + [None] and len(wakes) == 1
+        # one at a time, each after the loop waits: one wake-up each
+        wakes.clear()
+        seen = []
+        for i in range(5):
+            loop.call_later(0.01, threading.Thread(target=pipe.put,
+                                                   args=(("text", str(i), []),)).start)
+            seen += [e[1] for e in await pipe.get_all()]
+        assert seen == ["0", "1", "2", "3", "4"] and len(wakes) == 5
+        assert await pipe.get_all(timeout=0.05) == []
+        # not streamed: text events wake nobody; the end returns everything
+        wakes.clear()
+        for i in range(3):
+            quiet.put(("text", str(i), []))
+        assert await quiet.get_all(timeout=0.05) == [] and not wakes
+        threading.Thread(target=quiet.put, args=(("done", None),)).start()
+        assert [e[0] for e in await quiet.get_all(timeout=10)] == ["text"] * 3 + ["done"]
+        assert len(wakes) == 1
+
+    asyncio.run(main())
 
 
 def test_edgert_serve_command(stories_edgt: Path, tmp_path: Path) -> None:

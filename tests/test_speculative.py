@@ -98,6 +98,35 @@ def test_draft_length_is_capped_for_int4_key_blocks() -> None:
     assert PromptLookup(max_draft=100)._adapt.max_draft == MAX_DRAFT
 
 
+def test_draft_length_starts_short_and_backs_off_when_nothing_is_accepted() -> None:
+    """The adaptive policy: a generation's first draft is START_DRAFT tokens (a long draft the
+    target rejects costs most of a decode step), doubling up to max_draft while all are
+    accepted; at 0% acceptance the waits between drafts double 1, 2, 4 ... up to MAX_BACKOFF."""
+    from edgert.speculative import MAX_BACKOFF, START_DRAFT, _Adaptive
+    a = _Adaptive(10)
+    assert a.ready() and a.k == START_DRAFT == 4
+    for want in (8, 10, 10):
+        a.feedback(a.k, a.k)
+        assert a.k == want
+    # never accepted: simulate 300 tokens, one per step, drafting whenever ready
+    a.reset()
+    passes, drafted = [], 0
+    for t in range(300):
+        if a.ready():
+            passes.append(t)
+            drafted += a.k
+            a.feedback(a.k, 0)
+    assert MAX_BACKOFF == 16
+    # drafts 4, 2, then 1; waits 1, 2, 4, 8, then 16 tokens between passes
+    assert passes[:5] == [0, 2, 5, 10, 19] and passes[5:] == list(range(36, 300, 17))
+    assert drafted == 4 + 2 + (len(passes) - 2)
+    # a pass that accepts something ends the back-off
+    while not a.ready():
+        pass
+    a.feedback(1, 1)
+    assert a.ready() and a.k == 2
+
+
 def test_prompt_lookup_proposes_what_followed_the_last_ngram() -> None:
     pl = PromptLookup(max_ngram=3, min_ngram=2, max_draft=4)
     pl.begin([], SamplerParams())

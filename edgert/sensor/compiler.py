@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import InvalidArgumentError, ModelFormatError, UnsupportedModelError
 from .graph import ModelSource, read_model_bytes
 
-CODEGEN_VERSION = "2"
+CODEGEN_VERSION = "3"
 SYMBOL = "edgert_model"
 TARGETS = {
     "host": None,

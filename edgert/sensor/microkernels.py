@@ -10,7 +10,8 @@ vector types (<8 x float>) so the accumulators live in registers for a whole red
               vector get one more vector tile ending at N, overlapping columns already written
               (same sums, same order, same values); only N < 8 runs a scalar loop. One row (M = 1)
               goes to _matvec: every output vector in one k loop, k split into up to 4 partial
-              sums so the FMA chain a recurrent step waits on is short.
+              sums so the FMA chain a recurrent step waits on is short; matvec_regs returns
+              chosen output vectors in registers instead (the GRU step's gate vectors).
   depthwise   channels-last depthwise convolution over a zero-padded input: one output pixel's
               channels in vectors, the tap weights held in registers, the taps unrolled (any
               stride, dilation, padding).
@@ -241,9 +242,22 @@ def _matvec(ctx: KernelCtx, N: int, K: int, vec: Vec, VW: int, pa: Any, a_off: A
     del b
 
 
+def matvec_regs(ctx: KernelCtx, starts: list[int], K: int, vec: Vec, pa: Any, a_off: Any,  # noqa: N803
+                pb: Any, ldb: int, col_bias: Optional[Any]) -> list[Any]:
+    """The vectors c[n0 : n0 + width] (+ col_bias), n0 in starts, of c[n] = sum_k a[k] B[k, n],
+    returned in registers instead of stored: a recurrent step feeds them straight to its gate
+    math (a store and reload of a vector that straddles two earlier stores cannot be forwarded
+    and stalls the step). Up to 4 interleaved partial sums, as _matvec."""
+    S = max(1, min(4, MATVEC_ACCS // max(len(starts), 1), K // 4))  # noqa: N806
+    out: list[Any] = []
+    _matvec_group(ctx, starts, K, S, vec, pa, a_off, 1, pb, ctx.ci(0), ldb, None, None,
+                  col_bias, out)
+    return out
+
+
 def _matvec_group(ctx: KernelCtx, starts: list[int], K: int, S: int, vec: Vec, pa: Any,  # noqa: N803
                   a_off: Any, a_stride: int, pb: Any, b_off: Any, ldb: int, pc: Any, c_off: Any,
-                  col_bias: Optional[Any]) -> None:
+                  col_bias: Optional[Any], out: Optional[list[Any]] = None) -> None:
     b = ctx.b
     nvec = len(starts)
     accs = []
@@ -273,10 +287,15 @@ def _matvec_group(ctx: KernelCtx, starts: list[int], K: int, S: int, vec: Vec, p
         for k in range(k_main, K):
             accs = step(ctx.ci(k), accs, 0)
     for j, n0 in enumerate(starts):
-        v = accs[j]
-        for s_ in range(1, S):
-            v = b.fadd(v, accs[s_ * nvec + j], flags=("contract",))
-        vec.store(v, pc, ctx.add(c_off, n0))
+        # the partial sums added pairwise (a tree: log2(S) adds deep, not S - 1)
+        parts = [accs[s_ * nvec + j] for s_ in range(S)]
+        while len(parts) > 1:
+            parts = [b.fadd(parts[i], parts[i + 1], flags=("contract",)) if i + 1 < len(parts)
+                     else parts[i] for i in range(0, len(parts), 2)]
+        if out is not None:
+            out.append(parts[0])
+        else:
+            vec.store(parts[0], pc, ctx.add(c_off, n0))
 
 
 def depthwise_nhwc(ctx: KernelCtx, g: dict[str, Any], xT: Any, wT: Any, bias: Any,

@@ -1623,10 +1623,19 @@ def _matvec(ctx: KernelCtx, wp: Any, rows: int, cols: int, vec: Any, vec_off: An
         ctx.store(v, out, ctx.add(out_off, r))
 
 
-def _rnn_common(ctx: KernelCtx, gates: int) -> tuple[dict[str, Any], Any, Any, Any, Any, Any]:
+def _rnn_common(ctx: KernelCtx, gates: int, half: int = 0
+                ) -> tuple[dict[str, Any], Any, Any, Any, Any, Any]:
+    """half: the first `half` gates' rows of W, R and both biases are scaled by 0.5 (exact) for a
+    step that takes sigmoid(x) as 0.5 + 0.5 tanh(x / 2) on the pre-halved sums."""
     n = ctx.node
     p = _rnn_check(ctx, n, gates)
     T, I, H = p["T"], p["I"], p["H"]
+    if half:
+        for k, rows in (("W", [slice(0, half * H)]), ("R", [slice(0, half * H)]),
+                        ("B", [slice(0, half * H), slice(gates * H, (gates + half) * H)])):
+            p[k] = p[k].copy()
+            for sl in rows:
+                p[k][sl] *= np.float32(0.5)
     s = ctx.scratch_ptr
     xw = s                                           # [T, gates*H]  X W^T + Wb
     rh = ctx.gep(s, T * gates * H)                   # [gates*H]     R h + Rb
@@ -1688,14 +1697,83 @@ def _over_hidden(ctx: KernelCtx, H: int, body: GateBody) -> None:  # noqa: N803
         vec.store(v, ptr, off)
 
 
+def _rnn_regs_ok(H: int) -> bool:  # noqa: N803
+    return tiled_kernels() and H >= 8
+
+
+def _rnn_regs(ctx: KernelCtx, R: np.ndarray, rb: np.ndarray, H: int, gates: int,  # noqa: N803
+              hint: str) -> Optional[dict[str, Any]]:
+    """The register-resident recurrent step's constants (tiled kernels, H >= 8): R^T and the
+    recurrent bias as arrays, and the vector layout: the gate math's vectors of hidden units
+    (starts, as _over_hidden) and, for each gate g, the matching columns g*H + start of R h, so
+    the matrix-vector product hands each gate exactly the vectors it reads, in registers."""
+    if not _rnn_regs_ok(H):
+        return None
+    from . import microkernels as mk
+    # the widest vectors only where they tile H exactly: R h costs gates x vectors x H FMAs a
+    # step, so 8-float vectors that fit (H = 24: 3 per gate) beat 16-float ones that overlap
+    widest = int(getattr(ctx.cg, "vector_width", 8))
+    vw = widest if H % widest == 0 else 8
+    starts = list(range(0, H // vw * vw, vw)) + ([H - vw] if H % vw else [])
+    return dict(vec=mk.Vec(ctx, vw), vw=vw, starts=starts, H=H, gates=gates,
+                rt=ctx.array_ptr(np.ascontiguousarray(R.T, dtype=np.float32), hint + "_t"),
+                rb=ctx.array_ptr(np.ascontiguousarray(rb, dtype=np.float32), hint + "_b"),
+                cols=[g * H + j0 for g in range(gates) for j0 in starts])
+
+
+def _rnn_rh(ctx: KernelCtx, regs: dict[str, Any], h: Any) -> list[list[Any]]:
+    """R h + Rb for one step, in registers: [gate][vector of hidden units]."""
+    from . import microkernels as mk
+    H, ns = regs["H"], len(regs["starts"])
+    v = mk.matvec_regs(ctx, regs["cols"], H, regs["vec"], h, ctx.ci(0), regs["rt"],
+                       regs["gates"] * H, regs["rb"])
+    return [v[g * ns:(g + 1) * ns] for g in range(regs["gates"])]
+
+
+def _gru_lbr_step(ctx: KernelCtx, regs: dict[str, Any], xw: Any, xo: Any, h: Any,
+                  update: Callable[..., list[tuple[Any, Any, Any]]]) -> None:
+    """One linear_before_reset GRU step with R h in registers; the z and r rows of W, R and the
+    biases come pre-halved (_rnn_common(half=2)), so their sums s are already x / 2 and
+    sigmoid(x) = 0.5 + 0.5 tanh(s). The step's critical path is R h -> r -> hh -> h, so r's
+    product is refactored off it: r (R_h h + Rb_h) + xw_h = a + t b with a = xw_h + b,
+    b = 0.5 (R_h h + Rb_h) and t = tanh(s_r), leaving one FMA between the two tanh evaluations.
+    The stores (h, Y[t]) are issued after every vector's reads."""
+    b, vec, H, vw = ctx.b, regs["vec"], regs["H"], regs["vw"]
+    ir = ctx.ir
+
+    def const(v: float) -> Any:
+        return ir.Constant(vec.ty, [float(v)] * vw)
+
+    def fma(x: Any, y: Any, z: Any) -> Any:
+        return b.fadd(b.fmul(x, y, flags=("contract",)), z, flags=("contract",))
+    rz, rr, rn = _rnn_rh(ctx, regs, h)
+    pending: list[tuple[Any, Any, Any]] = []
+    hhs = []
+    for i, j0 in enumerate(regs["starts"]):  # r and hh first: their divisions are on the path
+        j = ctx.ci(j0)
+        tr = m_tanh_gate(ctx, b.fadd(vec.load(xw, ctx.add(xo, H, j)), rr[i]), const)
+        bn = b.fmul(rn[i], const(0.5))
+        an = b.fadd(vec.load(xw, ctx.add(xo, 2 * H, j)), bn)
+        hhs.append(m_tanh_gate(ctx, fma(tr, bn, an), const))
+    for i, j0 in enumerate(regs["starts"]):
+        j = ctx.ci(j0)
+        z = fma(m_tanh_gate(ctx, b.fadd(vec.load(xw, ctx.add(xo, j)), rz[i]), const),
+                const(0.5), const(0.5))
+        pending += update(vec.load, const, j, hhs[i], z)
+    for v, ptr, off in pending:
+        vec.store(v, ptr, off)
+
+
 def k_gru(ctx: KernelCtx) -> None:
     n = ctx.node
-    p, xw, rh, h, _, tmp = _rnn_common(ctx, 3)
-    T, H = p["T"], p["H"]
     lbr = int(n.attrs.get("linear_before_reset", 0))
+    H = int(n.attrs.get("hidden_size", ctx.shape(n.inputs[2])[-1]))
+    p, xw, rh, h, _, tmp = _rnn_common(ctx, 3, half=2 if lbr and _rnn_regs_ok(H) else 0)
+    T, H = p["T"], p["H"]
     b = ctx.b
     R, Bv = p["R"], p["B"]
     y_all = ctx.ptr(n.outputs[0]) if n.outputs and n.outputs[0] else None
+    regs = _rnn_regs(ctx, R, Bv[3 * H:], H, 3, "gru_r") if lbr else None
     with ctx.loop(T, name="step") as step:
         t = b.sub(ctx.ci(T - 1), step) if p["reverse"] else step
         xo = ctx.mul(t, 3 * H)
@@ -1709,7 +1787,9 @@ def k_gru(ctx: KernelCtx) -> None:
                 out.append((hn, y_all, ctx.add(yo, j)))
             return out
 
-        if lbr:
+        if lbr and regs is not None:
+            _gru_lbr_step(ctx, regs, xw, xo, h, update)
+        elif lbr:
             _dense(ctx, R, Bv[3 * H:], 1, h, ctx.ci(0), rh, ctx.ci(0), "gru_r")
 
             def gates(ld: Any, c: Any, j: Any) -> list[tuple[Any, Any, Any]]:

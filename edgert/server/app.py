@@ -16,6 +16,7 @@ decoding.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import threading
 import time
@@ -101,6 +102,81 @@ class BodyLimit:
 
 class _BodyTooLarge(Exception):
     pass
+
+
+class ApiKey:
+    """ASGI middleware: with --api-key, /v1/* and /tokenize, /detokenize need 'Authorization:
+    Bearer KEY' (401 otherwise). Plain ASGI rather than @app.middleware("http"): Starlette's
+    BaseHTTPMiddleware relays every chunk of a streamed response through a memory stream and a
+    task of its own, a cost paid per token."""
+
+    def __init__(self, app: Any, api_key: Optional[str]) -> None:
+        self.app = app
+        self.expected = f"Bearer {api_key}".encode("latin-1") if api_key else None
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if self.expected is not None and scope["type"] == "http":
+            path = scope.get("path", "")
+            if path.startswith("/v1") or path in ("/tokenize", "/detokenize"):
+                header = dict(scope.get("headers", [])).get(b"authorization", b"")
+                if header != self.expected:
+                    resp = error_response(401, "invalid or missing API key: send 'Authorization: "
+                                               "Bearer KEY' with the server's --api-key",
+                                          code="invalid_api_key")
+                    return await resp(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+class EventPipe:
+    """Events from a slot's worker thread to the event loop, coalesced: the worker wakes the loop
+    only when the pipe goes from empty to non-empty (one call_soon_threadsafe, i.e. one write to
+    the loop's self-pipe, per batch rather than per token), and the loop takes everything pending
+    at once, so a loop that fell behind writes several tokens in one SSE write. With
+    wake_on_text=False (a non-streamed response) text events wake nobody: only the end does."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, wake_on_text: bool = True) -> None:
+        self._loop = loop
+        self._wake_on_text = wake_on_text
+        self._items: collections.deque = collections.deque()
+        self._lock = threading.Lock()
+        self._wake_pending = False
+        self._waiter: Optional[asyncio.Future] = None
+
+    def put(self, event: Any) -> None:
+        """Worker thread."""
+        with self._lock:
+            self._items.append(event)
+            if self._wake_pending or (event[0] == "text" and not self._wake_on_text):
+                return
+            self._wake_pending = True
+        self._loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        with self._lock:
+            self._wake_pending = False
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def get_all(self, timeout: Optional[float] = None) -> list[Any]:
+        """Every pending event, oldest first; waits for one if there is none (an empty list
+        after timeout seconds)."""
+        while True:
+            with self._lock:
+                if self._items and (self._wake_on_text or self._items[-1][0] != "text"):
+                    items = list(self._items)
+                    self._items.clear()
+                    return items
+            self._waiter = self._loop.create_future()
+            try:
+                if timeout is None:
+                    await self._waiter
+                else:
+                    try:
+                        await asyncio.wait_for(self._waiter, timeout)
+                    except asyncio.TimeoutError:
+                        return []
+            finally:
+                self._waiter = None
 
 
 async def _parse(request: Request, model: type[BaseModel]) -> Any:
@@ -277,10 +353,12 @@ class Server:
             emit(("error", HTTPError(500, f"generation failed: {type(e).__name__}: {e}",
                                      kind="server_error")))
 
-    async def run_job(self, request: Request, job: dict[str, Any]) -> tuple[Slot, asyncio.Queue]:
+    async def run_job(self, request: Request, job: dict[str, Any],
+                      stream: bool = True) -> tuple[Slot, EventPipe]:
         """Take a slot (503 when the queue is full) and start generating on a worker thread.
         The slot is released when the worker finishes, never earlier, so a cancelled request
-        cannot hand a slot whose cache is still being written to the next one."""
+        cannot hand a slot whose cache is still being written to the next one. The events come
+        through the returned pipe (each text event wakes the loop only when stream is true)."""
         try:
             slot = await self.pool.acquire(job["ids"], request.is_disconnected)
         except QueueFull:
@@ -289,17 +367,16 @@ class Server:
                             kind="server_error", code="queue_full",
                             headers={"Retry-After": str(self.settings.retry_after_s)}) from None
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
-
-        def emit(event: Any) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, event)
-
-        future = loop.run_in_executor(self.pool.executor, self.generate, slot, job, emit)
+        pipe = EventPipe(loop, wake_on_text=stream)
+        future = loop.run_in_executor(self.pool.executor, self.generate, slot, job, pipe.put)
 
         def finished(_: Any) -> None:
             asyncio.ensure_future(self.pool.release(slot))
         future.add_done_callback(finished)
-        return slot, queue
+        return slot, pipe
+
+
+_MARK = "\x00edgert-text\x00"  # stands for a chunk's text while its serialised form is cut
 
 
 def _finish_reason(t: Timings) -> str:
@@ -310,20 +387,6 @@ def create_app(settings: ServerSettings, server: Optional[Server] = None) -> Fas
     srv = server or Server(settings)
     app = FastAPI(title="edgert", version="0.1.0", docs_url=None, redoc_url=None)
     app.state.server = srv
-
-    @app.middleware("http")
-    async def auth_and_errors(request: Request, call_next: Callable) -> Response:
-        if settings.api_key and request.url.path.startswith("/v1") or \
-                settings.api_key and request.url.path in ("/tokenize", "/detokenize"):
-            header = request.headers.get("authorization", "")
-            if header != f"Bearer {settings.api_key}":
-                return error_response(401, "invalid or missing API key: send 'Authorization: "
-                                           "Bearer KEY' with the server's --api-key",
-                                      code="invalid_api_key")
-        try:
-            return await call_next(request)
-        except HTTPError as e:
-            return e.response()
 
     @app.exception_handler(HTTPError)
     async def on_http_error(request: Request, e: HTTPError) -> JSONResponse:
@@ -365,7 +428,7 @@ def create_app(settings: ServerSettings, server: Optional[Server] = None) -> Fas
     async def complete(request: Request, chat: bool) -> Response:
         req = await _parse(request, ChatCompletionRequest if chat else CompletionRequest)
         job = await asyncio.get_running_loop().run_in_executor(None, srv.prepare, req, chat)
-        slot, queue = await srv.run_job(request, job)
+        slot, pipe = await srv.run_job(request, job, stream=req.stream)
         rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         created = int(time.time())
         model_id = settings.model_id
@@ -397,32 +460,51 @@ def create_app(settings: ServerSettings, server: Optional[Server] = None) -> Fas
                 return {"id": rid, "object": obj, "created": created, "model": model_id,
                         "choices": [choice]}
 
+            # A text chunk without logprobs is the same bytes every time but for its text: cut
+            # the serialised chunk around a placeholder once, then each token costs one string
+            # escape (json.dumps of a str) instead of serialising the whole dict.
+            head, tail = json.dumps(chunk(_MARK, [], None)).split(json.dumps(_MARK))
+            head, tail = "data: " + head, tail + "\n\n"
+
+            def text_event(text: str, entries: list) -> str:
+                if entries:
+                    return f"data: {json.dumps(chunk(text, entries, None))}\n\n"
+                return head + json.dumps(text) + tail
+
             async def events() -> AsyncIterator[str]:
                 try:
                     if chat:
                         yield f"data: {json.dumps(chunk('', [], None, first=True))}\n\n"
                     while True:
-                        ev = await queue.get()
-                        if ev[0] == "text":
-                            yield f"data: {json.dumps(chunk(ev[1], ev[2], None))}\n\n"
-                        elif ev[0] == "error":
-                            err = ev[1]
-                            yield ("data: " + json.dumps({"error": {
+                        out: list[str] = []
+                        last = None
+                        for ev in await pipe.get_all():
+                            if ev[0] == "text":
+                                out.append(text_event(ev[1], ev[2]))
+                            else:
+                                last = ev
+                                break
+                        if last is None:
+                            yield "".join(out)
+                            continue
+                        if last[0] == "error":
+                            err = last[1]
+                            out.append("data: " + json.dumps({"error": {
                                 "message": err.message, "type": err.kind, "param": err.param,
                                 "code": err.code}}) + "\n\n")
-                            break
                         else:
-                            t: Timings = ev[1]
+                            t: Timings = last[1]
                             final = chunk(None, [], _finish_reason(t))
                             final["timings"] = _timings_dict(t)
-                            yield f"data: {json.dumps(final)}\n\n"
+                            out.append(f"data: {json.dumps(final)}\n\n")
                             if include_usage:
                                 u = {"id": rid, "object": final["object"], "created": created,
                                      "model": model_id, "choices": [], "usage": usage(t),
                                      "timings": _timings_dict(t)}
-                                yield f"data: {json.dumps(u)}\n\n"
-                            break
-                    yield "data: [DONE]\n\n"
+                                out.append(f"data: {json.dumps(u)}\n\n")
+                        out.append("data: [DONE]\n\n")
+                        yield "".join(out)
+                        break
                 finally:
                     job["cancel"].set()  # a client gone mid-stream stops the worker (no-op after)
 
@@ -432,22 +514,23 @@ def create_app(settings: ServerSettings, server: Optional[Server] = None) -> Fas
         parts: list[str] = []
         entries: list[dict[str, Any]] = []
         try:
-            while True:
-                try:
-                    ev = await asyncio.wait_for(queue.get(), timeout=1.0)
-                except asyncio.TimeoutError:
+            t = None
+            while t is None:
+                got = await pipe.get_all(timeout=1.0)
+                if not got:
                     if await request.is_disconnected():
                         job["cancel"].set()
                         return Response(status_code=499)
                     continue
-                if ev[0] == "text":
-                    parts.append(ev[1])
-                    entries += ev[2]
-                elif ev[0] == "error":
-                    raise ev[1]
-                else:
-                    t = ev[1]
-                    break
+                for ev in got:
+                    if ev[0] == "text":
+                        parts.append(ev[1])
+                        entries += ev[2]
+                    elif ev[0] == "error":
+                        raise ev[1]
+                    else:
+                        t = ev[1]
+                        break
         finally:
             job["cancel"].set()  # this job's own event: the slot may already serve another
         text = "".join(parts)
@@ -473,6 +556,7 @@ def create_app(settings: ServerSettings, server: Optional[Server] = None) -> Fas
     async def completions(request: Request) -> Response:
         return await complete(request, chat=False)
 
+    app.add_middleware(ApiKey, api_key=settings.api_key)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
 
