@@ -224,8 +224,8 @@ def report(res: dict) -> str:
         p, h = q["stages/pruned"]["ppl"], q["stages/healed"]["ppl"]
         if "stages/refit" in q:
             r = q["stages/refit"]["ppl"]
-            lines.append(f"\nprune ffn=0.25, least-squares refit alone: recovers {100 * (p - r) / (p - t):.0f}% of the PPL gap")
-        lines.append(f"\nprune ffn=0.25 + refit + distillation: recovers {100 * (p - h) / (p - t):.0f}% of the PPL gap "
+            lines.append(f"\npruned student, least-squares refit alone: recovers {100 * (p - r) / (p - t):.0f}% of the PPL gap")
+        lines.append(f"\npruned student + refit + distillation: recovers {100 * (p - h) / (p - t):.0f}% of the PPL gap "
                      "(target >= 60%)")
     for n, r in res.get("runs", {}).items():
         lines.append(f"\n{n}: {r['seconds']} s, peak RSS {r['peak_rss_mb']} MB (loadavg at end {r['loadavg_end']})")
