@@ -17,10 +17,27 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from typing import Any, Optional
 
 from .errors import ContextOverflowError, EdgertError
+
+
+class _SigintHandler:
+    """Installs fn as the SIGINT handler while an answer streams (main thread only: Python
+    delivers signals there); restore() puts the previous one back."""
+
+    def __init__(self, fn: Any) -> None:
+        self.installed = threading.current_thread() is threading.main_thread()
+        self.previous: Any = signal.signal(signal.SIGINT, fn) if self.installed else None
+
+    def restore(self) -> None:
+        if self.installed:
+            signal.signal(signal.SIGINT, self.previous if self.previous is not None
+                          else signal.default_int_handler)
+
 
 HELP = ("/reset starts over, /system [TEXT] shows or sets the system prompt, /save FILE and "
         "/load FILE keep a conversation, /exit quits; end a line with \\ or wrap lines in \"\"\" "
@@ -114,17 +131,31 @@ class ChatSession:
         chunks = self.llm.chat(self._conversation(), stream=True, **self.gen)
         parts: list[str] = []
         stopped = False
+
+        # Ctrl-C during an answer only raises a flag, read after each chunk: a KeyboardInterrupt
+        # raised wherever the signal lands (inside the session's bookkeeping, the generator's
+        # cleanup, the timings) could leave the conversation half-updated or end the program.
+        def on_sigint(signum: int, frame: Any) -> None:
+            nonlocal stopped
+            stopped = True
+
+        handler = _SigintHandler(on_sigint)
         try:
             for chunk in chunks:
                 parts.append(chunk)  # first: what was shown is always kept on Ctrl-C
                 sys.stdout.write(chunk)
                 sys.stdout.flush()
-        except KeyboardInterrupt:
+                if stopped:
+                    break
+        except KeyboardInterrupt:  # a Ctrl-C that came before the handler was in place
             stopped = True
         finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
+            try:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
+            finally:
+                handler.restore()
         sys.stdout.write("\n")
         sys.stdout.flush()
         self.messages.append({"role": "assistant", "content": "".join(parts)})
