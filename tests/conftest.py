@@ -98,6 +98,26 @@ def make_tiny_hf(kind: str, dtype: str, dest: Path) -> Path:
     return dest
 
 
+def make_wide_llama(dest: Path, num_layers: int, seed: int) -> tuple[Path, int]:
+    """Save a tiny random Llama whose rows are whole 256-element super-blocks (hidden 256, FFN 512)
+    under `dest`, with stories260K's tokenizer. Returns (dest, number of parameters)."""
+    import torch
+    import transformers
+    torch.manual_seed(seed)
+    cfg = transformers.LlamaConfig(vocab_size=512, hidden_size=256, intermediate_size=512,
+                                   num_hidden_layers=num_layers, num_attention_heads=4,
+                                   num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-5,
+                                   bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
+    model = transformers.AutoModelForCausalLM.from_config(cfg)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(1.0 + torch.randn_like(p) * 0.1 if "norm" in name else torch.randn_like(p) * 0.06)
+    model.save_pretrained(dest, safe_serialization=True)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(STORIES / "hf" / f, dest / f)
+    return dest, sum(p.numel() for p in model.parameters())
+
+
 @pytest.fixture(scope="session")
 def tiny_hf(tmp_path_factory):
     """Factory: tiny_hf(kind, dtype="float32") -> path of a cached tiny HF checkpoint."""

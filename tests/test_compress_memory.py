@@ -8,13 +8,12 @@ VmHWM is this run's alone; the bound is on the peak above the child's baseline a
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 
-from conftest import STORIES
+from conftest import STORIES, make_wide_llama
 
 CHILD = r"""
 import json, sys
@@ -38,20 +37,9 @@ print(json.dumps({"rc": rc, "base": base, "hwm": rss("VmHWM")}))
 
 
 def _model(dest: Path) -> tuple[Path, int]:
-    import torch
-    import transformers
-    torch.manual_seed(10)
-    cfg = transformers.LlamaConfig(vocab_size=512, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
-                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                                   rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
-    model = transformers.AutoModelForCausalLM.from_config(cfg)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn_like(p) * 0.06 if p.dim() == 2 else 1.0 + torch.randn_like(p) * 0.1)
-    model.save_pretrained(dest, safe_serialization=True)
-    for f in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(STORIES / "hf" / f, dest / f)
-    return dest, 4 * sum(p.numel() for p in model.parameters())
+    """The 4-layer wide Llama and its f32 size in bytes."""
+    dest, n_params = make_wide_llama(dest, num_layers=4, seed=10)
+    return dest, 4 * n_params
 
 
 def _peak_above_baseline(tiny: Path, src: Path, out: Path, quant: str) -> tuple[int, int]:

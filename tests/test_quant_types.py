@@ -14,13 +14,12 @@ carried byte for byte) and edgert's own 3-bit q3_0.
 """
 from __future__ import annotations
 
-import shutil
 
 import gguf
 import numpy as np
 import pytest
 
-from conftest import STORIES
+from conftest import make_wide_llama
 from converters import convert
 from converters import quantize as Q
 from converters.dtypes import (F16, F32, IQ4_NL, IQ4_XS, Q3_0, Q3_K, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K,
@@ -221,21 +220,7 @@ def test_mixtures_match_llama_cpp_on_smollm2():
 @pytest.fixture(scope="module")
 def wide_hf(tmp_path_factory):
     """A tiny random Llama whose rows are whole 256-element super-blocks (hidden 256, FFN 512)."""
-    import torch
-    import transformers
-    torch.manual_seed(11)
-    cfg = transformers.LlamaConfig(vocab_size=512, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                                   rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
-    model = transformers.AutoModelForCausalLM.from_config(cfg)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.copy_(1.0 + torch.randn_like(p) * 0.1 if "norm" in name else torch.randn_like(p) * 0.06)
-    dest = tmp_path_factory.mktemp("wide-llama")
-    model.save_pretrained(dest, safe_serialization=True)
-    for f in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(STORIES / "hf" / f, dest / f)
-    return dest
+    return make_wide_llama(tmp_path_factory.mktemp("wide-llama"), num_layers=2, seed=11)[0]
 
 
 def _reference_logits(hf_dir, edgt_path, ids):
