@@ -3,6 +3,7 @@ cached start, the loaders, refusal of unsupported ops and dynamic shapes (and th
 fallback), malformed files, the streaming front end and `edgert sensor` on the command line."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -129,6 +130,82 @@ def test_cached_start_imports_neither_onnx_nor_llvmlite(mlp_path, sensor_cache, 
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                        cwd=tmp_path, env=dict(os.environ, EDGERT_SENSOR_CACHE=str(sensor_cache)))
     assert r.returncode == 0 and r.stdout.startswith("ok"), r.stderr[-2000:]
+
+
+def test_buffer_inputs_return_preallocated_memoryviews(mlp_path):
+    """The output rule: numpy in -> numpy out, any other input -> memoryview out; both are views
+    of the same preallocated buffer (the same object every call)."""
+    import array
+    from edgert import sensor
+    m = sensor.compile(mlp_path)
+    x = w(1, 32)
+    ref = ort_run(mlp_path.read_bytes(), {"x": x})[0]
+    y = m(array.array("f", x.ravel().tolist()))
+    assert isinstance(y, memoryview) and (y.format, y.shape) == ("f", (1, 3))
+    compare(np.array(y.tolist()), ref, "array.array input", 2e-5, 2e-6)
+    assert m(memoryview(x).cast("B").cast("f")) is y, "the output view must be the preallocated one"
+    compare(np.array(y.tolist()), ref, "memoryview input", 2e-5, 2e-6)
+    # converted inputs: a list (nested or flat), a float64 buffer
+    compare(np.array(m(x.tolist()).tolist()), ref, "nested list", 2e-5, 2e-6)
+    compare(np.array(m(array.array("d", x.ravel().tolist())).tolist()), ref, "float64 buffer",
+            2e-5, 2e-6)
+    yn = m(x)
+    assert isinstance(yn, np.ndarray) and yn.ctypes.data == np.asarray(y).ctypes.data
+    with pytest.raises(ValueError, match="elements"):
+        m(array.array("f", [0.0] * 31))
+    xs = w(4, 32)
+    refs = np.stack([ort_run(mlp_path.read_bytes(), {"x": xs[i:i + 1]})[0] for i in range(4)])
+    flat = m.run_batch(array.array("f", xs.ravel().tolist()))
+    assert isinstance(flat, memoryview) and flat.shape == (4, 1, 3)
+    compare(np.array(flat.tolist()), refs, "run_batch flat buffer", 2e-5, 2e-6)
+    out = array.array("f", bytes(4 * 12))
+    assert m.run_batch([r.tolist() for r in xs], out=out) is out
+    compare(np.array(out).reshape(4, 1, 3), refs, "run_batch list into out", 2e-5, 2e-6)
+    with pytest.raises(ValueError, match="item 1"):
+        m.run_batch([[0.0] * 32, [0.0] * 31])
+    with pytest.raises(ValueError, match="out"):
+        m.run_batch(xs, out=array.array("f", bytes(4 * 11)))
+
+
+def test_cached_run_with_buffers_never_imports_numpy(mlp_path, sensor_cache, tmp_path):
+    """A deployed script: the model is in the cache, the inputs are array.array; compile, call,
+    run_batch and stream must not import numpy, and give onnxruntime's values."""
+    from edgert import sensor
+    sensor.compile(mlp_path)
+    x = w(1, 32)
+    xs = w(3, 32)
+    sig = RNG.standard_normal(48).astype(np.float32)
+    (tmp_path / "in.json").write_text(json.dumps(
+        {"x": x.ravel().tolist(), "xs": xs.ravel().tolist(), "sig": sig.tolist()}))
+    script = textwrap.dedent(f"""
+        import array, json, sys
+        from edgert import sensor
+        d = json.load(open("in.json"))
+        m = sensor.compile({str(mlp_path)!r})
+        assert m.info.cache_hit, m.info
+        y = m(array.array("f", d["x"]))
+        assert isinstance(y, memoryview), type(y)
+        y = y.tolist()  # the stream below reuses the model's output buffer
+        ys = m.run_batch(array.array("f", d["xs"]))
+        s = sensor.WindowStream(m, 32, 8, mean=0.5, std=2.0)
+        st = s.push(array.array("f", d["sig"]))
+        loaded = [k for k in sys.modules if k == "numpy" or k.startswith("numpy.")]
+        print(json.dumps({{"y": y, "ys": ys.tolist(), "stream": st.tolist(),
+                          "numpy": loaded}}))
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       cwd=tmp_path, env=dict(os.environ, EDGERT_SENSOR_CACHE=str(sensor_cache)))
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout)
+    assert got["numpy"] == [], f"the numpy-free run path imported {got['numpy'][:5]}"
+    data = mlp_path.read_bytes()
+    compare(np.array(got["y"]), ort_run(data, {"x": x})[0], "numpy-free call", 2e-5, 2e-6)
+    compare(np.array(got["ys"]), np.stack([ort_run(data, {"x": xs[i:i + 1]})[0]
+                                           for i in range(3)]), "numpy-free run_batch", 2e-5, 2e-6)
+    wins = (_windows(sig, 32, 8) - np.float32(0.5)) / np.float32(2.0)
+    compare(np.array(got["stream"]), np.concatenate([ort_run(data, {"x": v[None]})[0]
+                                                     for v in wins]), "numpy-free stream",
+            2e-5, 2e-6)
 
 
 # -- refusals and the fallback --------------------------------------------------------------------

@@ -18,6 +18,7 @@ AOT (`target="aarch64-linux-gnu"`): the same module built for that triple, writt
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import time
@@ -25,10 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-import numpy as np
-
 from ..errors import InvalidArgumentError, ModelFormatError, UnsupportedModelError
-from .graph import ModelSource, read_model_bytes
+from .source import ModelSource, read_model_bytes
 
 CODEGEN_VERSION = "3"
 SYMBOL = "edgert_model"
@@ -446,7 +445,7 @@ def _compile_aot(data: bytes, target: str, dtype: str,
              f"#define EDGERT_MODEL_NUM_OUTPUTS {len(sig.outputs)}"]
     for kind, items in (("INPUT", sig.inputs), ("OUTPUT", sig.outputs)):
         for i, (tname, shape, k) in enumerate(items):
-            lines.append(f"#define EDGERT_MODEL_{kind}{i}_ELEMENTS {int(np.prod(shape))}  "
+            lines.append(f"#define EDGERT_MODEL_{kind}{i}_ELEMENTS {math.prod(shape)}  "
                          f"/* {tname}: {k} {list(shape)} */")
     lines += ["#ifdef __cplusplus", "}", "#endif", ""]
     h_path.write_text("\n".join(lines))

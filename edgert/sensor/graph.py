@@ -15,24 +15,20 @@ lowers it.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
 from ..errors import ModelFormatError, UnsupportedModelError
+from .source import MAX_MODEL_BYTES, ModelSource, read_model_bytes  # noqa: F401 - re-exported
 
-# A sensor model is kilobytes to a few MiB; these bounds keep a hostile file from costing unbounded
-# memory or time before anything is checked.
-MAX_MODEL_BYTES = 512 << 20
+# A sensor model is kilobytes to a few MiB; these bounds (and source.py's MAX_MODEL_BYTES) keep a
+# hostile file from costing unbounded memory or time before anything is checked.
 MAX_TENSOR_ELEMENTS = 1 << 28       # 1 GiB of f32 in one activation
 MAX_TOTAL_ELEMENTS = 1 << 29        # all activations together
 MAX_NODES = 100_000
 MAX_FOLDED_ELEMENTS = 1 << 24       # constant folding never materialises more than this
-
-ModelSource = Union[str, os.PathLike, bytes]
 
 
 @dataclass
@@ -71,23 +67,6 @@ class Graph:
 
     def is_const(self, name: str) -> bool:
         return name in self.consts
-
-
-def read_model_bytes(source: ModelSource) -> bytes:
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-    else:
-        path = Path(source)
-        size = path.stat().st_size  # FileNotFoundError is the caller's to see
-        if size > MAX_MODEL_BYTES:
-            raise ModelFormatError(f"{path}: {size} bytes is larger than a sensor model may be "
-                                   f"({MAX_MODEL_BYTES >> 20} MiB); run it with onnxruntime")
-        data = path.read_bytes()
-    if len(data) > MAX_MODEL_BYTES:
-        raise ModelFormatError(f"the model is {len(data)} bytes, more than a sensor model may be")
-    if not data:
-        raise ModelFormatError("the model is empty (0 bytes): not an ONNX file")
-    return data
 
 
 def parse_model(data: bytes) -> Any:

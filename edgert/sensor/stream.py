@@ -4,13 +4,13 @@
 it works out the channel count and the layout the model wants from its input shape, so a model
 taking [1, 128] (one channel), [1, C, 128] (channels first, a 1-D CNN) or [128, 1, C] / [1, 128, C]
 (time first, a GRU) all stream the same way. Per-sample work (ring buffer, normalisation, the
-optional spectrum, the model call) runs in C without the GIL.
+optional spectrum, the model call) runs in C without the GIL. numpy is not needed: a chunk may be
+an array.array / memoryview of float32 samples (then push returns a memoryview), or a numpy array
+(then it returns a numpy array).
 """
 from __future__ import annotations
 
 from typing import Any, Optional, Sequence
-
-import numpy as np
 
 from ..errors import InvalidArgumentError
 
@@ -55,7 +55,4 @@ def WindowStream(model: Any, window: int, hop: int, channels: Optional[int] = No
         if layout not in ("cw", "wc"):
             raise InvalidArgumentError("layout is 'cw' (channels, time) or 'wc' (time, channels)")
         lay = layout
-    return _runtime.WindowStream(model, window, hop, ch,
-                                 None if mean is None else np.asarray(mean, np.float64),
-                                 None if std is None else np.asarray(std, np.float64),
-                                 spectrum, lay)
+    return _runtime.WindowStream(model, window, hop, ch, mean, std, spectrum, lay)
