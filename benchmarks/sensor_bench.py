@@ -2,6 +2,7 @@
 
     python benchmarks/sensor_bench.py                 # ~2-3 min on 2 quiet cores
     python benchmarks/sensor_bench.py --quick         # smoke run (fewer calls)
+    python benchmarks/sensor_bench.py --only rss      # one part (latency,compile,rss,streaming)
 
 Models: the three of examples/sensor (MLP anomaly detector, 1-D CNN, GRU; trained and exported
 once into --models) and two generated model-zoo shapes, exported from PyTorch with random weights
@@ -16,8 +17,11 @@ Measured, per model, in one run (medians; loadavg recorded at start and end):
               first (target <= 1 s); `import` time reported apart
   cached      compile() on a warm cache in a fresh process (target <= 50 ms), and with the
               `import edgert.sensor` it needs
-  peak RSS    VmHWM of a script that loads the model and runs 2000 calls, edgert vs onnxruntime
-              (target ratio <= 0.5), and each engine's share above the same script without one
+  peak RSS    VmHWM of a script that loads the model and runs 2000 calls (target ratio <= 0.5 of
+              onnxruntime's script, which needs numpy): edgert in two scripts, one with numpy
+              arrays and one numpy-free (array.array in, memoryview out), both loading the
+              model from the cache like a deployed script; and each engine's share above the
+              same script without one
   streaming   samples/s through WindowStream -> MLP (window 128, hop 32, one thread; target
               >= 100,000)
   roofline    each model's FLOPs (2 x the multiply-adds of Conv, Gemm/MatMul and the GRU/LSTM
@@ -184,17 +188,32 @@ print(json.dumps({"import_s": t1 - t0, "compile_s": t3 - t2, "cache_hit": m.info
 
 _RSS_SCRIPT = r"""
 import sys
-import numpy as np
 engine, path = sys.argv[1], sys.argv[2]
-if engine == "baseline":  # the same script without an engine: Python, numpy, the inputs
+if engine == "baseline":  # the numpy script without an engine: Python, numpy, the inputs
+    import numpy as np
     x = np.random.default_rng(0).standard_normal(16).astype(np.float32)
     run = lambda: None
-elif engine == "edgert":
+elif engine == "baseline-nonumpy":  # the numpy-free script without an engine
+    import array, random
+    x = array.array("f", [random.Random(0).gauss(0, 1) for _ in range(16)])
+    run = lambda: None
+elif engine == "edgert":  # numpy arrays in and out
+    import numpy as np
     from edgert import sensor
     m = sensor.compile(path)
+    assert m.info.cache_hit, "the parent compiles the model first: a deployed script hits the cache"
     x = [np.random.default_rng(0).standard_normal(s).astype(np.float32) for s in m.input_shapes]
     run = lambda: m(*x)
+elif engine == "edgert-nonumpy":  # array.array in, memoryview out: numpy never imported
+    import array, random
+    from edgert import sensor
+    m = sensor.compile(path)
+    assert m.info.cache_hit, "the parent compiles the model first: a deployed script hits the cache"
+    rnd = random.Random(0)
+    x = [array.array("f", [rnd.gauss(0, 1) for _ in range(n)]) for n in m.input_sizes]
+    run = lambda: m(*x)
 else:
+    import numpy as np
     import onnxruntime as ort
     so = ort.SessionOptions(); so.intra_op_num_threads = 1; so.inter_op_num_threads = 1
     s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
@@ -203,6 +222,8 @@ else:
     run = lambda: s.run(None, feeds)
 for _ in range(2000):
     run()
+if engine.endswith("-nonumpy"):
+    assert "numpy" not in sys.modules, "the numpy-free script imported numpy"
 for line in open("/proc/self/status"):
     if line.startswith("VmHWM:"):
         print(int(line.split()[1]) / 1024.0)
@@ -236,11 +257,20 @@ def compile_times(path: str, repeats: int) -> dict[str, Any]:
 
 
 def peak_rss(path: str, env: dict[str, str]) -> dict[str, float]:
+    """VmHWM of the scripts in _RSS_SCRIPT. The model is compiled here first, so the edgert
+    scripts load it from the cache like a deployed script; onnxruntime's API needs numpy, so its
+    script imports numpy, and the two edgert scripts are each compared with it."""
+    from edgert import sensor
+    sensor.compile(path)  # into env's EDGERT_SENSOR_CACHE (the bench sets os.environ's)
     e = float(_py(_RSS_SCRIPT, "edgert", path, env=env))
+    n = float(_py(_RSS_SCRIPT, "edgert-nonumpy", path, env=env))
     o = float(_py(_RSS_SCRIPT, "onnxruntime", path, env=env))
     base = float(_py(_RSS_SCRIPT, "baseline", path, env=env))
+    base_n = float(_py(_RSS_SCRIPT, "baseline-nonumpy", path, env=env))
     return {"edgert_mb": e, "onnxruntime_mb": o, "baseline_mb": base, "ratio": e / o,
-            "engine_ratio": (e - base) / max(o - base, 1e-9)}
+            "engine_ratio": (e - base) / max(o - base, 1e-9),
+            "edgert_nonumpy_mb": n, "baseline_nonumpy_mb": base_n, "ratio_nonumpy": n / o,
+            "engine_nonumpy_mb": n - base_n}
 
 
 def streaming_rate(info: dict[str, Any], seconds: float) -> dict[str, Any]:
@@ -261,14 +291,24 @@ def streaming_rate(info: dict[str, Any], seconds: float) -> dict[str, Any]:
             "hop": info["hop"]}
 
 
+PARTS = ("latency", "compile", "rss", "streaming")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--models", default="/work/bench-cache/sensor-models",
                     help="where the five models are built once (default %(default)s)")
     ap.add_argument("--quick", action="store_true", help="fewer calls and repeats")
     ap.add_argument("--iters", type=int, default=0, help="timed calls per engine and model")
+    ap.add_argument("--only", default=",".join(PARTS),
+                    help="comma-separated parts to measure, of %(default)s (latency includes "
+                         "the roofline)")
     ap.add_argument("--out", default=str(HERE / "results"), help="results directory")
     args = ap.parse_args()
+    parts = [p.strip() for p in args.only.split(",") if p.strip()]
+    bad = [p for p in parts if p not in PARTS]
+    if bad:
+        ap.error(f"--only: unknown part(s) {bad}; choose from {','.join(PARTS)}")
     from edgert.sensor.cli import bench_model
     la0 = loadavg()
     models = make_models(Path(args.models))
@@ -278,48 +318,65 @@ def main() -> int:
     os.environ["EDGERT_SENSOR_CACHE"] = work_cache
     env = dict(os.environ)
     rows: dict[str, Any] = {}
-    peak = core_peak_gflops()
+    peak = core_peak_gflops() if "latency" in parts else {}
     if peak:
         print(f"one core's peak: {peak['best_gflops']:.1f} GFLOP/s f32 ({peak['lanes']} lanes; "
               f"{peak['method']})", flush=True)
     for name, info in models.items():
-        r = bench_model(info["path"], iters=iters)
-        r["roofline"] = roof = model_flops(info["path"])
-        for eng in ("edgert", "onnxruntime"):
-            roof[eng] = {"gflops_p50": roof["flops"] / r[eng]["p50_us"] / 1e3,
-                         "gflops_cpu": roof["flops"] / r[eng]["cpu_us"] / 1e3}
-            if peak:
-                roof[eng]["peak_fraction_cpu"] = roof[eng]["gflops_cpu"] / peak["best_gflops"]
-        if peak:  # the least time the matrix work alone can take at peak
-            roof["floor_us"] = roof["flops"] / peak["best_gflops"] / 1e3
-        r.update(compile_times(info["path"], repeats))
-        r["rss"] = peak_rss(info["path"], env)
+        r: dict[str, Any] = {"model": info["path"]}
+        if "latency" in parts:
+            r.update(bench_model(info["path"], iters=iters))
+            r["roofline"] = roof = model_flops(info["path"])
+            for eng in ("edgert", "onnxruntime"):
+                roof[eng] = {"gflops_p50": roof["flops"] / r[eng]["p50_us"] / 1e3,
+                             "gflops_cpu": roof["flops"] / r[eng]["cpu_us"] / 1e3}
+                if peak:
+                    roof[eng]["peak_fraction_cpu"] = roof[eng]["gflops_cpu"] / peak["best_gflops"]
+            if peak:  # the least time the matrix work alone can take at peak
+                roof["floor_us"] = roof["flops"] / peak["best_gflops"] / 1e3
+        if "compile" in parts:
+            r.update(compile_times(info["path"], repeats))
+        if "rss" in parts:
+            r["rss"] = peak_rss(info["path"], env)
         rows[name] = r
-        print(f"{name:18} p50 {r['edgert']['p50_us']:8.2f} us vs {r['onnxruntime']['p50_us']:8.2f}"
-              f" us ({r['ratio_p50']:.3f}x; CPU/call {r['ratio_cpu']:.3f}x), "
-              f"p99 {r['edgert']['p99_us']:8.2f} vs "
-              f"{r['onnxruntime']['p99_us']:8.2f} us; compile {r['compile_s'] * 1e3:.0f} ms, "
-              f"cached {r['cached_s'] * 1e3:.1f} ms ({r['cached_with_import_s'] * 1e3:.0f} ms with "
-              f"import); RSS {r['rss']['edgert_mb']:.1f}/{r['rss']['onnxruntime_mb']:.1f} MiB "
-              f"({r['rss']['ratio']:.2f}x; above the {r['rss']['baseline_mb']:.1f} MiB "
-              f"Python+numpy script {r['rss']['engine_ratio']:.2f}x)", flush=True)
-        e_, o_ = roof["edgert"], roof["onnxruntime"]
-        print(f"{'':18} {roof['flops'] / 1e6:.3f} MFLOP: edgert {e_['gflops_cpu']:.1f} GFLOP/s, "
-              f"onnxruntime {o_['gflops_cpu']:.1f} GFLOP/s (per CPU time)"
-              + (f"; {100 * e_['peak_fraction_cpu']:.1f}% / "
-                 f"{100 * o_['peak_fraction_cpu']:.1f}% of peak, floor {roof['floor_us']:.2f} us, "
-                 f"0.2x onnxruntime needs {roof['flops'] / (0.2 * r['onnxruntime']['cpu_us']) / 1e3:.0f} "
-                 f"GFLOP/s" if peak else ""), flush=True)
-    stream = streaming_rate(models["mlp_anomaly"], 1.0 if args.quick else 3.0)
-    print(f"streaming MLP      {stream['samples_per_s']:,.0f} samples/s "
-          f"({stream['windows_per_s']:,.0f} windows/s, window 128 hop 32, 1 thread)")
+        line = []
+        if "latency" in parts:
+            line.append(f"p50 {r['edgert']['p50_us']:8.2f} us vs {r['onnxruntime']['p50_us']:8.2f}"
+                        f" us ({r['ratio_p50']:.3f}x; CPU/call {r['ratio_cpu']:.3f}x), "
+                        f"p99 {r['edgert']['p99_us']:8.2f} vs {r['onnxruntime']['p99_us']:8.2f} us")
+        if "compile" in parts:
+            line.append(f"compile {r['compile_s'] * 1e3:.0f} ms, cached {r['cached_s'] * 1e3:.1f} "
+                        f"ms ({r['cached_with_import_s'] * 1e3:.0f} ms with import)")
+        if "rss" in parts:
+            q = r["rss"]
+            line.append(f"RSS vs onnxruntime {q['onnxruntime_mb']:.1f} MiB: edgert (numpy script) "
+                        f"{q['edgert_mb']:.1f} MiB {q['ratio']:.2f}x (above the "
+                        f"{q['baseline_mb']:.1f} MiB Python+numpy script {q['engine_ratio']:.2f}x), "
+                        f"edgert (numpy-free script) {q['edgert_nonumpy_mb']:.1f} MiB "
+                        f"{q['ratio_nonumpy']:.2f}x ({q['engine_nonumpy_mb']:.1f} MiB above the "
+                        f"{q['baseline_nonumpy_mb']:.1f} MiB Python script)")
+        print(f"{name:18} " + "; ".join(line), flush=True)
+        if "latency" in parts:
+            e_, o_ = roof["edgert"], roof["onnxruntime"]
+            print(f"{'':18} {roof['flops'] / 1e6:.3f} MFLOP: edgert {e_['gflops_cpu']:.1f} GFLOP/s, "
+                  f"onnxruntime {o_['gflops_cpu']:.1f} GFLOP/s (per CPU time)"
+                  + (f"; {100 * e_['peak_fraction_cpu']:.1f}% / "
+                     f"{100 * o_['peak_fraction_cpu']:.1f}% of peak, floor {roof['floor_us']:.2f} us, "
+                     f"0.2x onnxruntime needs "
+                     f"{roof['flops'] / (0.2 * r['onnxruntime']['cpu_us']) / 1e3:.0f} "
+                     f"GFLOP/s" if peak else ""), flush=True)
+    stream: dict[str, Any] = {}
+    if "streaming" in parts:
+        stream = streaming_rate(models["mlp_anomaly"], 1.0 if args.quick else 3.0)
+        print(f"streaming MLP      {stream['samples_per_s']:,.0f} samples/s "
+              f"({stream['windows_per_s']:,.0f} windows/s, window 128 hop 32, 1 thread)")
     la1 = loadavg()
     print(f"loadavg start {la0} end {la1}")
     result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
               "host": platform.node(), "machine": platform.processor() or platform.machine(),
               "python": sys.version.split()[0], "iters": iters, "loadavg_start": la0,
-              "loadavg_end": la1, "models": rows, "streaming": stream, "core_peak": peak,
-              "command": " ".join([Path(sys.executable).name] + sys.argv)}
+              "loadavg_end": la1, "parts": parts, "models": rows, "streaming": stream,
+              "core_peak": peak, "command": " ".join([Path(sys.executable).name] + sys.argv)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -168,10 +168,17 @@ def test_buffer_inputs_return_preallocated_memoryviews(mlp_path):
 
 
 def test_cached_run_with_buffers_never_imports_numpy(mlp_path, sensor_cache, tmp_path):
-    """A deployed script: the model is in the cache, the inputs are array.array; compile, call,
-    run_batch and stream must not import numpy, and give onnxruntime's values."""
+    """A deployed script: the model is in the cache (or an AOT library for this machine), the
+    inputs are array.array; compile/load, call, run_batch and stream must not import numpy, and
+    give onnxruntime's values."""
+    import platform
     from edgert import sensor
     sensor.compile(mlp_path)
+    target = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu"}.get(platform.machine())
+    lib = None
+    if target:
+        lib = sensor.compile(mlp_path, target=target, output_dir=tmp_path / "aot").library
+        assert lib is not None or target != "x86_64-linux-gnu", "cc links the host library"
     x = w(1, 32)
     xs = w(3, 32)
     sig = RNG.standard_normal(48).astype(np.float32)
@@ -189,8 +196,10 @@ def test_cached_run_with_buffers_never_imports_numpy(mlp_path, sensor_cache, tmp
         ys = m.run_batch(array.array("f", d["xs"]))
         s = sensor.WindowStream(m, 32, 8, mean=0.5, std=2.0)
         st = s.push(array.array("f", d["sig"]))
+        lib = {str(lib) if lib else None!r}
+        y_lib = sensor.load(lib)(array.array("f", d["x"])).tolist() if lib else None
         loaded = [k for k in sys.modules if k == "numpy" or k.startswith("numpy.")]
-        print(json.dumps({{"y": y, "ys": ys.tolist(), "stream": st.tolist(),
+        print(json.dumps({{"y": y, "y_lib": y_lib, "ys": ys.tolist(), "stream": st.tolist(),
                           "numpy": loaded}}))
     """)
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -200,6 +209,9 @@ def test_cached_run_with_buffers_never_imports_numpy(mlp_path, sensor_cache, tmp
     assert got["numpy"] == [], f"the numpy-free run path imported {got['numpy'][:5]}"
     data = mlp_path.read_bytes()
     compare(np.array(got["y"]), ort_run(data, {"x": x})[0], "numpy-free call", 2e-5, 2e-6)
+    if lib:
+        compare(np.array(got["y_lib"]), ort_run(data, {"x": x})[0], "numpy-free sensor.load",
+                2e-5, 2e-6)
     compare(np.array(got["ys"]), np.stack([ort_run(data, {"x": xs[i:i + 1]})[0]
                                            for i in range(3)]), "numpy-free run_batch", 2e-5, 2e-6)
     wins = (_windows(sig, 32, 8) - np.float32(0.5)) / np.float32(2.0)

@@ -20,9 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
@@ -67,7 +65,11 @@ def cpu_fingerprint() -> str:
     """The CPU's identity and feature flags, read without LLVM (so a cached start stays light)."""
     global _CPU_ID
     if _CPU_ID is None:
-        parts = [platform.machine()]
+        if hasattr(os, "uname"):  # platform.machine()'s answer without importing platform (~1 MiB)
+            parts = [os.uname().machine]
+        else:  # pragma: no cover - not POSIX
+            import platform
+            parts = [platform.machine()]
         try:
             with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
                 text = f.read(1 << 16)
@@ -78,6 +80,7 @@ def cpu_fingerprint() -> str:
                         parts.append(line.split(":", 1)[1].strip())
                         break
         except OSError:
+            import platform
             parts.append(platform.processor())
         _CPU_ID = _sha256("\n".join(parts).encode()).hexdigest()[:16]
     return _CPU_ID
@@ -92,13 +95,35 @@ def _cache_key(data: bytes, options: Mapping[str, Any]) -> str:
     return h.hexdigest()[:32]
 
 
-@dataclass
-class CompileInfo:
-    cache_hit: bool
-    seconds: float
-    path: str = ""
-    loader: str = ""          # "shared-library" | "mcjit"
-    ops: dict[str, int] = field(default_factory=dict)
+class _Record:
+    """A plain record: fields from __slots__, repr and == as a dataclass has them. Not a
+    dataclass because `dataclasses` imports inspect, ast and dis: ~1.5 MiB of resident memory in
+    a cached start, which imports this file."""
+    __slots__: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment] - mutable, like a dataclass with eq
+
+
+class CompileInfo(_Record):
+    """How a model was obtained: from the cache or compiled, in how long, from where."""
+    __slots__ = ("cache_hit", "seconds", "path", "loader", "ops")
+
+    def __init__(self, cache_hit: bool, seconds: float, path: str = "", loader: str = "",
+                 ops: Optional[dict[str, int]] = None) -> None:
+        self.cache_hit = cache_hit
+        self.seconds = seconds
+        self.path = path
+        self.loader = loader          # "shared-library" | "mcjit"
+        self.ops: dict[str, int] = {} if ops is None else ops
 
 
 def _runner_class() -> Any:
@@ -114,8 +139,9 @@ def _make_model_class() -> Any:
     Runner = _runner_class()
 
     class CompiledModel(Runner):  # type: ignore[misc, valid-type]
-        """A compiled ONNX model: `out = m(window)` (the same preallocated output array every
-        call; copy it to keep it), `m.run_batch(windows)`. One instance per thread."""
+        """A compiled ONNX model: `out = m(window)` (the same preallocated output every call:
+        a numpy array for numpy input, a memoryview for any other buffer or list; copy it to keep
+        it), `m.run_batch(windows)`. One instance per thread."""
         backend = "llvm"
         info: CompileInfo
         input_names: list[str]
@@ -283,8 +309,6 @@ def compile(model: ModelSource, *, target: str = "host", dtype: str = "f32",  # 
     loader: "auto" (shared library when a C compiler is present, else MCJIT), "so", "mcjit".
     Raises ModelFormatError for a malformed model, UnsupportedModelError for an unsupported one.
     """
-    import shutil
-    import tempfile
     _check_options(target, dtype, fallback)
     if loader not in ("auto", "so", "mcjit"):
         raise InvalidArgumentError(f"loader {loader!r}: 'auto', 'so' or 'mcjit'")
@@ -306,6 +330,10 @@ def compile(model: ModelSource, *, target: str = "host", dtype: str = "f32",  # 
         hit = _load_cached(entry, t0)
         if hit is not None:
             return hit
+    # a cache miss from here on: shutil and tempfile (with random, bz2, lzma) cost a cached start
+    # ~1 MiB of resident memory, so they are imported only now
+    import shutil
+    import tempfile
     try:
         ir_text, sig = _lower(data, input_shapes, dtype, fuse, _host_vector_width(cpu))
     except UnsupportedModelError as e:
@@ -395,16 +423,19 @@ def load(library: str | os.PathLike) -> Any:
                                                 "shared-library", meta.get("ops", {})))
 
 
-@dataclass
-class AotArtifact:
+class AotArtifact(_Record):
     """What an AOT compile wrote: link `object` (or load `library`) and include `header`."""
-    target: str
-    object: Path
-    header: Path
-    meta: Path
-    library: Optional[Path]
-    symbol: str
-    workspace_bytes: int
+    __slots__ = ("target", "object", "header", "meta", "library", "symbol", "workspace_bytes")
+
+    def __init__(self, target: str, object: Path, header: Path, meta: Path,  # noqa: A002
+                 library: Optional[Path], symbol: str, workspace_bytes: int) -> None:
+        self.target = target
+        self.object = object
+        self.header = header
+        self.meta = meta
+        self.library = library
+        self.symbol = symbol
+        self.workspace_bytes = workspace_bytes
 
 
 def _c_ident(s: str) -> str:
