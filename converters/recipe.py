@@ -37,7 +37,7 @@ RECIPES = ("keep",) + _PLAIN + tuple(_MIXTURES)
 _EMBED_OUT = ("token_embd.weight", "output.weight")
 _LEGACY_4BIT = (Q4_0, Q4_1, Q3_0)
 _K_TYPES = (Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS)
-_K_FALLBACK = {Q3_K: Q4_0, Q4_K: Q5_0, Q5_K: Q5_1, Q6_K: Q8_0, IQ4_XS: IQ4_NL}
+K_FALLBACK = {Q3_K: Q4_0, Q4_K: Q5_0, Q5_K: Q5_1, Q6_K: Q8_0, IQ4_XS: IQ4_NL}
 _LAYER = re.compile(r"^blk\.(\d+)\.(.+)$")
 
 
@@ -92,7 +92,7 @@ def target_dtype(name: str, shape: tuple[int, ...], source: DType, recipe: str, 
     elif base in _K_TYPES and is_output:
         want = Q6_K if shape[-1] % Q6_K.block_size == 0 else Q8_0
     if want in _K_TYPES and shape[-1] % want.block_size:
-        want = Q3_0 if (want is Q3_K and recipe == "q3_k") else _K_FALLBACK[want]
+        want = Q3_0 if (want is Q3_K and recipe == "q3_k") else K_FALLBACK[want]
     if want.is_block and shape[-1] % want.block_size:
         want = F16
     return want

@@ -283,6 +283,18 @@ def test_gptq_feedback_is_what_lowers_stories_errors(stories, monkeypatch):
     assert on < 0.8 * sum(res_off.errors.values())
 
 
+@pytest.mark.parametrize("t", ["q3_k", "q4_k", "q5_k", "q6_k", "iq4_xs", "q4_0", "q8_0"])
+@pytest.mark.parametrize("cols", [576, 512, 96, 100])
+def test_compress_falls_back_as_the_converter_does(t, cols):
+    """--embed-type q6_k on SmolLM2's 576 columns used to be written f16 (16 bits) without a word:
+    compress must fall back as `edgert convert` (checked against llama.cpp's files) does; the
+    one difference is q3_k, which falls back to edgert's 3-bit q3_0 as the converter's `q3_k` recipe."""
+    from converters.dtypes import F32
+    from converters.recipe import target_dtype
+    want = target_dtype("blk.0.attn_q.weight", (64, cols), F32, t)
+    assert quantize_stage.effective_type(t, cols) is want
+
+
 def test_mixed_precision_meets_the_budget_and_spends_it(stories):
     desc, calib = stories
     d = desc.copy()

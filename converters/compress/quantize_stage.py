@@ -44,6 +44,7 @@ from edgert.errors import InvalidArgumentError
 from .. import quantize as codec
 from ..dtypes import BY_NAME, F16, DType
 from ..llama_tensor_names import name as reg
+from ..recipe import K_FALLBACK
 from . import awq, forward
 from .gptq import Hessian, asymmetric_target, gptq_quantize, output_error_h
 from .grids import FALLBACK, GRIDS, grid_for, quantize_matrix
@@ -108,9 +109,14 @@ class QuantResult:
 
 
 def effective_type(t: str, cols: int) -> DType:
-    """What a matrix with `cols` columns is written in under type t: t, its fallback (q3_k -> q3_0
-    for rows that are not whole 256-column super-blocks), or f16 when no block fits."""
-    for name in (t, FALLBACK.get(t)):
+    """What a matrix with `cols` columns is written in under type t: t, its fallback for rows that
+    are not whole 256-column super-blocks (q3_k -> edgert's q3_0, as the converters' `q3_k`
+    recipe; the other super-block types as llama.cpp and the converters' recipes do: q4_k -> q5_0,
+    q5_k -> q5_1, q6_k -> q8_0, iq4_xs -> iq4_nl), or f16 when no block fits (rows that are not
+    whole 32-blocks)."""
+    want = BY_NAME[t]
+    fallback = FALLBACK.get(t) or getattr(K_FALLBACK.get(want), "name", None)
+    for name in (t, fallback):
         if name is not None and cols % BY_NAME[name].block_size == 0:
             return BY_NAME[name]
     return F16
@@ -403,6 +409,9 @@ def quantize_model(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, *, progr
         if asym:
             saved[n] = W
         wq, raw, dt = _quantize_one(W, embed_t, "rtn", None, spec.damp)
+        if dt.name != embed_t and progress:
+            print(f"note: {n} has {W.shape[1]} columns, not whole {embed_t} blocks: written as {dt.name}",
+                  file=sys.stderr)
         desc.weights[n], desc.encoded[n] = wq, (dt, raw)
         result.types[n] = dt.name
         del W, wq
