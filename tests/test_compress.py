@@ -323,6 +323,36 @@ def test_distillation_heals_a_pruned_model(stories):
     assert after.ppl < 0.7 * before.ppl and after.kld < before.kld
 
 
+@pytest.mark.parametrize("t", ["q3_0", "q4_1"])
+def test_scale_tuning_heals_a_quantized_model_and_keeps_its_codes(stories, t):
+    """--tune trains only the blocks' f16 scales (q4_1: and offsets) and the norms: the held-back
+    KLD of the bytes it writes drops, and every byte other than the scale fields is unchanged."""
+    from converters.compress import tune
+    from converters.compress.report import QualityReport
+    desc, calib = stories
+    rep = QualityReport(calib.heldout)
+    rep.measure("source", desc)
+    d = desc.copy()
+    quantize_stage.quantize_model(d, calib.train, quantize_stage.QuantSpec(t, "rtn"))
+    before = rep.measure("quantized", d)
+    old = dict(d.encoded)
+    params = tune.ScaleParams(d)
+    assert len(params) == 6 * d.n_layers  # Q, K, V, O, gate, up: ffn_down (172 columns) is f16
+    info = distill.distill(d, desc, calib.train, tune.TuneSpec(steps=30, batch=8), params=params)
+    after = rep.measure("tuned", d)
+    rep.close()
+    assert after.kld < 0.85 * before.kld, (before, after)
+    assert info["last_loss"] < info["first_loss"]
+    for n, b in params.blocks.items():
+        new, prev = (d.encoded[n][1].reshape(-1, b.block_bytes), old[n][1].reshape(-1, b.block_bytes))
+        keep = np.ones(b.block_bytes, bool)
+        for at in (b.d_at, b.m_at):
+            if at is not None:
+                keep[at:at + 2] = False
+        assert np.array_equal(new[:, keep], prev[:, keep]), n
+        assert not np.array_equal(new, prev), n
+
+
 def test_refit_lowers_the_pruned_models_error(stories):
     """The least-squares refit of the down projections brings the pruned model closer to the
     source on held-back text; the same solve on a layer that lost nothing changes nothing."""
@@ -419,17 +449,17 @@ def test_cli_compress_end_to_end(out_dir, tmp_path):
     toml = tmp_path / "r.toml"
     toml.write_text('[calib]\nsource = "self:12"\nseq_len = 64\nheldout = 2\n'
                     '[prune]\nffn = 0.25\n[distill]\nsteps = 4\nlr = 1e-3\n[quant]\ntype = "q4_0"\nmethod = "gptq"\n'
-                    '[options]\nthreads = 1\n')
+                    '[tune]\nsteps = 2\n[options]\nthreads = 1\n')
     cmd = [sys.executable, "-m", "edgert", "compress", str(STORIES / "hf"), "-o", str(out), "--recipe", str(toml),
            "--no-progress"]
     # cwd outside the checkout: `python -m edgert` there would import the checkout's edgert/.
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    for stage in ("source", "pruned", "healed", "quantized"):
+    for stage in ("source", "pruned", "healed", "quantized", "tuned"):
         assert stage in r.stdout
     meta = read_edgt(out).metadata
     rep = meta["provenance"]["compression"]["report"]
-    assert [s["stage"] for s in rep] == ["source", "pruned", "healed", "quantized"]
+    assert [s["stage"] for s in rep] == ["source", "pruned", "healed", "quantized", "tuned"]
     assert rep[-1]["bits_per_weight"] < 10 and rep[1]["params"] < rep[0]["params"]
     assert "layer_intermediate_size" in meta["hparams"] or meta["hparams"]["intermediate_size"] < 172
     info = subprocess.run([sys.executable, "-m", "edgert", "info", str(out)], capture_output=True, text=True,

@@ -1,5 +1,5 @@
 """`edgert compress SRC -o OUT.edgt [--recipe R.toml] [--calib self[:N]|FILE] [--prune ...]
-[--distill ...] [--time-budget T] [--quant TYPE:METHOD] [--target-bpw B]`; wired into the main CLI
+[--distill ...] [--time-budget T] [--quant TYPE:METHOD] [--target-bpw B] [--tune ...]`; wired into the main CLI
 by edgert/cli.py through add_arguments() and run()."""
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="type of the embedding/output matrix (default q8_0 under types of < 8 bits)")
     parser.add_argument("--target-bpw", type=float, default=None,
                         help="mixed precision: bits per weight of the block matrices, by measured sensitivity")
+    parser.add_argument("--tune", default=None, metavar="steps=N,time=20m,lr=1e-3,batch=4",
+                        help="after --quant: heal the quantized model by distillation that trains only the "
+                             "blocks' f16 scales and the norms (the codes stay; same size, same kernels)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--tokenizer", default=None, help="llama2.c tokenizer.bin (default: found beside SRC)")
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         toml = rc.load_toml(args.recipe) if args.recipe else None
         r = rc.build(toml, calib=args.calib, calib_seqs=args.calib_seqs, seq_len=args.seq_len,
                      prune=args.prune, distill=args.distill, time_budget=args.time_budget, quant=args.quant,
-                     target_bpw=args.target_bpw, embed_type=args.embed_type, seed=args.seed, threads=args.threads,
+                     target_bpw=args.target_bpw, embed_type=args.embed_type, tune=args.tune, seed=args.seed, threads=args.threads,
                      allow_quantized_source=args.allow_quantized_source)
         res = compress(args.src, args.output, r, progress=False if args.no_progress else None,
                        tokenizer=args.tokenizer, save_stages=args.save_stages, save_calib=args.save_calib)

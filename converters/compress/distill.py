@@ -60,13 +60,15 @@ class DistillSpec:
             raise InvalidArgumentError("--distill: lr and T must be > 0, batch >= 1, hidden >= 0")
 
 
-def _fingerprint(student: ModelDesc, teacher: ModelDesc, ids: torch.Tensor, spec: DistillSpec) -> str:
+def _fingerprint(student: ModelDesc, teacher: ModelDesc, ids: torch.Tensor, spec: DistillSpec,
+                 trained: dict[str, torch.Tensor]) -> str:
     """What a checkpoint must match to be resumed: the run's settings, shapes and data."""
     h = hashlib.sha256()
     cfg = {k: v for k, v in asdict(spec).items() if k not in ("steps", "time_budget", "checkpoint_every")}
-    h.update(repr(sorted(cfg.items())).encode())
+    h.update(repr((type(spec).__name__, sorted(cfg.items()))).encode())
     for d in (student, teacher):
-        h.update(repr([(k, tuple(v.shape)) for k, v in d.weights.items()]).encode())
+        h.update(repr([(k, d.shape(k)) for k in d.weights]).encode())
+    h.update(repr([(k, tuple(v.shape)) for k, v in trained.items()]).encode())
     h.update(ids.numpy().tobytes())
     for k in ("token_embd.weight",):
         h.update(teacher.weights[k][:4].numpy().tobytes())
@@ -88,14 +90,33 @@ def distill_loss(s_logits, t_logits, T: float, s_hidden=None, t_hidden=None, hid
     return kl
 
 
+class _AllWeights:
+    """The default parametrisation: every weight of the student is trained as it is."""
+
+    def __init__(self, student: ModelDesc):
+        self.student = student
+        self.params = {k: v for k, v in student.weights.items()}
+
+    def weights(self, P: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return P
+
+    def finish(self, P: dict[str, torch.Tensor]) -> None:
+        for k, v in P.items():
+            self.student.weights[k] = v.detach().clone()
+
+
 def distill(student: ModelDesc, teacher: ModelDesc, ids: torch.Tensor, spec: DistillSpec, *,
             checkpoint: Optional[Path] = None, progress: bool = False,
-            on_step: Optional[Callable[[int, float], None]] = None) -> dict:
-    """Train student's weights in place. Returns {steps, seconds, first_loss, last_loss, resumed_from}."""
+            on_step: Optional[Callable[[int, float], None]] = None, params=None, desc: str = "distilling") -> dict:
+    """Train student's weights in place. Returns {steps, seconds, first_loss, last_loss, resumed_from}.
+    params: what is trained (default: every weight as it is) — an object with `params` (name ->
+    initial tensor), `weights(P)` (the student's weights under P) and `finish(P)` (store P in the
+    student); tune.ScaleParams trains a quantized model's block scales and norms."""
     spec.validate()
-    W = {k: v.detach().clone().requires_grad_(True) for k, v in student.weights.items()}
+    params = params if params is not None else _AllWeights(student)
+    W = {k: v.detach().clone().requires_grad_(True) for k, v in params.params.items()}
     opt = torch.optim.AdamW(list(W.values()), lr=spec.lr, betas=(0.9, 0.95), weight_decay=0.0)
-    fp = _fingerprint(student, teacher, ids, spec)
+    fp = _fingerprint(student, teacher, ids, spec, W)
     step, elapsed, first_loss, resumed = 0, 0.0, None, None
     if checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, weights_only=False)
@@ -131,7 +152,7 @@ def distill(student: ModelDesc, teacher: ModelDesc, ids: torch.Tensor, spec: Dis
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=total, initial=step, unit="step", desc="distilling", file=sys.stderr)
+        bar = tqdm(total=total, initial=step, unit="step", desc=desc, file=sys.stderr)
     last_save = time.monotonic()
     loss_v = float("nan")
     try:
@@ -145,7 +166,7 @@ def distill(student: ModelDesc, teacher: ModelDesc, ids: torch.Tensor, spec: Dis
             batch = ids[torch.randint(0, ids.shape[0], (min(spec.batch, ids.shape[0]),), generator=g)]
             with torch.no_grad():
                 t_logits, t_hidden = forward.logits(teacher.weights, teacher.hparams, batch, return_hidden=True)
-            s_logits, s_hidden = forward.logits(W, student.hparams, batch, return_hidden=True)
+            s_logits, s_hidden = forward.logits(params.weights(W), student.hparams, batch, return_hidden=True)
             loss = distill_loss(s_logits, t_logits, spec.temperature, s_hidden, t_hidden, spec.hidden_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -176,7 +197,6 @@ def distill(student: ModelDesc, teacher: ModelDesc, ids: torch.Tensor, spec: Dis
         if old_handler is not None:
             signal.signal(signal.SIGINT, old_handler)
     with torch.no_grad():
-        for k, v in W.items():
-            student.weights[k] = v.detach().clone()
+        params.finish(W)
     return {"steps": step, "seconds": round(elapsed, 1), "first_loss": first_loss, "last_loss": loss_v,
             "resumed_from": resumed}

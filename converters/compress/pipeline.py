@@ -2,7 +2,7 @@
 
     check the recipe and inputs → read the teacher → calibration data → [source]
       → prune → [pruned] → refit → [refit] → distill → [healed] → quantize → [quantized]
-      → write OUT atomically
+      → tune scales → [tuned] → write OUT atomically
 
 Bracketed names are the quality report's rows. Each stage is a function from a model
 description to a model description. The teacher's weights are dropped as soon as no stage needs
@@ -59,7 +59,7 @@ def compress(src: str | os.PathLike, out: str | os.PathLike, recipe: Optional[Re
     another run's `--calib FILE.npz`."""
     import torch
 
-    from . import calibration, distill, model_desc, prune, quantize_stage, report, write
+    from . import calibration, distill, model_desc, prune, quantize_stage, report, tune, write
 
     recipe = recipe or Recipe()
     progress = sys.stderr.isatty() if progress is None else progress
@@ -147,7 +147,9 @@ def compress(src: str | os.PathLike, out: str | os.PathLike, recipe: Optional[Re
             if recipe.quant.target_bpw is not None:
                 nb, npar = quantize_stage.block_bytes_at(model, {n: q.types[n] for n in model.block_matrix_names()})
                 extra["quant"]["block_bits_per_weight"] = round(8.0 * nb / npar, 4)
-            rep.measure("quantized", model)
+            quantized = rep.measure("quantized", model)
+            if recipe.tune.active:
+                extra["tune"] = _tune(src, model, calib.train, recipe, rep, quantized, out, progress, tokenizer)
         stages = [s.as_dict() for s in rep.stages]
         compression = {"recipe": recipe.as_dict(), "calibration": calib.description,
                        "report": stages, **extra}
@@ -156,4 +158,34 @@ def compress(src: str | os.PathLike, out: str | os.PathLike, recipe: Optional[Re
         rep.close()
     if recipe.distill.active:
         out.with_name(out.name + ".distill.ckpt").unlink(missing_ok=True)
+    if recipe.tune.active:
+        out.with_name(out.name + ".tune.ckpt").unlink(missing_ok=True)
     return CompressResult(path, stages, rep.table(), time.monotonic() - t_start)
+
+
+def _tune(src, model, ids, recipe: Recipe, rep, quantized, out: Path, progress: bool, tokenizer) -> dict[str, Any]:
+    """Scale tuning (tune.py) of the quantized model against the source, read again (the quantize
+    stage replaced the streamed teacher's matrices by their quantized values). A run that raises
+    the held-back KLD keeps the quantized scales (the report keeps both rows)."""
+    from . import distill, model_desc, tune
+    params = tune.ScaleParams(model)
+    if not len(params):
+        raise InvalidArgumentError(f"--tune: no matrix is in a type whose scales it tunes ({', '.join(tune.LAYOUTS)})")
+    _say(progress, f"tuning the scales of {len(params)} matrices against the source")
+    teacher = model_desc.from_source(src, allow_quantized=recipe.allow_quantized_source, tokenizer=tokenizer, lazy=True)
+    teacher.load(list(teacher.weights))  # every step reads every matrix
+    before = ({n: model.encoded[n] for n in params.blocks}, {n: model.weights[n].clone() for n in params.norms})
+    res = distill.distill(model, teacher, ids, recipe.tune, checkpoint=out.with_name(out.name + ".tune.ckpt"),
+                          progress=progress, params=params, desc="tuning scales")
+    del teacher
+    tuned = rep.measure("tuned", model)
+    if quantized.kld is not None and tuned.kld > quantized.kld:
+        _say(progress, f"scale tuning raised the held-back KLD ({quantized.kld:.4f} -> {tuned.kld:.4f}); "
+                       "keeping the quantized scales")
+        for n, enc in before[0].items():
+            model.encoded[n] = enc
+            model.settle(n)
+        for n, w in before[1].items():
+            model.weights[n] = w
+        res["kept"] = "quantized"
+    return res

@@ -18,9 +18,10 @@ stream of activations runs beside the quantized one, and the error the earlier q
 left in the input is compensated too; gptq.asymmetric_target).
 
 Mixed precision (`--target-bpw B`): every block matrix starts at TYPE; a sensitivity pass measures,
-on the calibration activations, each matrix's output error at every candidate type (round to
-nearest), and matrices move one type up where that buys the most error per extra byte, until
-the next move would exceed B bits per weight (over the blocks' matrices, scales included).
+on the calibration activations, each matrix's whole output error at every candidate type (round
+to nearest), and, greedily, the move of one matrix to any costlier type that cuts the most error
+per extra byte is made, until no move fits under B bits per weight (over the blocks' matrices,
+scales included).
 
 Memory (streaming): the calibration activations at one block boundary, [n_seq, T, hidden] f32
 (twice with asym=1), the inputs of one linear for one chunk of sequences (recomputed, not kept),
@@ -348,9 +349,12 @@ def sensitivity_types(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, progr
                 H = hess.matrix()
                 for id in members:
                     n = reg(id, l)
+                    rows = desc.shape(n)[0]
                     for t in ladder:
                         wq, _, _ = _quantize_one(desc.weights[n], t, "rtn", None, spec.damp)
-                        err[(n, t)] = output_error_h(desc.weights[n], wq, H)
+                        # the whole matrix's output error (output_error_h is per output row): a
+                        # move is worth its error cut over its extra bytes, both for all the rows
+                        err[(n, t)] = output_error_h(desc.weights[n], wq, H) * rows
             stream.advance(l)
             desc.release(_block_matrices(l))
             if bar is not None:
@@ -365,19 +369,17 @@ def sensitivity_types(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, progr
         best = None
         for n in names:
             here = block_bytes_at_one(desc, n, types[n])
-            # The next type up that costs more bytes for this matrix (q3_k and its q3_0 fallback
-            # can be the same thing).
-            ups = [u for u in ladder[ladder.index(types[n]) + 1:] if block_bytes_at_one(desc, n, u) > here]
-            if not ups:
-                continue
-            up = ups[0]
-            extra = block_bytes_at_one(desc, n, up) - here
-            gain = err[(n, types[n])] - err[(n, up)]
-            if extra <= 0 or nbytes + extra > limit:
-                continue
-            score = gain / extra
-            if best is None or score > best[0]:
-                best = (score, n, up, extra)
+            # Any type up that costs more bytes for this matrix (q3_k and its q3_0 fallback can
+            # be the same thing), not only the next: a q3_k ffn_down's next step, q3_0, buys
+            # little, q4_0 much more.
+            for up in ladder[ladder.index(types[n]) + 1:]:
+                extra = block_bytes_at_one(desc, n, up) - here
+                gain = err[(n, types[n])] - err[(n, up)]
+                if extra <= 0 or gain <= 0 or nbytes + extra > limit:
+                    continue
+                score = gain / extra
+                if best is None or score > best[0]:
+                    best = (score, n, up, extra)
         if best is None:
             break
         _, n, up, extra = best

@@ -22,6 +22,9 @@ or both (flags override the file). Everything is checked here, before any work.
     asym = 1                     # 1 (default): aim at the float model's layer outputs (asymmetric calibration)
     target_bpw = 4.8
     embed_type = "q8_0"          # the embedding/output matrix (default q8_0 below 8 bits)
+    [tune]                       # --tune steps=N,time=20m,lr=1e-3,batch=4 (after --quant)
+    steps = 300                  # scale tuning: KD that trains only the blocks' f16 scales and the norms
+    time_budget = 1200
     [options]
     seed = 0
     threads = 2
@@ -39,6 +42,7 @@ from edgert.errors import InvalidArgumentError
 from .distill import DistillSpec
 from .prune import PruneSpec
 from .quantize_stage import QuantSpec
+from .tune import TuneSpec
 
 
 @dataclass
@@ -63,6 +67,7 @@ class Recipe:
     prune: PruneSpec = field(default_factory=PruneSpec)
     distill: DistillSpec = field(default_factory=DistillSpec)
     quant: Optional[QuantSpec] = field(default_factory=QuantSpec)
+    tune: TuneSpec = field(default_factory=TuneSpec)
     seed: int = 0
     threads: int = 0            # 0: torch's default
     allow_quantized_source: bool = False
@@ -72,6 +77,7 @@ class Recipe:
                 "prune": dataclasses.asdict(self.prune) if self.prune.active else None,
                 "distill": dataclasses.asdict(self.distill) if self.distill.active else None,
                 "quant": dataclasses.asdict(self.quant) if self.quant else None,
+                "tune": dataclasses.asdict(self.tune) if self.tune.active else None,
                 "seed": self.seed}
 
 
@@ -102,6 +108,9 @@ def _set(obj: Any, section: str, values: dict[str, Any], aliases: dict[str, str]
         if isinstance(v, str) and ("float" in str(typ) or "int" in str(typ)):
             v = _number(k, v, int if "int" in str(typ) and "float" not in str(typ) else float)
         setattr(obj, k, v)
+
+
+_TUNE_ALIASES = {"T": "temperature", "time": "time_budget"}
 
 
 def parse_duration(text: str | float | int) -> float:
@@ -148,19 +157,23 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 def build(toml: dict[str, Any] | None = None, *, calib: str | None = None, calib_seqs: int | None = None,
           seq_len: int | None = None, prune: str | None = None, distill: str | None = None,
           time_budget: str | None = None, quant: str | None = None, target_bpw: float | None = None,
-          embed_type: str | None = None,
+          embed_type: str | None = None, tune: str | None = None,
           seed: int | None = None, threads: int | None = None,
           allow_quantized_source: bool | None = None) -> Recipe:
     r = Recipe()
     toml = dict(toml or {})
-    unknown = set(toml) - {"calib", "prune", "distill", "quant", "options"}
+    unknown = set(toml) - {"calib", "prune", "distill", "quant", "tune", "options"}
     if unknown:
-        raise InvalidArgumentError(f"recipe: unknown sections {sorted(unknown)}; known: calib, prune, distill, quant, options")
+        raise InvalidArgumentError(f"recipe: unknown sections {sorted(unknown)}; "
+                                   "known: calib, prune, distill, quant, tune, options")
     _set(r.calib, "calib", toml.get("calib", {}))
     _set(r.prune, "prune", toml.get("prune", {}))
     _set(r.distill, "distill", toml.get("distill", {}), {"T": "temperature", "hidden": "hidden_weight"})
     if "time_budget" in toml.get("distill", {}):
         r.distill.time_budget = parse_duration(toml["distill"]["time_budget"])
+    _set(r.tune, "tune", toml.get("tune", {}), _TUNE_ALIASES)
+    if "time_budget" in toml.get("tune", {}):
+        r.tune.time_budget = parse_duration(toml["tune"]["time_budget"])
     if "quant" in toml:
         q = dict(toml["quant"])
         if q.get("type") in ("none", "float"):
@@ -195,6 +208,12 @@ def build(toml: dict[str, Any] | None = None, *, calib: str | None = None, calib
         if r.quant is None:
             raise InvalidArgumentError("--embed-type needs a --quant type")
         r.quant.embed_type = embed_type
+    if tune is not None:
+        kv = _kv("--tune", tune)
+        dur = kv.pop("time", None)
+        _set(r.tune, "--tune", kv, _TUNE_ALIASES)
+        if dur is not None:
+            r.tune.time_budget = parse_duration(dur)
     if seed is not None:
         r.seed = seed
     if threads is not None:
@@ -202,8 +221,12 @@ def build(toml: dict[str, Any] | None = None, *, calib: str | None = None, calib
     if allow_quantized_source is not None:
         r.allow_quantized_source = allow_quantized_source
     r.distill.seed = r.seed
+    r.tune.seed = r.seed
     r.calib.validate()
     r.distill.validate()
+    r.tune.validate()
+    if r.tune.active and r.quant is None:
+        raise InvalidArgumentError("--tune trains a quantized model's scales: it needs a --quant type")
     if r.quant is not None:
         r.quant.validate()
     return r
