@@ -434,7 +434,71 @@ def test_cli_without_extra_says_what_to_install(tmp_path, mlp_path):
                     raise ModuleNotFoundError(name)
         sys.meta_path.insert(0, _Hide())
     """))
-    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    # an empty cache: `run` needs the extra only to compile
+    env = dict(os.environ, PYTHONPATH=str(tmp_path), EDGERT_SENSOR_CACHE=str(tmp_path / "empty"))
     r = _edgert("sensor", "run", str(mlp_path), "--window", "32", "--hop", "8", env=env)
     assert r.returncode == 1
     assert r.stderr.count("\n") == 1 and 'pip install "edgert[sensor]"' in r.stderr, r.stderr
+
+
+# Hides numpy and the sensor extra (and torch, which the `edgert` command's other subcommands
+# would import) from a fresh process, and writes down which module tried to import numpy.
+_HIDE_NUMPY = """
+import os, sys
+class _Hide:
+    def find_spec(self, name, path=None, target=None):
+        top = name.split(".")[0]
+        if top == "numpy":
+            f = sys._getframe(1)
+            while f and (f.f_globals.get("__name__", "").startswith(("importlib", "_frozen"))
+                         or f.f_code.co_filename.startswith("<frozen")):
+                f = f.f_back
+            with open(os.environ["NUMPY_IMPORTERS"], "a") as log:
+                log.write((f.f_globals.get("__name__", "?") if f else "?") + "\\n")
+        if top in ("numpy", "onnx", "onnxruntime", "llvmlite", "torch"):
+            raise ModuleNotFoundError(f"No module named {name!r} (hidden by the test)")
+sys.meta_path.insert(0, _Hide())
+"""
+
+
+def test_cli_run_cached_model_without_numpy_or_extra(tmp_path, sensor_cache):
+    """A board with a cached model and neither numpy nor the extra: `python -m edgert sensor run`
+    parses the CSV (commas, spaces, a comment, a blank line), streams and prints without them, and
+    prints onnxruntime's values; edgert.sensor never even tries to import numpy."""
+    from edgert import sensor
+    W, H, C = 16, 5, 2
+    nodes = [helper.make_node("Flatten", ["x"], ["f"]),
+             helper.make_node("Gemm", ["f", "w", "b"], ["y"])]
+    model = make_model(nodes, {"x": (1, C, W)}, {"y": (1, 4)}, {"w": w(W * C, 4), "b": w(4)})
+    path = tmp_path / "cw.onnx"
+    path.write_bytes(model)
+    sensor.compile(path)  # into the cache the subprocess reads
+    sig = RNG.standard_normal((203, C)).astype(np.float32)
+    lines = [f"{a:.6f},{b:.6f}" if i % 3 else f"{a:.6f} {b:.6f}" for i, (a, b) in enumerate(sig)]
+    lines[7] += "  # a comment"
+    lines.insert(50, "")
+    csv = "# ax, ay\n" + "\n".join(lines) + "\n"
+    (tmp_path / "hide").mkdir()
+    (tmp_path / "hide" / "sitecustomize.py").write_text(_HIDE_NUMPY)
+    log = tmp_path / "numpy-importers.txt"
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "hide"), NUMPY_IMPORTERS=str(log),
+               EDGERT_SENSOR_CACHE=str(sensor_cache))
+    mean, std = [0.5, -1.0], [2.0, 0.5]
+    outs = {}
+    for flag in ("", "--argmax"):
+        r = subprocess.run([sys.executable, "-m", "edgert", "sensor", "run", str(path), "--window",
+                            str(W), "--hop", str(H), "--mean", "0.5,-1", "--std", "2,0.5"]
+                           + ([flag] if flag else []), input=csv, capture_output=True, text=True,
+                           env=env, cwd=tmp_path, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        outs[flag] = r.stdout
+    importers = log.read_text().split() if log.exists() else []
+    assert not [m for m in importers if m.startswith("edgert.sensor")], importers
+    vals = np.array([[float(f"{v:.6f}") for v in row] for row in sig], np.float32)
+    wins = (_windows(vals, W, H) - np.float32(mean)) / np.float32(std)
+    ref = np.stack([ort_run(model, {"x": v.T[None].copy()})[0][0] for v in wins])
+    got = np.array([[float(v) for v in ln.split(",")] for ln in outs[""].splitlines()])
+    compare(got, ref, "numpy-free `edgert sensor run`", 1e-5, 1e-5)  # 6 significant digits
+    idx = [int(v) for v in outs["--argmax"].split()]
+    assert len(idx) == len(ref)
+    assert all(ref[i, k] >= ref[i].max() - 1e-5 for i, k in enumerate(idx)), (idx, ref)

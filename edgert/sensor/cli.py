@@ -4,19 +4,21 @@
   edgert sensor bench MODEL.onnx                                       latency vs onnxruntime
   edgert sensor compile MODEL.onnx --target aarch64-linux-gnu -o DIR   AOT object/library/header
 
-samples.csv: one sample per line, one column per channel (comma or whitespace separated). The
-module imports nothing heavy, so without the extra `edgert sensor` still starts and says what to
-install.
+samples.csv: one sample per line, one column per channel (comma or whitespace separated, '#'
+comments). The module imports nothing heavy, so without the extra `edgert sensor` still starts and
+says what to install; `run` on a cached model needs neither the extra nor numpy (the CSV is parsed
+into array.array blocks, the outputs printed from memoryviews).
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import io
 import json
 import sys
 import time
-from typing import Any, Optional, TextIO
+from array import array
+from itertools import chain
+from typing import Any, Iterator, Optional, TextIO
 
 from ..errors import EdgertError
 
@@ -85,7 +87,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    _require_extra()
+    if args.sensor_command != "run":  # run checks the extra only when it has to compile
+        _require_extra()
     return {"run": cmd_run, "bench": cmd_bench, "compile": cmd_compile}[args.sensor_command](args)
 
 
@@ -95,10 +98,13 @@ def _compile(args: argparse.Namespace, **kw: Any) -> Any:
                           fallback="onnxruntime" if args.fallback else None, **kw)
 
 
-def read_samples(src: Any, channels: int, block: int = 1 << 16):
-    """Yield [n, channels] float32 chunks parsed by numpy from blocks of CSV lines."""
-    import numpy as np
+def read_samples(src: Any, channels: int, block: int = 1 << 16) -> Iterator[array]:
+    """Yield array('f') chunks of whole lines (channels interleaved) parsed from blocks of CSV
+    lines read from the binary stream `src`. Read as numpy.loadtxt did (commas or whitespace
+    between columns, '#' starts a comment, blank lines skipped), without numpy: a board running a
+    cached model need not have it."""
     rest = b""
+    line = 1  # the number of the block's first line, for error messages
     while True:
         data = src.read(block)
         if not data:
@@ -109,42 +115,103 @@ def read_samples(src: Any, channels: int, block: int = 1 << 16):
             rest = data
             continue
         rest = data[cut + 1:]
-        yield _parse(data[:cut + 1], channels, np)
+        yield _parse(data[:cut + 1], channels, line)
+        line += data.count(b"\n", 0, cut + 1)
     if rest.strip():
-        yield _parse(rest, channels, np)
+        yield _parse(rest, channels, line)
 
 
-def _parse(chunk: bytes, channels: int, np: Any) -> Any:
-    text = chunk.replace(b",", b" ")
-    arr = np.loadtxt(io.BytesIO(text), dtype=np.float32, ndmin=2, comments="#")
-    if arr.size == 0:
-        return np.zeros((0, channels), np.float32)
-    if arr.shape[1] != channels:
-        raise EdgertError(f"a line has {arr.shape[1]} column(s); the model takes {channels} "
-                          f"channel(s) (set --channels)")
-    return arr
+# Characters that send a block to the line-by-line parser. Without them (and without blank lines)
+# every line of a block is exactly one number, so one split() over the block is the parse.
+_NOT_PLAIN = (" ", ",", "\t", "\r", "\f", "\v", "#", "_")
+
+
+def _parse(chunk: bytes, channels: int, first_line: int) -> array:
+    try:
+        text = chunk.decode("ascii")
+    except UnicodeDecodeError as e:
+        line = first_line + chunk.count(b"\n", 0, e.start)
+        raise EdgertError(f"line {line}: a byte that is "
+                          f"not ASCII text (0x{chunk[e.start]:02x}); samples.csv holds numbers, "
+                          f"one line per sample") from None
+    if channels == 1 and not any(c in text for c in _NOT_PLAIN) and "\n\n" not in text \
+            and not text.startswith("\n"):
+        tokens = text.split()
+        try:
+            return array("f", map(float, tokens))
+        except ValueError:
+            pass  # the line-by-line parser below names the line
+    # Line by line: drop comments, split each line, check its column count, then convert every
+    # number of the block in one call.
+    text = text.replace(",", " ")
+    if "#" in text:
+        lines = [ln.partition("#")[0] for ln in text.split("\n")]
+    else:
+        lines = text.split("\n")
+    rows = list(map(str.split, lines))
+    counts = set(map(len, rows))
+    counts.discard(0)
+    if counts - {channels}:
+        i, n = next((i, len(r)) for i, r in enumerate(rows) if len(r) not in (0, channels))
+        raise EdgertError(f"line {first_line + i}: a line has {n} column(s); the model takes "
+                          f"{channels} channel(s) (set --channels)")
+    try:
+        if "_" in text:  # float() reads 1_000 as 1000; a CSV reader must not
+            raise ValueError
+        return array("f", map(float, chain.from_iterable(rows)))
+    except ValueError:
+        for i, r in enumerate(rows):
+            for v in r:
+                try:
+                    if "_" in v:
+                        raise ValueError
+                    float(v)
+                except ValueError:
+                    raise EdgertError(f"line {first_line + i}: {v!r} is not a number") from None
+        raise
+
+
+def _argmax(row: list[float]) -> int:
+    """numpy's argmax: the first NaN if there is one, else the first largest value."""
+    for i, v in enumerate(row):
+        if v != v:
+            return i
+    return row.index(max(row))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import numpy as np
     from .stream import WindowStream
-    m = _compile(args)
+    m = _load_or_compile(args)
     s = WindowStream(m, args.window, args.hop, channels=args.channels, mean=_floats(args.mean),
                      std=_floats(args.std), spectrum=args.spectrum, layout=args.layout)
     ch = _channels_of(m, args)
     out: TextIO = sys.stdout
+    fmt = ""
     for chunk in read_samples(sys.stdin.buffer, ch):
-        res = s.push(chunk)
-        if not len(res):
+        if not chunk:
+            continue
+        rows = s.push(chunk).tolist()  # a memoryview [k, outputs]: array.array in
+        if not rows:
             continue
         if args.argmax:
-            out.write("\n".join(str(int(i)) for i in res.argmax(axis=1)) + "\n")
+            out.write("".join(f"{_argmax(r)}\n" for r in rows))
         else:
-            buf = io.StringIO()
-            np.savetxt(buf, res, fmt="%.6g", delimiter=",")
-            out.write(buf.getvalue())
+            # what np.savetxt(fmt="%.6g", delimiter=",") wrote: one "%.6g" per value
+            fmt = fmt or ",".join(["%.6g"] * len(rows[0])) + "\n"
+            out.write("".join(map(fmt.__mod__, map(tuple, rows))))
         out.flush()
     return 0
+
+
+def _load_or_compile(args: argparse.Namespace) -> Any:
+    """The cached model when there is one (no onnx, llvmlite or numpy needed), else a compile,
+    which needs the sensor extra."""
+    from .compiler import cached
+    m = cached(args.model, dtype=args.dtype, input_shapes=_shapes(args.input_shape))
+    if m is not None:  # only a model that compiled is cached, so --fallback does not matter
+        return m
+    _require_extra()
+    return _compile(args)
 
 
 def _channels_of(m: Any, args: argparse.Namespace) -> int:

@@ -319,13 +319,7 @@ def compile(model: ModelSource, *, target: str = "host", dtype: str = "f32",  # 
                             name=Path(model).stem if not isinstance(model, (bytes, bytearray,
                                                                             memoryview))
                             else "model")
-    options = {"dtype": dtype, "input_shapes": {k: list(map(int, v)) for k, v in
-                                                (input_shapes or {}).items()},
-               "fuse": fuse, "loader": loader, "cpu": cpu,
-               "kernels": os.environ.get("EDGERT_SENSOR_KERNELS", "tiled"),
-               "vector_width": os.environ.get("EDGERT_SENSOR_VECTOR_WIDTH", "auto")}
-    key = _cache_key(data, options)
-    entry = cache_root() / key
+    entry = _cache_entry(data, dtype, input_shapes, fuse, loader, cpu)
     if cache:
         hit = _load_cached(entry, t0)
         if hit is not None:
@@ -376,6 +370,27 @@ def compile(model: ModelSource, *, target: str = "host", dtype: str = "f32",  # 
         import weakref
         weakref.finalize(m, shutil.rmtree, str(tmp), True)
     return m
+
+
+def _cache_entry(data: bytes, dtype: str, input_shapes: Optional[Mapping[str, Sequence[int]]],
+                 fuse: bool, loader: str, cpu: Optional[str]) -> Path:
+    options = {"dtype": dtype, "input_shapes": {k: list(map(int, v)) for k, v in
+                                                (input_shapes or {}).items()},
+               "fuse": fuse, "loader": loader, "cpu": cpu,
+               "kernels": os.environ.get("EDGERT_SENSOR_KERNELS", "tiled"),
+               "vector_width": os.environ.get("EDGERT_SENSOR_VECTOR_WIDTH", "auto")}
+    return cache_root() / _cache_key(data, options)
+
+
+def cached(model: ModelSource, *, dtype: str = "f32",
+           input_shapes: Optional[Mapping[str, Sequence[int]]] = None, fuse: bool = True,
+           loader: str = "auto", cpu: Optional[str] = None) -> Optional[Any]:
+    """What `compile(model, ...)` with the same options returns when the cache has it, else None
+    (nothing is compiled: a caller that can do without onnx and llvmlite asks this first)."""
+    _check_options("host", dtype, None)
+    t0 = time.perf_counter()
+    return _load_cached(_cache_entry(read_model_bytes(model), dtype, input_shapes, fuse, loader,
+                                     cpu), t0)
 
 
 def _publish(tmp: Path, entry: Path) -> Path:
