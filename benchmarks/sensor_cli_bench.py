@@ -8,10 +8,16 @@ fresh cache (so every timed run is a cached start, like a board's), then times t
 in fresh processes: start, cached load, CSV parsing, WindowStream -> model, printing. Reports
 the median wall time, samples/s, whether the command imported numpy, and /proc/loadavg. The
 CSV parsing dominates: the library path alone streams ~27 M samples/s (README).
+
+Then, in this process and interleaved (so load changes hit both alike), the command's loop as it
+is (edgert.sensor.cli.read_samples -> WindowStream.push(array) -> "%.6g" lines) against the numpy
+loop it replaced (np.loadtxt per 64 KiB block -> push(ndarray) -> np.savetxt): CPU time (thread
+time, best of --repeats) and whether the two print the same bytes.
 """
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import random
 import statistics
@@ -78,7 +84,60 @@ def main() -> int:
               f"{med * 1e3:.0f} ms of {args.repeats} (min {min(times) * 1e3:.0f}, max "
               f"{max(times) * 1e3:.0f}) = {args.samples / med:,.0f} samples/s; imports numpy: "
               f"{numpy_in}; empty input {start * 1e3:.0f} ms; loadavg {la0} -> {loadavg()}")
+        print(inprocess(args, csv, env))
     return 0
+
+
+def _numpy_loop(model, args, data: bytes) -> str:
+    """The loop `edgert sensor run` had before it went numpy-free (its text, minus argmax)."""
+    import numpy as np
+    from edgert import sensor
+    s = sensor.WindowStream(model, args.window, args.hop)
+    out = io.StringIO()
+    rest, block = b"", 1 << 16
+    for i in range(0, len(data), block):
+        d = rest + data[i:i + block]
+        cut = d.rfind(b"\n")
+        rest = d[cut + 1:]
+        arr = np.loadtxt(io.BytesIO(d[:cut + 1].replace(b",", b" ")), dtype=np.float32,
+                         ndmin=2, comments="#")
+        res = s.push(arr)
+        if len(res):
+            np.savetxt(out, res, fmt="%.6g", delimiter=",")
+    return out.getvalue()
+
+
+def _python_loop(model, args, data: bytes) -> str:
+    from edgert import sensor
+    from edgert.sensor.cli import read_samples
+    s = sensor.WindowStream(model, args.window, args.hop)
+    out = io.StringIO()
+    fmt = ""
+    for chunk in read_samples(io.BytesIO(data), args.channels):
+        rows = s.push(chunk).tolist()
+        if rows:
+            fmt = fmt or ",".join(["%.6g"] * len(rows[0])) + "\n"
+            out.write("".join(map(fmt.__mod__, map(tuple, rows))))
+    return out.getvalue()
+
+
+def inprocess(args, csv: Path, env: dict) -> str:
+    os.environ["EDGERT_SENSOR_CACHE"] = env["EDGERT_SENSOR_CACHE"]
+    from edgert import sensor
+    m = sensor.compile(args.model)
+    data = csv.read_bytes()
+    best = {"numpy": 1e9, "python": 1e9}
+    texts = {}
+    for _ in range(args.repeats):
+        for name, fn in (("numpy", _numpy_loop), ("python", _python_loop)):
+            t = time.thread_time()
+            texts[name] = fn(m, args, data)
+            best[name] = min(best[name], time.thread_time() - t)
+    return (f"in-process loop, CPU s (best of {args.repeats}): numpy (before) "
+            f"{best['numpy']:.3f} s = {args.samples / best['numpy']:,.0f} samples/s, python "
+            f"(now) {best['python']:.3f} s = {args.samples / best['python']:,.0f} samples/s, "
+            f"ratio {best['python'] / best['numpy']:.2f}x; same output: "
+            f"{texts['numpy'] == texts['python']}; loadavg {loadavg()}")
 
 
 if __name__ == "__main__":
