@@ -29,10 +29,16 @@ def _optional_module(name: str) -> tuple[Optional[ModuleType], str]:
         return None, str(e)
 
 
-def _add_delegate(sub: Any, name: str, module_name: str, help_text: str) -> None:
-    """A subcommand whose arguments and work live in another module's add_arguments/run."""
-    module, why = _optional_module(module_name)
+def _add_delegate(sub: Any, name: str, module_name: str, help_text: str,
+                  command: Optional[str] = None) -> None:
+    """A subcommand whose arguments and work live in another module's add_arguments/run. When
+    the command line names another subcommand (`command`), the module is not imported: the
+    delegates' imports (torch, onnx, numpy) would cost `edgert sensor run` seconds of start."""
     p = sub.add_parser(name, help=help_text)
+    if command is not None and command != name:
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        return
+    module, why = _optional_module(module_name)
     if module is not None:
         module.add_arguments(p)
         p.set_defaults(handler=module.run)
@@ -275,7 +281,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
+    """The `edgert` parser; `command`: the subcommand the command line names, when known, so that
+    only its delegate module is imported (None: all, for `edgert --help`)."""
     from . import __version__
     parser = argparse.ArgumentParser(prog="edgert", description="On-device LLM inference runtime.",
                                      epilog="edgert --cflags --libs [--cmake-dir --pkgconfig-dir]: flags to "
@@ -284,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     _add_delegate(sub, "convert", "edgert.converters.cli",
-                  "convert a Hugging Face, GGUF or llama2.c checkpoint to .edgt")
+                  "convert a Hugging Face, GGUF or llama2.c checkpoint to .edgt", command)
 
     p = sub.add_parser("run", help="continue a prompt, streaming to stdout")
     _add_model_options(p)
@@ -313,16 +321,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_info)
 
     _add_delegate(sub, "compress", "edgert.converters.compress.cli",
-                  "calibrated quantization, pruning and distillation with a quality report")
-    _add_delegate(sub, "bench", "edgert.bench", "measure speed and memory")
+                  "calibrated quantization, pruning and distillation with a quality report",
+                  command)
+    _add_delegate(sub, "bench", "edgert.bench", "measure speed and memory", command)
     _add_delegate(sub, "serve", "edgert.server.cli",
-                  "OpenAI-compatible HTTP server (pip install \"edgert[server]\")")
+                  "OpenAI-compatible HTTP server (pip install \"edgert[server]\")", command)
     _add_delegate(sub, "perplexity", "edgert.perplexity",
-                  "perplexity and KL divergence vs reference logits (KV-cache quality)")
+                  "perplexity and KL divergence vs reference logits (KV-cache quality)", command)
     _add_delegate(sub, "sensor", "edgert.sensor.cli",
-                  "compile, stream and benchmark small ONNX models (the sensor path)")
+                  "compile, stream and benchmark small ONNX models (the sensor path)", command)
     _add_delegate(sub, "export-onnx", "edgert.onnx_export",
-                  "export an .edgt model to ONNX (onnxruntime / onnxruntime-genai)")
+                  "export an .edgt model to ONNX (onnxruntime / onnxruntime-genai)", command)
     return parser
 
 
@@ -336,7 +345,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"edgert: error: {e}", file=sys.stderr)
             return 1
         return 0
-    parser = build_parser()
+    parser = build_parser(argv[0] if argv and not argv[0].startswith("-") else None)
     args, rest = parser.parse_known_args(argv)
     # `run MODEL --temp 1 "prompt"`: argparse fills an optional positional only where it first
     # meets positionals, so a prompt after the options arrives here.
