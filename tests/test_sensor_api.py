@@ -462,10 +462,10 @@ sys.meta_path.insert(0, _Hide())
 
 
 def test_cli_run_cached_model_without_numpy_or_extra(tmp_path, sensor_cache):
-    """A board with a cached model and neither numpy nor the extra: `python -m edgert sensor run`
-    parses the CSV (commas, spaces, a comment, a blank line), streams and prints without them, and
-    prints onnxruntime's values; nothing (edgert.sensor, the `edgert` command's other
-    subcommands) even tries to import numpy."""
+    """A board with a cached model (or an AOT .so) and neither numpy nor the extra: `python -m
+    edgert sensor run` parses the CSV (commas, spaces, a comment, a blank line), streams and
+    prints without them, and prints onnxruntime's values; nothing (edgert.sensor, the `edgert`
+    command's other subcommands) even tries to import numpy."""
     from edgert import sensor
     W, H, C = 16, 5, 2
     nodes = [helper.make_node("Flatten", ["x"], ["f"]),
@@ -484,13 +484,23 @@ def test_cli_run_cached_model_without_numpy_or_extra(tmp_path, sensor_cache):
     log = tmp_path / "numpy-importers.txt"
     env = dict(os.environ, PYTHONPATH=str(tmp_path / "hide"), NUMPY_IMPORTERS=str(log),
                EDGERT_SENSOR_CACHE=str(sensor_cache))
+    # and an AOT library for this machine (`edgert sensor compile --target`), run without a cache
+    import platform
+    target = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu"}.get(platform.machine())
+    lib = sensor.compile(path, target=target, output_dir=tmp_path / "aot").library if target \
+        else None
+    assert lib is not None or target != "x86_64-linux-gnu", "cc links the host library"
     mean, std = [0.5, -1.0], [2.0, 0.5]
     outs = {}
-    for flag in ("", "--argmax"):
-        r = subprocess.run([sys.executable, "-m", "edgert", "sensor", "run", str(path), "--window",
-                            str(W), "--hop", str(H), "--mean", "0.5,-1", "--std", "2,0.5"]
-                           + ([flag] if flag else []), input=csv, capture_output=True, text=True,
-                           env=env, cwd=tmp_path, timeout=120)
+    for flag, model_arg in (("", path), ("--argmax", path), ("lib", lib)):
+        if model_arg is None:
+            continue
+        r = subprocess.run([sys.executable, "-m", "edgert", "sensor", "run", str(model_arg),
+                            "--window", str(W), "--hop", str(H), "--mean", "0.5,-1", "--std",
+                            "2,0.5"] + ([flag] if flag == "--argmax" else []), input=csv,
+                           capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                           env=env if model_arg == path else
+                           dict(env, EDGERT_SENSOR_CACHE=str(tmp_path / "none")))
         assert r.returncode == 0, r.stderr[-2000:]
         outs[flag] = r.stdout
     importers = log.read_text().split() if log.exists() else []
@@ -500,6 +510,9 @@ def test_cli_run_cached_model_without_numpy_or_extra(tmp_path, sensor_cache):
     ref = np.stack([ort_run(model, {"x": v.T[None].copy()})[0][0] for v in wins])
     got = np.array([[float(v) for v in ln.split(",")] for ln in outs[""].splitlines()])
     compare(got, ref, "numpy-free `edgert sensor run`", 1e-5, 1e-5)  # 6 significant digits
+    if lib:  # built for a generic CPU (no FMA): not the same bits as the host's JIT code
+        got = np.array([[float(v) for v in ln.split(",")] for ln in outs["lib"].splitlines()])
+        compare(got, ref, "numpy-free `edgert sensor run` of an AOT .so", 1e-5, 1e-5)
     idx = [int(v) for v in outs["--argmax"].split()]
     assert len(idx) == len(ref)
     assert all(ref[i, k] >= ref[i].max() - 1e-5 for i, k in enumerate(idx)), (idx, ref)

@@ -6,8 +6,8 @@
 
 samples.csv: one sample per line, one column per channel (comma or whitespace separated, '#'
 comments). The module imports nothing heavy, so without the extra `edgert sensor` still starts and
-says what to install; `run` on a cached model needs neither the extra nor numpy (the CSV is parsed
-into array.array blocks, the outputs printed from memoryviews).
+says what to install; `run` on a cached model (or an AOT MODEL.so) needs neither the extra nor
+numpy (the CSV is parsed into array.array blocks, the outputs printed from memoryviews).
 """
 from __future__ import annotations
 
@@ -78,7 +78,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="an .onnx file")
+    p.add_argument("model", help="an .onnx file (run: or an AOT library MODEL.so for this "
+                                 "machine, its MODEL.json beside it)")
     p.add_argument("--dtype", default="f32", choices=["f32", "int8"])
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D1,D2,...",
                    help="pin a symbolic input dim (repeatable)")
@@ -208,9 +209,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _load_or_compile(args: argparse.Namespace) -> Any:
-    """The cached model when there is one (no onnx, llvmlite or numpy needed), else a compile,
-    which needs the sensor extra."""
-    from .compiler import cached
+    """An AOT library (MODEL.so with its .json, from `compile --target`) or the cached model when
+    there is one (no onnx, llvmlite or numpy needed), else a compile, which needs the extra."""
+    from .compiler import cached, load
+    if args.model.endswith(".so"):
+        return load(args.model)
     m = cached(args.model, dtype=args.dtype, input_shapes=_shapes(args.input_shape))
     if m is not None:  # only a model that compiled is cached, so --fallback does not matter
         return m
