@@ -10,6 +10,8 @@ and `meta.json`. The key hashes the model bytes, the compile options, the code g
 the CPU's identity and feature flags, so a copied cache never runs code built
 for another CPU. A cached start reads and hashes the file and dlopens the library: it imports
 neither onnx nor llvmlite (that is what keeps it under 50 ms and the process small).
+`cached(model, ...)` answers from the cache only (None on a miss): `edgert sensor run` asks it
+first, so it needs the extra only when it has to compile.
 
 AOT (`target="aarch64-linux-gnu"`): the same module built for that triple, written as
 `<name>.o`, `<name>.so` (when the cross compiler `aarch64-linux-gnu-gcc` is installed) and
