@@ -95,7 +95,7 @@ class _AllWeights:
 
     def __init__(self, student: ModelDesc):
         self.student = student
-        self.params = {k: v for k, v in student.weights.items()}
+        self.params = dict(student.weights)
 
     def weights(self, P: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return P

@@ -59,7 +59,7 @@ def compress(src: str | os.PathLike, out: str | os.PathLike, recipe: Optional[Re
     another run's `--calib FILE.npz`."""
     import torch
 
-    from . import calibration, distill, model_desc, prune, quantize_stage, report, tune, write
+    from . import calibration, distill, model_desc, prune, quantize_stage, report, write
 
     recipe = recipe or Recipe()
     progress = sys.stderr.isatty() if progress is None else progress
