@@ -38,6 +38,13 @@ _EMBED_OUT = ("token_embd.weight", "output.weight")
 _LEGACY_4BIT = (Q4_0, Q4_1, Q3_0)
 _K_TYPES = (Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS)
 K_FALLBACK = {Q3_K: Q4_0, Q4_K: Q5_0, Q5_K: Q5_1, Q6_K: Q8_0, IQ4_XS: IQ4_NL}
+
+
+def k_fallback(want: DType, *, all_3bit: bool) -> DType:
+    """What a super-block type is written as in rows that are not whole 256-column blocks: one
+    type up as llama.cpp does (q3_k -> q4_0, q4_k -> q5_0, ...), except that a 3-bit file (the
+    `q3_k` recipe, `edgert compress --quant q3_k`) keeps 3 bits with edgert's q3_0."""
+    return Q3_0 if (want is Q3_K and all_3bit) else K_FALLBACK[want]
 _LAYER = re.compile(r"^blk\.(\d+)\.(.+)$")
 
 
@@ -92,7 +99,7 @@ def target_dtype(name: str, shape: tuple[int, ...], source: DType, recipe: str, 
     elif base in _K_TYPES and is_output:
         want = Q6_K if shape[-1] % Q6_K.block_size == 0 else Q8_0
     if want in _K_TYPES and shape[-1] % want.block_size:
-        want = Q3_0 if (want is Q3_K and recipe == "q3_k") else K_FALLBACK[want]
+        want = k_fallback(want, all_3bit=recipe == "q3_k")
     if want.is_block and shape[-1] % want.block_size:
         want = F16
     return want

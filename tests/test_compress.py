@@ -323,21 +323,25 @@ def test_distillation_heals_a_pruned_model(stories):
     assert after.ppl < 0.7 * before.ppl and after.kld < before.kld
 
 
-@pytest.mark.parametrize("t", ["q3_0", "q4_1"])
-def test_scale_tuning_heals_a_quantized_model_and_keeps_its_codes(stories, t):
-    """--tune trains only the blocks' f16 scales (q4_1: and offsets) and the norms: the held-back
-    KLD of the bytes it writes drops, and every byte other than the scale fields is unchanged."""
+@pytest.mark.parametrize("t,embed", [("q3_0", None), ("q4_1", "q5_1"), ("q4_0", "q5_0")])
+def test_scale_tuning_heals_a_quantized_model_and_keeps_its_codes(stories, t, embed):
+    """--tune trains only the blocks' f16 scales (q4_1/q5_1: and offsets) of the block matrices and
+    the embedding (q8_0 by default), and the norms: the held-back KLD of the bytes it writes
+    drops, and every byte other than the scale fields is unchanged."""
     from converters.compress import tune
     from converters.compress.report import QualityReport
     desc, calib = stories
     rep = QualityReport(calib.heldout)
     rep.measure("source", desc)
     d = desc.copy()
-    quantize_stage.quantize_model(d, calib.train, quantize_stage.QuantSpec(t, "rtn"))
+    quantize_stage.quantize_model(d, calib.train, quantize_stage.QuantSpec(t, "rtn", embed_type=embed))
     before = rep.measure("quantized", d)
     old = dict(d.encoded)
     params = tune.ScaleParams(d)
-    assert len(params) == 6 * d.n_layers  # Q, K, V, O, gate, up: ffn_down (172 columns) is f16
+    embeds = [n for n in tune.EMBED_NAMES if n in d.encoded]
+    assert embeds and {d.encoded[n][0].name for n in embeds} == {embed or "q8_0"}
+    # Q, K, V, O, gate, up and the embedding(s): ffn_down (172 columns) is f16
+    assert len(params) == 6 * d.n_layers + len(embeds) and set(embeds) <= set(params.blocks)
     info = distill.distill(d, desc, calib.train, tune.TuneSpec(steps=30, batch=8), params=params)
     after = rep.measure("tuned", d)
     rep.close()

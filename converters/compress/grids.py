@@ -311,8 +311,6 @@ class Q3KGrid:
 
 
 GRIDS = {"q3_0": Q30Grid, "q3_k": Q3KGrid, "q4_0": Q40Grid, "q4_1": Q41Grid, "q8_0": Q80Grid}
-# A type whose block does not divide a matrix's rows falls back to (the converters' q3_k recipe does the same).
-FALLBACK = {"q3_k": "q3_0"}
 
 
 def grid_for(type_name: str, search: bool = True) -> Grid:

@@ -45,10 +45,10 @@ from edgert.errors import InvalidArgumentError
 from .. import quantize as codec
 from ..dtypes import BY_NAME, F16, DType
 from ..llama_tensor_names import name as reg
-from ..recipe import K_FALLBACK
+from ..recipe import K_FALLBACK, k_fallback
 from . import awq, forward
 from .gptq import Hessian, asymmetric_target, gptq_quantize, output_error_h
-from .grids import FALLBACK, GRIDS, grid_for, quantize_matrix
+from .grids import GRIDS, grid_for, quantize_matrix
 from .model_desc import ModelDesc
 
 METHODS = ("rtn", "gptq", "awq", "awq+gptq")
@@ -116,10 +116,9 @@ def effective_type(t: str, cols: int) -> DType:
     q5_k -> q5_1, q6_k -> q8_0, iq4_xs -> iq4_nl), or f16 when no block fits (rows that are not
     whole 32-blocks)."""
     want = BY_NAME[t]
-    fallback = FALLBACK.get(t) or getattr(K_FALLBACK.get(want), "name", None)
-    for name in (t, fallback):
-        if name is not None and cols % BY_NAME[name].block_size == 0:
-            return BY_NAME[name]
+    for dt in (want, k_fallback(want, all_3bit=True) if want in K_FALLBACK else None):
+        if dt is not None and cols % dt.block_size == 0:
+            return dt
     return F16
 
 

@@ -1,5 +1,6 @@
 """Scale tuning: heal a quantized model by knowledge distillation that trains only what the file
-stores as floats — every block's f16 scale (and q4_1's f16 offset) and the RMSNorm weights — with
+stores as floats — every block's f16 scale (and q4_1/q5_1's f16 offset) in the block matrices
+and the token embedding / output matrix, and the RMSNorm weights — with
 the integer codes GPTQ chose held fixed (the end-to-end step of EfficientQAT, Chen et al. 2024,
 "E2E-QP"; the codes stay on the format's grid, so the tuned file is the same size and runs on the
 same kernels).
@@ -27,8 +28,11 @@ from .model_desc import ModelDesc, _decode_tensor
 
 # type -> (elements per block, bytes per block, byte offset of the f16 scale, of the f16 offset)
 LAYOUTS: dict[str, tuple[int, int, int, Optional[int]]] = {
-    "q3_0": (32, 14, 0, None), "q4_0": (32, 18, 0, None), "q8_0": (32, 34, 0, None),
-    "q4_1": (32, 20, 0, 2), "q3_k": (256, 110, 108, None)}
+    "q3_0": (32, 14, 0, None), "q4_0": (32, 18, 0, None), "q5_0": (32, 22, 0, None), "q8_0": (32, 34, 0, None),
+    "q4_1": (32, 20, 0, 2), "q5_1": (32, 24, 0, 2), "q3_k": (256, 110, 108, None)}
+# The token embedding and output matrix are tuned too: the output matrix is read every token, so
+# a cheaper type there (q5_0 instead of q8_0) is where a 3-bit file saves its last bytes.
+EMBED_NAMES = ("token_embd.weight", "output.weight")
 
 
 @dataclass
@@ -69,7 +73,7 @@ def _blocks_of(dtype: DType, raw: np.ndarray, shape: tuple[int, int]) -> _Blocks
     centred = values if m is None else values - torch.from_numpy(m)[:, None]
     codes = torch.where(dd != 0, torch.round(centred / torch.where(dd != 0, dd, torch.ones_like(dd))),
                         torch.zeros_like(centred))
-    # q3_k's code is sc·(q − 4) with a 6-bit sc: up to 128 in magnitude.
+    # q3_k's code is sc·(q − 4) with a 6-bit sc: up to 128 in magnitude; q5_x's fit int8.
     codes = codes.to(torch.int16 if dtype.name == "q3_k" else torch.int8).reshape(rows, cols // group, group)
     return _Blocks(dtype, raw, shape, group, nbytes, d_at, m_at, codes, torch.from_numpy(d).reshape(rows, -1),
                    None if m is None else torch.from_numpy(m).reshape(rows, -1))
@@ -82,7 +86,7 @@ class ScaleParams:
     def __init__(self, desc: ModelDesc, names: Optional[list[str]] = None):
         self.desc = desc
         self.blocks: dict[str, _Blocks] = {}
-        for n in names if names is not None else desc.block_matrix_names():
+        for n in names if names is not None else [*desc.block_matrix_names(), *EMBED_NAMES]:
             if n in desc.encoded and desc.encoded[n][0].name in LAYOUTS:
                 dt, raw = desc.encoded[n]
                 self.blocks[n] = _blocks_of(dt, raw, desc.shape(n))
