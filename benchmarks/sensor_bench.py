@@ -1,6 +1,6 @@
 """Sensor path benchmark (issue 14): edgert.sensor against onnxruntime on five small models.
 
-    python benchmarks/sensor_bench.py                 # ~2-3 min on 2 quiet cores
+    python benchmarks/sensor_bench.py                 # ~3 min on 2 quiet cores, every part
     python benchmarks/sensor_bench.py --quick         # smoke run (fewer calls)
     python benchmarks/sensor_bench.py --only rss      # one part: latency,compile,rss,streaming,int8
     python benchmarks/sensor_bench.py --only int8     # edgert int8 vs onnxruntime, same QDQ model
@@ -38,7 +38,8 @@ Measured, per model, in one run (medians; loadavg recorded at start and end):
               in units of the output's quantization step (max |y - y_ort| / scale); the int8 ops
               run (`ops`: QLinearConv/QLinearMatMul are integer, a Gemm stays a float op between
               Q/DQ rounding steps). A model that fails to compile in int8 is recorded with its
-              error message (`error`, `error_typed`), not raised
+              error message (`error`, `error_typed`), not raised. Part of the default run (it
+              adds ~25 s); --int8-activations uint8 quantizes activations to uint8 (U8S8) instead
 Writes benchmarks/results/sensor-<date>-<host>.json and prints the table.
 """
 from __future__ import annotations
@@ -305,10 +306,15 @@ def streaming_rate(info: dict[str, Any], seconds: float) -> dict[str, Any]:
 # -- int8: edgert's dtype="int8" against onnxruntime on the same QDQ model ------------------------
 
 CALIB_SEED, AGREE_SEED = 20261203, 7   # the timing inputs use seed 0 (cli.bench_model's)
-QUANT_SETTINGS = {"format": "QDQ", "per_channel": True, "activation_type": "QInt8",
-                  "weight_type": "QInt8", "calibrate_method": "MinMax", "calibration_inputs": 32,
-                  "calibration": "standard normal inputs of the model's input shapes, "
-                                 f"seed {CALIB_SEED} (not the timing or agreement inputs)"}
+
+
+def quant_settings(activations: str = "int8") -> dict[str, Any]:
+    """What quantize_qdq asks onnxruntime.quantization for (recorded in the results)."""
+    return {"format": "QDQ", "per_channel": True,
+            "activation_type": "QInt8" if activations == "int8" else "QUInt8",
+            "weight_type": "QInt8", "calibrate_method": "MinMax", "calibration_inputs": 32,
+            "calibration": "standard normal inputs of the model's input shapes, "
+                           f"seed {CALIB_SEED} (not the timing or agreement inputs)"}
 
 
 def _input_shapes(path: str) -> dict[str, list[int]]:
@@ -319,29 +325,32 @@ def _input_shapes(path: str) -> dict[str, list[int]]:
             for i in g.input if i.name not in inits}
 
 
-def quantize_qdq(path: str, out: Path) -> Path:
+def quantize_qdq(path: str, out: Path, activations: str = "int8") -> Path:
     """onnxruntime.quantization.quantize_static in QDQ format with per-channel int8 weights (what
     edgert/sensor/quant.py maps to QLinearConv / QLinearMatMul: per-channel weight scales and zero
-    points, one activation scale), calibrated with MinMax on generated inputs (QUANT_SETTINGS)."""
+    points, one activation scale), calibrated with MinMax on generated inputs (quant_settings);
+    activations int8 (onnxruntime's default, S8S8) or uint8 (U8S8)."""
     import logging
     import numpy as np
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
                                           QuantType, quantize_static)
     shapes = _input_shapes(path)
+    n_calib = quant_settings()["calibration_inputs"]
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
             rng = np.random.default_rng(CALIB_SEED)
             self.it = iter([{k: rng.standard_normal(s).astype(np.float32)
                              for k, s in shapes.items()}
-                            for _ in range(QUANT_SETTINGS["calibration_inputs"])])
+                            for _ in range(n_calib)])
 
         def get_next(self) -> Any:
             return next(self.it, None)
     logging.getLogger().setLevel(logging.ERROR)  # its "consider pre-processing" advice, per model
     qpath = out / (Path(path).stem + ".qdq.onnx")
+    act = QuantType.QInt8 if activations == "int8" else QuantType.QUInt8
     quantize_static(path, str(qpath), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    activation_type=act, weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax)
     return qpath
 
@@ -366,8 +375,8 @@ def _output_steps(qpath: Path) -> dict[str, float]:
     return steps
 
 
-def int8_compare(info: dict[str, Any], iters: int, out: Path,
-                 seconds: float = 8.0) -> dict[str, Any]:
+def int8_compare(info: dict[str, Any], iters: int, out: Path, seconds: float = 8.0,
+                 activations: str = "int8") -> dict[str, Any]:
     """edgert.sensor.compile(qdq, dtype="int8") against InferenceSession(qdq) (the same int8 model)
     and InferenceSession(f32 model), plus edgert's f32 compile of the f32 model, timed interleaved
     with cli.time_interleaved; calls per engine capped so the four take about `seconds`. Agreement
@@ -381,7 +390,7 @@ def int8_compare(info: dict[str, Any], iters: int, out: Path,
     ort.set_default_logger_severity(3)  # the QDQ models' unused-initializer warnings, per session
     r: dict[str, Any] = {"f32_model": info["path"]}
     try:
-        qpath = quantize_qdq(info["path"], out)
+        qpath = quantize_qdq(info["path"], out, activations)
     except Exception as e:  # noqa: BLE001 - a model onnxruntime cannot quantize is a result too
         r["error"] = f"onnxruntime.quantization: {type(e).__name__}: {e}"
         return r
@@ -416,6 +425,9 @@ def int8_compare(info: dict[str, Any], iters: int, out: Path,
     r["vs_f32_ratio_cpu"] = e["cpu_us"] / f["cpu_us"]
     r["qdq_vs_f32_ratio_p50"] = q["p50_us"] / f["p50_us"]
     r["edgert_int8_vs_f32_ratio_p50"] = e["p50_us"] / ef["p50_us"]
+    # the same multiply-adds as the f32 model: int8 GOP/s per thread CPU time, per engine
+    flops = model_flops(info["path"])["flops"]
+    r["gops_cpu"] = {k: flops / r[k]["cpu_us"] / 1e3 for k in engines}
     # agreement with onnxruntime running the same QDQ model (and each against the f32 model)
     steps = _output_steps(qpath)
     arng = np.random.default_rng(AGREE_SEED)
@@ -462,7 +474,9 @@ def _int8_line(name: str, r: dict[str, Any]) -> str:
     return (f"{name:18} int8 p50 {e['p50_us']:8.2f} us vs ORT QDQ {q['p50_us']:8.2f} us "
             f"({r['ratio_p50']:.3f}x; CPU {r['ratio_cpu']:.3f}x; p99 {r['ratio_p99']:.3f}x), "
             f"vs ORT f32 {f['p50_us']:8.2f} us ({r['vs_f32_ratio_p50']:.3f}x; CPU "
-            f"{r['vs_f32_ratio_cpu']:.3f}x); edgert f32 {r['edgert_f32']['p50_us']:.2f} us; "
+            f"{r['vs_f32_ratio_cpu']:.3f}x); edgert f32 {r['edgert_f32']['p50_us']:.2f} us; GOP/s "
+            f"(CPU) edgert int8 {r['gops_cpu']['edgert_int8']:.1f}, ORT QDQ "
+            f"{r['gops_cpu']['onnxruntime_qdq']:.1f}; "
             f"max |edgert - ORT QDQ| {agree}"
             + (f", top-1 {ag['top1_agree']}/{ag['calls']}" if ag["top1_agree"] is not None else "")
             + "; integer ops "
@@ -482,6 +496,8 @@ def main() -> int:
                     help="comma-separated parts to measure, of %(default)s (latency includes "
                          "the roofline)")
     ap.add_argument("--out", default=str(HERE / "results"), help="results directory")
+    ap.add_argument("--int8-activations", default="int8", choices=["int8", "uint8"],
+                    help="the int8 part's activation type (weights are int8): %(default)s")
     args = ap.parse_args()
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
     bad = [p for p in parts if p not in PARTS]
@@ -517,7 +533,8 @@ def main() -> int:
         if "rss" in parts:
             r["rss"] = peak_rss(info["path"], env)
         if "int8" in parts:
-            r["int8"] = int8_compare(info, iters, Path(work_cache))
+            r["int8"] = int8_compare(info, iters, Path(work_cache),
+                                     activations=args.int8_activations)
         rows[name] = r
         line = []
         if "latency" in parts:
@@ -559,7 +576,8 @@ def main() -> int:
               "host": platform.node(), "machine": platform.processor() or platform.machine(),
               "python": sys.version.split()[0], "iters": iters, "loadavg_start": la0,
               "loadavg_end": la1, "parts": parts, "models": rows, "streaming": stream,
-              "core_peak": peak, "int8_quantization": QUANT_SETTINGS if "int8" in parts else {},
+              "core_peak": peak, "int8_quantization": (quant_settings(args.int8_activations)
+                                                      if "int8" in parts else {}),
               "command": " ".join([Path(sys.executable).name] + sys.argv)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
