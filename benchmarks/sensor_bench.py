@@ -38,8 +38,12 @@ Measured, per model, in one run (medians; loadavg recorded at start and end):
               in units of the output's quantization step (max |y - y_ort| / scale); the int8 ops
               run (`ops`: QLinearConv/QLinearMatMul are integer, a Gemm stays a float op between
               Q/DQ rounding steps). A model that fails to compile in int8 is recorded with its
-              error message (`error`, `error_typed`), not raised. Part of the default run (it
-              adds ~25 s); --int8-activations uint8 quantizes activations to uint8 (U8S8) instead
+              error message (`error`, `error_typed`), not raised. Int8 roofline: one core's peak
+              int8 rate (vnnipeak.c: vpdpbusd, u8 x s8 -> s32 dot products; an s8 x s8 kernel
+              needs a zero-point shift on top) and the GOP/s that 0.2x onnxruntime-QDQ's CPU
+              time needs, over the model's FLOPs (which count Gemm and GRU work even where it
+              stays float). Part of the default run (it adds ~25 s); --int8-activations uint8
+              quantizes activations to uint8 (U8S8) instead
 Writes benchmarks/results/sensor-<date>-<host>.json and prints the table.
 """
 from __future__ import annotations
@@ -54,7 +58,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -165,19 +169,35 @@ def model_flops(path: str) -> dict[str, Any]:
     return {"flops": sum(per_op.values()), "by_op": per_op}
 
 
-def core_peak_gflops() -> dict[str, Any]:
-    """One core's peak f32 FMA GFLOP/s (fmapeak.c built with -march=native), or {} with no cc."""
+def _peak_probe(name: str) -> dict[str, Any]:
+    """Build benchmarks/<name>.c with -march=native and run it (best of 5); {} with no cc."""
     import shutil
     cc = shutil.which("cc") or shutil.which("gcc")
     if not cc:
         return {}
-    exe = Path(tempfile.gettempdir()) / "edgert-fmapeak"
-    src = HERE / "fmapeak.c"
+    exe = Path(tempfile.gettempdir()) / f"edgert-{name}"
+    src = HERE / f"{name}.c"
     subprocess.run([cc, "-O2", "-march=native", "-ffp-contract=fast", "-o", str(exe), str(src)],
                    check=True)
-    out = json.loads(subprocess.run([str(exe), "5"], capture_output=True, text=True,
-                                    check=True).stdout)
-    out["method"] = "fmapeak.c: 16 independent vector FMA chains, thread CPU time, best of 5"
+    return json.loads(subprocess.run([str(exe), "5"], capture_output=True, text=True,
+                                     check=True).stdout)
+
+
+def core_peak_gflops() -> dict[str, Any]:
+    """One core's peak f32 FMA GFLOP/s (fmapeak.c built with -march=native), or {} with no cc."""
+    out = _peak_probe("fmapeak")
+    if out:
+        out["method"] = "fmapeak.c: 16 independent vector FMA chains, thread CPU time, best of 5"
+    return out
+
+
+def core_peak_int8_gops() -> dict[str, Any]:
+    """One core's peak int8 GOP/s (vnnipeak.c: vpdpbusd, u8 x s8 -> s32), or {} with no cc;
+    best_gops is None where the compiler targets no VNNI."""
+    out = _peak_probe("vnnipeak")
+    if out:
+        out["method"] = ("vnnipeak.c: 16 independent vpdpbusd chains (4 multiply-adds per 32-bit "
+                         "lane), thread CPU time, best of 5")
     return out
 
 
@@ -376,7 +396,7 @@ def _output_steps(qpath: Path) -> dict[str, float]:
 
 
 def int8_compare(info: dict[str, Any], iters: int, out: Path, seconds: float = 8.0,
-                 activations: str = "int8") -> dict[str, Any]:
+                 activations: str = "int8", peak_gops: Optional[float] = None) -> dict[str, Any]:
     """edgert.sensor.compile(qdq, dtype="int8") against InferenceSession(qdq) (the same int8 model)
     and InferenceSession(f32 model), plus edgert's f32 compile of the f32 model, timed interleaved
     with cli.time_interleaved; calls per engine capped so the four take about `seconds`. Agreement
@@ -428,6 +448,13 @@ def int8_compare(info: dict[str, Any], iters: int, out: Path, seconds: float = 8
     # the same multiply-adds as the f32 model: int8 GOP/s per thread CPU time, per engine
     flops = model_flops(info["path"])["flops"]
     r["gops_cpu"] = {k: flops / r[k]["cpu_us"] / 1e3 for k in engines}
+    need = flops / (0.2 * q["cpu_us"]) / 1e3  # GOP/s for 0.2x onnxruntime-QDQ's CPU time
+    r["roofline"] = {"flops": flops, "gops_for_0.2x_qdq": need}
+    if peak_gops:
+        r["roofline"].update({"peak_gops": peak_gops, "floor_us": flops / peak_gops / 1e3,
+                              "peak_fraction_for_0.2x_qdq": need / peak_gops,
+                              "peak_fraction": {k: v / peak_gops
+                                                for k, v in r["gops_cpu"].items()}})
     # agreement with onnxruntime running the same QDQ model (and each against the f32 model)
     steps = _output_steps(qpath)
     arng = np.random.default_rng(AGREE_SEED)
@@ -469,18 +496,21 @@ def _int8_line(name: str, r: dict[str, Any]) -> str:
     ag = next(iter(r["agreement"].values()))
     agree = (f"{ag['max_steps']:.2f} steps" if ag["max_steps"] is not None
              else f"{ag['max_rel_ref']:.2e} of max|y|")
+    if ag["top1_agree"] is not None:
+        agree += f", top-1 {ag['top1_agree']}/{ag['calls']}"
     integer = {k: v for k, v in r["ops"].items()
                if k.startswith("QLinear") or k.endswith("Integer")}
+    roof = r["roofline"]
+    need = f"{roof['gops_for_0.2x_qdq']:.0f}"
+    if "peak_fraction_for_0.2x_qdq" in roof:
+        need += f" ({100 * roof['peak_fraction_for_0.2x_qdq']:.0f}% of the int8 peak)"
     return (f"{name:18} int8 p50 {e['p50_us']:8.2f} us vs ORT QDQ {q['p50_us']:8.2f} us "
             f"({r['ratio_p50']:.3f}x; CPU {r['ratio_cpu']:.3f}x; p99 {r['ratio_p99']:.3f}x), "
             f"vs ORT f32 {f['p50_us']:8.2f} us ({r['vs_f32_ratio_p50']:.3f}x; CPU "
-            f"{r['vs_f32_ratio_cpu']:.3f}x); edgert f32 {r['edgert_f32']['p50_us']:.2f} us; GOP/s "
-            f"(CPU) edgert int8 {r['gops_cpu']['edgert_int8']:.1f}, ORT QDQ "
-            f"{r['gops_cpu']['onnxruntime_qdq']:.1f}; "
-            f"max |edgert - ORT QDQ| {agree}"
-            + (f", top-1 {ag['top1_agree']}/{ag['calls']}" if ag["top1_agree"] is not None else "")
-            + "; integer ops "
-            f"{integer or 'none'}")
+            f"{r['vs_f32_ratio_cpu']:.3f}x); edgert f32 {r['edgert_f32']['p50_us']:.2f} us\n"
+            f"{'':18} GOP/s (CPU) edgert int8 {r['gops_cpu']['edgert_int8']:.1f}, ORT QDQ "
+            f"{r['gops_cpu']['onnxruntime_qdq']:.1f}; 0.2x ORT QDQ needs {need}; "
+            f"max |edgert - ORT QDQ| {agree}; integer ops {integer or 'none'}")
 
 
 PARTS = ("latency", "compile", "rss", "streaming", "int8")
@@ -516,6 +546,10 @@ def main() -> int:
     if peak:
         print(f"one core's peak: {peak['best_gflops']:.1f} GFLOP/s f32 ({peak['lanes']} lanes; "
               f"{peak['method']})", flush=True)
+    ipeak = core_peak_int8_gops() if "int8" in parts else {}
+    if ipeak.get("best_gops"):
+        print(f"one core's int8 peak: {ipeak['best_gops']:.1f} GOP/s ({ipeak['lanes']} lanes; "
+              f"{ipeak['method']})", flush=True)
     for name, info in models.items():
         r: dict[str, Any] = {"model": info["path"]}
         if "latency" in parts:
@@ -534,7 +568,8 @@ def main() -> int:
             r["rss"] = peak_rss(info["path"], env)
         if "int8" in parts:
             r["int8"] = int8_compare(info, iters, Path(work_cache),
-                                     activations=args.int8_activations)
+                                     activations=args.int8_activations,
+                                     peak_gops=ipeak.get("best_gops"))
         rows[name] = r
         line = []
         if "latency" in parts:
@@ -576,8 +611,8 @@ def main() -> int:
               "host": platform.node(), "machine": platform.processor() or platform.machine(),
               "python": sys.version.split()[0], "iters": iters, "loadavg_start": la0,
               "loadavg_end": la1, "parts": parts, "models": rows, "streaming": stream,
-              "core_peak": peak, "int8_quantization": (quant_settings(args.int8_activations)
-                                                      if "int8" in parts else {}),
+              "core_peak": peak, "core_peak_int8": ipeak,
+              "int8_quantization": quant_settings(args.int8_activations) if "int8" in parts else {},
               "command": " ".join([Path(sys.executable).name] + sys.argv)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
