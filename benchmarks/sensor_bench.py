@@ -1,8 +1,9 @@
 """Sensor path benchmark (issue 14): edgert.sensor against onnxruntime on five small models.
 
-    python benchmarks/sensor_bench.py                 # ~2-3 min on 2 quiet cores
+    python benchmarks/sensor_bench.py                 # ~3 min on 2 quiet cores, every part
     python benchmarks/sensor_bench.py --quick         # smoke run (fewer calls)
-    python benchmarks/sensor_bench.py --only rss      # one part (latency,compile,rss,streaming)
+    python benchmarks/sensor_bench.py --only rss      # one part: latency,compile,rss,streaming,int8
+    python benchmarks/sensor_bench.py --only int8     # edgert int8 vs onnxruntime, same QDQ model
 
 Models: the three of examples/sensor (MLP anomaly detector, 1-D CNN, GRU; trained and exported
 once into --models) and two generated model-zoo shapes, exported from PyTorch with random weights
@@ -28,6 +29,21 @@ Measured, per model, in one run (medians; loadavg recorded at start and end):
               matrix products, counted from the ONNX graph; elementwise work left out), one
               core's peak f32 FMA rate (fmapeak.c, thread CPU time), and the GFLOP/s each engine
               achieves at its p50 and at its CPU time per call: how close each is to the hardware
+  int8        each model quantized by onnxruntime.quantization.quantize_static (QDQ, per-channel
+              int8 weights, int8 activations, MinMax calibration on 32 generated inputs of another
+              seed than the timed ones) and compiled with compile(qdq, dtype="int8"); p50/p99 and
+              thread CPU time per call against InferenceSession(qdq) (the same int8 model) and
+              InferenceSession(f32 model), with edgert's f32 compile, all four interleaved (calls
+              capped to ~8 s per model); agreement with onnxruntime's QDQ outputs on 64 other inputs
+              in units of the output's quantization step (max |y - y_ort| / scale); the int8 ops
+              run (`ops`: QLinearConv/QLinearMatMul are integer, a Gemm stays a float op between
+              Q/DQ rounding steps). A model that fails to compile in int8 is recorded with its
+              error message (`error`, `error_typed`), not raised. Int8 roofline: one core's peak
+              int8 rate (vnnipeak.c: vpdpbusd, u8 x s8 -> s32 dot products; an s8 x s8 kernel
+              needs a zero-point shift on top) and the GOP/s that 0.2x onnxruntime-QDQ's CPU
+              time needs, over the model's FLOPs (which count Gemm and GRU work even where it
+              stays float). Part of the default run (it adds ~25 s); --int8-activations uint8
+              quantizes activations to uint8 (U8S8) instead
 Writes benchmarks/results/sensor-<date>-<host>.json and prints the table.
 """
 from __future__ import annotations
@@ -42,7 +58,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -153,19 +169,35 @@ def model_flops(path: str) -> dict[str, Any]:
     return {"flops": sum(per_op.values()), "by_op": per_op}
 
 
-def core_peak_gflops() -> dict[str, Any]:
-    """One core's peak f32 FMA GFLOP/s (fmapeak.c built with -march=native), or {} with no cc."""
+def _peak_probe(name: str) -> dict[str, Any]:
+    """Build benchmarks/<name>.c with -march=native and run it (best of 5); {} with no cc."""
     import shutil
     cc = shutil.which("cc") or shutil.which("gcc")
     if not cc:
         return {}
-    exe = Path(tempfile.gettempdir()) / "edgert-fmapeak"
-    src = HERE / "fmapeak.c"
+    exe = Path(tempfile.gettempdir()) / f"edgert-{name}"
+    src = HERE / f"{name}.c"
     subprocess.run([cc, "-O2", "-march=native", "-ffp-contract=fast", "-o", str(exe), str(src)],
                    check=True)
-    out = json.loads(subprocess.run([str(exe), "5"], capture_output=True, text=True,
-                                    check=True).stdout)
-    out["method"] = "fmapeak.c: 16 independent vector FMA chains, thread CPU time, best of 5"
+    return json.loads(subprocess.run([str(exe), "5"], capture_output=True, text=True,
+                                     check=True).stdout)
+
+
+def core_peak_gflops() -> dict[str, Any]:
+    """One core's peak f32 FMA GFLOP/s (fmapeak.c built with -march=native), or {} with no cc."""
+    out = _peak_probe("fmapeak")
+    if out:
+        out["method"] = "fmapeak.c: 16 independent vector FMA chains, thread CPU time, best of 5"
+    return out
+
+
+def core_peak_int8_gops() -> dict[str, Any]:
+    """One core's peak int8 GOP/s (vnnipeak.c: vpdpbusd, u8 x s8 -> s32), or {} with no cc;
+    best_gops is None where the compiler targets no VNNI."""
+    out = _peak_probe("vnnipeak")
+    if out:
+        out["method"] = ("vnnipeak.c: 16 independent vpdpbusd chains (4 multiply-adds per 32-bit "
+                         "lane), thread CPU time, best of 5")
     return out
 
 
@@ -291,7 +323,197 @@ def streaming_rate(info: dict[str, Any], seconds: float) -> dict[str, Any]:
             "hop": info["hop"]}
 
 
-PARTS = ("latency", "compile", "rss", "streaming")
+# -- int8: edgert's dtype="int8" against onnxruntime on the same QDQ model ------------------------
+
+CALIB_SEED, AGREE_SEED = 20261203, 7   # the timing inputs use seed 0 (cli.bench_model's)
+
+
+def quant_settings(activations: str = "int8") -> dict[str, Any]:
+    """What quantize_qdq asks onnxruntime.quantization for (recorded in the results)."""
+    return {"format": "QDQ", "per_channel": True,
+            "activation_type": "QInt8" if activations == "int8" else "QUInt8",
+            "weight_type": "QInt8", "calibrate_method": "MinMax", "calibration_inputs": 32,
+            "calibration": "standard normal inputs of the model's input shapes, "
+                           f"seed {CALIB_SEED} (not the timing or agreement inputs)"}
+
+
+def _input_shapes(path: str) -> dict[str, list[int]]:
+    import onnx
+    g = onnx.load(path).graph
+    inits = {t.name for t in g.initializer}
+    return {i.name: [d.dim_value or 1 for d in i.type.tensor_type.shape.dim]
+            for i in g.input if i.name not in inits}
+
+
+def quantize_qdq(path: str, out: Path, activations: str = "int8") -> Path:
+    """onnxruntime.quantization.quantize_static in QDQ format with per-channel int8 weights (what
+    edgert/sensor/quant.py maps to QLinearConv / QLinearMatMul: per-channel weight scales and zero
+    points, one activation scale), calibrated with MinMax on generated inputs (quant_settings);
+    activations int8 (onnxruntime's default, S8S8) or uint8 (U8S8)."""
+    import logging
+    import numpy as np
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                          QuantType, quantize_static)
+    shapes = _input_shapes(path)
+    n_calib = quant_settings()["calibration_inputs"]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            rng = np.random.default_rng(CALIB_SEED)
+            self.it = iter([{k: rng.standard_normal(s).astype(np.float32)
+                             for k, s in shapes.items()}
+                            for _ in range(n_calib)])
+
+        def get_next(self) -> Any:
+            return next(self.it, None)
+    logging.getLogger().setLevel(logging.ERROR)  # its "consider pre-processing" advice, per model
+    qpath = out / (Path(path).stem + ".qdq.onnx")
+    act = QuantType.QInt8 if activations == "int8" else QuantType.QUInt8
+    quantize_static(path, str(qpath), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=act, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax)
+    return qpath
+
+
+def _output_steps(qpath: Path) -> dict[str, float]:
+    """Graph output -> its quantization step, where a DequantizeLinear with one constant scale
+    produces it (onnxruntime's QDQ models end so)."""
+    import onnx
+    import onnx.numpy_helper
+    g = onnx.load(str(qpath)).graph
+    consts = {t.name: onnx.numpy_helper.to_array(t) for t in g.initializer}
+    for n in g.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            consts[n.output[0]] = onnx.numpy_helper.to_array(n.attribute[0].t)
+    prod = {o: n for n in g.node for o in n.output}
+    steps = {}
+    for o in g.output:
+        n = prod.get(o.name)
+        if n is not None and n.op_type == "DequantizeLinear" and n.input[1] in consts \
+                and consts[n.input[1]].size == 1:
+            steps[o.name] = float(consts[n.input[1]].reshape(-1)[0])
+    return steps
+
+
+def int8_compare(info: dict[str, Any], iters: int, out: Path, seconds: float = 8.0,
+                 activations: str = "int8", peak_gops: Optional[float] = None) -> dict[str, Any]:
+    """edgert.sensor.compile(qdq, dtype="int8") against InferenceSession(qdq) (the same int8 model)
+    and InferenceSession(f32 model), plus edgert's f32 compile of the f32 model, timed interleaved
+    with cli.time_interleaved; calls per engine capped so the four take about `seconds`. Agreement
+    of edgert-int8 with onnxruntime-QDQ on 64 inputs of another seed, in output quantization
+    steps. A model that does not compile in int8 is recorded with its error, not raised."""
+    import numpy as np
+    import onnxruntime as ort
+    from edgert import sensor
+    from edgert.errors import EdgertError
+    from edgert.sensor.cli import ort_session, time_interleaved
+    ort.set_default_logger_severity(3)  # the QDQ models' unused-initializer warnings, per session
+    r: dict[str, Any] = {"f32_model": info["path"]}
+    try:
+        qpath = quantize_qdq(info["path"], out, activations)
+    except Exception as e:  # noqa: BLE001 - a model onnxruntime cannot quantize is a result too
+        r["error"] = f"onnxruntime.quantization: {type(e).__name__}: {e}"
+        return r
+    r["qdq_model"] = str(qpath)
+    t0 = time.perf_counter()
+    try:
+        m = sensor.compile(str(qpath), dtype="int8")
+    except Exception as e:  # noqa: BLE001 - recorded, typed or not (an untyped one is a bug)
+        r["error"] = f"{type(e).__name__}: {e}"
+        r["error_typed"] = isinstance(e, EdgertError)
+        return r
+    r["compile_s"] = time.perf_counter() - t0
+    r["ops"] = dict(m.info.ops)
+    mf = sensor.compile(info["path"])
+    sq, sf = ort_session(str(qpath)), ort_session(info["path"])
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal(s).astype(np.float32) for s in m.input_shapes]
+    feeds = dict(zip(m.input_names, xs))
+    engines = {"edgert_int8": (m, tuple(xs)), "onnxruntime_qdq": (sq.run, (None, feeds)),
+               "onnxruntime_f32": (sf.run, (None, feeds)), "edgert_f32": (mf, tuple(xs))}
+    t0 = time.perf_counter()
+    for fn, a in engines.values():  # one call each, for the cap
+        for _ in range(20):
+            fn(*a)
+    per_round = (time.perf_counter() - t0) / 20
+    r["iters"] = n = max(200, min(iters, int(seconds / per_round)))
+    r.update(time_interleaved(engines, n))
+    e, q, f, ef = (r[k] for k in engines)
+    r["ratio_p50"], r["ratio_p99"] = e["p50_us"] / q["p50_us"], e["p99_us"] / q["p99_us"]
+    r["ratio_cpu"] = e["cpu_us"] / q["cpu_us"]
+    r["vs_f32_ratio_p50"] = e["p50_us"] / f["p50_us"]
+    r["vs_f32_ratio_cpu"] = e["cpu_us"] / f["cpu_us"]
+    r["qdq_vs_f32_ratio_p50"] = q["p50_us"] / f["p50_us"]
+    r["edgert_int8_vs_f32_ratio_p50"] = e["p50_us"] / ef["p50_us"]
+    # the same multiply-adds as the f32 model: int8 GOP/s per thread CPU time, per engine
+    flops = model_flops(info["path"])["flops"]
+    r["gops_cpu"] = {k: flops / r[k]["cpu_us"] / 1e3 for k in engines}
+    need = flops / (0.2 * q["cpu_us"]) / 1e3  # GOP/s for 0.2x onnxruntime-QDQ's CPU time
+    r["roofline"] = {"flops": flops, "gops_for_0.2x_qdq": need}
+    if peak_gops:
+        r["roofline"].update({"peak_gops": peak_gops, "floor_us": flops / peak_gops / 1e3,
+                              "peak_fraction_for_0.2x_qdq": need / peak_gops,
+                              "peak_fraction": {k: v / peak_gops
+                                                for k, v in r["gops_cpu"].items()}})
+    # agreement with onnxruntime running the same QDQ model (and each against the f32 model)
+    steps = _output_steps(qpath)
+    arng = np.random.default_rng(AGREE_SEED)
+    agree: dict[str, Any] = {}
+    for k, name in enumerate(m.output_names):
+        agree[name] = {"step": steps.get(name), "max_abs": 0.0, "max_abs_ort_qdq_vs_f32": 0.0,
+                       "max_abs_edgert_int8_vs_f32": 0.0, "ref_max_abs": 0.0, "top1_agree": None}
+    calls = 64
+    for _ in range(calls):
+        x = [arng.standard_normal(s).astype(np.float32) for s in m.input_shapes]
+        fd = dict(zip(m.input_names, x))
+        ye = m(*x)
+        ye = [ye] if len(m.output_names) == 1 else list(ye)
+        yq, yf = sq.run(None, fd), sf.run(None, fd)
+        for name, a, b, c in zip(m.output_names, ye, yq, yf):
+            s = agree[name]
+            a = np.asarray(a, np.float64)
+            s["max_abs"] = max(s["max_abs"], float(np.abs(a - b).max()))
+            s["max_abs_ort_qdq_vs_f32"] = max(s["max_abs_ort_qdq_vs_f32"],
+                                              float(np.abs(b - c).max()))
+            s["max_abs_edgert_int8_vs_f32"] = max(s["max_abs_edgert_int8_vs_f32"],
+                                                  float(np.abs(a - c).max()))
+            s["ref_max_abs"] = max(s["ref_max_abs"], float(np.abs(c).max()))
+            if a.ndim >= 1 and a.shape[-1] > 1:
+                same = np.array_equal(a.argmax(-1), np.asarray(b).argmax(-1))
+                s["top1_agree"] = (s["top1_agree"] or 0) + int(same)
+    for s in agree.values():
+        s["calls"] = calls
+        s["max_steps"] = s["max_abs"] / s["step"] if s["step"] else None
+        s["max_rel_ref"] = s["max_abs"] / max(s["ref_max_abs"], 1e-30)
+    r["agreement"] = agree
+    return r
+
+
+def _int8_line(name: str, r: dict[str, Any]) -> str:
+    if "error" in r:
+        return f"{name:18} int8 FAILED: {r['error']}"
+    e, q, f = r["edgert_int8"], r["onnxruntime_qdq"], r["onnxruntime_f32"]
+    ag = next(iter(r["agreement"].values()))
+    agree = (f"{ag['max_steps']:.2f} steps" if ag["max_steps"] is not None
+             else f"{ag['max_rel_ref']:.2e} of max|y|")
+    if ag["top1_agree"] is not None:
+        agree += f", top-1 {ag['top1_agree']}/{ag['calls']}"
+    integer = {k: v for k, v in r["ops"].items()
+               if k.startswith("QLinear") or k.endswith("Integer")}
+    roof = r["roofline"]
+    need = f"{roof['gops_for_0.2x_qdq']:.0f}"
+    if "peak_fraction_for_0.2x_qdq" in roof:
+        need += f" ({100 * roof['peak_fraction_for_0.2x_qdq']:.0f}% of the int8 peak)"
+    return (f"{name:18} int8 p50 {e['p50_us']:8.2f} us vs ORT QDQ {q['p50_us']:8.2f} us "
+            f"({r['ratio_p50']:.3f}x; CPU {r['ratio_cpu']:.3f}x; p99 {r['ratio_p99']:.3f}x), "
+            f"vs ORT f32 {f['p50_us']:8.2f} us ({r['vs_f32_ratio_p50']:.3f}x; CPU "
+            f"{r['vs_f32_ratio_cpu']:.3f}x); edgert f32 {r['edgert_f32']['p50_us']:.2f} us\n"
+            f"{'':18} GOP/s (CPU) edgert int8 {r['gops_cpu']['edgert_int8']:.1f}, ORT QDQ "
+            f"{r['gops_cpu']['onnxruntime_qdq']:.1f}; 0.2x ORT QDQ needs {need}; "
+            f"max |edgert - ORT QDQ| {agree}; integer ops {integer or 'none'}")
+
+
+PARTS = ("latency", "compile", "rss", "streaming", "int8")
 
 
 def main() -> int:
@@ -304,6 +526,8 @@ def main() -> int:
                     help="comma-separated parts to measure, of %(default)s (latency includes "
                          "the roofline)")
     ap.add_argument("--out", default=str(HERE / "results"), help="results directory")
+    ap.add_argument("--int8-activations", default="int8", choices=["int8", "uint8"],
+                    help="the int8 part's activation type (weights are int8): %(default)s")
     args = ap.parse_args()
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
     bad = [p for p in parts if p not in PARTS]
@@ -322,6 +546,10 @@ def main() -> int:
     if peak:
         print(f"one core's peak: {peak['best_gflops']:.1f} GFLOP/s f32 ({peak['lanes']} lanes; "
               f"{peak['method']})", flush=True)
+    ipeak = core_peak_int8_gops() if "int8" in parts else {}
+    if ipeak.get("best_gops"):
+        print(f"one core's int8 peak: {ipeak['best_gops']:.1f} GOP/s ({ipeak['lanes']} lanes; "
+              f"{ipeak['method']})", flush=True)
     for name, info in models.items():
         r: dict[str, Any] = {"model": info["path"]}
         if "latency" in parts:
@@ -338,6 +566,10 @@ def main() -> int:
             r.update(compile_times(info["path"], repeats))
         if "rss" in parts:
             r["rss"] = peak_rss(info["path"], env)
+        if "int8" in parts:
+            r["int8"] = int8_compare(info, iters, Path(work_cache),
+                                     activations=args.int8_activations,
+                                     peak_gops=ipeak.get("best_gops"))
         rows[name] = r
         line = []
         if "latency" in parts:
@@ -355,7 +587,8 @@ def main() -> int:
                         f"edgert (numpy-free script) {q['edgert_nonumpy_mb']:.1f} MiB "
                         f"{q['ratio_nonumpy']:.2f}x ({q['engine_nonumpy_mb']:.1f} MiB above the "
                         f"{q['baseline_nonumpy_mb']:.1f} MiB Python script)")
-        print(f"{name:18} " + "; ".join(line), flush=True)
+        if line:
+            print(f"{name:18} " + "; ".join(line), flush=True)
         if "latency" in parts:
             e_, o_ = roof["edgert"], roof["onnxruntime"]
             print(f"{'':18} {roof['flops'] / 1e6:.3f} MFLOP: edgert {e_['gflops_cpu']:.1f} GFLOP/s, "
@@ -365,6 +598,8 @@ def main() -> int:
                      f"0.2x onnxruntime needs "
                      f"{roof['flops'] / (0.2 * r['onnxruntime']['cpu_us']) / 1e3:.0f} "
                      f"GFLOP/s" if peak else ""), flush=True)
+        if "int8" in parts:
+            print(_int8_line(name, r["int8"]), flush=True)
     stream: dict[str, Any] = {}
     if "streaming" in parts:
         stream = streaming_rate(models["mlp_anomaly"], 1.0 if args.quick else 3.0)
@@ -376,7 +611,9 @@ def main() -> int:
               "host": platform.node(), "machine": platform.processor() or platform.machine(),
               "python": sys.version.split()[0], "iters": iters, "loadavg_start": la0,
               "loadavg_end": la1, "parts": parts, "models": rows, "streaming": stream,
-              "core_peak": peak, "command": " ".join([Path(sys.executable).name] + sys.argv)}
+              "core_peak": peak, "core_peak_int8": ipeak,
+              "int8_quantization": quant_settings(args.int8_activations) if "int8" in parts else {},
+              "command": " ".join([Path(sys.executable).name] + sys.argv)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")

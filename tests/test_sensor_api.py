@@ -424,6 +424,19 @@ def test_cli_bench_json(mlp_path):
     assert rep["edgert"]["p50_us"] > 0 and rep["onnxruntime"]["p99_us"] > 0
 
 
+def test_time_interleaved_alternates_engines():
+    # the benchmarks' timer: warm-up rounds over every engine, then blocks of iters // blocks
+    # calls per engine in turn, so a load change hits every engine alike
+    from edgert.sensor.cli import time_interleaved
+    log: list[str] = []
+    r = time_interleaved({"a": (log.append, ("a",)), "b": (log.append, ("b",))}, iters=12,
+                         blocks=3, warmup=2)
+    assert "".join(log) == "abab" + "aaaabbbb" * 3
+    for k in "ab":
+        assert set(r[k]) == {"p50_us", "p90_us", "p99_us", "mean_us", "cpu_us"}
+        assert 0 < r[k]["p50_us"] <= r[k]["p99_us"] and r[k]["cpu_us"] >= 0
+
+
 def test_cli_without_extra_says_what_to_install(tmp_path, mlp_path):
     # a sitecustomize that hides llvmlite stands in for an install without edgert[sensor]
     (tmp_path / "sitecustomize.py").write_text(textwrap.dedent("""

@@ -199,3 +199,39 @@ def test_quantized_model_matches_onnxruntime(quantized, fmt, dtype):
         got = m(x).copy()
         err = np.abs(got - ref).max()
         assert err <= FLOAT_STEPS * step + 1e-6, f"{fmt}/{dtype}/{case}: {err} > {FLOAT_STEPS} x {step}"
+
+
+# -- benchmarks/sensor_bench.py's int8 part ------------------------------------------------------
+
+def _sensor_bench():
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import sensor_bench
+    return sensor_bench
+
+
+def test_bench_int8_part_agrees_and_records_failures(tmp_path, monkeypatch):
+    bench = _sensor_bench()
+    f32 = tmp_path / "f.onnx"
+    f32.write_bytes(_float_model())
+    r = bench.int8_compare({"path": str(f32)}, iters=200, out=tmp_path, seconds=0.01)
+    assert "error" not in r, r.get("error")
+    assert r["iters"] == 200 and r["ops"].get("QLinearConv") == 2, r["ops"]
+    for eng in ("edgert_int8", "onnxruntime_qdq", "onnxruntime_f32", "edgert_f32"):
+        assert r[eng]["p50_us"] > 0 and r[eng]["cpu_us"] > 0
+    ag = r["agreement"]["y"]
+    # the step is the scale of the DequantizeLinear that makes the output, read independently
+    assert ag["step"] == pytest.approx(_output_scale((tmp_path / "f.qdq.onnx").read_bytes()))
+    assert ag["max_steps"] <= FLOAT_STEPS and ag["top1_agree"] is not None
+    assert ag["max_abs_ort_qdq_vs_f32"] > 0  # the reference itself is quantized
+    # a model that does not compile in int8 is a result, with its typed error, not a crash
+    from edgert import sensor
+    from edgert.errors import UnsupportedModelError
+
+    def refuse(*a, **k):
+        raise UnsupportedModelError("node 'n' (Foo): op Foo is not supported")
+    monkeypatch.setattr(sensor, "compile", refuse)
+    r = bench.int8_compare({"path": str(f32)}, iters=200, out=tmp_path)
+    assert r["error"] == "UnsupportedModelError: node 'n' (Foo): op Foo is not supported"
+    assert r["error_typed"] is True and "edgert_int8" not in r

@@ -252,10 +252,34 @@ def ort_session(path: str, input_shapes: Optional[dict] = None) -> Any:
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
+def time_interleaved(engines: dict[str, tuple[Any, tuple]], iters: int, blocks: int = 5,
+                     warmup: int = 200) -> dict[str, dict[str, float]]:
+    """Per-call latency of each engine's fn(*args) (name -> (fn, args)), timed in `blocks`
+    interleaved blocks of iters // blocks calls each, so load changes hit every engine alike:
+    wall-clock percentiles, and thread CPU time per call (best block: what the call costs when the
+    machine is shared and the wall clock also counts time the thread waited for a core)."""
+    for _ in range(min(warmup, iters)):
+        for fn, args in engines.values():
+            fn(*args)
+    samples: dict[str, list[int]] = {k: [] for k in engines}
+    cpu: dict[str, list[float]] = {k: [] for k in engines}
+    per = max(1, iters // blocks)
+    for _ in range(blocks):
+        for k, (fn, args) in engines.items():
+            t = time.thread_time_ns()
+            samples[k] += time_calls(fn, args, per)
+            cpu[k].append((time.thread_time_ns() - t) / per / 1e3)
+    out = {}
+    for k in engines:
+        out[k] = latency_percentiles(samples[k])
+        out[k]["cpu_us"] = min(cpu[k])
+    return out
+
+
 def bench_model(path: str, iters: int = 2000, dtype: str = "f32",
                 input_shapes: Optional[dict] = None, blocks: int = 5) -> dict[str, Any]:
     """Per-call latency of the compiled model and of onnxruntime's InferenceSession.run, batch 1,
-    one thread, timed in interleaved blocks (so load changes hit both engines alike)."""
+    one thread, timed in interleaved blocks (time_interleaved)."""
     import numpy as np
     from . import compile as sensor_compile
     t0 = time.perf_counter()
@@ -265,26 +289,9 @@ def bench_model(path: str, iters: int = 2000, dtype: str = "f32",
     rng = np.random.default_rng(0)
     xs = [rng.standard_normal(s).astype(np.float32) for s in m.input_shapes]
     feeds = {n: x for n, x in zip(m.input_names, xs)}
-    names = None
-    for _ in range(min(200, iters)):  # warm-up
-        m(*xs)
-        sess.run(names, feeds)
-    ours: list[int] = []
-    theirs: list[int] = []
-    cpu_a: list[float] = []
-    cpu_b: list[float] = []
-    per = max(1, iters // blocks)
-    for _ in range(blocks):
-        t = time.thread_time_ns()
-        ours += time_calls(m, tuple(xs), per)
-        cpu_a.append((time.thread_time_ns() - t) / per / 1e3)
-        t = time.thread_time_ns()
-        theirs += time_calls(sess.run, (names, feeds), per)
-        cpu_b.append((time.thread_time_ns() - t) / per / 1e3)
-    a, b = latency_percentiles(ours), latency_percentiles(theirs)
-    # thread CPU time per call (best block): what the call costs when the machine is shared and
-    # the wall clock also counts time the thread waited for a core
-    a["cpu_us"], b["cpu_us"] = min(cpu_a), min(cpu_b)
+    t = time_interleaved({"edgert": (m, tuple(xs)), "onnxruntime": (sess.run, (None, feeds))},
+                         iters, blocks)
+    a, b = t["edgert"], t["onnxruntime"]
     return {"model": path, "compile_s": compile_s, "cache_hit": m.info.cache_hit,
             "loader": m.info.loader, "edgert": a, "onnxruntime": b,
             "ratio_p50": a["p50_us"] / b["p50_us"], "ratio_p99": a["p99_us"] / b["p99_us"],
