@@ -256,9 +256,12 @@ def main() -> int:
     if a.only in (None, "files"):
         res["runs"] = make_files(a.work, a.distill_minutes, a.threads, a.calib, a.student_calib,
                                  a.models.split(",") if a.models else None)
-    names = [n for n in ("rtn-q4_0", "gptq-q4_0", "awqgptq-q4_0", "rtn-q3_k", "gptq-q3_k", "awqgptq-q3_k",
-                         "stages/pruned", "stages/refit", "stages/healed", "student-q4_0")
-             if (a.work / f"{n}.edgt").exists() and (a.models is None or n in a.models.split(","))]
+    # --models picks from the standard files and may name any other WORK/<name>.edgt (a recipe
+    # tried by hand, e.g. a --target-bpw mixture with --tune), measured the same way.
+    standard = ("rtn-q4_0", "gptq-q4_0", "awqgptq-q4_0", "rtn-q3_k", "gptq-q3_k", "awqgptq-q3_k",
+                "stages/pruned", "stages/refit", "stages/healed", "student-q4_0")
+    names = [n for n in (standard if a.models is None else a.models.split(","))
+             if n != "teacher-f32" and (a.work / f"{n}.edgt").exists()]
     if a.only in (None, "quality"):
         res["quality"] = quality(a.work, names, a.ctx, a.max_tokens, a.threads, a.text, a.exact)
     if a.only in (None, "speed"):
