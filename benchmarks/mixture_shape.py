@@ -4,7 +4,7 @@ measurements: each block matrix of SRC takes the type that `--types-from` gives 
 round-to-nearest, so a speed figure for a 3-bit mixture measured on SmolLM2 can be taken on the
 TinyLlama-1.1B shape too without calibrating a 1.1B model (decode speed depends on the types and
 shapes, not on the values). The embedding takes --embed-type (default: the mixture's), an untied
-output matrix --output-type (default: the embedding's).
+output matrix --output-type (default: the embedding's); --replace q3_k=q3_0 swaps a type.
 
     python benchmarks/mixture_shape.py --types-from mix.edgt tinyllama-f16.gguf -o tl-mix.edgt
 """
@@ -23,6 +23,8 @@ def main() -> int:
     ap.add_argument("-o", "--output", required=True, type=Path)
     ap.add_argument("--embed-type", default=None)
     ap.add_argument("--output-type", default=None)
+    ap.add_argument("--replace", default="", metavar="A=B,...",
+                    help="write type A as B (e.g. q3_k=q3_0: what a q3_0-based mixture would read)")
     ap.add_argument("--allow-quantized-source", action="store_true")
     a = ap.parse_args()
     from edgert.converters.compress import model_desc, quantize_stage
@@ -35,12 +37,14 @@ def main() -> int:
     lt = desc.n_layers
     embed_t = a.embed_type or mix["token_embd.weight"]
     out_t = a.output_type or embed_t
+    swap = dict(kv.split("=") for kv in a.replace.split(",") if kv)
     types = {}
     for n in desc.matrix_names():
         if n.startswith("blk."):
             l = int(n.split(".")[1])
             ls = round(l * (lm - 1) / max(lt - 1, 1))
-            types[n] = mix[f"blk.{ls}." + n.split(".", 2)[2]]
+            t = mix[f"blk.{ls}." + n.split(".", 2)[2]]
+            types[n] = swap.get(t, t)
         else:
             types[n] = out_t if n == "output.weight" else embed_t
     done = collections.Counter()
