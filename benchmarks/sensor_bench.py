@@ -432,7 +432,7 @@ def int8_compare(info: dict[str, Any], iters: int, out: Path, seconds: float = 8
     engines = {"edgert_int8": (m, tuple(xs)), "onnxruntime_qdq": (sq.run, (None, feeds)),
                "onnxruntime_f32": (sf.run, (None, feeds)), "edgert_f32": (mf, tuple(xs))}
     t0 = time.perf_counter()
-    for fn, a in engines.values():  # one call each, for the cap
+    for fn, a in engines.values():  # 20 calls each, for the cap
         for _ in range(20):
             fn(*a)
     per_round = (time.perf_counter() - t0) / 20

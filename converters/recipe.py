@@ -45,6 +45,8 @@ def k_fallback(want: DType, *, all_3bit: bool) -> DType:
     type up as llama.cpp does (q3_k -> q4_0, q4_k -> q5_0, ...), except that a 3-bit file (the
     `q3_k` recipe, `edgert compress --quant q3_k`) keeps 3 bits with edgert's q3_0."""
     return Q3_0 if (want is Q3_K and all_3bit) else K_FALLBACK[want]
+
+
 _LAYER = re.compile(r"^blk\.(\d+)\.(.+)$")
 
 

@@ -25,14 +25,14 @@ import torch
 from ..dtypes import DType
 from .distill import DistillSpec
 from .model_desc import ModelDesc, _decode_tensor
+# The token embedding and output matrix are tuned too: the output matrix is read every token, so
+# a cheaper type there (--embed-type q5_1 instead of q8_0) is where a 3-bit file saves its last bytes.
+from .quantize_stage import EMBED_NAMES
 
 # type -> (elements per block, bytes per block, byte offset of the f16 scale, of the f16 offset)
 LAYOUTS: dict[str, tuple[int, int, int, Optional[int]]] = {
     "q3_0": (32, 14, 0, None), "q4_0": (32, 18, 0, None), "q5_0": (32, 22, 0, None), "q8_0": (32, 34, 0, None),
     "q4_1": (32, 20, 0, 2), "q5_1": (32, 24, 0, 2), "q3_k": (256, 110, 108, None)}
-# The token embedding and output matrix are tuned too: the output matrix is read every token, so
-# a cheaper type there (q5_0 instead of q8_0) is where a 3-bit file saves its last bytes.
-EMBED_NAMES = ("token_embd.weight", "output.weight")
 
 
 @dataclass
