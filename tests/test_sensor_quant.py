@@ -127,6 +127,111 @@ def test_qlinear_conv_and_conv_integer(group, per_channel):
         np.testing.assert_array_equal(sensor.compile(ci)(x).copy(), ort_run(ci, {"x": x})[0])
 
 
+# -- the tiled int8 kernels (int8_microkernels.py) against their scalar twin and onnxruntime --------
+
+# name: (C, CO, group, spatial, kernel, strides, pads, dilations, batch); odd channel counts
+# leave tails in every vector loop (16 or 8 lanes), 70 output channels run the 64-channel loop
+QCONV_CASES = {
+    "pointwise": (19, 37, 1, (5, 7), (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    "pointwise_wide": (64, 70, 1, (4, 9), (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 2),
+    "conv3x3_s2_asym": (5, 17, 1, (9, 7), (3, 3), (2, 2), (1, 0, 2, 1), (1, 1), 2),
+    "dilated": (6, 16, 1, (8, 8), (3, 3), (1, 1), (2, 2, 2, 2), (2, 2), 1),
+    "grouped": (12, 8, 4, (7, 6), (3, 3), (1, 2), (1, 1, 1, 1), (1, 1), 1),
+    "depthwise_tail": (19, 19, 19, (6, 5), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    "depthwise_s2": (40, 40, 40, (9, 9), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 2),
+    "depthwise_dilated": (16, 16, 16, (7, 7), (3, 3), (1, 1), (2, 2, 2, 2), (2, 2), 1),
+    "conv1d": (3, 24, 1, (40,), (7,), (1,), (3, 3), (1,), 1),
+    "conv1d_dw_s2": (10, 10, 10, (13,), (5,), (2,), (2, 2), (1,), 1),
+    "tall_kernel": (1, 64, 1, (49, 10), (10, 4), (2, 2), (5, 1, 5, 1), (1, 1), 1),
+}
+
+
+def _qconv_model(case: str, qt: type, edge_zp: bool, wzp: bool, rng: np.random.Generator
+                 ) -> tuple[bytes, np.ndarray]:
+    C, CO, G, sp, k, st, pads, dil, N = QCONV_CASES[case]
+    info = np.iinfo(qt)
+    x = rng.integers(info.min, info.max + 1, (N, C, *sp)).astype(qt)
+    x.reshape(-1)[:4] = [info.min, info.max, info.min, info.max]
+    w = rng.integers(-128, 128, (CO, C // G, *k)).astype(np.int8)
+    w.reshape(CO, -1)[:, 0] = -128
+    w.reshape(CO, -1)[:, -1] = 127
+    xz = (info.max if case.endswith(("tail", "s2")) else info.min) if edge_zp \
+        else int(rng.integers(info.min, info.max))
+    yz = info.min if edge_zp else int(rng.integers(info.min, info.max))
+    # nonzero weight zero points put w - w_zp outside int8: the VNNI kernel hands over to generic
+    wz = rng.integers(-3, 4, CO).astype(np.int8) if wzp else np.zeros(CO, np.int8)
+    K = (C // G) * int(np.prod(k))
+    inits = {"xs": np.array(0.02, np.float32), "xz": np.array(xz, qt), "w": w,
+             "ws": rng.uniform(0.5, 2.0, CO).astype(np.float32) / (K * 128),
+             "wz": wz, "ys": np.array(0.011, np.float32), "yz": np.array(yz, qt),
+             "b": rng.integers(-3000, 3000, CO).astype(np.int32)}
+    node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"],
+                            ["y"], kernel_shape=list(k), pads=list(pads), strides=list(st),
+                            dilations=list(dil), group=G)
+    out = [(sp[i] + pads[i] + pads[i + len(sp)] - dil[i] * (k[i] - 1) - 1) // st[i] + 1
+           for i in range(len(sp))]
+    ttype = helper.np_dtype_to_tensor_dtype(np.dtype(qt))
+    m = _model([node], {"x": x.shape}, {"y": (N, CO, *out)}, inits, in_types={"x": ttype},
+               out_types={"y": ttype})
+    return m, x
+
+
+@pytest.mark.parametrize("case", list(QCONV_CASES))
+@pytest.mark.parametrize("qt,edge_zp,wzp", [(np.int8, True, False), (np.uint8, True, False),
+                                            (np.int8, False, True), (np.uint8, False, False)])
+def test_tiled_qlinear_conv_equals_scalar_twin_and_onnxruntime(case, qt, edge_zp, wzp,
+                                                               monkeypatch):
+    import zlib
+    from edgert import sensor
+    rng = np.random.default_rng(zlib.crc32(f"{case} {qt.__name__} {edge_zp} {wzp}".encode()))
+    m, x = _qconv_model(case, qt, edge_zp, wzp, rng)
+    ref = ort_run(m, {"x": x})[0]
+    got = {}
+    variants = [("tiled", {}), ("generic", {"EDGERT_SENSOR_INT8_DOT": "generic"}),
+                ("generic8", {"EDGERT_SENSOR_INT8_DOT": "generic",
+                              "EDGERT_SENSOR_VECTOR_WIDTH": "8"}),
+                ("scalar", {"EDGERT_SENSOR_KERNELS": "scalar"})]
+    for name, env in variants:
+        for k in ("EDGERT_SENSOR_INT8_DOT", "EDGERT_SENSOR_VECTOR_WIDTH", "EDGERT_SENSOR_KERNELS"):
+            monkeypatch.delenv(k, raising=False)
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        got[name] = sensor.compile(m)(x).copy()
+    for name in ("tiled", "generic", "generic8"):
+        np.testing.assert_array_equal(got[name], got["scalar"], err_msg=f"{case} {name} vs scalar")
+    _int_close(got["tiled"], ref, INT8_STEPS, f"{case} tiled vs onnxruntime")
+
+
+@pytest.mark.parametrize("act", [3, 2])  # TensorProto.INT8, UINT8 activations
+def test_int8_conv_chain_channels_last(act, monkeypatch):
+    """pointwise -> depthwise -> grouped QLinearConvs keep channels-last int8 activations between
+    them (quant.choose_layouts); outputs equal the scalar NCHW twin's and onnxruntime's."""
+    from edgert import sensor
+    from sensor_reference import qdq_conv_chain_model
+    from edgert.sensor.graph import read_graph
+    from edgert.sensor.quant import prepare, choose_layouts
+    rng = np.random.default_rng(5 + act)
+    model = qdq_conv_chain_model(rng, act=act)
+    g = read_graph(None, None, data=model, keep=frozenset({"DequantizeLinear"}))
+    prepare(g, "int8")
+    choose_layouts(g)
+    convs = [n for n in g.nodes if n.op == "QLinearConv"]
+    assert len(convs) == 4 and [bool(n.attrs.get("_nhwc_out")) for n in convs] == \
+        [True, True, True, False], [n.attrs for n in convs]
+    m = sensor.compile(model, dtype="int8")
+    assert m.info.ops.get("QLinearConv") == 4, m.info.ops
+    monkeypatch.setenv("EDGERT_SENSOR_KERNELS", "scalar")
+    ms = sensor.compile(model, dtype="int8")
+    step = 0.06
+    for case in ("random", "zeros", "large"):
+        x = {"random": rng.standard_normal((1, 5, 9, 8)), "zeros": np.zeros((1, 5, 9, 8)),
+             "large": rng.standard_normal((1, 5, 9, 8)) * 100}[case].astype(np.float32)
+        got = m(x).copy()
+        np.testing.assert_array_equal(got, ms(x).copy(), err_msg=case)
+        err = np.abs(got - ort_run(model, {"x": x})[0]).max()
+        assert err <= INT8_STEPS * step + 1e-6, f"{case}: {err} > {INT8_STEPS} x {step}"
+
+
 # -- whole models quantized by onnxruntime ---------------------------------------------------------
 
 def _float_model() -> bytes:

@@ -304,12 +304,214 @@ def k_qlinear_conv(ctx: Any) -> None:
     yp = ctx.ptr(y)
     bb = ctx.b
     relu_floor = ctx.cf(yzp) if n.attrs.get("_relu") else None
+    xzp = _zp_scalar(ctx, x_zp, "x zero point")
+    if _qconv_tiled(ctx, x, w, xzp, _const(ctx, w_zp, "w zero point"),
+                    _const(ctx, bias_t, "bias"), mult, yzp, odt, bool(n.attrs.get("_relu"))):
+        return
 
     def finish(acc: Any, co: Any, off: Any) -> None:
         f = bb.fmul(bb.sitofp(acc, ctx.f32), ctx.load(mp, co))
         ctx.store(_to_q(ctx, f, ctx.cf(yzp), odt, relu_floor), yp, off)
     _conv_int(ctx, x, w, _zp_scalar(ctx, x_zp, "x zero point"),
               _const(ctx, w_zp, "w zero point"), _const(ctx, bias_t, "bias"), y, finish)
+
+
+# -- QLinearConv on the tiled int8 kernels (int8_microkernels.py) ---------------------------------
+
+def _qconv_geometry(ctx: Any, x: str, w: str, y: str) -> dict[str, Any]:
+    from .ops import _conv_geometry
+    n = ctx.node
+    ctx.node = Node("Conv", n.name, [x, w], [y], n.attrs)  # geometry reads Conv's input order
+    try:
+        return _conv_geometry(ctx, ctx.node)
+    finally:
+        ctx.node = n
+
+
+def _is_depthwise(g: dict[str, Any]) -> bool:
+    return g["group"] == g["C"] and g["Cg"] == 1 and g["CO"] == g["C"]
+
+
+def _qpointwise(g: dict[str, Any]) -> bool:
+    return (g["KH"], g["KW"], g["sy"], g["sx"]) == (1, 1, 1, 1) and not g["padded"]
+
+
+def _qconv_scratch(n: Node, gr: Graph) -> int:
+    from .ops import _ShapeOnly, tiled_kernels
+    if not tiled_kernels():
+        return 0
+    ctx = _ShapeOnly(gr, n)
+    g = _qconv_geometry(ctx, n.inputs[0], n.inputs[3], n.outputs[0])
+    xpad = g["Hp"] * g["Wp"] * g["C"] + 64
+    if _is_depthwise(g):
+        return xpad + 64
+    kp = (g["Cg"] * g["KH"] * g["KW"] + 3) // 4 * 4
+    a = g["OH"] * g["OW"] * kp + 64
+    return (0 if _qpointwise(g) else xpad) + a + 64
+
+
+def _fill_padded_nhwc(ctx: Any, g: dict[str, Any], xp: Any, x_base: Any, dst: Any,
+                      fill: int, flip: bool) -> None:
+    """dst[Hp, Wp, C] (bytes) = x placed at (pt, pl), `fill` around it; x is channels-last when
+    g["nhwc_in"], else NCHW; flip: x ^ 0x80 (int8 -> uint8 + 128)."""
+    b = ctx.b
+    C, H, W, Hp, Wp, pt, pl = (g[k] for k in ("C", "H", "W", "Hp", "Wp", "pt", "pl"))
+    ir = ctx.ir
+    if g["padded"]:
+        fn = ctx.cg.module.declare_intrinsic("llvm.memset", [ctx.cg.ptr, ctx.i64])
+        b.call(fn, [dst, ir.Constant(ctx.i8, fill & 0xFF), ctx.ci(Hp * Wp * C),
+                    ir.Constant(ir.IntType(1), 0)])
+    x80 = ir.Constant(ctx.i8, 0x80)
+
+    def put(v: Any, at: Any) -> None:
+        ctx.store(b.xor(v, x80) if flip else v, dst, at)
+    with ctx.loop(H, name="h") as h:
+        r = ctx.mul(ctx.add(h, pt), Wp * C)
+        if g["nhwc_in"]:
+            src = ctx.add(x_base, ctx.mul(h, W * C))
+            with ctx.loop(W * C, name="wc") as i:
+                put(ctx.load(xp, ctx.add(src, i), ctx.i8), ctx.add(r, pl * C, i))
+        else:
+            with ctx.loop(C, name="c") as c, ctx.loop(W, name="w") as ww:
+                v = ctx.load(xp, ctx.add(x_base, ctx.mul(c, H * W), ctx.mul(h, W), ww), ctx.i8)
+                put(v, ctx.add(r, ctx.mul(ctx.add(ww, pl), C), c))
+
+
+def _qconv_tiled(ctx: Any, x: str, w: str, xzp: int, wzp: np.ndarray,
+                 bias: Optional[np.ndarray], mult: np.ndarray, yzp: int, odt: np.dtype,
+                 relu: bool) -> bool:
+    """QLinearConv on int8_microkernels (see there); False where it does not apply (the caller
+    runs the scalar loops)."""
+    from . import int8_microkernels as qk
+    from .ops import tiled_kernels
+    n = ctx.node
+    xdt = ctx.dtype(x)
+    if not tiled_kernels() or xdt not in (np.int8, np.uint8) or odt not in (np.int8, np.uint8):
+        return False
+    y = n.outputs[0]
+    g = _qconv_geometry(ctx, x, w, y)
+    CO, Cg, KH, KW, G = g["CO"], g["Cg"], g["KH"], g["KW"], g["group"]
+    N, C, H, W, OH, OW = g["N"], g["C"], g["H"], g["W"], g["OH"], g["OW"]
+    P, T = OH * OW, KH * KW
+    wq = _const(ctx, w, "weight")
+    wz = np.broadcast_to(wzp.reshape(-1), (CO,)).astype(np.int64)
+    wk = wq.astype(np.int64).reshape(CO, Cg, KH, KW) - wz[:, None, None, None]
+    bias_i = np.zeros(CO, np.int64) if bias is None else bias.astype(np.int64).reshape(CO)
+    qmin, qmax = _qrange(odt)
+    lo, hi = float(max(qmin, yzp) if relu else qmin), float(qmax)
+    signed = xdt == np.int8
+    xp, yp = ctx.ptr(x), ctx.ptr(y)
+    sp = ctx.scratch_ptr
+    b = ctx.b
+    nhwc_out = bool(g["nhwc_out"])
+    if _is_depthwise(g):
+        lanes = 16 if int(getattr(ctx.cg, "vector_width", 8)) >= 16 else 8
+        Cpad = (C + lanes - 1) // lanes * lanes
+        taps = wk.reshape(C, T)
+        wv = np.zeros((T, Cpad), np.int32)
+        wv[:, :C] = taps.T
+        bpad = np.zeros(Cpad, np.int32)
+        bpad[:C] = qk.wrap_i32(bias_i - xzp * taps.sum(1))
+        mpad = np.zeros(Cpad, np.float32)
+        mpad[:C] = mult
+        wv_p = ctx.array_ptr(wv, "qdw_w")
+        b_p, m_p = ctx.array_ptr(bpad, "qdw_b"), ctx.array_ptr(mpad, "qdw_mult")
+        with ctx.loop(N, name="b") as bn:
+            _fill_padded_nhwc(ctx, g, xp, ctx.mul(bn, C * H * W), sp, xzp, False)
+            qk.depthwise(ctx, g, sp, signed, wv_p, b_p, m_p, yp, ctx.mul(bn, C * P), nhwc_out,
+                         float(yzp), lo, hi)
+        return True
+    COg = CO // G
+    K = T * Cg
+    # K in (ky, kx, ci) order: a tap's channels are contiguous in the channels-last source
+    wkg = wk.reshape(G, COg, Cg, KH, KW).transpose(0, 1, 3, 4, 2).reshape(G, COg, K)
+    mode = qk.int8_dot(ctx)
+    if mode == "vnni512" and not qk.vnni_ok(wkg):
+        mode = "generic"
+    packed, Kp, Npad = qk.pack_weights(wkg, mode)
+    offset = xzp + 128 if signed else xzp  # the uint8 A value that stands for x = x_zp
+    bpad = np.zeros((G, Npad), np.int32)
+    bpad[:, :COg] = qk.wrap_i32(bias_i.reshape(G, COg) - offset * wkg.sum(2))
+    mpad = np.zeros((G, Npad), np.float32)
+    mpad[:, :COg] = mult.reshape(G, COg)
+    pb = ctx.array_ptr(packed, "qconv_wpack")
+    b_p, m_p = ctx.array_ptr(bpad, "qconv_b"), ctx.array_ptr(mpad, "qconv_mult")
+    ir = ctx.ir
+    x80 = ir.Constant(ctx.i8, 0x80)
+    pointwise = _qpointwise(g)
+    xpad = sp
+    a_buf = sp if pointwise else ctx.gep(sp, (g["Hp"] * g["Wp"] * C + 64) // 64 * 64, ctx.i8)
+    with ctx.loop(N, name="b") as bn:
+        x_base = ctx.mul(bn, C * H * W)
+        if not pointwise:
+            _fill_padded_nhwc(ctx, g, xp, x_base, xpad, offset, signed)
+        with ctx.loop(G, name="grp") as gi:
+            c0 = ctx.mul(gi, Cg)
+            # A[p, k] (uint8), k = (ky, kx, ci) of this group; columns K..Kp-1 zero
+            with ctx.loop(OH, name="oy") as oy, ctx.loop(OW, name="ox") as ox:
+                p = ctx.add(ctx.mul(oy, OW), ox)
+                arow = ctx.mul(p, Kp)
+                for k in range(K, Kp):
+                    ctx.store(ir.Constant(ctx.i8, 0), a_buf, ctx.add(arow, k))
+                if pointwise:
+                    with ctx.loop(Cg, name="ci") as ci:
+                        if g["nhwc_in"]:
+                            src = ctx.add(x_base, ctx.mul(p, C), c0, ci)
+                        else:
+                            src = ctx.add(x_base, ctx.mul(ctx.add(c0, ci), P), p)
+                        v = ctx.load(xp, src, ctx.i8)
+                        ctx.store(b.xor(v, x80) if signed else v, a_buf, ctx.add(arow, ci))
+                for ky in range(0 if pointwise else KH):
+                    for kx in range(KW):
+                        pix = ctx.add(ctx.mul(oy, g["sy"] * g["Wp"]), ctx.mul(ox, g["sx"]),
+                                      ky * g["dy"] * g["Wp"] + kx * g["dx"])
+                        src = ctx.add(ctx.mul(pix, C), c0)
+                        dst = ctx.add(arow, (ky * KW + kx) * Cg)
+                        if Cg >= 8:
+                            ctx.memcpy(ctx.gep(a_buf, dst, ctx.i8), ctx.gep(xpad, src, ctx.i8), Cg)
+                        else:
+                            for ci in range(Cg):
+                                ctx.store(ctx.load(xpad, ctx.add(src, ci), ctx.i8), a_buf,
+                                          ctx.add(dst, ci))
+            if nhwc_out:
+                y_off, m_stride, n_stride = ctx.add(ctx.mul(bn, P * CO), ctx.mul(gi, COg)), CO, 1
+            else:
+                y_off, m_stride, n_stride = ctx.add(ctx.mul(bn, CO * P), ctx.mul(gi, COg * P)), 1, P
+            qk.qgemm(ctx, mode, P, COg, Kp, Npad, a_buf, ctx.ci(0), pb,
+                     ctx.mul(gi, Kp * Npad), b_p, m_p, ctx.mul(gi, Npad), yp, y_off, m_stride,
+                     n_stride, float(yzp), lo, hi)
+    return True
+
+
+SCRATCH["QLinearConv"] = _qconv_scratch
+
+
+def choose_layouts(g: Graph) -> None:
+    """Keep int8 activations between QLinearConvs channels-last: a QLinearConv output whose every
+    reader is a QLinearConv (as its input x) and that is no graph output is written [N, H, W, C]
+    (`_nhwc_out`) and read so (`_nhwc_in`); the tiled int8 kernels take either layout, so only
+    the chain's ends see NCHW. Nothing changes with EDGERT_SENSOR_KERNELS=scalar."""
+    from .ops import tiled_kernels
+    if not tiled_kernels():
+        return
+    readers = g.consumers()
+    q8 = (np.dtype(np.int8), np.dtype(np.uint8))
+
+    def tiled_qconv(n: Node) -> bool:
+        return n.op == "QLinearConv" and n.domain in ("", "ai.onnx") and \
+            np.dtype(g.dtypes.get(n.inputs[0], np.float32)) in q8 and \
+            np.dtype(g.dtypes.get(n.outputs[0], np.float32)) in q8
+    for n in g.nodes:
+        if not tiled_qconv(n):
+            continue
+        t = n.outputs[0]
+        rs = readers.get(t, [])
+        if t in g.outputs or not rs:
+            continue
+        if all(tiled_qconv(r) and r.inputs[0] == t and t not in r.inputs[1:] for r in rs):
+            n.attrs["_nhwc_out"] = 1
+            for r in rs:
+                r.attrs["_nhwc_in"] = 1
 
 
 # -- dtype="int8": QDQ patterns -> QLinear ops ----------------------------------------------------

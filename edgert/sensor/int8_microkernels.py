@@ -1,0 +1,280 @@
+"""Register-tiled int8 kernels for QLinearConv (the dtype="int8" path), the integer twins of
+microkernels.py. Exact: every product and sum is an integer in int32 (wrapping as the scalar
+loops in quant.py wrap), and requantization is the scalar path's sequence on vectors
+(float(acc) * multiplier, round half to even, + zero point, clamp), so the outputs are equal
+bit for bit to the scalar twin (EDGERT_SENSOR_KERNELS=scalar) and to onnxruntime's MLAS.
+
+  qgemm       Y[m, n] = requant(bias'[n] + sum_k A[m, k] B[k, n]): rows m are output pixels, A
+              an unsigned 8-bit im2col matrix [M, Kp] built per call (int8 activations are moved
+              to uint8 by flipping the sign bit, x + 128, padding holds the zero point), B the
+              constant weights (w - w_zp) re-laid out at compile time. The zero-point terms
+              (x_zp + 128) * sum_k B[k, n] are folded into bias' at compile time, so the inner
+              loop is nothing but multiply-adds. Tiles of MR pixels x NV vectors of 16 output
+              channels.
+                vnni512   AVX-512 VNNI: B as [Kp/4, Npad, 4] int8, one vpdpbusd per (row,
+                          vector, 4 k): u8 x s8 products summed in 32-bit lanes, no saturation
+                          (the non-"s" form). Needs w - w_zp within int8 (else generic).
+                generic   any target (the aarch64 AOT one too): B as [Kp, Npad] int16,
+                          sign-extended to i32 lanes, i32 multiply-add per k.
+  depthwise   channels-last depthwise QLinearConv: vectors over channels (i32 lanes), the tap
+              weights (w - w_zp) in registers, taps unrolled; x_zp * sum_taps w folded into
+              the bias, the zero-point-filled padded input read without bounds checks.
+
+Channel counts that are not a multiple of the vector width end in a masked store.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from .codegen import KernelCtx
+
+LANES = 16        # i32 lanes per vector in the VNNI kernel (one zmm)
+ACC_REGS = 24     # accumulators a tile may hold (of 32 zmm / 16 ymm registers)
+
+
+def int8_dot(ctx: KernelCtx) -> str:
+    """"vnni512" where the module targets an AVX-512 VNNI host, else "generic"."""
+    return str(getattr(ctx.cg, "int8_dot", "") or "generic")
+
+
+def wrap_i32(v: np.ndarray) -> np.ndarray:
+    """int64 values reduced modulo 2^32 to int32 (the scalar loop's wrapping arithmetic)."""
+    return ((v.astype(np.int64) + 2 ** 31) % 2 ** 32 - 2 ** 31).astype(np.int32)
+
+
+# -- vector helpers ------------------------------------------------------------------------------
+
+def _declare(ctx: KernelCtx, name: str, ret: Any, args: list[Any]) -> Any:
+    """An LLVM intrinsic with an explicit (vector) signature (llvmlite's declare_intrinsic only
+    names scalar overloads)."""
+    fn = ctx.cg.module.globals.get(name)
+    if fn is None:
+        fn = ctx.ir.Function(ctx.cg.module, ctx.ir.FunctionType(ret, args), name=name)
+    return fn
+
+
+class IVec:
+    def __init__(self, ctx: KernelCtx, lanes: int) -> None:
+        ir = ctx.ir
+        self.ctx, self.b, self.n = ctx, ctx.b, lanes
+        self.i32v = ir.VectorType(ctx.i32, lanes)
+        self.f32v = ir.VectorType(ctx.f32, lanes)
+        self.i8v = ir.VectorType(ctx.i8, lanes)
+        self.i16 = ir.IntType(16)
+        self.i16v = ir.VectorType(self.i16, lanes)
+
+    def const_i32(self, v: int) -> Any:
+        return self.ctx.ir.Constant(self.i32v, [int(v)] * self.n)
+
+    def const_f32(self, v: float) -> Any:
+        return self.ctx.ir.Constant(self.f32v, [float(v)] * self.n)
+
+    def splat(self, s: Any, ty: Any) -> Any:
+        ir = self.ctx.ir
+        undef = ir.Constant(ty, ir.Undefined)
+        v = self.b.insert_element(undef, s, ir.Constant(ir.IntType(32), 0))
+        return self.b.shuffle_vector(v, undef, ir.Constant(ir.VectorType(ir.IntType(32), self.n),
+                                                           [0] * self.n))
+
+    def load(self, p: Any, idx: Any, ty: Any, align: int = 1) -> Any:
+        return self.b.load(self.ctx.gep(p, idx, ty.element), typ=ty, align=align)
+
+    def requant(self, acc: Any, mult: Any, yzp: float, lo: float, hi: float) -> Any:
+        """<n x i8> = clamp(roundeven(float(acc) * mult) + yzp, lo, hi), as quant._to_q."""
+        b, ctx = self.b, self.ctx
+        f = b.fmul(b.sitofp(acc, self.f32v), mult)
+        rnd = _declare(ctx, f"llvm.roundeven.v{self.n}f32", self.f32v, [self.f32v])
+        r = b.fadd(b.call(rnd, [f]), self.const_f32(yzp))
+        lo_v, hi_v = self.const_f32(lo), self.const_f32(hi)
+        r = b.select(b.fcmp_unordered("<", r, lo_v), lo_v, r)
+        r = b.select(b.fcmp_ordered(">", r, hi_v), hi_v, r)
+        return b.trunc(b.fptosi(r, self.i32v), self.i8v)
+
+    def store_i8(self, v: Any, p: Any, idx: Any, valid: int) -> None:
+        """Store the first `valid` lanes of an <n x i8> at p[idx] (contiguous)."""
+        ctx, b, ir = self.ctx, self.b, self.ctx.ir
+        dst = ctx.gep(p, idx, ctx.i8)
+        if valid >= self.n:
+            b.store(v, dst, align=1)
+            return
+        i1 = ir.IntType(1)
+        mty = ir.VectorType(i1, self.n)
+        fn = _declare(ctx, f"llvm.masked.store.v{self.n}i8.p0", ir.VoidType(),
+                      [self.i8v, ctx.cg.ptr, ir.IntType(32), mty])
+        mask = ir.Constant(mty, [int(i < valid) for i in range(self.n)])
+        b.call(fn, [v, dst, ir.Constant(ir.IntType(32), 1), mask])
+
+    def scatter_i8(self, v: Any, p: Any, idx: Any, stride: int, valid: int) -> None:
+        """Lane l to p[idx + l * stride], l < valid (a channels-first output)."""
+        ctx, ir = self.ctx, self.ctx.ir
+        for lane in range(min(valid, self.n)):
+            e = self.b.extract_element(v, ir.Constant(ir.IntType(32), lane))
+            ctx.store(e, p, ctx.add(idx, lane * stride))
+
+
+def _vpdpbusd(ctx: KernelCtx, vec: IVec, acc: Any, a: Any, bq: Any) -> Any:
+    """acc + sum of 4 u8(a) x s8(b) products per 32-bit lane (AVX-512 VNNI, no saturation)."""
+    fn = _declare(ctx, "llvm.x86.avx512.vpdpbusd.512", vec.i32v, [vec.i32v] * 3)
+    return ctx.b.call(fn, [acc, a, bq])
+
+
+# -- weight packing (compile time) ------------------------------------------------------------------
+
+def pack_weights(wk: np.ndarray, mode: str) -> tuple[np.ndarray, int, int]:
+    """wk: [G, N, K] int64 (w - w_zp) per group. Returns (packed bytes, Kp, Npad):
+    vnni512 [G, Kp/4, Npad, 4] int8; generic [G, Kp, Npad] int16. Padding is zero."""
+    G, N, K = wk.shape
+    Kp = (K + 3) // 4 * 4
+    Npad = (N + LANES - 1) // LANES * LANES
+    full = np.zeros((G, Npad, Kp), np.int64)
+    full[:, :N, :K] = wk
+    if mode == "vnni512":
+        arr = full.reshape(G, Npad, Kp // 4, 4).transpose(0, 2, 1, 3).astype(np.int8)
+    else:
+        arr = full.transpose(0, 2, 1).astype(np.int16)
+    return np.ascontiguousarray(arr), Kp, Npad
+
+
+def vnni_ok(wk: np.ndarray) -> bool:
+    return bool(wk.size == 0 or (wk.min() >= -128 and wk.max() <= 127))
+
+
+# -- GEMM -------------------------------------------------------------------------------------------
+
+def qgemm(ctx: KernelCtx, mode: str, M: int, N: int, Kp: int, Npad: int,
+          pa: Any, a_off: Any, pb: Any, b_off: Any, bias_p: Any, mult_p: Any, nb_off: Any,
+          py: Any, y_off: Any, m_stride: int, n_stride: int,
+          yzp: float, lo: float, hi: float) -> None:
+    """Y[y_off + m*m_stride + n*n_stride] = requant(bias[nb_off + n] + sum_k A(m, k) B(k, n)) for
+    m < M, n < N. A(m, k) = pa[a_off + m*Kp + k] (u8); B at pb + b_off elements of the packed
+    layout (pack_weights); bias (i32) and mult (f32) padded to Npad from nb_off."""
+    b = ctx.b
+    if mode == "vnni512":
+        lanes, step = LANES, 4
+    else:
+        lanes = 16 if int(getattr(ctx.cg, "vector_width", 8)) >= 16 else 8
+        step = 1
+    vec = IVec(ctx, lanes)
+    nvec_all = Npad // lanes
+    nv = max(1, min(nvec_all, 4))
+    mr = max(1, min(12, ACC_REGS // nv)) if lanes == 16 else max(1, min(4, 8 // nv))
+    if M < mr:
+        mr = M
+    ksteps = Kp // step
+
+    def a_word(m: Any, k: Any) -> Any:
+        """The u8 A(m, k .. k+step-1) as i32 (4 bytes for vnni, zero-extended one otherwise)."""
+        idx = ctx.add(a_off, ctx.mul(m, Kp), ctx.mul(k, step))
+        if step == 4:
+            return b.load(ctx.gep(pa, idx, ctx.i8), typ=ctx.i32, align=4)
+        return b.zext(ctx.load(pa, idx, ctx.i8), ctx.i32)
+
+    def b_vec(k: Any, n0: Any) -> Any:
+        if step == 4:  # [Kp/4, Npad, 4] bytes: lanes n0 .. n0+15, 4 k each, as i32 words
+            idx = ctx.add(b_off, ctx.mul(k, Npad * 4), ctx.mul(n0, 4))
+            return b.load(ctx.gep(pb, idx, ctx.i8), typ=vec.i32v, align=4)
+        idx = ctx.add(b_off, ctx.mul(k, Npad), n0)
+        return b.sext(vec.load(pb, idx, vec.i16v, 2), vec.i32v)
+
+    def tile(m0: Any, rows: int, n0: Any, n0_static: Optional[int], vecs: int) -> None:
+        from .microkernels import carried_loop
+        init = [vec.load(bias_p, ctx.add(nb_off, n0, j * lanes), vec.i32v, 4)
+                for _ in range(rows) for j in range(vecs)]
+
+        def body(k: Any, accs: list[Any]) -> list[Any]:
+            bv = [b_vec(k, ctx.add(n0, j * lanes)) for j in range(vecs)]
+            out = []
+            for i in range(rows):
+                av = vec.splat(a_word(ctx.add(m0, i), k), vec.i32v)
+                for j in range(vecs):
+                    acc = accs[i * vecs + j]
+                    if step == 4:
+                        out.append(_vpdpbusd(ctx, vec, acc, av, bv[j]))
+                    else:
+                        out.append(b.add(acc, b.mul(av, bv[j])))
+            return out
+
+        accs = carried_loop(ctx, ksteps, init, body)
+        for j in range(vecs):
+            nj = ctx.add(n0, j * lanes)
+            mult = vec.load(mult_p, ctx.add(nb_off, nj), vec.f32v, 4)
+            if n0_static is not None:
+                valid = min(lanes, N - (n0_static + j * lanes))
+            else:
+                valid = lanes
+            for i in range(rows):
+                q = vec.requant(accs[i * vecs + j], mult, yzp, lo, hi)
+                at = ctx.add(y_off, ctx.mul(ctx.add(m0, i), m_stride), ctx.mul(nj, n_stride))
+                if n_stride == 1:
+                    vec.store_i8(q, py, at, valid)
+                else:
+                    vec.scatter_i8(q, py, at, n_stride, valid)
+
+    # output channels: full groups of nv vectors that end within N run in a loop; the rest
+    # (fewer vectors, or ones that reach into the padding) are written out statically
+    n_loop = (N // (nv * lanes)) * (nv * lanes)
+
+    def row_block(m0: Any, rows: int) -> None:
+        if n_loop:
+            with ctx.loop(n_loop, step=nv * lanes, name="n0") as n0:
+                tile(m0, rows, n0, None, nv)
+        n = n_loop
+        while n < N:
+            vecs = min(nv, (Npad - n) // lanes)
+            tile(m0, rows, ctx.ci(n), n, vecs)
+            n += vecs * lanes
+
+    m_full = M // mr * mr
+    if m_full:
+        with ctx.loop(m_full, step=mr, name="m0") as m0:
+            row_block(m0, mr)
+    if M - m_full:
+        row_block(ctx.ci(m_full), M - m_full)
+
+
+# -- depthwise ----------------------------------------------------------------------------------------
+
+def depthwise(ctx: KernelCtx, g: dict[str, Any], xpad: Any, signed: bool, wv_p: Any, bias_p: Any,
+              mult_p: Any, py: Any, y_off: Any, nhwc_out: bool, yzp: float, lo: float,
+              hi: float) -> None:
+    """y[oy, ox, c] = requant(bias'[c] + sum_t x[.., c] w'[t, c]) over the zero-point-padded
+    channels-last int8 input xpad [Hp, Wp, C] (read up to one vector past C: the caller leaves
+    room); wv_p: [T, Cpad] int32 tap weights, bias'/mult padded to Cpad."""
+    C, OH, OW, KH, KW = g["C"], g["OH"], g["OW"], g["KH"], g["KW"]
+    Wp, sy, sx, dy, dx = g["Wp"], g["sy"], g["sx"], g["dy"], g["dx"]
+    widest = int(getattr(ctx.cg, "vector_width", 8))
+    lanes = 16 if widest >= 16 else 8
+    vec = IVec(ctx, lanes)
+    b = ctx.b
+    Cpad = (C + lanes - 1) // lanes * lanes
+    P = OH * OW
+    offs = [(ky * dy * Wp + kx * dx) * C for ky in range(KH) for kx in range(KW)]
+
+    def channels(c0: Any, valid: int) -> None:
+        wv = [vec.load(wv_p, ctx.add(c0, t * Cpad), vec.i32v, 4) for t in range(len(offs))]
+        bv = vec.load(bias_p, c0, vec.i32v, 4)
+        mult = vec.load(mult_p, c0, vec.f32v, 4)
+        with ctx.loop(OH, name="oy") as oy:
+            row = ctx.mul(oy, sy * Wp * C)
+            with ctx.loop(OW, name="ox") as ox:
+                base = ctx.add(row, ctx.mul(ox, sx * C), c0)
+                acc = bv
+                for t, off in enumerate(offs):
+                    xv = vec.load(xpad, ctx.add(base, off), vec.i8v)
+                    xv = b.sext(xv, vec.i32v) if signed else b.zext(xv, vec.i32v)
+                    acc = b.add(acc, b.mul(xv, wv[t]))
+                q = vec.requant(acc, mult, yzp, lo, hi)
+                p = ctx.add(ctx.mul(oy, OW), ox)
+                if nhwc_out:
+                    vec.store_i8(q, py, ctx.add(y_off, ctx.mul(p, C), c0), valid)
+                else:
+                    vec.scatter_i8(q, py, ctx.add(y_off, ctx.mul(c0, P), p), P, valid)
+
+    c_full = C // lanes * lanes
+    if c_full:
+        with ctx.loop(c_full, step=lanes, name="c0") as c0:
+            channels(c0, lanes)
+    if C - c_full:
+        channels(ctx.ci(c_full), C - c_full)
