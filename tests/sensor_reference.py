@@ -100,11 +100,12 @@ def check_model(model: bytes, feeds_shapes: dict[str, Sequence[int]], *, tol: st
 
 
 def qdq_conv_chain_model(rng: np.random.Generator, in_shape: Sequence[int] = (1, 5, 9, 8),
-                         act: int = 3) -> bytes:
+                         act: int = 3, pool: bool = False) -> bytes:
     """A QDQ float model (float in and out) as onnxruntime.quantization writes it: int8
     activations (act = onnx TensorProto.INT8 or UINT8 = 2) and per-channel int8 weights around
     a 3x3 conv -> pointwise -> depthwise + Relu -> strided grouped conv chain with channel counts
-    that are no multiple of a vector (dtype="int8" turns it into QLinearConvs)."""
+    that are no multiple of a vector (dtype="int8" turns it into QLinearConvs); pool: a
+    GlobalAveragePool head on the last DequantizeLinear."""
     from onnx import helper
     qt = np.int8 if act == 3 else np.uint8
     lo, hi = (-128, 127) if act == 3 else (0, 255)
@@ -144,5 +145,5 @@ def qdq_conv_chain_model(rng: np.random.Generator, in_shape: Sequence[int] = (1,
     c4 = conv(q_dq(c3, 0.02, lo + 2), "c4", 12, 7, (3, 3), kernel_shape=[3, 3],
               pads=[1, 1, 1, 1], strides=[2, 2], group=3)
     y = q_dq(c4, 0.06, 5 if act == 3 else 120)
-    nodes.append(helper.make_node("Identity", [y], ["y"]))
+    nodes.append(helper.make_node("GlobalAveragePool" if pool else "Identity", [y], ["y"]))
     return make_model(nodes, {"x": in_shape}, {"y": None}, inits, opset=19)

@@ -203,21 +203,25 @@ def test_tiled_qlinear_conv_equals_scalar_twin_and_onnxruntime(case, qt, edge_zp
 
 
 @pytest.mark.parametrize("act", [3, 2])  # TensorProto.INT8, UINT8 activations
-def test_int8_conv_chain_channels_last(act, monkeypatch):
-    """pointwise -> depthwise -> grouped QLinearConvs keep channels-last int8 activations between
-    them (quant.choose_layouts); outputs equal the scalar NCHW twin's and onnxruntime's."""
+@pytest.mark.parametrize("pool", [False, True])
+def test_int8_conv_chain_channels_last(act, pool, monkeypatch):
+    """3x3 -> pointwise -> depthwise -> grouped QLinearConvs keep channels-last int8 activations
+    between them (quant.choose_layouts), and into a DequantizeLinear -> GlobalAveragePool head;
+    outputs equal the scalar NCHW twin's and are within one step of onnxruntime's."""
     from edgert import sensor
     from sensor_reference import qdq_conv_chain_model
     from edgert.sensor.graph import read_graph
     from edgert.sensor.quant import prepare, choose_layouts
     rng = np.random.default_rng(5 + act)
-    model = qdq_conv_chain_model(rng, act=act)
+    model = qdq_conv_chain_model(rng, act=act, pool=pool)
     g = read_graph(None, None, data=model, keep=frozenset({"DequantizeLinear"}))
     prepare(g, "int8")
     choose_layouts(g)
     convs = [n for n in g.nodes if n.op == "QLinearConv"]
     assert len(convs) == 4 and [bool(n.attrs.get("_nhwc_out")) for n in convs] == \
-        [True, True, True, False], [n.attrs for n in convs]
+        [True, True, True, pool], [n.attrs for n in convs]
+    assert [bool(n.attrs.get("_nhwc_in")) for n in g.nodes if n.op == "GlobalAveragePool"] == \
+        ([True] if pool else [])
     m = sensor.compile(model, dtype="int8")
     assert m.info.ops.get("QLinearConv") == 4, m.info.ops
     monkeypatch.setenv("EDGERT_SENSOR_KERNELS", "scalar")
@@ -227,7 +231,10 @@ def test_int8_conv_chain_channels_last(act, monkeypatch):
         x = {"random": rng.standard_normal((1, 5, 9, 8)), "zeros": np.zeros((1, 5, 9, 8)),
              "large": rng.standard_normal((1, 5, 9, 8)) * 100}[case].astype(np.float32)
         got = m(x).copy()
-        np.testing.assert_array_equal(got, ms(x).copy(), err_msg=case)
+        if pool:  # the pool sums channels-last: the same terms in another order
+            np.testing.assert_allclose(got, ms(x).copy(), rtol=1e-6, atol=1e-6, err_msg=case)
+        else:
+            np.testing.assert_array_equal(got, ms(x).copy(), err_msg=case)
         err = np.abs(got - ort_run(model, {"x": x})[0]).max()
         assert err <= INT8_STEPS * step + 1e-6, f"{case}: {err} > {INT8_STEPS} x {step}"
 

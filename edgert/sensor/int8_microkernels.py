@@ -59,6 +59,7 @@ class IVec:
     def __init__(self, ctx: KernelCtx, lanes: int) -> None:
         ir = ctx.ir
         self.ctx, self.b, self.n = ctx, ctx.b, lanes
+        self.pack = int8_dot(ctx) == "vnni512"  # an AVX-512 BW target: narrow with vpack*
         self.i32v = ir.VectorType(ctx.i32, lanes)
         self.f32v = ir.VectorType(ctx.f32, lanes)
         self.i8v = ir.VectorType(ctx.i8, lanes)
@@ -82,35 +83,76 @@ class IVec:
         return self.b.load(self.ctx.gep(p, idx, ty.element), typ=ty, align=align)
 
     def requant(self, acc: Any, mult: Any, yzp: float, lo: float, hi: float) -> Any:
-        """<n x i8> = clamp(roundeven(float(acc) * mult) + yzp, lo, hi), as quant._to_q."""
-        b, ctx = self.b, self.ctx
+        """<n x i32> = clamp(roundeven(float(acc) * mult) + yzp, lo, hi), as quant._to_q (the
+        caller narrows it to bytes: store_q / scatter_q)."""
+        b = self.b
         f = b.fmul(b.sitofp(acc, self.f32v), mult)
-        rnd = _declare(ctx, f"llvm.roundeven.v{self.n}f32", self.f32v, [self.f32v])
+        rnd = _declare(self.ctx, f"llvm.roundeven.v{self.n}f32", self.f32v, [self.f32v])
         r = b.fadd(b.call(rnd, [f]), self.const_f32(yzp))
         lo_v, hi_v = self.const_f32(lo), self.const_f32(hi)
         r = b.select(b.fcmp_unordered("<", r, lo_v), lo_v, r)
         r = b.select(b.fcmp_ordered(">", r, hi_v), hi_v, r)
-        return b.trunc(b.fptosi(r, self.i32v), self.i8v)
+        return b.fptosi(r, self.i32v)
 
-    def store_i8(self, v: Any, p: Any, idx: Any, valid: int) -> None:
-        """Store the first `valid` lanes of an <n x i8> at p[idx] (contiguous)."""
+    def _bytes(self, vs: list[Any], unsigned: bool) -> Any:
+        """The requantized lanes of up to 4 vectors as one <len*n x i8> vector, in order.
+
+        On AVX-512 (pack=True) through vpackssdw + vpack[su]swb and one dword permute: LLVM
+        otherwise folds trunc + store into vpmovdb with a memory operand, which is slow on
+        AMD Zen 4/5. Exact: the lanes already lie in the output type's range."""
         ctx, b, ir = self.ctx, self.b, self.ctx.ir
+        k = len(vs)
+        i32 = ir.IntType(32)
+        if not (self.pack and self.n == 16):
+            parts = [b.trunc(v, self.i8v) for v in vs]
+            while len(parts) > 1:  # concatenate pairwise (equal widths; an odd one doubled)
+                if len(parts) % 2:
+                    parts.append(parts[-1])
+                parts = [b.shuffle_vector(parts[i], parts[i + 1], ir.Constant(
+                    ir.VectorType(i32, 2 * parts[i].type.count),
+                    list(range(2 * parts[i].type.count)))) for i in range(0, len(parts), 2)]
+            out = parts[0]
+            if out.type.count != k * self.n:
+                out = b.shuffle_vector(out, out, ir.Constant(ir.VectorType(i32, k * self.n),
+                                                             list(range(k * self.n))))
+            return out
+        vs = list(vs) + [vs[-1]] * (4 - k)
+        i16v32 = ir.VectorType(ir.IntType(16), 32)
+        i8v64 = ir.VectorType(ctx.i8, 64)
+        pdw = _declare(ctx, "llvm.x86.avx512.packssdw.512", i16v32, [self.i32v, self.i32v])
+        wb = "llvm.x86.avx512.packuswb.512" if unsigned else "llvm.x86.avx512.packsswb.512"
+        pwb = _declare(ctx, wb, i8v64, [i16v32, i16v32])
+        ab = b.call(pdw, [vs[0], vs[1]])
+        cd = b.call(pdw, [vs[2], vs[3]])
+        packed = b.bitcast(b.call(pwb, [ab, cd]), self.i32v)
+        # dword (lane L, vector v) sits at 4L + v; vector v's 16 bytes belong at 4v .. 4v + 3
+        order = [4 * lane + v for v in range(4) for lane in range(4)][:4 * k]
+        out = b.shuffle_vector(packed, packed, ir.Constant(ir.VectorType(i32, 4 * k), order))
+        return b.bitcast(out, ir.VectorType(ctx.i8, 16 * k))
+
+    def store_q(self, vs: list[Any], p: Any, idx: Any, valid: int, unsigned: bool) -> None:
+        """Store the first `valid` requantized lanes of vs (consecutive vectors) at p[idx]."""
+        ctx, b, ir = self.ctx, self.b, self.ctx.ir
+        v = self._bytes(vs, unsigned)
+        n = v.type.count
         dst = ctx.gep(p, idx, ctx.i8)
-        if valid >= self.n:
+        if valid >= n:
             b.store(v, dst, align=1)
             return
         i1 = ir.IntType(1)
-        mty = ir.VectorType(i1, self.n)
-        fn = _declare(ctx, f"llvm.masked.store.v{self.n}i8.p0", ir.VoidType(),
-                      [self.i8v, ctx.cg.ptr, ir.IntType(32), mty])
-        mask = ir.Constant(mty, [int(i < valid) for i in range(self.n)])
+        mty = ir.VectorType(i1, n)
+        vty = ir.VectorType(ctx.i8, n)
+        fn = _declare(ctx, f"llvm.masked.store.v{n}i8.p0", ir.VoidType(),
+                      [vty, ctx.cg.ptr, ir.IntType(32), mty])
+        mask = ir.Constant(mty, [int(i < valid) for i in range(n)])
         b.call(fn, [v, dst, ir.Constant(ir.IntType(32), 1), mask])
 
-    def scatter_i8(self, v: Any, p: Any, idx: Any, stride: int, valid: int) -> None:
-        """Lane l to p[idx + l * stride], l < valid (a channels-first output)."""
+    def scatter_q(self, v: Any, p: Any, idx: Any, stride: int, valid: int) -> None:
+        """Lane l of one requantized vector to p[idx + l * stride], l < valid (channels-first)."""
         ctx, ir = self.ctx, self.ctx.ir
+        q = self.b.trunc(v, self.i8v)
         for lane in range(min(valid, self.n)):
-            e = self.b.extract_element(v, ir.Constant(ir.IntType(32), lane))
+            e = self.b.extract_element(q, ir.Constant(ir.IntType(32), lane))
             ctx.store(e, p, ctx.add(idx, lane * stride))
 
 
@@ -157,6 +199,7 @@ def qgemm(ctx: KernelCtx, mode: str, M: int, N: int, Kp: int, Npad: int,
         lanes = 16 if int(getattr(ctx.cg, "vector_width", 8)) >= 16 else 8
         step = 1
     vec = IVec(ctx, lanes)
+    unsigned = hi > 127
     nvec_all = Npad // lanes
     nv = max(1, min(nvec_all, 4))
     mr = max(1, min(12, ACC_REGS // nv)) if lanes == 16 else max(1, min(4, 8 // nv))
@@ -197,20 +240,19 @@ def qgemm(ctx: KernelCtx, mode: str, M: int, N: int, Kp: int, Npad: int,
             return out
 
         accs = carried_loop(ctx, ksteps, init, body)
-        for j in range(vecs):
-            nj = ctx.add(n0, j * lanes)
-            mult = vec.load(mult_p, ctx.add(nb_off, nj), vec.f32v, 4)
-            if n0_static is not None:
-                valid = min(lanes, N - (n0_static + j * lanes))
+        mults = [vec.load(mult_p, ctx.add(nb_off, n0, j * lanes), vec.f32v, 4)
+                 for j in range(vecs)]
+        valid = [lanes if n0_static is None else min(lanes, N - (n0_static + j * lanes))
+                 for j in range(vecs)]
+        for i in range(rows):
+            qs = [vec.requant(accs[i * vecs + j], mults[j], yzp, lo, hi) for j in range(vecs)]
+            at = ctx.add(y_off, ctx.mul(ctx.add(m0, i), m_stride), ctx.mul(n0, n_stride))
+            if n_stride == 1:
+                vec.store_q(qs, py, at, sum(valid), unsigned)
             else:
-                valid = lanes
-            for i in range(rows):
-                q = vec.requant(accs[i * vecs + j], mult, yzp, lo, hi)
-                at = ctx.add(y_off, ctx.mul(ctx.add(m0, i), m_stride), ctx.mul(nj, n_stride))
-                if n_stride == 1:
-                    vec.store_i8(q, py, at, valid)
-                else:
-                    vec.scatter_i8(q, py, at, n_stride, valid)
+                for j in range(vecs):
+                    vec.scatter_q(qs[j], py, ctx.add(at, j * lanes * n_stride), n_stride,
+                                  valid[j])
 
     # output channels: full groups of nv vectors that end within N run in a loop; the rest
     # (fewer vectors, or ones that reach into the padding) are written out statically
@@ -241,7 +283,8 @@ def depthwise(ctx: KernelCtx, g: dict[str, Any], xpad: Any, signed: bool, wv_p: 
               hi: float) -> None:
     """y[oy, ox, c] = requant(bias'[c] + sum_t x[.., c] w'[t, c]) over the zero-point-padded
     channels-last int8 input xpad [Hp, Wp, C] (read up to one vector past C: the caller leaves
-    room); wv_p: [T, Cpad] int32 tap weights, bias'/mult padded to Cpad."""
+    room); wv_p: [T, Cpad] int32 tap weights, bias'/mult padded to Cpad. Up to 4 vectors of
+    channels per pixel (one 64-byte store of the output pixel's bytes)."""
     C, OH, OW, KH, KW = g["C"], g["OH"], g["OW"], g["KH"], g["KW"]
     Wp, sy, sx, dy, dx = g["Wp"], g["sy"], g["sx"], g["dy"], g["dx"]
     widest = int(getattr(ctx.cg, "vector_width", 8))
@@ -250,31 +293,36 @@ def depthwise(ctx: KernelCtx, g: dict[str, Any], xpad: Any, signed: bool, wv_p: 
     b = ctx.b
     Cpad = (C + lanes - 1) // lanes * lanes
     P = OH * OW
+    unsigned = hi > 127
     offs = [(ky * dy * Wp + kx * dx) * C for ky in range(KH) for kx in range(KW)]
 
-    def channels(c0: Any, valid: int) -> None:
-        wv = [vec.load(wv_p, ctx.add(c0, t * Cpad), vec.i32v, 4) for t in range(len(offs))]
-        bv = vec.load(bias_p, c0, vec.i32v, 4)
-        mult = vec.load(mult_p, c0, vec.f32v, 4)
+    def channels(c0: Any, vecs: int, valid: int) -> None:
+        bv = [vec.load(bias_p, ctx.add(c0, j * lanes), vec.i32v, 4) for j in range(vecs)]
+        mult = [vec.load(mult_p, ctx.add(c0, j * lanes), vec.f32v, 4) for j in range(vecs)]
         with ctx.loop(OH, name="oy") as oy:
             row = ctx.mul(oy, sy * Wp * C)
             with ctx.loop(OW, name="ox") as ox:
                 base = ctx.add(row, ctx.mul(ox, sx * C), c0)
-                acc = bv
+                accs = list(bv)
                 for t, off in enumerate(offs):
-                    xv = vec.load(xpad, ctx.add(base, off), vec.i8v)
-                    xv = b.sext(xv, vec.i32v) if signed else b.zext(xv, vec.i32v)
-                    acc = b.add(acc, b.mul(xv, wv[t]))
-                q = vec.requant(acc, mult, yzp, lo, hi)
+                    for j in range(vecs):
+                        xv = vec.load(xpad, ctx.add(base, off + j * lanes), vec.i8v)
+                        xv = b.sext(xv, vec.i32v) if signed else b.zext(xv, vec.i32v)
+                        wv = vec.load(wv_p, ctx.add(c0, t * Cpad + j * lanes), vec.i32v, 4)
+                        accs[j] = b.add(accs[j], b.mul(xv, wv))
+                qs = [vec.requant(accs[j], mult[j], yzp, lo, hi) for j in range(vecs)]
                 p = ctx.add(ctx.mul(oy, OW), ox)
                 if nhwc_out:
-                    vec.store_i8(q, py, ctx.add(y_off, ctx.mul(p, C), c0), valid)
+                    vec.store_q(qs, py, ctx.add(y_off, ctx.mul(p, C), c0), valid, unsigned)
                 else:
-                    vec.scatter_i8(q, py, ctx.add(y_off, ctx.mul(c0, P), p), P, valid)
+                    for j in range(vecs):
+                        vec.scatter_q(qs[j], py, ctx.add(y_off, ctx.mul(ctx.add(c0, j * lanes), P),
+                                                         p), P, min(lanes, valid - j * lanes))
 
-    c_full = C // lanes * lanes
+    chunk = 4 * lanes
+    c_full = C // chunk * chunk
     if c_full:
-        with ctx.loop(c_full, step=lanes, name="c0") as c0:
-            channels(c0, lanes)
+        with ctx.loop(c_full, step=chunk, name="c0") as c0:
+            channels(c0, 4, chunk)
     if C - c_full:
-        channels(ctx.ci(c_full), C - c_full)
+        channels(ctx.ci(c_full), (C - c_full + lanes - 1) // lanes, C - c_full)

@@ -512,6 +512,27 @@ def choose_layouts(g: Graph) -> None:
             n.attrs["_nhwc_out"] = 1
             for r in rs:
                 r.attrs["_nhwc_in"] = 1
+        elif len(g.shapes[t]) == 4 and all(_pooled_dq(g, readers, r) for r in rs):
+            # -> per-tensor DequantizeLinear -> GlobalAveragePool (a classifier head): the
+            # dequantization does not care about the layout and the pool reads channels-last
+            n.attrs["_nhwc_out"] = 1
+            for r in rs:
+                for p in readers[r.outputs[0]]:
+                    p.attrs["_nhwc_in"] = 1
+
+
+def _pooled_dq(g: Graph, readers: dict[str, list[Node]], r: Node) -> bool:
+    """r is a per-tensor DequantizeLinear whose output only GlobalAveragePools read."""
+    if r.op != "DequantizeLinear" or r.domain not in ("", "ai.onnx"):
+        return False
+    if r.inputs[1] not in g.consts or g.consts[r.inputs[1]].size != 1 or r.outputs[0] in g.outputs:
+        return False
+    if len(r.inputs) > 2 and r.inputs[2] and (r.inputs[2] not in g.consts or
+                                               g.consts[r.inputs[2]].size != 1):
+        return False
+    ps = readers.get(r.outputs[0], [])
+    return bool(ps) and all(p.op == "GlobalAveragePool" and p.inputs[0] == r.outputs[0]
+                            for p in ps)
 
 
 # -- dtype="int8": QDQ patterns -> QLinear ops ----------------------------------------------------
