@@ -377,6 +377,28 @@ def _fill_padded_nhwc(ctx: Any, g: dict[str, Any], xp: Any, x_base: Any, dst: An
                 put(v, ctx.add(r, ctx.mul(ctx.add(ww, pl), C), c))
 
 
+def _fill_padded_nchw(ctx: Any, g: dict[str, Any], xp: Any, x_base: Any, dst: Any,
+                      fill: int, flip: bool) -> None:
+    """dst[C, Hp, Wp] (bytes) = the NCHW x placed at (pt, pl), `fill` around it; flip as
+    _fill_padded_nhwc."""
+    b = ctx.b
+    C, H, W, Hp, Wp, pt, pl = (g[k] for k in ("C", "H", "W", "Hp", "Wp", "pt", "pl"))
+    ir = ctx.ir
+    if g["padded"]:
+        fn = ctx.cg.module.declare_intrinsic("llvm.memset", [ctx.cg.ptr, ctx.i64])
+        b.call(fn, [dst, ir.Constant(ctx.i8, fill & 0xFF), ctx.ci(Hp * Wp * C),
+                    ir.Constant(ir.IntType(1), 0)])
+    x80 = ir.Constant(ctx.i8, 0x80)
+    with ctx.loop(C * H, name="ch") as ch:
+        c = b.udiv(ch, ctx.ci(H)) if H > 1 else ch
+        h = b.urem(ch, ctx.ci(H)) if H > 1 else ctx.ci(0)
+        r = ctx.add(ctx.mul(c, Hp * Wp), ctx.mul(h, Wp), pt * Wp + pl)
+        src = ctx.add(x_base, ctx.mul(ch, W))
+        with ctx.loop(W, name="w") as ww:
+            v = ctx.load(xp, ctx.add(src, ww), ctx.i8)
+            ctx.store(b.xor(v, x80) if flip else v, dst, ctx.add(r, ww))
+
+
 def _qconv_tiled(ctx: Any, x: str, w: str, xzp: int, wzp: np.ndarray,
                  bias: Optional[np.ndarray], mult: np.ndarray, yzp: int, odt: np.dtype,
                  relu: bool) -> bool:
@@ -423,8 +445,15 @@ def _qconv_tiled(ctx: Any, x: str, w: str, xzp: int, wzp: np.ndarray,
         return True
     COg = CO // G
     K = T * Cg
-    # K in (ky, kx, ci) order: a tap's channels are contiguous in the channels-last source
-    wkg = wk.reshape(G, COg, Cg, KH, KW).transpose(0, 1, 3, 4, 2).reshape(G, COg, K)
+    pointwise = _qpointwise(g)
+    # the im2col's k order: (ky, kx, ci) over a channels-last source (a tap's channels are
+    # contiguous), (ci, ky, kx) over a channels-first one (a kernel row's taps are contiguous
+    # at dilation 1: one small copy per (ci, ky))
+    nchw_src = not g["nhwc_in"] and not pointwise
+    if nchw_src:
+        wkg = wk.reshape(G, COg, K)
+    else:
+        wkg = wk.reshape(G, COg, Cg, KH, KW).transpose(0, 1, 3, 4, 2).reshape(G, COg, K)
     mode = qk.int8_dot(ctx)
     if mode == "vnni512" and not qk.vnni_ok(wkg):
         mode = "generic"
@@ -438,16 +467,25 @@ def _qconv_tiled(ctx: Any, x: str, w: str, xzp: int, wzp: np.ndarray,
     b_p, m_p = ctx.array_ptr(bpad, "qconv_b"), ctx.array_ptr(mpad, "qconv_mult")
     ir = ctx.ir
     x80 = ir.Constant(ctx.i8, 0x80)
-    pointwise = _qpointwise(g)
+    Hp, Wp = g["Hp"], g["Wp"]
     xpad = sp
-    a_buf = sp if pointwise else ctx.gep(sp, (g["Hp"] * g["Wp"] * C + 64) // 64 * 64, ctx.i8)
+    a_buf = sp if pointwise else ctx.gep(sp, (Hp * Wp * C + 64) // 64 * 64, ctx.i8)
+
+    def copy(dst: Any, src: Any, nbytes: int) -> None:
+        if nbytes >= 4:
+            ctx.memcpy(ctx.gep(a_buf, dst, ctx.i8), ctx.gep(xpad, src, ctx.i8), nbytes)
+        else:
+            for i in range(nbytes):
+                ctx.store(ctx.load(xpad, ctx.add(src, i), ctx.i8), a_buf, ctx.add(dst, i))
     with ctx.loop(N, name="b") as bn:
         x_base = ctx.mul(bn, C * H * W)
-        if not pointwise:
+        if nchw_src:
+            _fill_padded_nchw(ctx, g, xp, x_base, xpad, offset, signed)
+        elif not pointwise:
             _fill_padded_nhwc(ctx, g, xp, x_base, xpad, offset, signed)
         with ctx.loop(G, name="grp") as gi:
             c0 = ctx.mul(gi, Cg)
-            # A[p, k] (uint8), k = (ky, kx, ci) of this group; columns K..Kp-1 zero
+            # A[p, k] (uint8) of this group; columns K..Kp-1 zero
             with ctx.loop(OH, name="oy") as oy, ctx.loop(OW, name="ox") as ox:
                 p = ctx.add(ctx.mul(oy, OW), ox)
                 arow = ctx.mul(p, Kp)
@@ -461,18 +499,25 @@ def _qconv_tiled(ctx: Any, x: str, w: str, xzp: int, wzp: np.ndarray,
                             src = ctx.add(x_base, ctx.mul(ctx.add(c0, ci), P), p)
                         v = ctx.load(xp, src, ctx.i8)
                         ctx.store(b.xor(v, x80) if signed else v, a_buf, ctx.add(arow, ci))
-                for ky in range(0 if pointwise else KH):
-                    for kx in range(KW):
-                        pix = ctx.add(ctx.mul(oy, g["sy"] * g["Wp"]), ctx.mul(ox, g["sx"]),
-                                      ky * g["dy"] * g["Wp"] + kx * g["dx"])
-                        src = ctx.add(ctx.mul(pix, C), c0)
-                        dst = ctx.add(arow, (ky * KW + kx) * Cg)
-                        if Cg >= 8:
-                            ctx.memcpy(ctx.gep(a_buf, dst, ctx.i8), ctx.gep(xpad, src, ctx.i8), Cg)
-                        else:
-                            for ci in range(Cg):
-                                ctx.store(ctx.load(xpad, ctx.add(src, ci), ctx.i8), a_buf,
-                                          ctx.add(dst, ci))
+                elif nchw_src:
+                    corner = ctx.add(ctx.mul(oy, g["sy"] * Wp), ctx.mul(ox, g["sx"]),
+                                     ctx.mul(c0, Hp * Wp))
+                    for ci in range(Cg):
+                        for ky in range(KH):
+                            src = ctx.add(corner, ci * Hp * Wp + ky * g["dy"] * Wp)
+                            dst = ctx.add(arow, (ci * KH + ky) * KW)
+                            if g["dx"] == 1:
+                                copy(dst, src, KW)
+                            else:
+                                for kx in range(KW):
+                                    copy(ctx.add(dst, kx), ctx.add(src, kx * g["dx"]), 1)
+                else:
+                    for ky in range(KH):
+                        for kx in range(KW):
+                            pix = ctx.add(ctx.mul(oy, g["sy"] * Wp), ctx.mul(ox, g["sx"]),
+                                          ky * g["dy"] * Wp + kx * g["dx"])
+                            copy(ctx.add(arow, (ky * KW + kx) * Cg),
+                                 ctx.add(ctx.mul(pix, C), c0), Cg)
             if nhwc_out:
                 y_off, m_stride, n_stride = ctx.add(ctx.mul(bn, P * CO), ctx.mul(gi, COg)), CO, 1
             else:
@@ -512,7 +557,7 @@ def choose_layouts(g: Graph) -> None:
             n.attrs["_nhwc_out"] = 1
             for r in rs:
                 r.attrs["_nhwc_in"] = 1
-        elif len(g.shapes[t]) == 4 and all(_pooled_dq(g, readers, r) for r in rs):
+        elif len(g.shapes[t]) >= 3 and all(_pooled_dq(g, readers, r) for r in rs):
             # -> per-tensor DequantizeLinear -> GlobalAveragePool (a classifier head): the
             # dequantization does not care about the layout and the pool reads channels-last
             n.attrs["_nhwc_out"] = 1
