@@ -472,11 +472,11 @@ def _qconv_tiled(ctx: Any, x: str, w: str, xzp: int, wzp: np.ndarray,
     a_buf = sp if pointwise else ctx.gep(sp, (Hp * Wp * C + 64) // 64 * 64, ctx.i8)
 
     def copy(dst: Any, src: Any, nbytes: int) -> None:
-        if nbytes >= 4:
-            ctx.memcpy(ctx.gep(a_buf, dst, ctx.i8), ctx.gep(xpad, src, ctx.i8), nbytes)
-        else:
-            for i in range(nbytes):
-                ctx.store(ctx.load(xpad, ctx.add(src, i), ctx.i8), a_buf, ctx.add(dst, i))
+        """A[dst:] = xpad[src:], nbytes rounded up to a whole 4- or 8-byte move: the extra bytes
+        land where the next copy of the row (made after this one) writes, or in the columns
+        K..Kp-1 whose weights are zero, or in the buffers' 64-byte slack."""
+        n = 4 if nbytes <= 4 else (nbytes + 7) // 8 * 8
+        ctx.memcpy(ctx.gep(a_buf, dst, ctx.i8), ctx.gep(xpad, src, ctx.i8), n)
     with ctx.loop(N, name="b") as bn:
         x_base = ctx.mul(bn, C * H * W)
         if nchw_src:
