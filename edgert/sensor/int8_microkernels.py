@@ -278,13 +278,15 @@ def qgemm(ctx: KernelCtx, mode: str, M: int, N: int, Kp: int, Npad: int,
 
 # -- depthwise ----------------------------------------------------------------------------------------
 
-def depthwise(ctx: KernelCtx, g: dict[str, Any], xpad: Any, signed: bool, wv_p: Any, bias_p: Any,
-              mult_p: Any, py: Any, y_off: Any, nhwc_out: bool, yzp: float, lo: float,
-              hi: float) -> None:
+def depthwise(ctx: KernelCtx, g: dict[str, Any], xpad: Any, signed: bool, wv_arr: np.ndarray,
+              bias_p: Any, mult_p: Any, py: Any, y_off: Any, nhwc_out: bool, yzp: float,
+              lo: float, hi: float) -> None:
     """y[oy, ox, c] = requant(bias'[c] + sum_t x[.., c] w'[t, c]) over the zero-point-padded
     channels-last int8 input xpad [Hp, Wp, C] (read up to one vector past C: the caller leaves
-    room); wv_p: [T, Cpad] int32 tap weights, bias'/mult padded to Cpad. Up to 4 vectors of
-    channels per pixel (one 64-byte store of the output pixel's bytes)."""
+    room); wv_arr: [T, Cpad] int32 tap weights, bias'/mult padded to Cpad. Up to 4 vectors of
+    channels per pixel (one 64-byte store of the output pixel's bytes). On AVX-512 VNNI two
+    taps go into one vpdpwssd (int16 pairs: x in [-128, 255], w - w_zp in [-255, 255], the
+    pair's sum exact in int32); elsewhere an i32 multiply-add per tap."""
     C, OH, OW, KH, KW = g["C"], g["OH"], g["OW"], g["KH"], g["KW"]
     Wp, sy, sx, dy, dx = g["Wp"], g["sy"], g["sx"], g["dy"], g["dx"]
     widest = int(getattr(ctx.cg, "vector_width", 8))
@@ -294,7 +296,12 @@ def depthwise(ctx: KernelCtx, g: dict[str, Any], xpad: Any, signed: bool, wv_p: 
     Cpad = (C + lanes - 1) // lanes * lanes
     P = OH * OW
     unsigned = hi > 127
+    wv_p = ctx.array_ptr(wv_arr, "qdw_w")
     offs = [(ky * dy * Wp + kx * dx) * C for ky in range(KH) for kx in range(KW)]
+    pairs = vec.pack and lanes == 16  # AVX-512 VNNI: two taps per vpdpwssd
+    wp_p = None
+    if pairs:
+        wp_p = ctx.array_ptr(pair_taps(wv_arr), "qdw_wpairs")
 
     def channels(c0: Any, vecs: int, valid: int) -> None:
         bv = [vec.load(bias_p, ctx.add(c0, j * lanes), vec.i32v, 4) for j in range(vecs)]
@@ -304,7 +311,12 @@ def depthwise(ctx: KernelCtx, g: dict[str, Any], xpad: Any, signed: bool, wv_p: 
             with ctx.loop(OW, name="ox") as ox:
                 base = ctx.add(row, ctx.mul(ox, sx * C), c0)
                 accs = list(bv)
-                for t, off in enumerate(offs):
+                if pairs:
+                    for t in range(0, len(offs), 2):
+                        for j in range(vecs):
+                            accs[j] = _dw_pair(ctx, vec, accs[j], xpad, base, offs, t, j, signed,
+                                               wp_p, ctx.add(c0, t // 2 * Cpad + j * lanes))
+                for t, off in enumerate([] if pairs else offs):
                     for j in range(vecs):
                         xv = vec.load(xpad, ctx.add(base, off + j * lanes), vec.i8v)
                         xv = b.sext(xv, vec.i32v) if signed else b.zext(xv, vec.i32v)
@@ -326,3 +338,32 @@ def depthwise(ctx: KernelCtx, g: dict[str, Any], xpad: Any, signed: bool, wv_p: 
             channels(c0, 4, chunk)
     if C - c_full:
         channels(ctx.ci(c_full), (C - c_full + lanes - 1) // lanes, C - c_full)
+
+
+def pair_taps(wv: np.ndarray) -> np.ndarray:
+    """[T, Cpad] tap weights -> [ceil(T/2), Cpad] int32 words holding the int16 pair
+    (w[2i], w[2i+1]) (low half first; a missing last tap is 0)."""
+    T, Cp = wv.shape
+    w = np.zeros(((T + 1) // 2 * 2, Cp), np.int64)
+    w[:T] = wv
+    lo16 = w[0::2] & 0xFFFF
+    hi16 = w[1::2] & 0xFFFF
+    return wrap_i32(lo16 | (hi16 << 16))
+
+
+def _dw_pair(ctx: KernelCtx, vec: IVec, acc: Any, xpad: Any, base: Any, offs: list[int], t: int,
+             j: int, signed: bool, wp_p: Any, w_idx: Any) -> Any:
+    """acc + x[t] w[t] + x[t+1] w[t+1] over 16 channels with one vpdpwssd (x[t+1] is x[t]
+    again, against a zero weight, when t is the last tap)."""
+    b, ir = ctx.b, ctx.ir
+    i16v = vec.i16v
+    ext = b.sext if signed else b.zext
+    x0 = ext(vec.load(xpad, ctx.add(base, offs[t] + j * vec.n), vec.i8v), i16v)
+    t1 = t + 1 if t + 1 < len(offs) else t
+    x1 = ext(vec.load(xpad, ctx.add(base, offs[t1] + j * vec.n), vec.i8v), i16v)
+    i32 = ir.IntType(32)
+    inter = [i // 2 + (vec.n if i % 2 else 0) for i in range(2 * vec.n)]
+    xx = b.shuffle_vector(x0, x1, ir.Constant(ir.VectorType(i32, 2 * vec.n), inter))
+    w = vec.load(wp_p, w_idx, vec.i32v, 4)
+    fn = _declare(ctx, "llvm.x86.avx512.vpdpwssd.512", vec.i32v, [vec.i32v] * 3)
+    return b.call(fn, [acc, b.bitcast(xx, vec.i32v), w])

@@ -436,11 +436,10 @@ def _qconv_tiled(ctx: Any, x: str, w: str, xzp: int, wzp: np.ndarray,
         bpad[:C] = qk.wrap_i32(bias_i - xzp * taps.sum(1))
         mpad = np.zeros(Cpad, np.float32)
         mpad[:C] = mult
-        wv_p = ctx.array_ptr(wv, "qdw_w")
         b_p, m_p = ctx.array_ptr(bpad, "qdw_b"), ctx.array_ptr(mpad, "qdw_mult")
         with ctx.loop(N, name="b") as bn:
             _fill_padded_nhwc(ctx, g, xp, ctx.mul(bn, C * H * W), sp, xzp, False)
-            qk.depthwise(ctx, g, sp, signed, wv_p, b_p, m_p, yp, ctx.mul(bn, C * P), nhwc_out,
+            qk.depthwise(ctx, g, sp, signed, wv, b_p, m_p, yp, ctx.mul(bn, C * P), nhwc_out,
                          float(yzp), lo, hi)
         return True
     COg = CO // G
