@@ -202,6 +202,34 @@ def test_tiled_qlinear_conv_equals_scalar_twin_and_onnxruntime(case, qt, edge_zp
     _int_close(got["tiled"], ref, INT8_STEPS, f"{case} tiled vs onnxruntime")
 
 
+@pytest.mark.parametrize("group", [1, 24])  # the GEMM and the depthwise kernel
+@pytest.mark.parametrize("qt", [np.int8, np.uint8])
+def test_tiled_qlinear_conv_rounds_ties_to_even(group, qt, monkeypatch):
+    """A multiplier of 1/2 puts every odd sum on a rounding tie: half to even, as the scalar
+    twin and onnxruntime (MLAS) do, also where the result saturates."""
+    from edgert import sensor
+    rng = np.random.default_rng(17)
+    info = np.iinfo(qt)
+    C = CO = 24
+    x = rng.integers(info.min, info.max + 1, (1, C, 5, 6)).astype(qt)
+    w = rng.integers(-3, 4, (CO, C // group, 3, 3)).astype(np.int8)
+    inits = {"xs": np.array(0.5, np.float32), "xz": np.array(info.min + 1, qt), "w": w,
+             "ws": np.ones(CO, np.float32), "wz": np.zeros(CO, np.int8),
+             "ys": np.array(1.0, np.float32), "yz": np.array(info.max - 100, qt),
+             "b": rng.integers(-9, 10, CO).astype(np.int32)}
+    node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"],
+                            ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=group)
+    ttype = helper.np_dtype_to_tensor_dtype(np.dtype(qt))
+    m = _model([node], {"x": x.shape}, {"y": (1, CO, 5, 6)}, inits, in_types={"x": ttype},
+               out_types={"y": ttype})
+    got = sensor.compile(m)(x).copy()
+    ref = ort_run(m, {"x": x})[0]
+    assert 0 < (got == info.max).mean() < 0.8  # saturated and in-range outputs
+    np.testing.assert_array_equal(got, ref)
+    monkeypatch.setenv("EDGERT_SENSOR_KERNELS", "scalar")
+    np.testing.assert_array_equal(got, sensor.compile(m)(x).copy())
+
+
 @pytest.mark.parametrize("act", [3, 2])  # TensorProto.INT8, UINT8 activations
 @pytest.mark.parametrize("pool", [False, True])
 def test_int8_conv_chain_channels_last(act, pool, monkeypatch):
