@@ -252,17 +252,22 @@ def test_int8_conv_chain_channels_last(act, pool, monkeypatch):
         ([True] if pool else [])
     m = sensor.compile(model, dtype="int8")
     assert m.info.ops.get("QLinearConv") == 4, m.info.ops
+    # the generic kernels with 8 lanes (what the aarch64 AOT build runs), then the scalar twin
+    monkeypatch.setenv("EDGERT_SENSOR_INT8_DOT", "generic")
+    monkeypatch.setenv("EDGERT_SENSOR_VECTOR_WIDTH", "8")
+    m8 = sensor.compile(model, dtype="int8")
     monkeypatch.setenv("EDGERT_SENSOR_KERNELS", "scalar")
     ms = sensor.compile(model, dtype="int8")
     step = 0.06
     for case in ("random", "zeros", "large"):
         x = {"random": rng.standard_normal((1, 5, 9, 8)), "zeros": np.zeros((1, 5, 9, 8)),
              "large": rng.standard_normal((1, 5, 9, 8)) * 100}[case].astype(np.float32)
-        got = m(x).copy()
-        if pool:  # the pool sums channels-last: the same terms in another order
-            np.testing.assert_allclose(got, ms(x).copy(), rtol=1e-6, atol=1e-6, err_msg=case)
-        else:
-            np.testing.assert_array_equal(got, ms(x).copy(), err_msg=case)
+        got, want = m(x).copy(), ms(x).copy()
+        for name, v in (("tiled", got), ("generic8", m8(x).copy())):
+            if pool:  # the pool sums channels-last: the same terms in another order
+                np.testing.assert_allclose(v, want, rtol=1e-6, atol=1e-6, err_msg=f"{case} {name}")
+            else:
+                np.testing.assert_array_equal(v, want, err_msg=f"{case} {name}")
         err = np.abs(got - ort_run(model, {"x": x})[0]).max()
         assert err <= INT8_STEPS * step + 1e-6, f"{case}: {err} > {INT8_STEPS} x {step}"
 

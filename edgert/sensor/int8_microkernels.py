@@ -279,7 +279,7 @@ def qgemm(ctx: KernelCtx, mode: str, M: int, N: int, Kp: int, Npad: int,
                 tile(m0, rows, n0, None, nv)
         n = n_loop
         while n < N:
-            vecs = min(nv, (Npad - n) // lanes)
+            vecs = min(nv, (N - n + lanes - 1) // lanes)  # none wholly past N
             tile(m0, rows, ctx.ci(n), n, vecs)
             n += vecs * lanes
 
