@@ -293,15 +293,26 @@ def qgemm(ctx: KernelCtx, mode: str, M: int, N: int, Kp: int, Npad: int,
 
 # -- depthwise ----------------------------------------------------------------------------------------
 
+def dw_mode(ctx: KernelCtx, taps: np.ndarray) -> str:
+    """The depthwise kernel's multiply-add: "quads" (4 taps per vpdpbusd; AVX-512 VNNI and
+    w - w_zp within int8), "pairs" (2 taps per vpdpwssd; AVX-512 VNNI) or "i32" (any target)."""
+    if int8_dot(ctx) != "vnni512":
+        return "i32"
+    return "quads" if vnni_ok(taps) else "pairs"
+
+
 def depthwise(ctx: KernelCtx, g: dict[str, Any], xpad: Any, signed: bool, wv_arr: np.ndarray,
               bias_p: Any, mult_p: Any, py: Any, y_off: Any, nhwc_out: bool, yzp: float,
-              lo: float, hi: float) -> None:
+              lo: float, hi: float, mode: str = "i32") -> None:
     """y[oy, ox, c] = requant(bias'[c] + sum_t x[.., c] w'[t, c]) over the zero-point-padded
     channels-last int8 input xpad [Hp, Wp, C] (read up to one vector past C: the caller leaves
     room); wv_arr: [T, Cpad] int32 tap weights, bias'/mult padded to Cpad. Up to 4 vectors of
-    channels per pixel (one 64-byte store of the output pixel's bytes). On AVX-512 VNNI two
-    taps go into one vpdpwssd (int16 pairs: x in [-128, 255], w - w_zp in [-255, 255], the
-    pair's sum exact in int32); elsewhere an i32 multiply-add per tap."""
+    channels per pixel (one 64-byte store of the output pixel's bytes). mode (dw_mode):
+      quads  4 taps per vpdpbusd: the 4 taps' bytes of a channel interleaved into its 32-bit
+             lane (one byte permute), x read as uint8 (the caller moved it), w int8
+      pairs  2 taps per vpdpwssd (int16 pairs: x in [-128, 255], w - w_zp in [-255, 255])
+      i32    an i32 multiply-add per tap (every target)
+    Every product and sum is exact in int32."""
     C, OH, OW, KH, KW = g["C"], g["OH"], g["OW"], g["KH"], g["KW"]
     Wp, sy, sx, dy, dx = g["Wp"], g["sy"], g["sx"], g["dy"], g["dx"]
     widest = int(getattr(ctx.cg, "vector_width", 8))
@@ -313,10 +324,13 @@ def depthwise(ctx: KernelCtx, g: dict[str, Any], xpad: Any, signed: bool, wv_arr
     unsigned = hi > 127
     wv_p = ctx.array_ptr(wv_arr, "qdw_w")
     offs = [(ky * dy * Wp + kx * dx) * C for ky in range(KH) for kx in range(KW)]
-    pairs = vec.pack and lanes == 16  # AVX-512 VNNI: two taps per vpdpwssd
+    pairs = mode == "pairs" and lanes == 16
+    quads = mode == "quads" and lanes == 16
     wp_p = None
     if pairs:
         wp_p = ctx.array_ptr(pair_taps(wv_arr), "qdw_wpairs")
+    if quads:
+        wp_p = ctx.array_ptr(quad_taps(wv_arr), "qdw_wquads")
 
     def channels(c0: Any, vecs: int, valid: int) -> None:
         bv = [vec.load(bias_p, ctx.add(c0, j * lanes), vec.i32v, 4) for j in range(vecs)]
@@ -331,7 +345,12 @@ def depthwise(ctx: KernelCtx, g: dict[str, Any], xpad: Any, signed: bool, wv_arr
                         for j in range(vecs):
                             accs[j] = _dw_pair(ctx, vec, accs[j], xpad, base, offs, t, j, signed,
                                                wp_p, ctx.add(c0, t // 2 * Cpad + j * lanes))
-                for t, off in enumerate([] if pairs else offs):
+                if quads:
+                    for t in range(0, len(offs), 4):
+                        for j in range(vecs):
+                            accs[j] = _dw_quad(ctx, vec, accs[j], xpad, base, offs, t, j,
+                                               wp_p, ctx.add(c0, t // 4 * Cpad + j * lanes))
+                for t, off in enumerate([] if pairs or quads else offs):
                     for j in range(vecs):
                         xv = vec.load(xpad, ctx.add(base, off + j * lanes), vec.i8v)
                         xv = b.sext(xv, vec.i32v) if signed else b.zext(xv, vec.i32v)
@@ -382,3 +401,31 @@ def _dw_pair(ctx: KernelCtx, vec: IVec, acc: Any, xpad: Any, base: Any, offs: li
     w = vec.load(wp_p, w_idx, vec.i32v, 4)
     fn = _declare(ctx, "llvm.x86.avx512.vpdpwssd.512", vec.i32v, [vec.i32v] * 3)
     return b.call(fn, [acc, b.bitcast(xx, vec.i32v), w])
+
+
+def quad_taps(wv: np.ndarray) -> np.ndarray:
+    """[T, Cpad] tap weights (within int8) -> [ceil(T/4), Cpad] int32 words holding the bytes
+    (w[4i], .., w[4i+3]) (lowest first; missing taps 0)."""
+    T, Cp = wv.shape
+    w = np.zeros(((T + 3) // 4 * 4, Cp), np.int64)
+    w[:T] = wv
+    q = w.reshape(-1, 4, Cp) & 0xFF
+    return wrap_i32(q[:, 0] | (q[:, 1] << 8) | (q[:, 2] << 16) | (q[:, 3] << 24))
+
+
+def _dw_quad(ctx: KernelCtx, vec: IVec, acc: Any, xpad: Any, base: Any, offs: list[int], t: int,
+             j: int, wq_p: Any, w_idx: Any) -> Any:
+    """acc + sum_{i<4} x[t+i] w[t+i] over 16 channels with one vpdpbusd: the four taps' uint8
+    bytes of channel c are interleaved into lane c (taps past the last one read tap t again,
+    against zero weights)."""
+    b, ir = ctx.b, ctx.ir
+    i32 = ir.IntType(32)
+    n = vec.n
+    xs = [vec.load(xpad, ctx.add(base, offs[min(t + i, len(offs) - 1)] + j * n), vec.i8v)
+          for i in range(4)]
+    lo = b.shuffle_vector(xs[0], xs[1], ir.Constant(ir.VectorType(i32, 2 * n), list(range(2 * n))))
+    hi = b.shuffle_vector(xs[2], xs[3], ir.Constant(ir.VectorType(i32, 2 * n), list(range(2 * n))))
+    order = [(i % 2) * n + c + (2 * n if i >= 2 else 0) for c in range(n) for i in range(4)]
+    xx = b.shuffle_vector(lo, hi, ir.Constant(ir.VectorType(i32, 4 * n), order))
+    w = vec.load(wq_p, w_idx, vec.i32v, 4)
+    return _vpdpbusd(ctx, vec, acc, b.bitcast(xx, vec.i32v), w)

@@ -432,15 +432,20 @@ def _qconv_tiled(ctx: Any, x: str, w: str, xzp: int, wzp: np.ndarray,
         taps = wk.reshape(C, T)
         wv = np.zeros((T, Cpad), np.int32)
         wv[:, :C] = taps.T
+        # "quads" (AVX-512 VNNI, w - w_zp within int8): 4 taps per vpdpbusd over the input
+        # moved to uint8 (x + 128 for int8, padding the zero point's uint8 value, as the GEMM)
+        mode = qk.dw_mode(ctx, taps)
+        flip = signed and mode == "quads"
+        offset = xzp + 128 if flip else xzp  # the value x (as read) that stands for x = x_zp
         bpad = np.zeros(Cpad, np.int32)
-        bpad[:C] = qk.wrap_i32(bias_i - xzp * taps.sum(1))
+        bpad[:C] = qk.wrap_i32(bias_i - offset * taps.sum(1))
         mpad = np.zeros(Cpad, np.float32)
         mpad[:C] = mult
         b_p, m_p = ctx.array_ptr(bpad, "qdw_b"), ctx.array_ptr(mpad, "qdw_mult")
         with ctx.loop(N, name="b") as bn:
-            _fill_padded_nhwc(ctx, g, xp, ctx.mul(bn, C * H * W), sp, xzp, False)
-            qk.depthwise(ctx, g, sp, signed, wv, b_p, m_p, yp, ctx.mul(bn, C * P), nhwc_out,
-                         float(yzp), lo, hi)
+            _fill_padded_nhwc(ctx, g, xp, ctx.mul(bn, C * H * W), sp, offset, flip)
+            qk.depthwise(ctx, g, sp, signed and not flip, wv, b_p, m_p, yp, ctx.mul(bn, C * P),
+                         nhwc_out, float(yzp), lo, hi, mode)
         return True
     COg = CO // G
     K = T * Cg
