@@ -230,6 +230,90 @@ def test_tiled_qlinear_conv_rounds_ties_to_even(group, qt, monkeypatch):
     np.testing.assert_array_equal(got, sensor.compile(m)(x).copy())
 
 
+@pytest.mark.parametrize("M,K,N,transB", [(1, 19, 37, 1), (5, 130, 70, 0), (3, 8, 5, 1)])
+@pytest.mark.parametrize("qt,edge_zp,wzp", [(np.int8, True, False), (np.uint8, False, True)])
+def test_qgemm_equals_scalar_twin_and_onnxruntime(M, K, N, transB, qt, edge_zp, wzp,
+                                                  monkeypatch):
+    """com.microsoft QGemm (what dtype="int8" makes of DequantizeLinear -> Gemm -> Quantize-
+    Linear) on the tiled GEMM: odd sizes, int8 extremes, zero points at the edges, per-column
+    weight zero points (outside int8 after the shift: the generic kernel) and scales."""
+    import zlib
+    from edgert import sensor
+    rng = np.random.default_rng(zlib.crc32(f"{M} {K} {N} {qt.__name__} {wzp}".encode()))
+    info = np.iinfo(qt)
+    a = rng.integers(info.min, info.max + 1, (M, K)).astype(qt)
+    a.reshape(-1)[:2] = [info.min, info.max]
+    b = rng.integers(-128, 128, (N, K) if transB else (K, N)).astype(np.int8)
+    b.reshape(-1)[:2] = [-128, 127]
+    inits = {"as": np.array(0.02, np.float32),
+             "az": np.array(info.min if edge_zp else int(rng.integers(info.min, info.max)), qt),
+             "b": b, "bs": rng.uniform(0.5, 2.0, N).astype(np.float32) / (K * 128),
+             "bz": rng.integers(-3, 4, N).astype(np.int8) if wzp else np.zeros(N, np.int8),
+             "c": rng.integers(-3000, 3000, N).astype(np.int32),
+             "ys": np.array(0.009, np.float32),
+             "yz": np.array(info.max if edge_zp else int(rng.integers(info.min, info.max)), qt)}
+    node = helper.make_node("QGemm", ["a", "as", "az", "b", "bs", "bz", "c", "ys", "yz"], ["y"],
+                            domain="com.microsoft", transB=transB)
+    ttype = helper.np_dtype_to_tensor_dtype(np.dtype(qt))
+    g = helper.make_graph(
+        [node], "q", [helper.make_tensor_value_info("a", ttype, (M, K))],
+        [helper.make_tensor_value_info("y", ttype, (M, N))],
+        initializer=[helper.make_tensor(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape,
+                                        v.reshape(-1).tolist()) for k, v in inits.items()])
+    mm = helper.make_model(g, opset_imports=[helper.make_opsetid("", 19),
+                                             helper.make_opsetid("com.microsoft", 1)])
+    mm.ir_version = 9
+    m = mm.SerializeToString()
+    ref = ort_run(m, {"a": a})[0]
+    got = {}
+    for name, env in [("tiled", {}), ("generic", {"EDGERT_SENSOR_INT8_DOT": "generic"}),
+                      ("generic8", {"EDGERT_SENSOR_INT8_DOT": "generic",
+                                    "EDGERT_SENSOR_VECTOR_WIDTH": "8"}),
+                      ("scalar", {"EDGERT_SENSOR_KERNELS": "scalar"})]:
+        for k in ("EDGERT_SENSOR_INT8_DOT", "EDGERT_SENSOR_VECTOR_WIDTH", "EDGERT_SENSOR_KERNELS"):
+            monkeypatch.delenv(k, raising=False)
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        got[name] = sensor.compile(m)(a).copy()
+    for name in ("tiled", "generic", "generic8"):
+        np.testing.assert_array_equal(got[name], got["scalar"], err_msg=f"{name} vs scalar")
+    _int_close(got["tiled"], ref, INT8_STEPS, "QGemm vs onnxruntime")
+
+
+def test_int8_gemm_pattern_becomes_qgemm(monkeypatch):
+    """DequantizeLinear -> Gemm (transB, per-channel weights, int32 bias) -> Relu ->
+    QuantizeLinear runs as one QGemm with the ReLU as a clamp at the zero point."""
+    from edgert import sensor
+    rng = np.random.default_rng(8)
+    K, N = 40, 21
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], axis=0),
+             helper.make_node("DequantizeLinear", ["bq", "bs", "bz"], ["bd"], axis=0),
+             helper.make_node("Gemm", ["xd", "wd", "bd"], ["h"], transB=1),
+             helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("QuantizeLinear", ["r", "ys", "yz"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["y"])]
+    ws = rng.uniform(0.002, 0.01, N).astype(np.float32)
+    inits = {"xs": np.array(0.03, np.float32), "xz": np.array(-5, np.int8),
+             "w": rng.integers(-127, 128, (N, K)).astype(np.int8), "ws": ws,
+             "wz": np.zeros(N, np.int8), "bq": rng.integers(-2000, 2000, N).astype(np.int32),
+             "bs": (ws * 0.03).astype(np.float32), "bz": np.zeros(N, np.int32),
+             "ys": np.array(0.02, np.float32), "yz": np.array(-20, np.int8)}
+    model = _model(nodes, {"x": (2, K)}, {"y": (2, N)}, inits)
+    m = sensor.compile(model, dtype="int8")
+    assert m.info.ops.get("QGemm") == 1 and "Gemm" not in m.info.ops, m.info.ops
+    monkeypatch.setenv("EDGERT_SENSOR_KERNELS", "scalar")
+    ms = sensor.compile(model, dtype="int8")
+    for scale in (1.0, 100.0):
+        x = (rng.standard_normal((2, K)) * scale).astype(np.float32)
+        got = m(x).copy()
+        np.testing.assert_array_equal(got, ms(x).copy())
+        assert got.min() >= 0  # the ReLU
+        err = np.abs(got - ort_run(model, {"x": x})[0]).max()
+        assert err <= INT8_STEPS * 0.02 + 1e-6, err
+
+
 @pytest.mark.parametrize("act", [3, 2])  # TensorProto.INT8, UINT8 activations
 @pytest.mark.parametrize("pool", [False, True])
 def test_int8_conv_chain_channels_last(act, pool, monkeypatch):

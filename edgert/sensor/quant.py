@@ -162,10 +162,13 @@ def _zp_scalar(ctx: Any, t: str, what: str) -> int:
 
 
 def _matmul_int(ctx: Any, a: str, b_: str, azp: int, bzp: np.ndarray, y: str,
-                finish: Callable[[Any, Any, Any], Any]) -> None:
-    """y[.., m, n] = finish(sum_k (a - azp)(b - bzp[n]), n, offset) for 2-D B."""
+                finish: Callable[[Any, Any, Any], Any], bconst: Optional[np.ndarray] = None
+                ) -> None:
+    """y[.., m, n] = finish(sum_k (a - azp)(b - bzp[n]), n, offset) for 2-D B (bconst: B's
+    values [K, N] where the tensor b_ is stored otherwise, e.g. transposed)."""
     n = ctx.node
-    ashp, bshp = ctx.shape(a), ctx.shape(b_)
+    ashp = ctx.shape(a)
+    bshp = ctx.shape(b_) if bconst is None else bconst.shape
     if len(bshp) != 2:
         raise UnsupportedModelError(f"{n.where()}: a batched right operand is not supported")
     K, N = bshp
@@ -175,7 +178,7 @@ def _matmul_int(ctx: Any, a: str, b_: str, azp: int, bzp: np.ndarray, y: str,
     adt, bdt = ctx.dtype(a), ctx.dtype(b_)
     bb = ctx.b
     ap, yp = ctx.ptr(a), ctx.ptr(y)
-    bc = ctx.const(b_)
+    bc = ctx.const(b_) if bconst is None else bconst
     bzv = np.broadcast_to(bzp.reshape(-1), (N,)).astype(np.int32)
     if bc is not None:  # constant B: (b - bzp) as int32, laid out [N, K] for the k loop
         wq = (bc.astype(np.int32) - bzv[None, :]).T.copy()
@@ -229,6 +232,96 @@ def k_qlinear_matmul(ctx: Any) -> None:
         f = bb.fmul(bb.sitofp(acc, ctx.f32), ctx.load(mp, nn))
         ctx.store(_to_q(ctx, f, ctx.cf(yzp), odt), yp, off)
     _matmul_int(ctx, a, b_, azp, bzp, y, finish)
+
+
+@_reg("QGemm", ("com.microsoft",))
+def k_qgemm(ctx: Any) -> None:
+    """onnxruntime's QGemm (com.microsoft) with a quantized output: y = requant(alpha-free
+    A[M, K] B (+ C, int32 at scale a_scale * b_scale)); transA = 0, alpha = 1, B constant (per
+    tensor or per output column zero points and scales). dtype="int8" also makes it from
+    DequantizeLinear -> Gemm [-> Relu] -> QuantizeLinear (`_relu` then clamps at the zero
+    point). The tiled path runs int8_microkernels.qgemm; the scalar twin _matmul_int."""
+    from . import int8_microkernels as qk
+    from .ops import tiled_kernels
+    n = ctx.node
+    if len(n.inputs) < 9 or not n.inputs[7]:
+        raise UnsupportedModelError(f"{n.where()}: a QGemm with a float output is not supported "
+                                    f"(fallback='onnxruntime' runs it)")
+    a, a_s, a_zp, b_, b_s, b_zp, c_t, y_s, y_zp = n.inputs[:9]
+    y = n.outputs[0]
+    if n.attrs.get("transA", 0) or float(n.attrs.get("alpha", 1.0)) != 1.0:
+        raise UnsupportedModelError(f"{n.where()}: QGemm with transA or alpha != 1 is not "
+                                    f"supported")
+    bq = _const(ctx, b_, "B")
+    if bq.ndim != 2:
+        raise ModelFormatError(f"{n.where()}: B of shape {bq.shape}")
+    bkn = (bq.T if n.attrs.get("transB", 0) else bq).astype(np.int64)  # [K, N]
+    K, N = bkn.shape
+    ashp = ctx.shape(a)
+    if len(ashp) != 2 or ashp[1] != K:
+        raise ModelFormatError(f"{n.where()}: A {ashp} x B [{K}, {N}]")
+    M = ashp[0]
+    sa, sb, sy = (_const(ctx, t, "scale").astype(np.float64).reshape(-1) for t in (a_s, b_s, y_s))
+    azp = _zp_scalar(ctx, a_zp, "a zero point")
+    bz = _const(ctx, b_zp, "b zero point") if b_zp else None
+    bzp = np.zeros(N, np.int64) if bz is None else \
+        np.broadcast_to(bz.astype(np.int64).reshape(-1), (N,))
+    yzp = _zp_scalar(ctx, y_zp, "y zero point")
+    cb = _const(ctx, c_t, "bias") if c_t else None
+    bias_i = np.zeros(N, np.int64) if cb is None else \
+        np.broadcast_to(cb.astype(np.int64).reshape(-1), (N,))
+    mult = np.broadcast_to(sa * sb / sy, (N,)).astype(np.float32)
+    odt, adt = ctx.dtype(y), ctx.dtype(a)
+    qmin, qmax = _qrange(odt)
+    relu = bool(n.attrs.get("_relu"))
+    yp = ctx.ptr(y)
+    wk = (bkn - bzp[None, :]).T[None]  # [1, N, K]
+    if tiled_kernels() and adt in (np.int8, np.uint8):
+        mode = qk.int8_dot(ctx)
+        if mode == "vnni512" and not qk.vnni_ok(wk):
+            mode = "generic"
+        packed, Kp, Npad = qk.pack_weights(wk, mode)
+        signed = adt == np.int8
+        offset = azp + 128 if signed else azp
+        bpad = np.zeros(Npad, np.int32)
+        bpad[:N] = qk.wrap_i32(bias_i - offset * wk[0].sum(1))
+        mpad = np.zeros(Npad, np.float32)
+        mpad[:N] = mult
+        sp = ctx.scratch_ptr
+        ap = ctx.ptr(a)
+        b = ctx.b
+        x80 = ctx.ir.Constant(ctx.i8, 0x80)
+        with ctx.loop(M, name="m") as m:
+            for k in range(K, Kp):
+                ctx.store(ctx.ir.Constant(ctx.i8, 0), sp, ctx.add(ctx.mul(m, Kp), k))
+            with ctx.loop(K, name="k") as k:
+                v = ctx.load(ap, ctx.add(ctx.mul(m, K), k), ctx.i8)
+                ctx.store(b.xor(v, x80) if signed else v, sp, ctx.add(ctx.mul(m, Kp), k))
+        qk.qgemm(ctx, mode, M, N, Kp, Npad, sp, ctx.ci(0), ctx.array_ptr(packed, "qgemm_wpack"),
+                 ctx.ci(0), ctx.array_ptr(bpad, "qgemm_b"), ctx.array_ptr(mpad, "qgemm_mult"),
+                 ctx.ci(0), yp, ctx.ci(0), N, 1, float(yzp),
+                 float(max(qmin, yzp) if relu else qmin), float(qmax))
+        return
+    mp = ctx.array_ptr(np.ascontiguousarray(mult), "qgemm_mult")
+    bp = ctx.array_ptr(qk.wrap_i32(bias_i), "qgemm_bias")
+    bb = ctx.b
+    relu_floor = ctx.cf(yzp) if relu else None
+
+    def finish(acc: Any, nn: Any, off: Any) -> None:
+        acc = bb.add(acc, ctx.load(bp, nn, ctx.i32))
+        f = bb.fmul(bb.sitofp(acc, ctx.f32), ctx.load(mp, nn))
+        ctx.store(_to_q(ctx, f, ctx.cf(yzp), odt, relu_floor), yp, off)
+    _matmul_int(ctx, a, b_, azp, bzp, y, finish, bconst=np.ascontiguousarray(bkn))
+
+
+def _qgemm_scratch(n: Node, gr: Graph) -> int:
+    shp = gr.shapes.get(n.inputs[0], ())
+    if len(shp) != 2:
+        return 0
+    return shp[0] * ((shp[1] + 3) // 4 * 4) + 128
+
+
+SCRATCH["QGemm"] = _qgemm_scratch
 
 
 def _conv_int(ctx: Any, x: str, w: str, xzp: int, wzp: np.ndarray, bias: Optional[np.ndarray],
@@ -600,7 +693,9 @@ def prepare(g: Graph, dtype: str) -> None:
                 readers.setdefault(t, []).append(n)
     remove: set[int] = set()
     for n in list(g.nodes):
-        if n.op not in ("Conv", "MatMul") or n.domain:
+        if n.op not in ("Conv", "MatMul", "Gemm") or n.domain:
+            continue
+        if n.op == "Gemm" and not _gemm_int8_ok(g, n):
             continue
         dq_x = producers.get(n.inputs[0])
         dq_w = producers.get(n.inputs[1])
@@ -626,6 +721,11 @@ def prepare(g: Graph, dtype: str) -> None:
         if xs.size != 1 or (n.op == "MatMul" and ws.size != 1 and
                             len(g.shapes[dq_w.inputs[0]]) != 2):
             continue
+        if n.op == "Gemm" and ws.size != 1:
+            # per-channel weights: one scale per output column (B's N axis)
+            n_axis = 0 if n.attrs.get("transB", 0) else 1
+            if int(dq_w.attrs.get("axis", 1)) % 2 != n_axis:
+                continue
         xzp = dq_x.inputs[2] if len(dq_x.inputs) > 2 and dq_x.inputs[2] else _zero(g, n, "xzp", dq_x)
         wzp = dq_w.inputs[2] if len(dq_w.inputs) > 2 and dq_w.inputs[2] else _zero(g, n, "wzp", dq_w)
         yzp = q.inputs[2] if len(q.inputs) > 2 and q.inputs[2] else _zero(g, n, "yzp", None)
@@ -644,6 +744,21 @@ def prepare(g: Graph, dtype: str) -> None:
             if relu is not None:
                 attrs["_relu"] = 1
             new = Node("QLinearConv", n.name + ".q", ins, [q.outputs[0]], attrs)
+        elif n.op == "Gemm":
+            bias_name = ""
+            if len(n.inputs) > 2 and n.inputs[2]:
+                bias = _bias_int32(g, producers, n.inputs[2], float(xs.reshape(-1)[0]),
+                                   ws.astype(np.float64).reshape(-1))
+                if bias is None:
+                    continue
+                bias_name = n.outputs[0] + ".bias_i32"
+                g.consts[bias_name], g.shapes[bias_name] = bias, bias.shape
+                g.dtypes[bias_name] = bias.dtype
+            ins = ins[:6] + [bias_name] + ins[6:]
+            attrs = {"transB": int(n.attrs.get("transB", 0))}
+            if relu is not None:
+                attrs["_relu"] = 1
+            new = Node("QGemm", n.name + ".q", ins, [q.outputs[0]], attrs, "com.microsoft")
         else:
             if relu is not None:
                 continue
@@ -656,6 +771,21 @@ def prepare(g: Graph, dtype: str) -> None:
     _fold_constants(g)
     from .optimize import _drop_dead
     _drop_dead(g)
+
+
+def _gemm_int8_ok(g: Graph, n: Node) -> bool:
+    """A Gemm QGemm can run: A not transposed, alpha = beta = 1, a 2-D A and a 1-D (or absent)
+    C that broadcasts along rows."""
+    if n.attrs.get("transA", 0) or float(n.attrs.get("alpha", 1.0)) != 1.0 or \
+            float(n.attrs.get("beta", 1.0)) != 1.0:
+        return False
+    if len(g.shapes.get(n.inputs[0], ())) != 2:
+        return False
+    if len(n.inputs) > 2 and n.inputs[2]:
+        cs = g.shapes.get(n.inputs[2], ())
+        if len(cs) > 1 and not (len(cs) == 2 and cs[0] == 1):
+            return False
+    return True
 
 
 def _zero(g: Graph, n: Node, what: str, dq: Optional[Node]) -> str:
