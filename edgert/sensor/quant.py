@@ -223,8 +223,17 @@ def k_qlinear_matmul(ctx: Any) -> None:
     yzp = _zp_scalar(ctx, y_zp, "y zero point")
     N = ctx.shape(b_)[-1]
     mult = np.broadcast_to(sa * sb / sy, (N,)).astype(np.float32)
-    mp = ctx.array_ptr(np.ascontiguousarray(mult), "qmm_mult")
     odt = ctx.dtype(y)
+    bc = ctx.const(b_)
+    ashp = ctx.shape(a)
+    if bc is not None and bc.ndim == 2 and ashp and ashp[-1] == bc.shape[0]:
+        K = bc.shape[0]
+        bzv = np.broadcast_to(bzp.reshape(-1), (N,)).astype(np.int64)
+        wk = (bc.astype(np.int64) - bzv[None, :]).T[None]  # [1, N, K]
+        if _qgemm_tiled(ctx, a, int(np.prod(ashp[:-1])), K, N, azp, wk, np.zeros(N, np.int64),
+                        mult, yzp, odt, False):
+            return
+    mp = ctx.array_ptr(np.ascontiguousarray(mult), "qmm_mult")
     yp = ctx.ptr(y)
     bb = ctx.b
 
@@ -241,8 +250,7 @@ def k_qgemm(ctx: Any) -> None:
     tensor or per output column zero points and scales). dtype="int8" also makes it from
     DequantizeLinear -> Gemm [-> Relu] -> QuantizeLinear (`_relu` then clamps at the zero
     point). The tiled path runs int8_microkernels.qgemm; the scalar twin _matmul_int."""
-    from . import int8_microkernels as qk
-    from .ops import tiled_kernels
+    from .int8_microkernels import wrap_i32
     n = ctx.node
     if len(n.inputs) < 9 or not n.inputs[7]:
         raise UnsupportedModelError(f"{n.where()}: a QGemm with a float output is not supported "
@@ -271,39 +279,14 @@ def k_qgemm(ctx: Any) -> None:
     bias_i = np.zeros(N, np.int64) if cb is None else \
         np.broadcast_to(cb.astype(np.int64).reshape(-1), (N,))
     mult = np.broadcast_to(sa * sb / sy, (N,)).astype(np.float32)
-    odt, adt = ctx.dtype(y), ctx.dtype(a)
-    qmin, qmax = _qrange(odt)
+    odt = ctx.dtype(y)
     relu = bool(n.attrs.get("_relu"))
     yp = ctx.ptr(y)
     wk = (bkn - bzp[None, :]).T[None]  # [1, N, K]
-    if tiled_kernels() and adt in (np.int8, np.uint8):
-        mode = qk.int8_dot(ctx)
-        if mode == "vnni512" and not qk.vnni_ok(wk):
-            mode = "generic"
-        packed, Kp, Npad = qk.pack_weights(wk, mode)
-        signed = adt == np.int8
-        offset = azp + 128 if signed else azp
-        bpad = np.zeros(Npad, np.int32)
-        bpad[:N] = qk.wrap_i32(bias_i - offset * wk[0].sum(1))
-        mpad = np.zeros(Npad, np.float32)
-        mpad[:N] = mult
-        sp = ctx.scratch_ptr
-        ap = ctx.ptr(a)
-        b = ctx.b
-        x80 = ctx.ir.Constant(ctx.i8, 0x80)
-        with ctx.loop(M, name="m") as m:
-            for k in range(K, Kp):
-                ctx.store(ctx.ir.Constant(ctx.i8, 0), sp, ctx.add(ctx.mul(m, Kp), k))
-            with ctx.loop(K, name="k") as k:
-                v = ctx.load(ap, ctx.add(ctx.mul(m, K), k), ctx.i8)
-                ctx.store(b.xor(v, x80) if signed else v, sp, ctx.add(ctx.mul(m, Kp), k))
-        qk.qgemm(ctx, mode, M, N, Kp, Npad, sp, ctx.ci(0), ctx.array_ptr(packed, "qgemm_wpack"),
-                 ctx.ci(0), ctx.array_ptr(bpad, "qgemm_b"), ctx.array_ptr(mpad, "qgemm_mult"),
-                 ctx.ci(0), yp, ctx.ci(0), N, 1, float(yzp),
-                 float(max(qmin, yzp) if relu else qmin), float(qmax))
+    if _qgemm_tiled(ctx, a, M, K, N, azp, wk, bias_i, mult, yzp, odt, relu):
         return
     mp = ctx.array_ptr(np.ascontiguousarray(mult), "qgemm_mult")
-    bp = ctx.array_ptr(qk.wrap_i32(bias_i), "qgemm_bias")
+    bp = ctx.array_ptr(wrap_i32(bias_i), "qgemm_bias")
     bb = ctx.b
     relu_floor = ctx.cf(yzp) if relu else None
 
@@ -314,14 +297,53 @@ def k_qgemm(ctx: Any) -> None:
     _matmul_int(ctx, a, b_, azp, bzp, y, finish, bconst=np.ascontiguousarray(bkn))
 
 
+def _qgemm_tiled(ctx: Any, a: str, M: int, K: int, N: int, azp: int, wk: np.ndarray,
+                 bias_i: np.ndarray, mult: np.ndarray, yzp: int, odt: np.dtype,
+                 relu: bool) -> bool:
+    """y[M, N] = requant(bias + sum_k (a - a_zp) wk[0, n, k]) on int8_microkernels.qgemm, A
+    moved to uint8 [M, Kp] in scratch; False where the tiled kernels do not apply."""
+    from . import int8_microkernels as qk
+    from .ops import tiled_kernels
+    adt = ctx.dtype(a)
+    if not tiled_kernels() or adt not in (np.int8, np.uint8) or odt not in (np.int8, np.uint8):
+        return False
+    qmin, qmax = _qrange(odt)
+    mode = qk.int8_dot(ctx)
+    if mode == "vnni512" and not qk.vnni_ok(wk):
+        mode = "generic"
+    packed, Kp, Npad = qk.pack_weights(wk, mode)
+    signed = adt == np.int8
+    offset = azp + 128 if signed else azp  # the uint8 A value that stands for a = a_zp
+    bpad = np.zeros(Npad, np.int32)
+    bpad[:N] = qk.wrap_i32(bias_i - offset * wk[0].sum(1))
+    mpad = np.zeros(Npad, np.float32)
+    mpad[:N] = mult
+    sp, ap, b = ctx.scratch_ptr, ctx.ptr(a), ctx.b
+    x80 = ctx.ir.Constant(ctx.i8, 0x80)
+    with ctx.loop(M, name="m") as m:
+        for k in range(K, Kp):
+            ctx.store(ctx.ir.Constant(ctx.i8, 0), sp, ctx.add(ctx.mul(m, Kp), k))
+        with ctx.loop(K, name="k") as k:
+            v = ctx.load(ap, ctx.add(ctx.mul(m, K), k), ctx.i8)
+            ctx.store(b.xor(v, x80) if signed else v, sp, ctx.add(ctx.mul(m, Kp), k))
+    qk.qgemm(ctx, mode, M, N, Kp, Npad, sp, ctx.ci(0), ctx.array_ptr(packed, "qgemm_wpack"),
+             ctx.ci(0), ctx.array_ptr(bpad, "qgemm_b"), ctx.array_ptr(mpad, "qgemm_mult"),
+             ctx.ci(0), ctx.ptr(ctx.node.outputs[0]), ctx.ci(0), N, 1, float(yzp),
+             float(max(qmin, yzp) if relu else qmin), float(qmax))
+    return True
+
+
 def _qgemm_scratch(n: Node, gr: Graph) -> int:
+    """A as uint8 [M, Kp] (QGemm, QLinearMatMul: M = the product of A's leading dims)."""
     shp = gr.shapes.get(n.inputs[0], ())
-    if len(shp) != 2:
+    if not shp:
         return 0
-    return shp[0] * ((shp[1] + 3) // 4 * 4) + 128
+    M = int(np.prod(shp[:-1])) if len(shp) > 1 else 1
+    return M * ((shp[-1] + 3) // 4 * 4) + 128
 
 
 SCRATCH["QGemm"] = _qgemm_scratch
+SCRATCH["QLinearMatMul"] = _qgemm_scratch
 
 
 def _conv_int(ctx: Any, x: str, w: str, xzp: int, wzp: np.ndarray, bias: Optional[np.ndarray],
