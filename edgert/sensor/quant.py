@@ -1,18 +1,26 @@
 """Quantized (int8) ops of the sensor path.
 
 Kernels: QuantizeLinear, DequantizeLinear (per tensor or per axis; int8/uint8), QLinearConv,
-QLinearMatMul (int8/uint8, integer accumulation, requantized with a float multiplier and
-round-half-to-even as onnxruntime's MLAS does), ConvInteger and MatMulInteger (int32 out).
+QLinearMatMul, com.microsoft QGemm (int8/uint8, integer accumulation, requantized with a float
+multiplier and round-half-to-even as onnxruntime's MLAS does), ConvInteger and MatMulInteger
+(int32 out).
+
+QLinearConv, QLinearMatMul (constant B) and QGemm run on the register-tiled kernels of
+int8_microkernels.py (a VNNI or a portable integer GEMM over a uint8 im2col, a vectorised
+channels-last depthwise kernel); the plain loops here (_conv_int, _matmul_int) are their scalar
+twins, selected with EDGERT_SENSOR_KERNELS=scalar, and give the same bytes. Between QLinearConvs
+int8 activations stay channels-last (choose_layouts).
 
 `compile(dtype=...)` decides how a QDQ model (onnxruntime.quantization's default format: int8
 weights behind DequantizeLinear, activations through QuantizeLinear -> DequantizeLinear pairs)
 computes:
   f32   every DequantizeLinear of a constant is folded into float weights; Conv/MatMul run in
         float and the activation Q/DQ pairs stay as rounding steps (a float simulation).
-  int8  DequantizeLinear(x_q) -> Conv|MatMul (weights DequantizeLinear(w_q)) [-> Relu] ->
-        QuantizeLinear becomes one QLinearConv / QLinearMatMul: int8 x int8 -> int32 sums,
-        requantized once (what onnxruntime itself runs for this pattern).
-Both agree with onnxruntime within the int8 tolerance (one output quantization step).
+  int8  DequantizeLinear(x_q) -> Conv|MatMul|Gemm (weights DequantizeLinear(w_q)) [-> Relu] ->
+        QuantizeLinear becomes one QLinearConv / QLinearMatMul / QGemm: int8 x int8 -> int32
+        sums, requantized once (what onnxruntime itself runs for this pattern).
+Both agree with onnxruntime within the int8 tolerance (one output quantization step; the int8
+path measures 0 on the benchmark models).
 """
 from __future__ import annotations
 
@@ -468,20 +476,27 @@ def _qconv_scratch(n: Node, gr: Graph) -> int:
 def _fill_padded_nhwc(ctx: Any, g: dict[str, Any], xp: Any, x_base: Any, dst: Any,
                       fill: int, flip: bool) -> None:
     """dst[Hp, Wp, C] (bytes) = x placed at (pt, pl), `fill` around it; x is channels-last when
-    g["nhwc_in"], else NCHW; flip: x ^ 0x80 (int8 -> uint8 + 128)."""
+    g["nhwc_in"], else NCHW; flip: x ^ 0x80 (int8 -> uint8 + 128). Only the border is filled:
+    the interior is overwritten every call."""
     b = ctx.b
     C, H, W, Hp, Wp, pt, pl = (g[k] for k in ("C", "H", "W", "Hp", "Wp", "pt", "pl"))
     ir = ctx.ir
-    if g["padded"]:
-        fn = ctx.cg.module.declare_intrinsic("llvm.memset", [ctx.cg.ptr, ctx.i64])
-        b.call(fn, [dst, ir.Constant(ctx.i8, fill & 0xFF), ctx.ci(Hp * Wp * C),
-                    ir.Constant(ir.IntType(1), 0)])
+    memset = ctx.cg.module.declare_intrinsic("llvm.memset", [ctx.cg.ptr, ctx.i64])
+
+    def border(at: Any, nbytes: int) -> None:
+        if nbytes > 0:
+            b.call(memset, [ctx.gep(dst, at, ctx.i8), ir.Constant(ctx.i8, fill & 0xFF),
+                            ctx.ci(nbytes), ir.Constant(ir.IntType(1), 0)])
+    border(ctx.ci(0), pt * Wp * C)
+    border(ctx.ci((pt + H) * Wp * C), (Hp - pt - H) * Wp * C)
     x80 = ir.Constant(ctx.i8, 0x80)
 
     def put(v: Any, at: Any) -> None:
         ctx.store(b.xor(v, x80) if flip else v, dst, at)
     with ctx.loop(H, name="h") as h:
         r = ctx.mul(ctx.add(h, pt), Wp * C)
+        border(r, pl * C)
+        border(ctx.add(r, (pl + W) * C), (Wp - pl - W) * C)
         if g["nhwc_in"]:
             src = ctx.add(x_base, ctx.mul(h, W * C))
             with ctx.loop(W * C, name="wc") as i:
