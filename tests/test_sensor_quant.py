@@ -206,18 +206,19 @@ def test_tiled_qlinear_conv_equals_scalar_twin_and_onnxruntime(case, qt, edge_zp
     _int_close(got["tiled"], ref, INT8_STEPS, f"{case} tiled vs onnxruntime")
 
 
+@pytest.mark.parametrize("mult", [0.5, 1.5])  # the requantization's two AVX-512 forms
 @pytest.mark.parametrize("group", [1, 24])  # the GEMM and the depthwise kernel
 @pytest.mark.parametrize("qt", [np.int8, np.uint8])
-def test_tiled_qlinear_conv_rounds_ties_to_even(group, qt, monkeypatch):
-    """A multiplier of 1/2 puts every odd sum on a rounding tie: half to even, as the scalar
-    twin and onnxruntime (MLAS) do, also where the result saturates."""
+def test_tiled_qlinear_conv_rounds_ties_to_even(group, qt, mult, monkeypatch):
+    """A multiplier of 1/2 (or 3/2) puts every odd sum on a rounding tie: half to even, as the
+    scalar twin and onnxruntime (MLAS) do, also where the result saturates."""
     from edgert import sensor
     rng = np.random.default_rng(17)
     info = np.iinfo(qt)
     C = CO = 24
     x = rng.integers(info.min, info.max + 1, (1, C, 5, 6)).astype(qt)
     w = rng.integers(-3, 4, (CO, C // group, 3, 3)).astype(np.int8)
-    inits = {"xs": np.array(0.5, np.float32), "xz": np.array(info.min + 1, qt), "w": w,
+    inits = {"xs": np.array(mult, np.float32), "xz": np.array(info.min + 1, qt), "w": w,
              "ws": np.ones(CO, np.float32), "wz": np.zeros(CO, np.int8),
              "ys": np.array(1.0, np.float32), "yz": np.array(info.max - 100, qt),
              "b": rng.integers(-9, 10, CO).astype(np.int32)}

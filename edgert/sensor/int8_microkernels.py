@@ -82,23 +82,35 @@ class IVec:
     def load(self, p: Any, idx: Any, ty: Any, align: int = 1) -> Any:
         return self.b.load(self.ctx.gep(p, idx, ty.element), typ=ty, align=align)
 
-    def requant(self, acc: Any, mult: Any, yzp: float, lo: float, hi: float) -> Any:
+    def requant(self, acc: Any, mult: Any, yzp: float, lo: float, hi: float,
+                mult_max: float = float("inf")) -> Any:
         """<n x i32> = clamp(roundeven(float(acc) * mult) + yzp, lo, hi), as quant._to_q (the
         caller narrows it to bytes: store_q / scatter_q)."""
         b = self.b
         f = b.fmul(b.sitofp(acc, self.f32v), mult)
         if self.pack and self.n == 16:
-            # AVX-512: clamp first to the integer bounds less the zero point (the same result:
-            # rounding is monotonic and the bounds are integers), then one conversion that
-            # rounds half to even by its own rounding field ({rn-sae}, whatever MXCSR says),
-            # then the zero point as an integer
+            ir = self.ctx.ir
+            cvt = _declare(self.ctx, "llvm.x86.avx512.mask.cvtps2dq.512", self.i32v,
+                           [self.f32v, self.i32v, ir.IntType(16), ir.IntType(32)])
+            if mult_max <= 0.5:
+                # |float(acc) * mult| <= 2^30: the conversion ({rn-sae}: half to even, whatever
+                # MXCSR says) and + yzp stay in range, and the saturating vpack* narrowing is
+                # the clamp to the output type; a fused ReLU is one integer max. The same values:
+                # beyond 2^24, where float rounding could differ, both saturate.
+                q = b.call(cvt, [f, self.const_i32(0), ir.Constant(ir.IntType(16), -1),
+                                 ir.Constant(ir.IntType(32), 8)])
+                q = b.add(q, self.const_i32(int(yzp)))
+                qmin = 0 if hi > 127 else -128
+                if lo > qmin:
+                    lo_v = self.const_i32(int(lo))
+                    q = b.select(b.icmp_signed("<", q, lo_v), lo_v, q)
+                return q
+            # otherwise clamp first to the integer bounds less the zero point (the same result:
+            # rounding is monotonic and the bounds are integers), then convert and add yzp
             f = b.select(b.fcmp_ordered("<", f, self.const_f32(lo - yzp)),
                          self.const_f32(lo - yzp), f)
             f = b.select(b.fcmp_ordered(">", f, self.const_f32(hi - yzp)),
                          self.const_f32(hi - yzp), f)
-            ir = self.ctx.ir
-            cvt = _declare(self.ctx, "llvm.x86.avx512.mask.cvtps2dq.512", self.i32v,
-                           [self.f32v, self.i32v, ir.IntType(16), ir.IntType(32)])
             q = b.call(cvt, [f, self.const_i32(0), ir.Constant(ir.IntType(16), -1),
                              ir.Constant(ir.IntType(32), 8)])
             return b.add(q, self.const_i32(int(yzp)))
@@ -162,10 +174,11 @@ class IVec:
         mask = ir.Constant(mty, [int(i < valid) for i in range(n)])
         b.call(fn, [v, dst, ir.Constant(ir.IntType(32), 1), mask])
 
-    def scatter_q(self, v: Any, p: Any, idx: Any, stride: int, valid: int) -> None:
+    def scatter_q(self, v: Any, p: Any, idx: Any, stride: int, valid: int,
+                  unsigned: bool) -> None:
         """Lane l of one requantized vector to p[idx + l * stride], l < valid (channels-first)."""
         ctx, ir = self.ctx, self.ctx.ir
-        q = self.b.trunc(v, self.i8v)
+        q = self._bytes([v], unsigned)  # narrowed (and saturated, on AVX-512) as store_q does
         for lane in range(min(valid, self.n)):
             e = self.b.extract_element(q, ir.Constant(ir.IntType(32), lane))
             ctx.store(e, p, ctx.add(idx, lane * stride))
@@ -203,7 +216,7 @@ def vnni_ok(wk: np.ndarray) -> bool:
 def qgemm(ctx: KernelCtx, mode: str, M: int, N: int, Kp: int, Npad: int,
           pa: Any, a_off: Any, pb: Any, b_off: Any, bias_p: Any, mult_p: Any, nb_off: Any,
           py: Any, y_off: Any, m_stride: int, n_stride: int,
-          yzp: float, lo: float, hi: float) -> None:
+          yzp: float, lo: float, hi: float, mult_max: float = float("inf")) -> None:
     """Y[y_off + m*m_stride + n*n_stride] = requant(bias[nb_off + n] + sum_k A(m, k) B(k, n)) for
     m < M, n < N. A(m, k) = pa[a_off + m*Kp + k] (u8); B at pb + b_off elements of the packed
     layout (pack_weights); bias (i32) and mult (f32) padded to Npad from nb_off."""
@@ -260,14 +273,15 @@ def qgemm(ctx: KernelCtx, mode: str, M: int, N: int, Kp: int, Npad: int,
         valid = [lanes if n0_static is None else min(lanes, N - (n0_static + j * lanes))
                  for j in range(vecs)]
         for i in range(rows):
-            qs = [vec.requant(accs[i * vecs + j], mults[j], yzp, lo, hi) for j in range(vecs)]
+            qs = [vec.requant(accs[i * vecs + j], mults[j], yzp, lo, hi, mult_max)
+                  for j in range(vecs)]
             at = ctx.add(y_off, ctx.mul(ctx.add(m0, i), m_stride), ctx.mul(n0, n_stride))
             if n_stride == 1:
                 vec.store_q(qs, py, at, sum(valid), unsigned)
             else:
                 for j in range(vecs):
                     vec.scatter_q(qs[j], py, ctx.add(at, j * lanes * n_stride), n_stride,
-                                  valid[j])
+                                  valid[j], unsigned)
 
     # output channels: full groups of nv vectors that end within N run in a loop; the rest
     # (fewer vectors, or ones that reach into the padding) are written out statically
@@ -303,7 +317,7 @@ def dw_mode(ctx: KernelCtx, taps: np.ndarray) -> str:
 
 def depthwise(ctx: KernelCtx, g: dict[str, Any], xpad: Any, signed: bool, wv_arr: np.ndarray,
               bias_p: Any, mult_p: Any, py: Any, y_off: Any, nhwc_out: bool, yzp: float,
-              lo: float, hi: float, mode: str = "i32") -> None:
+              lo: float, hi: float, mode: str = "i32", mult_max: float = float("inf")) -> None:
     """y[oy, ox, c] = requant(bias'[c] + sum_t x[.., c] w'[t, c]) over the zero-point-padded
     channels-last int8 input xpad [Hp, Wp, C] (read up to one vector past C: the caller leaves
     room); wv_arr: [T, Cpad] int32 tap weights, bias'/mult padded to Cpad. Up to 4 vectors of
@@ -356,14 +370,15 @@ def depthwise(ctx: KernelCtx, g: dict[str, Any], xpad: Any, signed: bool, wv_arr
                         xv = b.sext(xv, vec.i32v) if signed else b.zext(xv, vec.i32v)
                         wv = vec.load(wv_p, ctx.add(c0, t * Cpad + j * lanes), vec.i32v, 4)
                         accs[j] = b.add(accs[j], b.mul(xv, wv))
-                qs = [vec.requant(accs[j], mult[j], yzp, lo, hi) for j in range(vecs)]
+                qs = [vec.requant(accs[j], mult[j], yzp, lo, hi, mult_max) for j in range(vecs)]
                 p = ctx.add(ctx.mul(oy, OW), ox)
                 if nhwc_out:
                     vec.store_q(qs, py, ctx.add(y_off, ctx.mul(p, C), c0), valid, unsigned)
                 else:
                     for j in range(vecs):
                         vec.scatter_q(qs[j], py, ctx.add(y_off, ctx.mul(ctx.add(c0, j * lanes), P),
-                                                         p), P, min(lanes, valid - j * lanes))
+                                                         p), P, min(lanes, valid - j * lanes),
+                                      unsigned)
 
     chunk = 4 * lanes
     c_full = C // chunk * chunk

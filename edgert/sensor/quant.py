@@ -337,7 +337,8 @@ def _qgemm_tiled(ctx: Any, a: str, M: int, K: int, N: int, azp: int, wk: np.ndar
     qk.qgemm(ctx, mode, M, N, Kp, Npad, sp, ctx.ci(0), ctx.array_ptr(packed, "qgemm_wpack"),
              ctx.ci(0), ctx.array_ptr(bpad, "qgemm_b"), ctx.array_ptr(mpad, "qgemm_mult"),
              ctx.ci(0), ctx.ptr(ctx.node.outputs[0]), ctx.ci(0), N, 1, float(yzp),
-             float(max(qmin, yzp) if relu else qmin), float(qmax))
+             float(max(qmin, yzp) if relu else qmin), float(qmax),
+             mult_max=float(np.abs(mult).max(initial=0.0)))
     return True
 
 
@@ -575,7 +576,8 @@ def _qconv_tiled(ctx: Any, x: str, w: str, xzp: int, wzp: np.ndarray,
         with ctx.loop(N, name="b") as bn:
             _fill_padded_nhwc(ctx, g, xp, ctx.mul(bn, C * H * W), sp, offset, flip)
             qk.depthwise(ctx, g, sp, signed and not flip, wv, b_p, m_p, yp, ctx.mul(bn, C * P),
-                         nhwc_out, float(yzp), lo, hi, mode)
+                         nhwc_out, float(yzp), lo, hi, mode,
+                         mult_max=float(np.abs(mult).max(initial=0.0)))
         return True
     COg = CO // G
     K = T * Cg
@@ -658,7 +660,7 @@ def _qconv_tiled(ctx: Any, x: str, w: str, xzp: int, wzp: np.ndarray,
                 y_off, m_stride, n_stride = ctx.add(ctx.mul(bn, CO * P), ctx.mul(gi, COg * P)), 1, P
             qk.qgemm(ctx, mode, P, COg, Kp, Npad, a_buf, ctx.ci(0), pb,
                      ctx.mul(gi, Kp * Npad), b_p, m_p, ctx.mul(gi, Npad), yp, y_off, m_stride,
-                     n_stride, float(yzp), lo, hi)
+                     n_stride, float(yzp), lo, hi, mult_max=float(np.abs(mult).max(initial=0.0)))
     return True
 
 
