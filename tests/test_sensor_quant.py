@@ -9,6 +9,7 @@ same points, the accumulation order differs)."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 import pytest
@@ -204,6 +205,82 @@ def test_tiled_qlinear_conv_equals_scalar_twin_and_onnxruntime(case, qt, edge_zp
     for name in ("tiled", "generic", "generic8"):
         np.testing.assert_array_equal(got[name], got["scalar"], err_msg=f"{case} {name} vs scalar")
     _int_close(got["tiled"], ref, INT8_STEPS, f"{case} tiled vs onnxruntime")
+
+
+def _random_qconv(rng: np.random.Generator, name: str, x: str, y: str, C: int, sp: list[int],
+                  qt: type, inits: dict) -> tuple[Any, int, list[int]]:
+    """A QLinearConv of random geometry (group, kernel, stride, dilation, asymmetric pads) on
+    [1, C, *sp]; returns (node, CO, output spatial)."""
+    nd = len(sp)
+    kind = rng.choice(["dense", "grouped", "depthwise", "pointwise"])
+    G = {"dense": 1, "pointwise": 1, "depthwise": C}.get(kind) or \
+        int(rng.choice([g for g in (2, 3, 4) if C % g == 0] or [1]))
+    CO = C if kind == "depthwise" else G * int(rng.integers(1, 40 // G + 2))
+    out = [0]
+    while min(out) < 1:  # a geometry with at least one output pixel
+        k = [1] * nd if kind == "pointwise" else [int(rng.integers(1, 4)) for _ in range(nd)]
+        st = [1] * nd if kind == "pointwise" else [int(rng.integers(1, 3)) for _ in range(nd)]
+        dil = [1] * nd if kind == "pointwise" else [int(rng.integers(1, 3)) for _ in range(nd)]
+        pads = [0] * (2 * nd) if kind == "pointwise" else [int(rng.integers(0, 3))
+                                                            for _ in range(2 * nd)]
+        out = [(sp[i] + pads[i] + pads[i + nd] - dil[i] * (k[i] - 1) - 1) // st[i] + 1
+               for i in range(nd)]
+    info = np.iinfo(qt)
+    w = rng.integers(-128, 128, (CO, C // G, *k)).astype(np.int8)
+    K = (C // G) * int(np.prod(k))
+    inits.update({f"{name}.xs": np.array(0.05, np.float32),
+                  f"{name}.xz": np.array(int(rng.integers(info.min, info.max + 1)), qt),
+                  f"{name}.w": w,
+                  f"{name}.ws": rng.uniform(0.3, 3.0, CO).astype(np.float32) / (K * 128),
+                  f"{name}.wz": np.zeros(CO, np.int8),
+                  f"{name}.ys": np.array(0.05, np.float32),
+                  f"{name}.yz": np.array(int(rng.integers(info.min, info.max + 1)), qt),
+                  f"{name}.b": rng.integers(-5000, 5000, CO).astype(np.int32)})
+    node = helper.make_node("QLinearConv", [x] + [f"{name}.{t}" for t in
+                                                  ("xs", "xz", "w", "ws", "wz", "ys", "yz", "b")],
+                            [y], kernel_shape=k, strides=st, dilations=dil, pads=pads, group=G)
+    return node, CO, out
+
+
+# 133 and 144: a 33- and a 1-channel channels-last output on the 8-lane kernels, where LLVM
+# made a 4-byte store of a one-lane llvm.masked.store (the partial stores are plain ones now)
+@pytest.mark.parametrize("seed", list(range(12)) + [133, 144])
+def test_random_qlinear_conv_pairs(seed, monkeypatch):
+    """Two QLinearConvs of random geometry in a row (the first writes channels-last int8 for the
+    second): the tiled kernels, the generic 8-lane ones and the scalar twin give the same bytes,
+    within one step of onnxruntime."""
+    from edgert import sensor
+    rng = np.random.default_rng(1000 + seed)
+    qt = np.int8 if seed % 2 else np.uint8
+    sp = [int(rng.integers(3, 12)) for _ in range(1 if seed % 4 == 3 else 2)]
+    C = int(rng.integers(1, 36))
+    inits: dict = {}
+    n1, c1, sp1 = _random_qconv(rng, "a", "x", "h", C, sp, qt, inits)
+    n2, c2, sp2 = _random_qconv(rng, "b", "h", "y", c1, sp1, qt, inits)
+    ttype = helper.np_dtype_to_tensor_dtype(np.dtype(qt))
+    g = helper.make_graph(
+        [n1, n2], "q", [helper.make_tensor_value_info("x", ttype, (1, C, *sp))],
+        [helper.make_tensor_value_info("y", ttype, (1, c2, *sp2))],
+        initializer=[helper.make_tensor(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape,
+                                        v.reshape(-1).tolist()) for k, v in inits.items()])
+    mm = helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)])
+    mm.ir_version = 9
+    m = mm.SerializeToString()
+    info = np.iinfo(qt)
+    x = rng.integers(info.min, info.max + 1, (1, C, *sp)).astype(qt)
+    got = {}
+    for name, env in [("tiled", {}), ("generic8", {"EDGERT_SENSOR_INT8_DOT": "generic",
+                                                   "EDGERT_SENSOR_VECTOR_WIDTH": "8"}),
+                      ("scalar", {"EDGERT_SENSOR_KERNELS": "scalar"})]:
+        for k in ("EDGERT_SENSOR_INT8_DOT", "EDGERT_SENSOR_VECTOR_WIDTH", "EDGERT_SENSOR_KERNELS"):
+            monkeypatch.delenv(k, raising=False)
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        got[name] = sensor.compile(m)(x).copy()
+    what = f"{n1.attribute} {n2.attribute} C={C} sp={sp}"
+    np.testing.assert_array_equal(got["tiled"], got["scalar"], err_msg=what)
+    np.testing.assert_array_equal(got["generic8"], got["scalar"], err_msg=what)
+    _int_close(got["tiled"], ort_run(m, {"x": x})[0], INT8_STEPS, what)
 
 
 @pytest.mark.parametrize("mult", [0.5, 1.5])  # the requantization's two AVX-512 forms

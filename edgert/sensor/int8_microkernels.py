@@ -20,7 +20,8 @@ bit for bit to the scalar twin (EDGERT_SENSOR_KERNELS=scalar) and to onnxruntime
               weights (w - w_zp) in registers, taps unrolled; x_zp * sum_taps w folded into
               the bias, the zero-point-filled padded input read without bounds checks.
 
-Channel counts that are not a multiple of the vector width end in a masked store.
+Channel counts that are not a multiple of the vector width end in a partial store (power-of-two
+pieces).
 """
 from __future__ import annotations
 
@@ -162,17 +163,20 @@ class IVec:
         ctx, b, ir = self.ctx, self.b, self.ctx.ir
         v = self._bytes(vs, unsigned)
         n = v.type.count
-        dst = ctx.gep(p, idx, ctx.i8)
         if valid >= n:
-            b.store(v, dst, align=1)
+            b.store(v, ctx.gep(p, idx, ctx.i8), align=1)
             return
-        i1 = ir.IntType(1)
-        mty = ir.VectorType(i1, n)
-        vty = ir.VectorType(ctx.i8, n)
-        fn = _declare(ctx, f"llvm.masked.store.v{n}i8.p0", ir.VoidType(),
-                      [vty, ctx.cg.ptr, ir.IntType(32), mty])
-        mask = ir.Constant(mty, [int(i < valid) for i in range(n)])
-        b.call(fn, [v, dst, ir.Constant(ir.IntType(32), 1), mask])
+        # a partial vector: plain stores of power-of-two pieces (no llvm.masked.store: LLVM 22
+        # turns a v8i8 one with a single-lane constant mask into a 4-byte store)
+        i32 = ir.IntType(32)
+        at = 0
+        for size in (32, 16, 8, 4, 2, 1):
+            if valid - at >= size:
+                piece = b.extract_element(v, ir.Constant(i32, at)) if size == 1 else \
+                    b.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, size),
+                                                       list(range(at, at + size))))
+                b.store(piece, ctx.gep(p, ctx.add(idx, at), ctx.i8), align=1)
+                at += size
 
     def scatter_q(self, v: Any, p: Any, idx: Any, stride: int, valid: int,
                   unsigned: bool) -> None:
