@@ -1,27 +1,31 @@
-"""Register-tiled int8 kernels for QLinearConv (the dtype="int8" path), the integer twins of
-microkernels.py. Exact: every product and sum is an integer in int32 (wrapping as the scalar
-loops in quant.py wrap), and requantization is the scalar path's sequence on vectors
-(float(acc) * multiplier, round half to even, + zero point, clamp), so the outputs are equal
-bit for bit to the scalar twin (EDGERT_SENSOR_KERNELS=scalar) and to onnxruntime's MLAS.
+"""Register-tiled int8 kernels for QLinearConv, QLinearMatMul and QGemm (the dtype="int8" path),
+the integer twins of microkernels.py. Exact: every product and sum is an integer in int32
+(wrapping as the scalar loops in quant.py wrap), and requantization gives the scalar path's
+values (float(acc) * multiplier, round half to even, + zero point, clamp), so the outputs are
+equal bit for bit to the scalar twin (EDGERT_SENSOR_KERNELS=scalar) and to onnxruntime's MLAS.
 
-  qgemm       Y[m, n] = requant(bias'[n] + sum_k A[m, k] B[k, n]): rows m are output pixels, A
-              an unsigned 8-bit im2col matrix [M, Kp] built per call (int8 activations are moved
-              to uint8 by flipping the sign bit, x + 128, padding holds the zero point), B the
-              constant weights (w - w_zp) re-laid out at compile time. The zero-point terms
-              (x_zp + 128) * sum_k B[k, n] are folded into bias' at compile time, so the inner
-              loop is nothing but multiply-adds. Tiles of MR pixels x NV vectors of 16 output
-              channels.
+  qgemm       Y[m, n] = requant(bias'[n] + sum_k A[m, k] B[k, n]): rows m are output pixels (or
+              a MatMul's rows), A an unsigned 8-bit im2col matrix [M, Kp] built per call (int8
+              activations are moved to uint8 by flipping the sign bit, x + 128, padding holds
+              the zero point), B the constant weights (w - w_zp) re-laid out at compile time.
+              The zero-point terms (x_zp + 128) * sum_k B[k, n] are folded into bias' at compile
+              time, so the inner loop is nothing but multiply-adds. Tiles of MR rows x NV
+              vectors of output channels (up to 12 x 4 / 24 accumulators with 16 lanes).
                 vnni512   AVX-512 VNNI: B as [Kp/4, Npad, 4] int8, one vpdpbusd per (row,
                           vector, 4 k): u8 x s8 products summed in 32-bit lanes, no saturation
-                          (the non-"s" form). Needs w - w_zp within int8 (else generic).
+                          (the non-"s" form; never vpmaddubsw, which saturates). Needs w - w_zp
+                          within int8 (else generic).
                 generic   any target (the aarch64 AOT one too): B as [Kp, Npad] int16,
                           sign-extended to i32 lanes, i32 multiply-add per k.
-  depthwise   channels-last depthwise QLinearConv: vectors over channels (i32 lanes), the tap
-              weights (w - w_zp) in registers, taps unrolled; x_zp * sum_taps w folded into
-              the bias, the zero-point-filled padded input read without bounds checks.
+  depthwise   channels-last depthwise QLinearConv: vectors over channels (i32 lanes), up to 64
+              channels of one output pixel per step, taps unrolled; the zero-point term folded
+              into the bias, the zero-point-filled padded input read without bounds checks.
+              4 taps per vpdpbusd, 2 per vpdpwssd, or an i32 multiply-add per tap (dw_mode).
 
-Channel counts that are not a multiple of the vector width end in a partial store (power-of-two
-pieces).
+Requantization on AVX-512 converts with {rn-sae} (half to even whatever MXCSR says) and narrows
+with vpackssdw / vpack[su]swb (LLVM's trunc + store becomes vpmovdb to memory, slow on AMD
+Zen 4/5); elsewhere roundeven + trunc. Channel counts that are not a multiple of the vector width
+end in a partial store of power-of-two pieces.
 """
 from __future__ import annotations
 
