@@ -36,10 +36,11 @@ Measured, per model, in one run (medians; loadavg recorded at start and end):
               InferenceSession(f32 model), with edgert's f32 compile, all four interleaved (calls
               capped to ~8 s per model); agreement with onnxruntime's QDQ outputs on 64 other inputs
               in units of the output's quantization step (max |y - y_ort| / scale); the int8 ops
-              run (`ops`: QLinearConv/QLinearMatMul are integer, a Gemm stays a float op between
-              Q/DQ rounding steps). A model that fails to compile in int8 is recorded with its
-              error message (`error`, `error_typed`), not raised. Int8 roofline: one core's peak
-              int8 rate (vnnipeak.c: vpdpbusd, u8 x s8 -> s32 dot products; an s8 x s8 kernel
+              run (`ops`: QLinearConv/QLinearMatMul/QGemm are integer; a Gemm the int8 rewrite
+              cannot take stays a float op between Q/DQ rounding steps). A model that fails to
+              compile in int8 is recorded with its error message (`error`, `error_typed`), not
+              raised. Int8 roofline: one core's peak int8 rate (vnnipeak.c: vpdpbusd, u8 x s8 ->
+              s32 dot products; an s8 x s8 kernel
               needs a zero-point shift on top) and the GOP/s that 0.2x onnxruntime-QDQ's CPU
               time needs, over the model's FLOPs (which count Gemm and GRU work even where it
               stays float). Part of the default run (it adds ~25 s); --int8-activations uint8
@@ -347,9 +348,9 @@ def _input_shapes(path: str) -> dict[str, list[int]]:
 
 def quantize_qdq(path: str, out: Path, activations: str = "int8") -> Path:
     """onnxruntime.quantization.quantize_static in QDQ format with per-channel int8 weights (what
-    edgert/sensor/quant.py maps to QLinearConv / QLinearMatMul: per-channel weight scales and zero
-    points, one activation scale), calibrated with MinMax on generated inputs (quant_settings);
-    activations int8 (onnxruntime's default, S8S8) or uint8 (U8S8)."""
+    edgert/sensor/quant.py maps to QLinearConv / QLinearMatMul / QGemm: per-channel weight scales
+    and zero points, one activation scale), calibrated with MinMax on generated inputs
+    (quant_settings); activations int8 (onnxruntime's default, S8S8) or uint8 (U8S8)."""
     import logging
     import numpy as np
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
@@ -499,7 +500,7 @@ def _int8_line(name: str, r: dict[str, Any]) -> str:
     if ag["top1_agree"] is not None:
         agree += f", top-1 {ag['top1_agree']}/{ag['calls']}"
     integer = {k: v for k, v in r["ops"].items()
-               if k.startswith("QLinear") or k.endswith("Integer")}
+               if k.startswith("QLinear") or k.endswith("Integer") or k == "QGemm"}
     roof = r["roofline"]
     need = f"{roof['gops_for_0.2x_qdq']:.0f}"
     if "peak_fraction_for_0.2x_qdq" in roof:

@@ -97,3 +97,53 @@ def check_model(model: bytes, feeds_shapes: dict[str, Sequence[int]], *, tol: st
             compare(o.copy(), r, f"{case} output {i}", t["rtol"], t["atol"],
                     scale=max(big, mag) if case == "large" else mag)
     return m
+
+
+def qdq_conv_chain_model(rng: np.random.Generator, in_shape: Sequence[int] = (1, 5, 9, 8),
+                         act: int = 3, pool: bool = False) -> bytes:
+    """A QDQ float model (float in and out) as onnxruntime.quantization writes it: int8
+    activations (act = onnx TensorProto.INT8 or UINT8 = 2) and per-channel int8 weights around
+    a 3x3 conv -> pointwise -> depthwise + Relu -> strided grouped conv chain with channel counts
+    that are no multiple of a vector (dtype="int8" turns it into QLinearConvs); pool: a
+    GlobalAveragePool head on the last DequantizeLinear."""
+    from onnx import helper
+    qt = np.int8 if act == 3 else np.uint8
+    lo, hi = (-128, 127) if act == 3 else (0, 255)
+    C = in_shape[1]
+    nodes, inits = [], {}
+
+    def q_dq(t: str, scale: float, zp: int) -> str:
+        inits[t + ".s"] = np.array(scale, np.float32)
+        inits[t + ".z"] = np.array(zp, qt)
+        nodes.append(helper.make_node("QuantizeLinear", [t, t + ".s", t + ".z"], [t + ".q"]))
+        nodes.append(helper.make_node("DequantizeLinear", [t + ".q", t + ".s", t + ".z"],
+                                      [t + ".dq"]))
+        return t + ".dq"
+
+    def conv(x: str, name: str, co: int, ci: int, k: Sequence[int], relu: bool = False,
+             **attrs: Any) -> str:
+        wq = rng.integers(-127, 128, (co, ci, *k)).astype(np.int8)
+        wq.reshape(co, -1)[:, 0] = 127  # the int8 extremes in every filter
+        wq.reshape(co, -1)[:, -1] = -127
+        inits[name + ".w"] = wq
+        inits[name + ".ws"] = rng.uniform(0.002, 0.02, co).astype(np.float32)
+        inits[name + ".wz"] = np.zeros(co, np.int8)
+        inits[name + ".b"] = (rng.standard_normal(co) * 0.3).astype(np.float32)
+        nodes.append(helper.make_node("DequantizeLinear", [name + ".w", name + ".ws",
+                                                           name + ".wz"], [name + ".wd"], axis=0))
+        nodes.append(helper.make_node("Conv", [x, name + ".wd", name + ".b"], [name], **attrs))
+        if relu:
+            nodes.append(helper.make_node("Relu", [name], [name + ".r"]))
+            return name + ".r"
+        return name
+
+    x = q_dq("x", 0.03, lo if act == 3 else 131)
+    c1 = conv(x, "c1", 19, C, (3, 3), kernel_shape=[3, 3], pads=[1, 0, 2, 1])
+    c2 = conv(q_dq(c1, 0.05, hi - 7), "c2", 21, 19, (1, 1), kernel_shape=[1, 1])
+    c3 = conv(q_dq(c2, 0.04, 3 if act == 3 else 128), "c3", 21, 1, (3, 3), relu=True,
+              kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=21)
+    c4 = conv(q_dq(c3, 0.02, lo + 2), "c4", 12, 7, (3, 3), kernel_shape=[3, 3],
+              pads=[1, 1, 1, 1], strides=[2, 2], group=3)
+    y = q_dq(c4, 0.06, 5 if act == 3 else 120)
+    nodes.append(helper.make_node("GlobalAveragePool" if pool else "Identity", [y], ["y"]))
+    return make_model(nodes, {"x": in_shape}, {"y": None}, inits, opset=19)

@@ -99,6 +99,39 @@ def test_aarch64_library_under_qemu(tmp_path, name, build, shape):
                     scale=1e3 if case == "large" else 1.0)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("act", [3, 2])  # int8, uint8 activations
+def test_aarch64_int8_library_under_qemu(tmp_path, act):
+    """dtype="int8" for aarch64: the generic int8 kernels (no VNNI) and the channels-last
+    QLinearConv chain, within one output step of onnxruntime on its own QDQ model."""
+    from edgert import sensor
+    from sensor_reference import qdq_conv_chain_model
+    gcc = _tool("aarch64-linux-gnu-gcc")
+    qemu = _tool("qemu-aarch64")
+    model = tmp_path / "qdq.onnx"
+    model.write_bytes(qdq_conv_chain_model(np.random.default_rng(act), act=act))
+    art = sensor.compile(model, target="aarch64-linux-gnu", dtype="int8",
+                         output_dir=tmp_path / "out")
+    binary = tmp_path / "run_static"
+    subprocess.run([gcc, "-O2", f'-DMODEL_HEADER="{art.header}"',
+                    str(HERE / "sensor_aot_driver.c"), str(art.object), "-lm", "-o",
+                    str(binary)], check=True, capture_output=True)
+    for case, x in (("random", RNG.standard_normal((1, 5, 9, 8))),
+                    ("large", RNG.standard_normal((1, 5, 9, 8)) * 100)):
+        x = x.astype(np.float32)
+        x.tofile(tmp_path / "in.bin")
+        ref = ort_run(model.read_bytes(), {"x": x})[0]
+        out = tmp_path / "out.bin"
+        out.unlink(missing_ok=True)
+        r = subprocess.run([qemu, "-cpu", "max", "-L", SYSROOT, str(binary),
+                            str(tmp_path / "in.bin"), str(out)],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, (r.returncode, r.stderr)
+        got = np.fromfile(out, np.float32).reshape(ref.shape)
+        err = np.abs(got - ref).max()
+        assert err <= 0.06 + 1e-6, f"int8 aarch64 {case}: {err} > one output step (0.06)"
+
+
 def test_host_library_loads_without_llvm(tmp_path):
     """An AOT library for this machine, loaded by a script where llvmlite and onnx are hidden."""
     from edgert import sensor

@@ -61,10 +61,12 @@ def _nbytes(shape: Sequence[int], dtype: np.dtype) -> int:
 class Codegen:
     """Lowers a Graph into an llvmlite ir.Module (see the file banner for the contract)."""
 
-    def __init__(self, g: Graph, symbol: str, int8: bool = False, vector_width: int = 8) -> None:
+    def __init__(self, g: Graph, symbol: str, int8: bool = False, vector_width: int = 8,
+                 int8_dot: str = "generic") -> None:
         from llvmlite import ir
         self.ir = ir
         self.vector_width = vector_width
+        self.int8_dot = int8_dot  # "vnni512" on an AVX-512 VNNI target (int8_microkernels.py)
         self.g = g
         self.symbol = symbol
         self.int8 = int8
@@ -401,12 +403,13 @@ def broadcast_strides(shape: Sequence[int], out_shape: Sequence[int]) -> list[in
     return strides
 
 
-def build_module(g: Graph, symbol: str, int8: bool = False,
-                 vector_width: int = 8) -> tuple[str, ModelSignature]:
+def build_module(g: Graph, symbol: str, int8: bool = False, vector_width: int = 8,
+                 int8_dot: str = "generic") -> tuple[str, ModelSignature]:
     """Lower the whole graph; returns (LLVM IR text, signature). vector_width: floats per vector
-    in the tiled kernels (8, or 16 for an AVX-512 target)."""
+    in the tiled kernels (8, or 16 for an AVX-512 target); int8_dot: the int8 GEMM's
+    multiply-add ("vnni512" on an AVX-512 VNNI target, else "generic")."""
     from . import ops
-    cg = Codegen(g, symbol, int8=int8, vector_width=vector_width)
+    cg = Codegen(g, symbol, int8=int8, vector_width=vector_width, int8_dot=int8_dot)
     for n in g.nodes:
         if n.op not in ALIAS_OPS and ops.kernel_for(n) is None:
             raise UnsupportedModelError(
@@ -416,6 +419,8 @@ def build_module(g: Graph, symbol: str, int8: bool = False,
     for t in list(g.inputs) + list(g.outputs):
         cg.ir_type(g.dtypes.get(t, np.float32))
     ops.choose_layouts(g)  # before planning: a layout changes some kernels' scratch
+    from .quant import choose_layouts as choose_int8_layouts
+    choose_int8_layouts(g)
     cg.plan(ops.scratch_bytes_for(g))
     ir = cg.ir
     entry_ty = ir.FunctionType(ir.VoidType(), [cg.ptr, cg.ptr, cg.ptr])

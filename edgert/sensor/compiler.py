@@ -29,7 +29,7 @@ from typing import Any, Mapping, Optional, Sequence
 from ..errors import InvalidArgumentError, ModelFormatError, UnsupportedModelError
 from .source import ModelSource, read_model_bytes
 
-CODEGEN_VERSION = "3"
+CODEGEN_VERSION = "4"
 SYMBOL = "edgert_model"
 TARGETS = {
     "host": None,
@@ -253,8 +253,18 @@ def _host_vector_width(cpu: Optional[str]) -> int:
     return 16 if _llvm().get_host_cpu_features().get("avx512f", False) else 8
 
 
+def _host_int8_dot(cpu: Optional[str]) -> str:
+    """"vnni512" where the host has AVX-512 VNNI and BW (and the user did not pin a CPU or ask
+    for EDGERT_SENSOR_INT8_DOT=generic), else "generic"."""
+    if cpu is not None or os.environ.get("EDGERT_SENSOR_INT8_DOT") == "generic" or \
+            os.environ.get("EDGERT_SENSOR_VECTOR_WIDTH") == "8":
+        return "generic"
+    f = _llvm().get_host_cpu_features()
+    return "vnni512" if f.get("avx512vnni", False) and f.get("avx512bw", False) else "generic"
+
+
 def _lower(data: bytes, input_shapes: Optional[Mapping[str, Sequence[int]]], dtype: str,
-           fuse: bool, vector_width: int = 8) -> tuple[str, Any]:
+           fuse: bool, vector_width: int = 8, int8_dot: str = "generic") -> tuple[str, Any]:
     from .codegen import build_module
     from .graph import read_graph
     from .optimize import optimize
@@ -263,7 +273,8 @@ def _lower(data: bytes, input_shapes: Optional[Mapping[str, Sequence[int]]], dty
     g = read_graph(None, input_shapes, data=data, keep=keep)  # type: ignore[arg-type]
     quant_prepare(g, dtype)
     optimize(g, fuse=fuse)
-    return build_module(g, SYMBOL, int8=dtype == "int8", vector_width=vector_width)
+    return build_module(g, SYMBOL, int8=dtype == "int8", vector_width=vector_width,
+                        int8_dot=int8_dot)
 
 
 def _link_shared(obj_path: Path, so_path: Path, cc: Optional[str]) -> bool:
@@ -331,7 +342,8 @@ def compile(model: ModelSource, *, target: str = "host", dtype: str = "f32",  # 
     import shutil
     import tempfile
     try:
-        ir_text, sig = _lower(data, input_shapes, dtype, fuse, _host_vector_width(cpu))
+        ir_text, sig = _lower(data, input_shapes, dtype, fuse, _host_vector_width(cpu),
+                              _host_int8_dot(cpu))
     except UnsupportedModelError as e:
         if fallback == "onnxruntime":
             from .fallback import OrtModel
@@ -380,7 +392,8 @@ def _cache_entry(data: bytes, dtype: str, input_shapes: Optional[Mapping[str, Se
                                                 (input_shapes or {}).items()},
                "fuse": fuse, "loader": loader, "cpu": cpu,
                "kernels": os.environ.get("EDGERT_SENSOR_KERNELS", "tiled"),
-               "vector_width": os.environ.get("EDGERT_SENSOR_VECTOR_WIDTH", "auto")}
+               "vector_width": os.environ.get("EDGERT_SENSOR_VECTOR_WIDTH", "auto"),
+               "int8_dot": os.environ.get("EDGERT_SENSOR_INT8_DOT", "auto")}
     return cache_root() / _cache_key(data, options)
 
 
