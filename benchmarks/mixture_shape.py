@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import sys
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from pathlib import Path
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("src", help="the target shape's checkpoint (float, or quantized with --allow-quantized-source)")
-    ap.add_argument("--types-from", required=True, type=Path, help="an .edgt whose block types are copied")
+    ap.add_argument("--types-from", required=True, type=Path,
+                    help="an .edgt whose block types are copied, or a .json {tensor name: type}")
     ap.add_argument("-o", "--output", required=True, type=Path)
     ap.add_argument("--embed-type", default=None)
     ap.add_argument("--output-type", default=None)
@@ -31,7 +33,10 @@ def main() -> int:
     from edgert.converters.compress.write import write_desc
     from edgert.converters.edgt_file import read_edgt
 
-    mix = {n: e.dtype.name for n, e in read_edgt(a.types_from).tensors.items()}
+    if a.types_from.suffix == ".json":  # {tensor name: type name}, e.g. a layout written down by hand
+        mix = json.loads(a.types_from.read_text())
+    else:
+        mix = {n: e.dtype.name for n, e in read_edgt(a.types_from).tensors.items()}
     lm = 1 + max(int(n.split(".")[1]) for n in mix if n.startswith("blk."))
     desc = model_desc.from_source(a.src, allow_quantized=a.allow_quantized_source, lazy=True)
     lt = desc.n_layers

@@ -40,7 +40,7 @@ const char* request_tile_permission() {
 
 const char* amx_missing_reason(const CpuFeatures& f, unsigned int leaf7_edx, unsigned long long xcr0) {
     if (!((leaf7_edx >> 24) & 1) || !((leaf7_edx >> 25) & 1)) return "this CPU has no AMX-TILE/AMX-INT8 (CPUID.7.0:EDX[24,25])";
-    if (!f.avx512_vnni || !f.avx512_vbmi) return "AMX without AVX-512 VNNI/VBMI (the AMX table shares those kernels)";
+    if (!f.avx512_vnni || !f.avx512_vbmi || !f.gfni) return "AMX without AVX-512 VNNI/VBMI and GFNI (the AMX table shares those kernels)";
     if ((xcr0 & 0x60000) != 0x60000) return "the OS does not enable tile state (XCR0 bits 17-18)";
     unsigned int a, b, c, d;
     if (__get_cpuid_max(0, nullptr) < 0x1d) return "CPUID has no tile-information leaf 0x1D";
@@ -66,12 +66,13 @@ CpuFeatures detect() {
     const bool avx2 = (b >> 5) & 1;
     const bool avx512f = (b >> 16) & 1, avx512dq = (b >> 17) & 1, avx512bw = (b >> 30) & 1,
                avx512vl = (b >> 31) & 1;
-    const bool avx512vnni = (c >> 11) & 1, avx512vbmi = (c >> 1) & 1;
+    const bool avx512vnni = (c >> 11) & 1, avx512vbmi = (c >> 1) & 1, gfni = (c >> 8) & 1;
     const unsigned int leaf7_edx = d;
     f.avx2 = avx2 && fma && f16c;
     f.avx512 = f.avx2 && os_zmm && avx512f && avx512dq && avx512bw && avx512vl;
     f.avx512_vnni = f.avx512 && avx512vnni;
     f.avx512_vbmi = f.avx512 && avx512vbmi;
+    f.gfni = f.avx2 && gfni;
     __cpuid_count(7, 1, a, b, c, d);
     f.avx_vnni = f.avx2 && ((a >> 4) & 1);
     f.avx512_bf16 = f.avx512 && ((a >> 5) & 1);

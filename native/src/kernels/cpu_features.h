@@ -11,6 +11,7 @@ struct CpuFeatures {
     bool avx512 = false;    // F, BW, VL, DQ
     bool avx512_vnni = false;
     bool avx512_vbmi = false;  // VPERMB
+    bool gfni = false;         // GF2P8AFFINEQB (on zmm with AVX-512)
     bool avx512_bf16 = false;
     // AMX int8 tiles (TDPBSSD): CPU (CPUID.7.0:EDX[24,25], palette 1 of at least 8 tiles of
     // 16 x 64 bytes), OS (XCR0 tile state) and, on Linux, the process's permission to use tile

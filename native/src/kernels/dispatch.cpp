@@ -35,8 +35,8 @@ struct Candidate {
 const Candidate kCandidates[] = {
 #if defined(EDGERT_KERNELS_X86)
     {&kAmxKernels, [] { return cpu_features().amx_int8; }},
-    // AVX-512 without VNNI/VBMI (Skylake-X) takes the AVX2 table.
-    {&kAvx512VnniKernels, [] { return cpu_features().avx512_vnni && cpu_features().avx512_vbmi; }},
+    // AVX-512 without VNNI/VBMI/GFNI (Skylake-X, Cascade Lake) takes the AVX2 table.
+    {&kAvx512VnniKernels, [] { return cpu_features().avx512_vnni && cpu_features().avx512_vbmi && cpu_features().gfni; }},
     {&kAvxVnniKernels, [] { return cpu_features().avx_vnni; }},
     {&kAvx2Kernels, [] { return cpu_features().avx2; }},
 #endif

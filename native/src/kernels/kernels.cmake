@@ -36,7 +36,7 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
   set_source_files_properties(${_x86}/kernels_avxvnni.cpp PROPERTIES
     COMPILE_OPTIONS "-mavx2;-mfma;-mf16c;-mavxvnni")
   # Also the AMX table's (its tiles are inline asm: no -mamx flags) and the AMX tile-model test's.
-  set(EDGERT_AVX512_FLAGS "-mavx2;-mfma;-mf16c;-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx512vnni;-mavx512vbmi")
+  set(EDGERT_AVX512_FLAGS "-mavx2;-mfma;-mf16c;-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx512vnni;-mavx512vbmi;-mgfni")
   set_source_files_properties(${_x86}/kernels_avx512vnni.cpp PROPERTIES
     COMPILE_OPTIONS "${EDGERT_AVX512_FLAGS}")
   target_compile_definitions(edgert_kernels PRIVATE EDGERT_KERNELS_X86)

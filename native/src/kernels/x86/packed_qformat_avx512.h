@@ -3,12 +3,13 @@
 // lane per row). Part of kernels_avx512vnni.cpp; included only there.
 //
 // Per 32-element block and group: the code fields are turned into 8 "quads" (4 codes of 16 rows
-// each, one byte per code) with one shift and one mask per field, ORed together (iq4: then VPSHUFB
-// through the 16 levels + 128); the block's sub-scales become float vectors D * sc once, shared
-// by all tokens of the tile. Per token: 8 VPDPBUSD with activation quads broadcast from memory,
-// into one int32 chain per sub-scale (two for the per-16 types), each started from the
-// activations' -Z * sum(q) (qformat_offsets.h); then per chain one int->float conversion and one
-// FMA with (D * sc) * x.d; the min term M * x.s is one more FMA. Each output's operations and
+// each, one byte per code) with one shift and one mask per field (one GF2P8AFFINEQB for the
+// 1-bit field and q3's 2-bit field), ORed together (iq4: then VPSHUFB through the 16 levels + 128); per-32 sub-scales
+// become float vectors D * sc once per block, per-16 ones int32 vectors. Per token: 8 VPDPBUSD
+// with activation quads broadcast from memory, into one int32 chain per sub-scale (two for the
+// per-16 types), each started from the activations' -Z * sum(q) (qformat_offsets.h); the per-16
+// types then combine sc0 * a0 + sc1 * a1 in int32; one int->float conversion and one FMA with the
+// float scale times x.d; the min term M * x.s is one more FMA. Each output's operations and
 // their order are the same for any tile size, so results do not depend on how a tile was cut.
 //
 // A weight without the packed copy (EDGERT_REPACK=0, or prepared for another ISA) runs the scalar
@@ -23,6 +24,14 @@ constexpr size_t kQfPrefetchBytes = 4096;  // ~ the legacy kernel's 12 blocks ah
 
 template <DType QT>
 constexpr int qf_unsigned_zero() { return qformat(QT).table ? 128 : qformat(QT).zero; }
+
+// The GF2P8AFFINEQB matrix that moves bits [src, src+n) of every byte to [dst, dst+n) and clears
+// the others: result bit i of a byte is the parity of (matrix byte 7-i AND the source byte).
+constexpr long long gf_bit_move(int src, int dst, int n) {
+    unsigned long long a = 0;
+    for (int i = 0; i < n; ++i) a |= (1ull << (src + i)) << (8 * (7 - (dst + i)));
+    return static_cast<long long>(a);
+}
 
 // The 8 quads of one block's codes (unsigned bytes, iq4: table values + 128).
 template <DType QT>
@@ -39,7 +48,18 @@ inline void qf_decode_block(const uint8_t* q, __m512i w[8]) {
             w[4 + c] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m0f);
         }
     }
-    if constexpr (F.two) {
+    if constexpr (F.two && !F.nib) {
+        // Types whose code starts at the 2-bit field (q3_0, q3_k): one GF2P8AFFINEQB per quad
+        // moves bits 2m..2m+1 of each byte to bits two_shift.. and clears the rest (what a
+        // shift and a mask do in two instructions); the decode is most of these types' GEMV work.
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; ++h) {
+            const __m512i v = _mm512_loadu_si512(q + o_two + 64 * h);
+#pragma GCC unroll 4
+            for (int m = 0; m < 4; ++m)
+                w[4 * h + m] = _mm512_gf2p8affine_epi64_epi8(v, _mm512_set1_epi64(gf_bit_move(2 * m, F.two_shift, 2)), 0);
+        }
+    } else if constexpr (F.two) {
 #pragma GCC unroll 2
         for (int h = 0; h < 2; ++h) {
             const __m512i v = _mm512_loadu_si512(q + o_two + 64 * h);
@@ -59,14 +79,10 @@ inline void qf_decode_block(const uint8_t* q, __m512i w[8]) {
     }
     if constexpr (F.one) {
         const __m512i v = _mm512_loadu_si512(q + o_one);
-        const __m512i bit = _mm512_set1_epi8(static_cast<char>(1 << F.one_shift));
 #pragma GCC unroll 8
         for (int c = 0; c < 8; ++c) {
-            // Bit c of each byte to bit one_shift (the source bit stays inside its byte).
-            const __m512i moved = c < F.one_shift ? _mm512_slli_epi16(v, F.one_shift - c)
-                                  : c > F.one_shift ? _mm512_srli_epi16(v, c - F.one_shift)
-                                                    : v;
-            w[c] = _mm512_ternarylogic_epi32(w[c], moved, bit, 0xF8);  // w | (moved & bit)
+            // Bit c of each byte to bit one_shift, the others cleared (one GF2P8AFFINEQB), ORed in.
+            w[c] = _mm512_or_si512(w[c], _mm512_gf2p8affine_epi64_epi8(v, _mm512_set1_epi64(gf_bit_move(c, F.one_shift, 1)), 0));
         }
     }
     if constexpr (F.table) {
@@ -98,11 +114,14 @@ inline void qf_tile(const uint8_t* grp, int64_t n_super, int64_t nb, const Block
         for (int k = 0; k < F.blocks_per_super; ++k) {
             const uint8_t* q = p + head + k * bb;
             const int64_t b = s * F.blocks_per_super + k;
-            __m512 s0 = d, s1 = d, mn = dmin;
-            if constexpr (F.n_sub >= 1)
+            __m512 s0 = d, mn = dmin;
+            __m512i sc0 = _mm512_setzero_si512(), sc1 = _mm512_setzero_si512();
+            if constexpr (F.n_sub == 1)
                 s0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)))));
-            if constexpr (F.n_sub == 2)
-                s1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + kQfRows)))));
+            if constexpr (F.n_sub == 2) {
+                sc0 = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)));
+                sc1 = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + kQfRows)));
+            }
             if constexpr (F.k_min)
                 mn = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
                                              _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + kQfRows * F.n_sub)))));
@@ -127,8 +146,10 @@ inline void qf_tile(const uint8_t* grp, int64_t n_super, int64_t nb, const Block
                 }
                 const __m512 xd = _mm512_set1_ps(xb.d);
                 if constexpr (F.n_sub == 2) {
-                    acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a0), _mm512_mul_ps(s0, xd), acc[j]);
-                    acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a1), _mm512_mul_ps(s1, xd), acc[j]);
+                    // sc0 * a0 + sc1 * a1 in int32 (exact: |a| <= 16 * 32 * 128, |sc| <= 127),
+                    // then one conversion and one FMA instead of two of each.
+                    const __m512i a = _mm512_add_epi32(_mm512_mullo_epi32(a0, sc0), _mm512_mullo_epi32(a1, sc1));
+                    acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), _mm512_mul_ps(d, xd), acc[j]);
                 } else {
                     acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a0), _mm512_mul_ps(s0, xd), acc[j]);
                 }
