@@ -15,8 +15,14 @@ equal bit for bit to the scalar twin (EDGERT_SENSOR_KERNELS=scalar) and to onnxr
                           vector, 4 k): u8 x s8 products summed in 32-bit lanes, no saturation
                           (the non-"s" form; never vpmaddubsw, which saturates). Needs w - w_zp
                           within int8 (else generic).
-                generic   any target (the aarch64 AOT one too): B as [Kp, Npad] int16,
-                          sign-extended to i32 lanes, i32 multiply-add per k.
+                sdot      aarch64 with the dot-product extension (armv8.2-a+dotprod, the
+                          "aarch64-linux-gnu+dotprod" AOT target): B laid out as for vnni512,
+                          one sdot per (row, 4-lane vector, 4 k): s8 x s8 products summed in
+                          32-bit lanes, exact. A is then signed (x as read for int8
+                          activations, x - 128 for uint8: a_flip / a_offset), w - w_zp within
+                          int8 (else generic).
+                generic   any other target (the default aarch64 AOT one too): B as [Kp, Npad]
+                          int16, sign-extended to i32 lanes, i32 multiply-add per k.
   depthwise   channels-last depthwise QLinearConv: vectors over channels (i32 lanes), up to 64
               channels of one output pixel per step, taps unrolled; the zero-point term folded
               into the bias, the zero-point-filled padded input read without bounds checks.
@@ -40,8 +46,22 @@ ACC_REGS = 24     # accumulators a tile may hold (of 32 zmm / 16 ymm registers)
 
 
 def int8_dot(ctx: KernelCtx) -> str:
-    """"vnni512" where the module targets an AVX-512 VNNI host, else "generic"."""
+    """"vnni512" where the module targets an AVX-512 VNNI host, "sdot" an aarch64 one with the
+    dot-product extension, else "generic"."""
     return str(getattr(ctx.cg, "int8_dot", "") or "generic")
+
+
+def a_flip(mode: str, signed: bool) -> bool:
+    """Whether the GEMM's A bytes are the activation bytes ^ 0x80: A is uint8 (x + 128 for int8
+    x) for vnni512 / generic, int8 (x - 128 for uint8 x) for sdot."""
+    return (not signed) if mode == "sdot" else signed
+
+
+def a_offset(mode: str, zp: int, signed: bool) -> int:
+    """The A value that stands for x = zp (padding holds it; the bias folds -offset * sum w)."""
+    if mode == "sdot":
+        return zp if signed else zp - 128
+    return zp + 128 if signed else zp
 
 
 def wrap_i32(v: np.ndarray) -> np.ndarray:
@@ -198,17 +218,24 @@ def _vpdpbusd(ctx: KernelCtx, vec: IVec, acc: Any, a: Any, bq: Any) -> Any:
     return ctx.b.call(fn, [acc, a, bq])
 
 
+def _sdot(ctx: KernelCtx, vec: IVec, acc: Any, a: Any, bq: Any) -> Any:
+    """acc + sum of 4 s8(a) x s8(b) products per 32-bit lane (aarch64 dotprod: SDOT, exact)."""
+    i8v16 = ctx.ir.VectorType(ctx.i8, 16)
+    fn = _declare(ctx, "llvm.aarch64.neon.sdot.v4i32.v16i8", vec.i32v, [vec.i32v, i8v16, i8v16])
+    return ctx.b.call(fn, [acc, ctx.b.bitcast(a, i8v16), ctx.b.bitcast(bq, i8v16)])
+
+
 # -- weight packing (compile time) ------------------------------------------------------------------
 
 def pack_weights(wk: np.ndarray, mode: str) -> tuple[np.ndarray, int, int]:
     """wk: [G, N, K] int64 (w - w_zp) per group. Returns (packed bytes, Kp, Npad):
-    vnni512 [G, Kp/4, Npad, 4] int8; generic [G, Kp, Npad] int16. Padding is zero."""
+    vnni512 / sdot [G, Kp/4, Npad, 4] int8; generic [G, Kp, Npad] int16. Padding is zero."""
     G, N, K = wk.shape
     Kp = (K + 3) // 4 * 4
     Npad = (N + LANES - 1) // LANES * LANES
     full = np.zeros((G, Npad, Kp), np.int64)
     full[:, :N, :K] = wk
-    if mode == "vnni512":
+    if mode in ("vnni512", "sdot"):
         arr = full.reshape(G, Npad, Kp // 4, 4).transpose(0, 2, 1, 3).astype(np.int8)
     else:
         arr = full.transpose(0, 2, 1).astype(np.int16)
@@ -226,11 +253,13 @@ def qgemm(ctx: KernelCtx, mode: str, M: int, N: int, Kp: int, Npad: int,
           py: Any, y_off: Any, m_stride: int, n_stride: int,
           yzp: float, lo: float, hi: float, mult_max: float = float("inf")) -> None:
     """Y[y_off + m*m_stride + n*n_stride] = requant(bias[nb_off + n] + sum_k A(m, k) B(k, n)) for
-    m < M, n < N. A(m, k) = pa[a_off + m*Kp + k] (u8); B at pb + b_off elements of the packed
-    layout (pack_weights); bias (i32) and mult (f32) padded to Npad from nb_off."""
+    m < M, n < N. A(m, k) = pa[a_off + m*Kp + k] (u8; s8 for sdot); B at pb + b_off elements of
+    the packed layout (pack_weights); bias (i32) and mult (f32) padded to Npad from nb_off."""
     b = ctx.b
     if mode == "vnni512":
         lanes, step = LANES, 4
+    elif mode == "sdot":
+        lanes, step = 4, 4  # one 128-bit NEON register of i32 lanes
     else:
         lanes = 16 if int(getattr(ctx.cg, "vector_width", 8)) >= 16 else 8
         step = 1
@@ -238,20 +267,23 @@ def qgemm(ctx: KernelCtx, mode: str, M: int, N: int, Kp: int, Npad: int,
     unsigned = hi > 127
     nvec_all = Npad // lanes
     nv = max(1, min(nvec_all, 4))
-    mr = max(1, min(12, ACC_REGS // nv)) if lanes == 16 else max(1, min(4, 8 // nv))
+    # AVX-512 and NEON have 32 vector registers, AVX2 16
+    mr = max(1, min(12, ACC_REGS // nv)) if lanes == 16 or mode == "sdot" else \
+        max(1, min(4, 8 // nv))
     if M < mr:
         mr = M
     ksteps = Kp // step
 
     def a_word(m: Any, k: Any) -> Any:
-        """The u8 A(m, k .. k+step-1) as i32 (4 bytes for vnni, zero-extended one otherwise)."""
+        """A(m, k .. k+step-1) as i32 (4 bytes for vnni512 / sdot, a zero-extended u8 one
+        otherwise)."""
         idx = ctx.add(a_off, ctx.mul(m, Kp), ctx.mul(k, step))
         if step == 4:
             return b.load(ctx.gep(pa, idx, ctx.i8), typ=ctx.i32, align=4)
         return b.zext(ctx.load(pa, idx, ctx.i8), ctx.i32)
 
     def b_vec(k: Any, n0: Any) -> Any:
-        if step == 4:  # [Kp/4, Npad, 4] bytes: lanes n0 .. n0+15, 4 k each, as i32 words
+        if step == 4:  # [Kp/4, Npad, 4] bytes: lanes n0 .. n0+lanes-1, 4 k each, as i32 words
             idx = ctx.add(b_off, ctx.mul(k, Npad * 4), ctx.mul(n0, 4))
             return b.load(ctx.gep(pb, idx, ctx.i8), typ=vec.i32v, align=4)
         idx = ctx.add(b_off, ctx.mul(k, Npad), n0)
@@ -269,7 +301,9 @@ def qgemm(ctx: KernelCtx, mode: str, M: int, N: int, Kp: int, Npad: int,
                 av = vec.splat(a_word(ctx.add(m0, i), k), vec.i32v)
                 for j in range(vecs):
                     acc = accs[i * vecs + j]
-                    if step == 4:
+                    if mode == "sdot":
+                        out.append(_sdot(ctx, vec, acc, av, bv[j]))
+                    elif step == 4:
                         out.append(_vpdpbusd(ctx, vec, acc, av, bv[j]))
                     else:
                         out.append(b.add(acc, b.mul(av, bv[j])))
