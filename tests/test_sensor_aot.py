@@ -144,7 +144,8 @@ def _sdot_count(obj: Path) -> int:
 @pytest.mark.parametrize("name", ["conv_chain", "gemm", "gemm_wzp"])
 def test_aarch64_int8_library_under_qemu(tmp_path, monkeypatch, name, act, target):
     """dtype="int8" for aarch64: the generic int8 kernels (the default target, plain NEON) or
-    the SDOT GEMM ("+dotprod": the object must hold sdot instructions, the default one none),
+    the SDOT GEMM and depthwise kernels ("+dotprod": the object must hold sdot instructions,
+    the default one none),
     run under qemu-aarch64 -cpu max: bit for bit the host's scalar twin
     (EDGERT_SENSOR_KERNELS=scalar) and within one output step of onnxruntime, on random,
     zero, saturating and alternating-extreme inputs (QLinearConv chain: 3x3 from NCHW,

@@ -350,8 +350,11 @@ def qgemm(ctx: KernelCtx, mode: str, M: int, N: int, Kp: int, Npad: int,
 # -- depthwise ----------------------------------------------------------------------------------------
 
 def dw_mode(ctx: KernelCtx, taps: np.ndarray) -> str:
-    """The depthwise kernel's multiply-add: "quads" (4 taps per vpdpbusd; AVX-512 VNNI and
-    w - w_zp within int8), "pairs" (2 taps per vpdpwssd; AVX-512 VNNI) or "i32" (any target)."""
+    """The depthwise kernel's multiply-add: "quads" (4 taps per vpdpbusd or sdot; AVX-512 VNNI
+    or aarch64 dotprod, and w - w_zp within int8), "pairs" (2 taps per vpdpwssd; AVX-512 VNNI)
+    or "i32" (any target)."""
+    if int8_dot(ctx) == "sdot":
+        return "quads" if vnni_ok(taps) else "i32"
     if int8_dot(ctx) != "vnni512":
         return "i32"
     return "quads" if vnni_ok(taps) else "pairs"
@@ -365,7 +368,8 @@ def depthwise(ctx: KernelCtx, g: dict[str, Any], xpad: Any, signed: bool, wv_arr
     room); wv_arr: [T, Cpad] int32 tap weights, bias'/mult padded to Cpad. Up to 4 vectors of
     channels per pixel (one 64-byte store of the output pixel's bytes). mode (dw_mode):
       quads  4 taps per vpdpbusd: the 4 taps' bytes of a channel interleaved into its 32-bit
-             lane (one byte permute), x read as uint8 (the caller moved it), w int8
+             lane (one byte permute), x read as uint8 (the caller moved it), w int8; or per
+             sdot (aarch64 dotprod, 4 lanes each), x read as int8
       pairs  2 taps per vpdpwssd (int16 pairs: x in [-128, 255], w - w_zp in [-255, 255])
       i32    an i32 multiply-add per tap (every target)
     Every product and sum is exact in int32."""
@@ -381,7 +385,7 @@ def depthwise(ctx: KernelCtx, g: dict[str, Any], xpad: Any, signed: bool, wv_arr
     wv_p = ctx.array_ptr(wv_arr, "qdw_w")
     offs = [(ky * dy * Wp + kx * dx) * C for ky in range(KH) for kx in range(KW)]
     pairs = mode == "pairs" and lanes == 16
-    quads = mode == "quads" and lanes == 16
+    quads = mode == "quads" and (lanes == 16 or int8_dot(ctx) == "sdot")
     wp_p = None
     if pairs:
         wp_p = ctx.array_ptr(pair_taps(wv_arr), "qdw_wpairs")
@@ -472,9 +476,9 @@ def quad_taps(wv: np.ndarray) -> np.ndarray:
 
 def _dw_quad(ctx: KernelCtx, vec: IVec, acc: Any, xpad: Any, base: Any, offs: list[int], t: int,
              j: int, wq_p: Any, w_idx: Any) -> Any:
-    """acc + sum_{i<4} x[t+i] w[t+i] over 16 channels with one vpdpbusd: the four taps' uint8
-    bytes of channel c are interleaved into lane c (taps past the last one read tap t again,
-    against zero weights)."""
+    """acc + sum_{i<4} x[t+i] w[t+i] over the vector's channels with one vpdpbusd (uint8 x) or
+    one sdot per 4 lanes (int8 x): the four taps' bytes of channel c are interleaved into lane
+    c (taps past the last one read tap t again, against zero weights)."""
     b, ir = ctx.b, ctx.ir
     i32 = ir.IntType(32)
     n = vec.n
@@ -485,4 +489,17 @@ def _dw_quad(ctx: KernelCtx, vec: IVec, acc: Any, xpad: Any, base: Any, offs: li
     order = [(i % 2) * n + c + (2 * n if i >= 2 else 0) for c in range(n) for i in range(4)]
     xx = b.shuffle_vector(lo, hi, ir.Constant(ir.VectorType(i32, 4 * n), order))
     w = vec.load(wq_p, w_idx, vec.i32v, 4)
-    return _vpdpbusd(ctx, vec, acc, b.bitcast(xx, vec.i32v), w)
+    xw = b.bitcast(xx, vec.i32v)
+    if int8_dot(ctx) != "sdot":
+        return _vpdpbusd(ctx, vec, acc, xw, w)
+    q = IVec(ctx, 4)
+    parts = []
+    for h in range(0, n, 4):  # 4 channels (one 128-bit register) per sdot
+        sel = ir.Constant(ir.VectorType(i32, 4), list(range(h, h + 4)))
+        parts.append(_sdot(ctx, q, b.shuffle_vector(acc, acc, sel),
+                           b.shuffle_vector(xw, xw, sel), b.shuffle_vector(w, w, sel)))
+    while len(parts) > 1:
+        m = parts[0].type.count
+        parts = [b.shuffle_vector(parts[i], parts[i + 1], ir.Constant(
+            ir.VectorType(i32, 2 * m), list(range(2 * m)))) for i in range(0, len(parts), 2)]
+    return parts[0]

@@ -564,11 +564,14 @@ def _qconv_tiled(ctx: Any, x: str, w: str, xzp: int, wzp: np.ndarray,
         taps = wk.reshape(C, T)
         wv = np.zeros((T, Cpad), np.int32)
         wv[:, :C] = taps.T
-        # "quads" (AVX-512 VNNI, w - w_zp within int8): 4 taps per vpdpbusd over the input
-        # moved to uint8 (x + 128 for int8, padding the zero point's uint8 value, as the GEMM)
+        # "quads" (AVX-512 VNNI or aarch64 dotprod, w - w_zp within int8): 4 taps per vpdpbusd
+        # over the input moved to uint8 (x + 128 for int8), per sdot over it as int8 (x - 128
+        # for uint8); padding holds the zero point's value, as in the GEMM
         mode = qk.dw_mode(ctx, taps)
-        flip = signed and mode == "quads"
-        offset = xzp + 128 if flip else xzp  # the value x (as read) that stands for x = x_zp
+        dot = qk.int8_dot(ctx)
+        flip = mode == "quads" and qk.a_flip(dot, signed)
+        # the value x (as read) that stands for x = x_zp
+        offset = qk.a_offset(dot, xzp, signed) if mode == "quads" else xzp
         bpad = np.zeros(Cpad, np.int32)
         bpad[:C] = qk.wrap_i32(bias_i - offset * taps.sum(1))
         mpad = np.zeros(Cpad, np.float32)
