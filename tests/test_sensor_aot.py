@@ -5,6 +5,7 @@ and a host library loaded by a Python script that has neither llvmlite nor onnx.
 Needs g++-aarch64-linux-gnu and qemu-user (.ci/run installs both; README lists them)."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -99,28 +100,86 @@ def test_aarch64_library_under_qemu(tmp_path, name, build, shape):
                     scale=1e3 if case == "large" else 1.0)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("act", [3, 2])  # int8, uint8 activations
-def test_aarch64_int8_library_under_qemu(tmp_path, act):
-    """dtype="int8" for aarch64: the generic int8 kernels (no VNNI) and the channels-last
-    QLinearConv chain, within one output step of onnxruntime on its own QDQ model."""
-    from edgert import sensor
+def qdq_gemm_model(rng: np.random.Generator, act: int, M: int = 13, K: int = 19,
+                   N: int = 37, wzp: bool = False) -> bytes:
+    """x [M, K] -> Q/DQ -> Gemm (per-row int8 weights with the extremes, float bias) -> Q/DQ:
+    dtype="int8" makes a QGemm of it; M, K and N no multiple of the tiles or of 4 (the dot
+    products' tails). wzp: nonzero weight zero points put w - w_zp outside int8 (SDOT hands
+    over to the generic kernel)."""
+    qt = np.int8 if act == 3 else np.uint8
+    wq = rng.integers(-127, 128, (N, K)).astype(np.int8)
+    wq[:, 0], wq[:, -1] = 127, -127
+    inits = {"x.s": np.array(0.03, np.float32), "x.z": np.array(-3 if act == 3 else 140, qt),
+             "w": wq, "w.s": rng.uniform(0.002, 0.02, N).astype(np.float32),
+             "w.z": rng.integers(-3, 4, N).astype(np.int8) if wzp else np.zeros(N, np.int8),
+             "b": (rng.standard_normal(N) * 0.3).astype(np.float32),
+             "y.s": np.array(0.05, np.float32), "y.z": np.array(7 if act == 3 else 121, qt)}
+    nodes = [helper.make_node("QuantizeLinear", ["x", "x.s", "x.z"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "x.s", "x.z"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["w", "w.s", "w.z"], ["wd"], axis=0),
+             helper.make_node("Gemm", ["xd", "wd", "b"], ["g"], transB=1),
+             helper.make_node("QuantizeLinear", ["g", "y.s", "y.z"], ["gq"]),
+             helper.make_node("DequantizeLinear", ["gq", "y.s", "y.z"], ["y"])]
+    return make_model(nodes, {"x": (M, K)}, {"y": None}, inits, opset=19)
+
+
+def _int8_model(name: str, act: int) -> tuple[bytes, tuple[int, ...]]:
     from sensor_reference import qdq_conv_chain_model
+    rng = np.random.default_rng(act)
+    if name == "conv_chain":
+        return qdq_conv_chain_model(rng, act=act), (1, 5, 9, 8)
+    return qdq_gemm_model(rng, act, wzp=name == "gemm_wzp"), (13, 19)
+
+
+def _sdot_count(obj: Path) -> int:
+    import re
+    dis = subprocess.run([_tool("aarch64-linux-gnu-objdump"), "-d", str(obj)],
+                         capture_output=True, text=True, check=True).stdout
+    return len(re.findall(r"\ssdot\s+v\d+\.4s, v\d+\.16b, v\d+\.16b", dis))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["aarch64-linux-gnu", "aarch64-linux-gnu+dotprod"])
+@pytest.mark.parametrize("act", [3, 2])  # int8, uint8 activations
+@pytest.mark.parametrize("name", ["conv_chain", "gemm", "gemm_wzp"])
+def test_aarch64_int8_library_under_qemu(tmp_path, monkeypatch, name, act, target):
+    """dtype="int8" for aarch64: the generic int8 kernels (the default target, plain NEON) or
+    the SDOT GEMM and depthwise kernels ("+dotprod": the object must hold sdot instructions,
+    the default one none),
+    run under qemu-aarch64 -cpu max: bit for bit the host's scalar twin
+    (EDGERT_SENSOR_KERNELS=scalar) and within one output step of onnxruntime, on random,
+    zero, saturating and alternating-extreme inputs (QLinearConv chain: 3x3 from NCHW,
+    pointwise, depthwise, grouped strided; QGemm: M = 13, K = 19, N = 37, and with weight
+    zero points that push w - w_zp out of int8: the generic kernel, no sdot)."""
+    from edgert import sensor
     gcc = _tool("aarch64-linux-gnu-gcc")
     qemu = _tool("qemu-aarch64")
-    model = tmp_path / "qdq.onnx"
-    model.write_bytes(qdq_conv_chain_model(np.random.default_rng(act), act=act))
-    art = sensor.compile(model, target="aarch64-linux-gnu", dtype="int8",
-                         output_dir=tmp_path / "out")
+    data, shape = _int8_model(name, act)
+    model = tmp_path / f"{name}.onnx"
+    model.write_bytes(data)
+    for k in ("EDGERT_SENSOR_INT8_DOT", "EDGERT_SENSOR_VECTOR_WIDTH", "EDGERT_SENSOR_KERNELS"):
+        monkeypatch.delenv(k, raising=False)
+    art = sensor.compile(model, target=target, dtype="int8", output_dir=tmp_path / "out")
+    ops = json.loads(art.meta.read_text())["ops"]
+    want = {"QLinearConv": 4} if name == "conv_chain" else {"QGemm": 1}
+    assert all(ops.get(k) == v for k, v in want.items()), ops
+    n_sdot = _sdot_count(art.object)
+    if target.endswith("+dotprod") and name != "gemm_wzp":
+        assert n_sdot > 0, "the +dotprod build has no sdot instruction"
+    else:
+        assert n_sdot == 0, f"the portable aarch64 build holds {n_sdot} sdot instructions"
+    monkeypatch.setenv("EDGERT_SENSOR_KERNELS", "scalar")
+    twin = sensor.compile(model, dtype="int8", cache=False)
     binary = tmp_path / "run_static"
     subprocess.run([gcc, "-O2", f'-DMODEL_HEADER="{art.header}"',
                     str(HERE / "sensor_aot_driver.c"), str(art.object), "-lm", "-o",
                     str(binary)], check=True, capture_output=True)
-    for case, x in (("random", RNG.standard_normal((1, 5, 9, 8))),
-                    ("large", RNG.standard_normal((1, 5, 9, 8)) * 100)):
+    alt = np.where(np.arange(np.prod(shape)).reshape(shape) % 3 == 0, -1e4, 1e4)
+    for case, x in (("random", RNG.standard_normal(shape)), ("zeros", np.zeros(shape)),
+                    ("large", RNG.standard_normal(shape) * 100), ("extremes", alt)):
         x = x.astype(np.float32)
         x.tofile(tmp_path / "in.bin")
-        ref = ort_run(model.read_bytes(), {"x": x})[0]
+        ref = ort_run(data, {"x": x})[0]
         out = tmp_path / "out.bin"
         out.unlink(missing_ok=True)
         r = subprocess.run([qemu, "-cpu", "max", "-L", SYSROOT, str(binary),
@@ -128,8 +187,10 @@ def test_aarch64_int8_library_under_qemu(tmp_path, act):
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, (r.returncode, r.stderr)
         got = np.fromfile(out, np.float32).reshape(ref.shape)
+        np.testing.assert_array_equal(got, twin(x), err_msg=f"{name} {target} {case} vs scalar")
+        step = 0.06 if name == "conv_chain" else 0.05  # the output scale
         err = np.abs(got - ref).max()
-        assert err <= 0.06 + 1e-6, f"int8 aarch64 {case}: {err} > one output step (0.06)"
+        assert err <= step + 1e-6, f"int8 {target} {case}: {err} > one output step ({step})"
 
 
 def test_host_library_loads_without_llvm(tmp_path):

@@ -73,7 +73,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--json", action="store_true", help="machine-readable output")
     c = sub.add_parser("compile", help="compile ahead of time (another target: .o/.so/.h)")
     _common(c)
-    c.add_argument("--target", default="host", help="host or aarch64-linux-gnu")
+    c.add_argument("--target", default="host",
+                   help="host, aarch64-linux-gnu or aarch64-linux-gnu+dotprod (SDOT int8 GEMMs "
+                        "for armv8.2-a+dotprod boards)")
     c.add_argument("-o", "--output-dir", default=None, help="where an AOT compile writes")
 
 

@@ -66,7 +66,8 @@ class Codegen:
         from llvmlite import ir
         self.ir = ir
         self.vector_width = vector_width
-        self.int8_dot = int8_dot  # "vnni512" on an AVX-512 VNNI target (int8_microkernels.py)
+        # "vnni512" on an AVX-512 VNNI target, "sdot" on aarch64+dotprod (int8_microkernels.py)
+        self.int8_dot = int8_dot
         self.g = g
         self.symbol = symbol
         self.int8 = int8
@@ -407,7 +408,8 @@ def build_module(g: Graph, symbol: str, int8: bool = False, vector_width: int = 
                  int8_dot: str = "generic") -> tuple[str, ModelSignature]:
     """Lower the whole graph; returns (LLVM IR text, signature). vector_width: floats per vector
     in the tiled kernels (8, or 16 for an AVX-512 target); int8_dot: the int8 GEMM's
-    multiply-add ("vnni512" on an AVX-512 VNNI target, else "generic")."""
+    multiply-add ("vnni512" on an AVX-512 VNNI target, "sdot" on aarch64 with dotprod, else
+    "generic")."""
     from . import ops
     cg = Codegen(g, symbol, int8=int8, vector_width=vector_width, int8_dot=int8_dot)
     for n in g.nodes:

@@ -16,6 +16,9 @@ first, so it needs the extra only when it has to compile.
 AOT (`target="aarch64-linux-gnu"`): the same module built for that triple, written as
 `<name>.o`, `<name>.so` (when the cross compiler `aarch64-linux-gnu-gcc` is installed) and
 `<name>.h` (the entry point, shapes and workspace size) for a C program on the board.
+`target="aarch64-linux-gnu+dotprod"` opts in to the dot-product extension (armv8.2-a+dotprod:
+Cortex-A55/A75/A76 and later, not A53/A72): dtype="int8" GEMMs then use SDOT; the default
+aarch64 target stays plain armv8-a NEON.
 """
 from __future__ import annotations
 
@@ -29,14 +32,16 @@ from typing import Any, Mapping, Optional, Sequence
 from ..errors import InvalidArgumentError, ModelFormatError, UnsupportedModelError
 from .source import ModelSource, read_model_bytes
 
-CODEGEN_VERSION = "4"
+CODEGEN_VERSION = "5"
 SYMBOL = "edgert_model"
 TARGETS = {
     "host": None,
     "aarch64-linux-gnu": ("aarch64-unknown-linux-gnu", "generic", "+neon"),
+    "aarch64-linux-gnu+dotprod": ("aarch64-unknown-linux-gnu", "generic", "+neon,+dotprod"),
     "x86_64-linux-gnu": ("x86_64-unknown-linux-gnu", "x86-64", ""),
 }
-CROSS_CC = {"aarch64-linux-gnu": "aarch64-linux-gnu-gcc", "x86_64-linux-gnu": "cc"}
+CROSS_CC = {"aarch64-linux-gnu": "aarch64-linux-gnu-gcc",
+            "aarch64-linux-gnu+dotprod": "aarch64-linux-gnu-gcc", "x86_64-linux-gnu": "cc"}
 
 
 def cache_root() -> Path:
@@ -254,13 +259,29 @@ def _host_vector_width(cpu: Optional[str]) -> int:
 
 
 def _host_int8_dot(cpu: Optional[str]) -> str:
-    """"vnni512" where the host has AVX-512 VNNI and BW (and the user did not pin a CPU or ask
-    for EDGERT_SENSOR_INT8_DOT=generic), else "generic"."""
-    if cpu is not None or os.environ.get("EDGERT_SENSOR_INT8_DOT") == "generic" or \
-            os.environ.get("EDGERT_SENSOR_VECTOR_WIDTH") == "8":
+    """"vnni512" where the host has AVX-512 VNNI and BW, "sdot" where it is aarch64 with the
+    dot-product extension (and the user did not pin a CPU or ask for
+    EDGERT_SENSOR_INT8_DOT=generic), else "generic"."""
+    if cpu is not None or os.environ.get("EDGERT_SENSOR_INT8_DOT") == "generic":
         return "generic"
-    f = _llvm().get_host_cpu_features()
+    llvm = _llvm()
+    f = llvm.get_host_cpu_features()
+    if llvm.get_process_triple().startswith(("aarch64", "arm64")):
+        return "sdot" if f.get("dotprod", False) else "generic"
+    if os.environ.get("EDGERT_SENSOR_VECTOR_WIDTH") == "8":
+        return "generic"
     return "vnni512" if f.get("avx512vnni", False) and f.get("avx512bw", False) else "generic"
+
+
+def _aot_int8_dot(target: str) -> str:
+    """"sdot" for an AOT target whose features include the aarch64 dot-product extension
+    (unless EDGERT_SENSOR_INT8_DOT=generic), else "generic"."""
+    spec = TARGETS[target]
+    if spec is None or os.environ.get("EDGERT_SENSOR_INT8_DOT") == "generic":
+        return "generic"
+    triple, _, features = spec
+    return "sdot" if triple.startswith("aarch64") and "+dotprod" in features.split(",") \
+        else "generic"
 
 
 def _lower(data: bytes, input_shapes: Optional[Mapping[str, Sequence[int]]], dtype: str,
@@ -482,7 +503,7 @@ def _compile_aot(data: bytes, target: str, dtype: str,
         raise InvalidArgumentError("an AOT compile (target other than 'host') needs output_dir")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ir_text, sig = _lower(data, input_shapes, dtype, fuse)
+    ir_text, sig = _lower(data, input_shapes, dtype, fuse, int8_dot=_aot_int8_dot(target))
     tm = _target_machine(target, cpu)
     mod = _optimise(ir_text, tm)
     obj = tm.emit_object(mod)

@@ -15,8 +15,14 @@ equal bit for bit to the scalar twin (EDGERT_SENSOR_KERNELS=scalar) and to onnxr
                           vector, 4 k): u8 x s8 products summed in 32-bit lanes, no saturation
                           (the non-"s" form; never vpmaddubsw, which saturates). Needs w - w_zp
                           within int8 (else generic).
-                generic   any target (the aarch64 AOT one too): B as [Kp, Npad] int16,
-                          sign-extended to i32 lanes, i32 multiply-add per k.
+                sdot      aarch64 with the dot-product extension (armv8.2-a+dotprod, the
+                          "aarch64-linux-gnu+dotprod" AOT target): B laid out as for vnni512,
+                          one sdot per (row, 4-lane vector, 4 k): s8 x s8 products summed in
+                          32-bit lanes, exact. A is then signed (x as read for int8
+                          activations, x - 128 for uint8: a_flip / a_offset), w - w_zp within
+                          int8 (else generic).
+                generic   any other target (the default aarch64 AOT one too): B as [Kp, Npad]
+                          int16, sign-extended to i32 lanes, i32 multiply-add per k.
   depthwise   channels-last depthwise QLinearConv: vectors over channels (i32 lanes), up to 64
               channels of one output pixel per step, taps unrolled; the zero-point term folded
               into the bias, the zero-point-filled padded input read without bounds checks.
@@ -40,8 +46,22 @@ ACC_REGS = 24     # accumulators a tile may hold (of 32 zmm / 16 ymm registers)
 
 
 def int8_dot(ctx: KernelCtx) -> str:
-    """"vnni512" where the module targets an AVX-512 VNNI host, else "generic"."""
+    """"vnni512" where the module targets an AVX-512 VNNI host, "sdot" an aarch64 one with the
+    dot-product extension, else "generic"."""
     return str(getattr(ctx.cg, "int8_dot", "") or "generic")
+
+
+def a_flip(mode: str, signed: bool) -> bool:
+    """Whether the GEMM's A bytes are the activation bytes ^ 0x80: A is uint8 (x + 128 for int8
+    x) for vnni512 / generic, int8 (x - 128 for uint8 x) for sdot."""
+    return (not signed) if mode == "sdot" else signed
+
+
+def a_offset(mode: str, zp: int, signed: bool) -> int:
+    """The A value that stands for x = zp (padding holds it; the bias folds -offset * sum w)."""
+    if mode == "sdot":
+        return zp if signed else zp - 128
+    return zp + 128 if signed else zp
 
 
 def wrap_i32(v: np.ndarray) -> np.ndarray:
@@ -198,17 +218,24 @@ def _vpdpbusd(ctx: KernelCtx, vec: IVec, acc: Any, a: Any, bq: Any) -> Any:
     return ctx.b.call(fn, [acc, a, bq])
 
 
+def _sdot(ctx: KernelCtx, vec: IVec, acc: Any, a: Any, bq: Any) -> Any:
+    """acc + sum of 4 s8(a) x s8(b) products per 32-bit lane (aarch64 dotprod: SDOT, exact)."""
+    i8v16 = ctx.ir.VectorType(ctx.i8, 16)
+    fn = _declare(ctx, "llvm.aarch64.neon.sdot.v4i32.v16i8", vec.i32v, [vec.i32v, i8v16, i8v16])
+    return ctx.b.call(fn, [acc, ctx.b.bitcast(a, i8v16), ctx.b.bitcast(bq, i8v16)])
+
+
 # -- weight packing (compile time) ------------------------------------------------------------------
 
 def pack_weights(wk: np.ndarray, mode: str) -> tuple[np.ndarray, int, int]:
     """wk: [G, N, K] int64 (w - w_zp) per group. Returns (packed bytes, Kp, Npad):
-    vnni512 [G, Kp/4, Npad, 4] int8; generic [G, Kp, Npad] int16. Padding is zero."""
+    vnni512 / sdot [G, Kp/4, Npad, 4] int8; generic [G, Kp, Npad] int16. Padding is zero."""
     G, N, K = wk.shape
     Kp = (K + 3) // 4 * 4
     Npad = (N + LANES - 1) // LANES * LANES
     full = np.zeros((G, Npad, Kp), np.int64)
     full[:, :N, :K] = wk
-    if mode == "vnni512":
+    if mode in ("vnni512", "sdot"):
         arr = full.reshape(G, Npad, Kp // 4, 4).transpose(0, 2, 1, 3).astype(np.int8)
     else:
         arr = full.transpose(0, 2, 1).astype(np.int16)
@@ -226,11 +253,13 @@ def qgemm(ctx: KernelCtx, mode: str, M: int, N: int, Kp: int, Npad: int,
           py: Any, y_off: Any, m_stride: int, n_stride: int,
           yzp: float, lo: float, hi: float, mult_max: float = float("inf")) -> None:
     """Y[y_off + m*m_stride + n*n_stride] = requant(bias[nb_off + n] + sum_k A(m, k) B(k, n)) for
-    m < M, n < N. A(m, k) = pa[a_off + m*Kp + k] (u8); B at pb + b_off elements of the packed
-    layout (pack_weights); bias (i32) and mult (f32) padded to Npad from nb_off."""
+    m < M, n < N. A(m, k) = pa[a_off + m*Kp + k] (u8; s8 for sdot); B at pb + b_off elements of
+    the packed layout (pack_weights); bias (i32) and mult (f32) padded to Npad from nb_off."""
     b = ctx.b
     if mode == "vnni512":
         lanes, step = LANES, 4
+    elif mode == "sdot":
+        lanes, step = 4, 4  # one 128-bit NEON register of i32 lanes
     else:
         lanes = 16 if int(getattr(ctx.cg, "vector_width", 8)) >= 16 else 8
         step = 1
@@ -238,20 +267,23 @@ def qgemm(ctx: KernelCtx, mode: str, M: int, N: int, Kp: int, Npad: int,
     unsigned = hi > 127
     nvec_all = Npad // lanes
     nv = max(1, min(nvec_all, 4))
-    mr = max(1, min(12, ACC_REGS // nv)) if lanes == 16 else max(1, min(4, 8 // nv))
+    # AVX-512 and NEON have 32 vector registers, AVX2 16
+    mr = max(1, min(12, ACC_REGS // nv)) if lanes == 16 or mode == "sdot" else \
+        max(1, min(4, 8 // nv))
     if M < mr:
         mr = M
     ksteps = Kp // step
 
     def a_word(m: Any, k: Any) -> Any:
-        """The u8 A(m, k .. k+step-1) as i32 (4 bytes for vnni, zero-extended one otherwise)."""
+        """A(m, k .. k+step-1) as i32 (4 bytes for vnni512 / sdot, a zero-extended u8 one
+        otherwise)."""
         idx = ctx.add(a_off, ctx.mul(m, Kp), ctx.mul(k, step))
         if step == 4:
             return b.load(ctx.gep(pa, idx, ctx.i8), typ=ctx.i32, align=4)
         return b.zext(ctx.load(pa, idx, ctx.i8), ctx.i32)
 
     def b_vec(k: Any, n0: Any) -> Any:
-        if step == 4:  # [Kp/4, Npad, 4] bytes: lanes n0 .. n0+15, 4 k each, as i32 words
+        if step == 4:  # [Kp/4, Npad, 4] bytes: lanes n0 .. n0+lanes-1, 4 k each, as i32 words
             idx = ctx.add(b_off, ctx.mul(k, Npad * 4), ctx.mul(n0, 4))
             return b.load(ctx.gep(pb, idx, ctx.i8), typ=vec.i32v, align=4)
         idx = ctx.add(b_off, ctx.mul(k, Npad), n0)
@@ -269,7 +301,9 @@ def qgemm(ctx: KernelCtx, mode: str, M: int, N: int, Kp: int, Npad: int,
                 av = vec.splat(a_word(ctx.add(m0, i), k), vec.i32v)
                 for j in range(vecs):
                     acc = accs[i * vecs + j]
-                    if step == 4:
+                    if mode == "sdot":
+                        out.append(_sdot(ctx, vec, acc, av, bv[j]))
+                    elif step == 4:
                         out.append(_vpdpbusd(ctx, vec, acc, av, bv[j]))
                     else:
                         out.append(b.add(acc, b.mul(av, bv[j])))
@@ -316,8 +350,11 @@ def qgemm(ctx: KernelCtx, mode: str, M: int, N: int, Kp: int, Npad: int,
 # -- depthwise ----------------------------------------------------------------------------------------
 
 def dw_mode(ctx: KernelCtx, taps: np.ndarray) -> str:
-    """The depthwise kernel's multiply-add: "quads" (4 taps per vpdpbusd; AVX-512 VNNI and
-    w - w_zp within int8), "pairs" (2 taps per vpdpwssd; AVX-512 VNNI) or "i32" (any target)."""
+    """The depthwise kernel's multiply-add: "quads" (4 taps per vpdpbusd or sdot; AVX-512 VNNI
+    or aarch64 dotprod, and w - w_zp within int8), "pairs" (2 taps per vpdpwssd; AVX-512 VNNI)
+    or "i32" (any target)."""
+    if int8_dot(ctx) == "sdot":
+        return "quads" if vnni_ok(taps) else "i32"
     if int8_dot(ctx) != "vnni512":
         return "i32"
     return "quads" if vnni_ok(taps) else "pairs"
@@ -331,7 +368,8 @@ def depthwise(ctx: KernelCtx, g: dict[str, Any], xpad: Any, signed: bool, wv_arr
     room); wv_arr: [T, Cpad] int32 tap weights, bias'/mult padded to Cpad. Up to 4 vectors of
     channels per pixel (one 64-byte store of the output pixel's bytes). mode (dw_mode):
       quads  4 taps per vpdpbusd: the 4 taps' bytes of a channel interleaved into its 32-bit
-             lane (one byte permute), x read as uint8 (the caller moved it), w int8
+             lane (one byte permute), x read as uint8 (the caller moved it), w int8; or per
+             sdot (aarch64 dotprod, 4 lanes each), x read as int8
       pairs  2 taps per vpdpwssd (int16 pairs: x in [-128, 255], w - w_zp in [-255, 255])
       i32    an i32 multiply-add per tap (every target)
     Every product and sum is exact in int32."""
@@ -347,7 +385,7 @@ def depthwise(ctx: KernelCtx, g: dict[str, Any], xpad: Any, signed: bool, wv_arr
     wv_p = ctx.array_ptr(wv_arr, "qdw_w")
     offs = [(ky * dy * Wp + kx * dx) * C for ky in range(KH) for kx in range(KW)]
     pairs = mode == "pairs" and lanes == 16
-    quads = mode == "quads" and lanes == 16
+    quads = mode == "quads" and (lanes == 16 or int8_dot(ctx) == "sdot")
     wp_p = None
     if pairs:
         wp_p = ctx.array_ptr(pair_taps(wv_arr), "qdw_wpairs")
@@ -438,9 +476,9 @@ def quad_taps(wv: np.ndarray) -> np.ndarray:
 
 def _dw_quad(ctx: KernelCtx, vec: IVec, acc: Any, xpad: Any, base: Any, offs: list[int], t: int,
              j: int, wq_p: Any, w_idx: Any) -> Any:
-    """acc + sum_{i<4} x[t+i] w[t+i] over 16 channels with one vpdpbusd: the four taps' uint8
-    bytes of channel c are interleaved into lane c (taps past the last one read tap t again,
-    against zero weights)."""
+    """acc + sum_{i<4} x[t+i] w[t+i] over the vector's channels with one vpdpbusd (uint8 x) or
+    one sdot per 4 lanes (int8 x): the four taps' bytes of channel c are interleaved into lane
+    c (taps past the last one read tap t again, against zero weights)."""
     b, ir = ctx.b, ctx.ir
     i32 = ir.IntType(32)
     n = vec.n
@@ -451,4 +489,17 @@ def _dw_quad(ctx: KernelCtx, vec: IVec, acc: Any, xpad: Any, base: Any, offs: li
     order = [(i % 2) * n + c + (2 * n if i >= 2 else 0) for c in range(n) for i in range(4)]
     xx = b.shuffle_vector(lo, hi, ir.Constant(ir.VectorType(i32, 4 * n), order))
     w = vec.load(wq_p, w_idx, vec.i32v, 4)
-    return _vpdpbusd(ctx, vec, acc, b.bitcast(xx, vec.i32v), w)
+    xw = b.bitcast(xx, vec.i32v)
+    if int8_dot(ctx) != "sdot":
+        return _vpdpbusd(ctx, vec, acc, xw, w)
+    q = IVec(ctx, 4)
+    parts = []
+    for h in range(0, n, 4):  # 4 channels (one 128-bit register) per sdot
+        sel = ir.Constant(ir.VectorType(i32, 4), list(range(h, h + 4)))
+        parts.append(_sdot(ctx, q, b.shuffle_vector(acc, acc, sel),
+                           b.shuffle_vector(xw, xw, sel), b.shuffle_vector(w, w, sel)))
+    while len(parts) > 1:
+        m = parts[0].type.count
+        parts = [b.shuffle_vector(parts[i], parts[i + 1], ir.Constant(
+            ir.VectorType(i32, 2 * m), list(range(2 * m)))) for i in range(0, len(parts), 2)]
+    return parts[0]

@@ -317,11 +317,12 @@ def _qgemm_tiled(ctx: Any, a: str, M: int, K: int, N: int, azp: int, wk: np.ndar
         return False
     qmin, qmax = _qrange(odt)
     mode = qk.int8_dot(ctx)
-    if mode == "vnni512" and not qk.vnni_ok(wk):
+    if mode in ("vnni512", "sdot") and not qk.vnni_ok(wk):
         mode = "generic"
     packed, Kp, Npad = qk.pack_weights(wk, mode)
     signed = adt == np.int8
-    offset = azp + 128 if signed else azp  # the uint8 A value that stands for a = a_zp
+    flip = qk.a_flip(mode, signed)
+    offset = qk.a_offset(mode, azp, signed)  # the A value that stands for a = a_zp
     bpad = np.zeros(Npad, np.int32)
     bpad[:N] = qk.wrap_i32(bias_i - offset * wk[0].sum(1))
     mpad = np.zeros(Npad, np.float32)
@@ -333,7 +334,7 @@ def _qgemm_tiled(ctx: Any, a: str, M: int, K: int, N: int, azp: int, wk: np.ndar
             ctx.store(ctx.ir.Constant(ctx.i8, 0), sp, ctx.add(ctx.mul(m, Kp), k))
         with ctx.loop(K, name="k") as k:
             v = ctx.load(ap, ctx.add(ctx.mul(m, K), k), ctx.i8)
-            ctx.store(b.xor(v, x80) if signed else v, sp, ctx.add(ctx.mul(m, Kp), k))
+            ctx.store(b.xor(v, x80) if flip else v, sp, ctx.add(ctx.mul(m, Kp), k))
     qk.qgemm(ctx, mode, M, N, Kp, Npad, sp, ctx.ci(0), ctx.array_ptr(packed, "qgemm_wpack"),
              ctx.ci(0), ctx.array_ptr(bpad, "qgemm_b"), ctx.array_ptr(mpad, "qgemm_mult"),
              ctx.ci(0), ctx.ptr(ctx.node.outputs[0]), ctx.ci(0), N, 1, float(yzp),
@@ -477,8 +478,8 @@ def _qconv_scratch(n: Node, gr: Graph) -> int:
 def _fill_padded_nhwc(ctx: Any, g: dict[str, Any], xp: Any, x_base: Any, dst: Any,
                       fill: int, flip: bool) -> None:
     """dst[Hp, Wp, C] (bytes) = x placed at (pt, pl), `fill` around it; x is channels-last when
-    g["nhwc_in"], else NCHW; flip: x ^ 0x80 (int8 -> uint8 + 128). Only the border is filled:
-    the interior is overwritten every call."""
+    g["nhwc_in"], else NCHW; flip: x ^ 0x80 (int8 <-> uint8, moved by 128). Only the border is
+    filled: the interior is overwritten every call."""
     b = ctx.b
     C, H, W, Hp, Wp, pt, pl = (g[k] for k in ("C", "H", "W", "Hp", "Wp", "pt", "pl"))
     ir = ctx.ir
@@ -563,11 +564,14 @@ def _qconv_tiled(ctx: Any, x: str, w: str, xzp: int, wzp: np.ndarray,
         taps = wk.reshape(C, T)
         wv = np.zeros((T, Cpad), np.int32)
         wv[:, :C] = taps.T
-        # "quads" (AVX-512 VNNI, w - w_zp within int8): 4 taps per vpdpbusd over the input
-        # moved to uint8 (x + 128 for int8, padding the zero point's uint8 value, as the GEMM)
+        # "quads" (AVX-512 VNNI or aarch64 dotprod, w - w_zp within int8): 4 taps per vpdpbusd
+        # over the input moved to uint8 (x + 128 for int8), per sdot over it as int8 (x - 128
+        # for uint8); padding holds the zero point's value, as in the GEMM
         mode = qk.dw_mode(ctx, taps)
-        flip = signed and mode == "quads"
-        offset = xzp + 128 if flip else xzp  # the value x (as read) that stands for x = x_zp
+        dot = qk.int8_dot(ctx)
+        flip = mode == "quads" and qk.a_flip(dot, signed)
+        # the value x (as read) that stands for x = x_zp
+        offset = qk.a_offset(dot, xzp, signed) if mode == "quads" else xzp
         bpad = np.zeros(Cpad, np.int32)
         bpad[:C] = qk.wrap_i32(bias_i - offset * taps.sum(1))
         mpad = np.zeros(Cpad, np.float32)
@@ -591,10 +595,11 @@ def _qconv_tiled(ctx: Any, x: str, w: str, xzp: int, wzp: np.ndarray,
     else:
         wkg = wk.reshape(G, COg, Cg, KH, KW).transpose(0, 1, 3, 4, 2).reshape(G, COg, K)
     mode = qk.int8_dot(ctx)
-    if mode == "vnni512" and not qk.vnni_ok(wkg):
+    if mode in ("vnni512", "sdot") and not qk.vnni_ok(wkg):
         mode = "generic"
     packed, Kp, Npad = qk.pack_weights(wkg, mode)
-    offset = xzp + 128 if signed else xzp  # the uint8 A value that stands for x = x_zp
+    flip = qk.a_flip(mode, signed)  # A: uint8 (x + 128 for int8 x), int8 for sdot
+    offset = qk.a_offset(mode, xzp, signed)  # the A value that stands for x = x_zp
     bpad = np.zeros((G, Npad), np.int32)
     bpad[:, :COg] = qk.wrap_i32(bias_i.reshape(G, COg) - offset * wkg.sum(2))
     mpad = np.zeros((G, Npad), np.float32)
@@ -616,9 +621,9 @@ def _qconv_tiled(ctx: Any, x: str, w: str, xzp: int, wzp: np.ndarray,
     with ctx.loop(N, name="b") as bn:
         x_base = ctx.mul(bn, C * H * W)
         if nchw_src:
-            _fill_padded_nchw(ctx, g, xp, x_base, xpad, offset, signed)
+            _fill_padded_nchw(ctx, g, xp, x_base, xpad, offset, flip)
         elif not pointwise:
-            _fill_padded_nhwc(ctx, g, xp, x_base, xpad, offset, signed)
+            _fill_padded_nhwc(ctx, g, xp, x_base, xpad, offset, flip)
         with ctx.loop(G, name="grp") as gi:
             c0 = ctx.mul(gi, Cg)
             # A[p, k] (uint8) of this group; columns K..Kp-1 zero
@@ -634,7 +639,7 @@ def _qconv_tiled(ctx: Any, x: str, w: str, xzp: int, wzp: np.ndarray,
                         else:
                             src = ctx.add(x_base, ctx.mul(ctx.add(c0, ci), P), p)
                         v = ctx.load(xp, src, ctx.i8)
-                        ctx.store(b.xor(v, x80) if signed else v, a_buf, ctx.add(arow, ci))
+                        ctx.store(b.xor(v, x80) if flip else v, a_buf, ctx.add(arow, ci))
                 elif nchw_src:
                     corner = ctx.add(ctx.mul(oy, g["sy"] * Wp), ctx.mul(ox, g["sx"]),
                                      ctx.mul(c0, Hp * Wp))
