@@ -50,6 +50,28 @@ def _model(nodes, inputs, outputs, inits, in_types=None, out_types=None) -> byte
     return m.SerializeToString()
 
 
+# The int8 kernels a test compares: the tiled ones the host picks, the portable i32 path (16 and
+# 8 lanes), and the scalar twin.
+KERNEL_ENV = ("EDGERT_SENSOR_INT8_DOT", "EDGERT_SENSOR_VECTOR_WIDTH", "EDGERT_SENSOR_KERNELS")
+KERNEL_VARIANTS = {"tiled": {}, "generic": {"EDGERT_SENSOR_INT8_DOT": "generic"},
+                   "generic8": {"EDGERT_SENSOR_INT8_DOT": "generic", "EDGERT_SENSOR_VECTOR_WIDTH": "8"},
+                   "scalar": {"EDGERT_SENSOR_KERNELS": "scalar"}}
+
+
+def _kernel_variants(monkeypatch, m: bytes, x: np.ndarray,
+                     names: tuple[str, ...] = tuple(KERNEL_VARIANTS)) -> dict[str, np.ndarray]:
+    """m(x) compiled under each named kernel variant's environment (the other variables unset)."""
+    from edgert import sensor
+    got = {}
+    for name in names:
+        for k in KERNEL_ENV:
+            monkeypatch.delenv(k, raising=False)
+        for k, v in KERNEL_VARIANTS[name].items():
+            monkeypatch.setenv(k, v)
+        got[name] = sensor.compile(m)(x).copy()
+    return got
+
+
 def _int_close(a: np.ndarray, b: np.ndarray, steps: int, what: str) -> None:
     d = np.abs(a.astype(np.int64) - b.astype(np.int64))
     assert a.shape == b.shape and a.dtype == b.dtype, (a.shape, b.shape, a.dtype, b.dtype)
@@ -191,17 +213,7 @@ def test_tiled_qlinear_conv_equals_scalar_twin_and_onnxruntime(case, qt, edge_zp
     rng = np.random.default_rng(zlib.crc32(f"{case} {qt.__name__} {edge_zp} {wzp}".encode()))
     m, x = _qconv_model(case, qt, edge_zp, wzp, rng)
     ref = ort_run(m, {"x": x})[0]
-    got = {}
-    variants = [("tiled", {}), ("generic", {"EDGERT_SENSOR_INT8_DOT": "generic"}),
-                ("generic8", {"EDGERT_SENSOR_INT8_DOT": "generic",
-                              "EDGERT_SENSOR_VECTOR_WIDTH": "8"}),
-                ("scalar", {"EDGERT_SENSOR_KERNELS": "scalar"})]
-    for name, env in variants:
-        for k in ("EDGERT_SENSOR_INT8_DOT", "EDGERT_SENSOR_VECTOR_WIDTH", "EDGERT_SENSOR_KERNELS"):
-            monkeypatch.delenv(k, raising=False)
-        for k, v in env.items():
-            monkeypatch.setenv(k, v)
-        got[name] = sensor.compile(m)(x).copy()
+    got = _kernel_variants(monkeypatch, m, x)
     for name in ("tiled", "generic", "generic8"):
         np.testing.assert_array_equal(got[name], got["scalar"], err_msg=f"{case} {name} vs scalar")
     _int_close(got["tiled"], ref, INT8_STEPS, f"{case} tiled vs onnxruntime")
@@ -269,15 +281,7 @@ def test_random_qlinear_conv_pairs(seed, monkeypatch):
     m = mm.SerializeToString()
     info = np.iinfo(qt)
     x = rng.integers(info.min, info.max + 1, (nb, C, *sp)).astype(qt)
-    got = {}
-    for name, env in [("tiled", {}), ("generic8", {"EDGERT_SENSOR_INT8_DOT": "generic",
-                                                   "EDGERT_SENSOR_VECTOR_WIDTH": "8"}),
-                      ("scalar", {"EDGERT_SENSOR_KERNELS": "scalar"})]:
-        for k in ("EDGERT_SENSOR_INT8_DOT", "EDGERT_SENSOR_VECTOR_WIDTH", "EDGERT_SENSOR_KERNELS"):
-            monkeypatch.delenv(k, raising=False)
-        for k, v in env.items():
-            monkeypatch.setenv(k, v)
-        got[name] = sensor.compile(m)(x).copy()
+    got = _kernel_variants(monkeypatch, m, x, ("tiled", "generic8", "scalar"))
     what = f"{n1.attribute} {n2.attribute} C={C} sp={sp}"
     np.testing.assert_array_equal(got["tiled"], got["scalar"], err_msg=what)
     np.testing.assert_array_equal(got["generic8"], got["scalar"], err_msg=what)
@@ -348,16 +352,7 @@ def test_qgemm_equals_scalar_twin_and_onnxruntime(M, K, N, transB, qt, edge_zp, 
     mm.ir_version = 9
     m = mm.SerializeToString()
     ref = ort_run(m, {"a": a})[0]
-    got = {}
-    for name, env in [("tiled", {}), ("generic", {"EDGERT_SENSOR_INT8_DOT": "generic"}),
-                      ("generic8", {"EDGERT_SENSOR_INT8_DOT": "generic",
-                                    "EDGERT_SENSOR_VECTOR_WIDTH": "8"}),
-                      ("scalar", {"EDGERT_SENSOR_KERNELS": "scalar"})]:
-        for k in ("EDGERT_SENSOR_INT8_DOT", "EDGERT_SENSOR_VECTOR_WIDTH", "EDGERT_SENSOR_KERNELS"):
-            monkeypatch.delenv(k, raising=False)
-        for k, v in env.items():
-            monkeypatch.setenv(k, v)
-        got[name] = sensor.compile(m)(a).copy()
+    got = _kernel_variants(monkeypatch, m, a)
     for name in ("tiled", "generic", "generic8"):
         np.testing.assert_array_equal(got[name], got["scalar"], err_msg=f"{name} vs scalar")
     _int_close(got["tiled"], ref, INT8_STEPS, "QGemm vs onnxruntime")

@@ -40,6 +40,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .codegen import KernelCtx
+from .microkernels import row_tiles
 
 LANES = 16        # i32 lanes per vector in the VNNI kernel (one zmm)
 ACC_REGS = 24     # accumulators a tile may hold (of 32 zmm / 16 ymm registers)
@@ -339,12 +340,7 @@ def qgemm(ctx: KernelCtx, mode: str, M: int, N: int, Kp: int, Npad: int,
             tile(m0, rows, ctx.ci(n), n, vecs)
             n += vecs * lanes
 
-    m_full = M // mr * mr
-    if m_full:
-        with ctx.loop(m_full, step=mr, name="m0") as m0:
-            row_block(m0, mr)
-    if M - m_full:
-        row_block(ctx.ci(m_full), M - m_full)
+    row_tiles(ctx, M, mr, row_block)
 
 
 # -- depthwise ----------------------------------------------------------------------------------------

@@ -70,6 +70,17 @@ class Vec:
         return self.b.fadd(acc, self.b.fmul(a, b, flags=("contract",)), flags=("contract",))
 
 
+def row_tiles(ctx: KernelCtx, M: int, mr: int, row_block: Callable[[Any, int], None]) -> None:
+    """row_block(m0, rows) over M rows: a loop over the whole tiles of mr rows, then one call for
+    the M % mr rows left."""
+    m_full = M // mr * mr
+    if m_full:
+        with ctx.loop(m_full, step=mr, name="m0") as m0:
+            row_block(m0, mr)
+    if M - m_full:
+        row_block(ctx.ci(m_full), M - m_full)
+
+
 def carried_loop(ctx: KernelCtx, n: int, init: Sequence[Any], body: Callable[[Any, list[Any]],
                  list[Any]], name: str = "k") -> list[Any]:
     """for i in range(n): vals = body(i, vals); returns the final vals (phi-carried, so they stay
@@ -205,12 +216,7 @@ def gemm(ctx: KernelCtx, M: int, N: int, K: int,
         else:
             scalar_cols(m0, rows, n_vec)
 
-    m_full = M // mr * mr
-    if m_full:
-        with ctx.loop(m_full, step=mr, name="m0") as m0:
-            row_block(m0, mr)
-    if M - m_full:
-        row_block(ctx.ci(m_full), M - m_full)
+    row_tiles(ctx, M, mr, row_block)
 
 
 MATVEC_ACCS = 24      # accumulator registers a matrix-vector product may use (of 32 zmm / 16 ymm)

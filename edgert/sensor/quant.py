@@ -776,28 +776,21 @@ def prepare(g: Graph, dtype: str) -> None:
         ins = [dq_x.inputs[0], dq_x.inputs[1], xzp, dq_w.inputs[0], dq_w.inputs[1], wzp,
                q.inputs[1], yzp]
         attrs = dict(n.attrs)
+        bias_name = ""
+        if n.op in ("Conv", "Gemm") and len(n.inputs) > 2 and n.inputs[2]:
+            bias = _bias_int32(g, producers, n.inputs[2], float(xs.reshape(-1)[0]),
+                               ws.astype(np.float64).reshape(-1))
+            if bias is None:
+                continue
+            bias_name = n.outputs[0] + ".bias_i32"
+            g.consts[bias_name], g.shapes[bias_name], g.dtypes[bias_name] = bias, bias.shape, bias.dtype
         if n.op == "Conv":
-            if len(n.inputs) > 2 and n.inputs[2]:
-                bias = _bias_int32(g, producers, n.inputs[2], float(xs.reshape(-1)[0]),
-                                   ws.astype(np.float64).reshape(-1))
-                if bias is None:
-                    continue
-                bname = n.outputs[0] + ".bias_i32"
-                g.consts[bname], g.shapes[bname], g.dtypes[bname] = bias, bias.shape, bias.dtype
-                ins.append(bname)
+            if bias_name:
+                ins.append(bias_name)
             if relu is not None:
                 attrs["_relu"] = 1
             new = Node("QLinearConv", n.name + ".q", ins, [q.outputs[0]], attrs)
         elif n.op == "Gemm":
-            bias_name = ""
-            if len(n.inputs) > 2 and n.inputs[2]:
-                bias = _bias_int32(g, producers, n.inputs[2], float(xs.reshape(-1)[0]),
-                                   ws.astype(np.float64).reshape(-1))
-                if bias is None:
-                    continue
-                bias_name = n.outputs[0] + ".bias_i32"
-                g.consts[bias_name], g.shapes[bias_name] = bias, bias.shape
-                g.dtypes[bias_name] = bias.dtype
             ins = ins[:6] + [bias_name] + ins[6:]
             attrs = {"transB": int(n.attrs.get("transB", 0))}
             if relu is not None:
