@@ -211,6 +211,23 @@ void test_elementwise() {
             if (std::fabs(b[i] - w0) > 1e-5 || std::fabs(b[i + hd / 2] - w1) > 1e-5)
                 fail("rope head %lld pair %lld", (long long)h, (long long)i);
         }
+    // The cos/sin cache is keyed by the frequencies' values: the same position with other values
+    // in the same array (another model, LongRoPE's long factors) must turn by the new angles, and
+    // a repeated call must give the same bits as the first one.
+    std::vector<float> again = v0;
+    rope_inplace_ref(again.data(), hd, nh, 5, inv.data());
+    if (again != v) fail("rope repeated at the same position differs");
+    for (auto& f : inv) f *= 0.5f;
+    std::vector<float> halved = v0;
+    rope_inplace_ref(halved.data(), hd, nh, 5, inv.data());
+    for (int64_t h = 0; h < nh; ++h)
+        for (int64_t i = 0; i < hd / 2; ++i) {
+            const float* a = &v0[h * hd];
+            const float* b = &halved[h * hd];
+            const double ang = 5.0 * inv[i];
+            const double w0 = a[i] * std::cos(ang) - a[i + hd / 2] * std::sin(ang);
+            if (std::fabs(b[i] - w0) > 1e-5) fail("rope after a frequency change, head %lld pair %lld", (long long)h, (long long)i);
+        }
     std::vector<float> a = x;
     add_inplace_ref(a.data(), wt.data(), n);
     for (int64_t i = 0; i < n; ++i)

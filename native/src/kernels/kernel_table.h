@@ -25,8 +25,9 @@ struct WeightView {
 };
 
 // Quantized weights: Y[t * ldy + r] for r in [r0, r1), t in [t0, t1). xq holds n_tok rows of
-// cols/32 activation blocks each. Tile bounds are chosen by the driver independently of the
-// thread count, so results do not depend on it.
+// cols/32 activation blocks each. An output element must not depend on the tile bounds (the
+// driver tiles by shape, and one-thread decode passes a weight's whole row range at once), so
+// results do not depend on the thread count.
 using QGemmFn = void (*)(const WeightView& w, const BlockQ8Act* xq, int64_t r0, int64_t r1,
                          int64_t t0, int64_t t1, float* y, int64_t ldy);
 // Float weights (f32/f16/bf16) with f32 activations X [n_tok, cols]; same tile contract.

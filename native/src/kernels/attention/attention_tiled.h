@@ -17,6 +17,17 @@
 //                                accumulator chains hide FMA latency)
 // Needs <math.h> (expf, tanhf) and attention_pass.h included before the anonymous namespace.
 
+// Asks for the cache lines of rows [r0, r0 + n) of one head's K or V rows. In decode the weights
+// stream through every cache between two tokens, so the tile's rows come from DRAM; the loops'
+// own loads find them one short stream at a time (a row is two or four lines), which left most
+// of a decode step's attention time waiting on memory. Requesting a whole tile up front keeps
+// many misses in flight.
+inline void prefetch_rows(const void* base, size_t stride, int64_t r0, int64_t n) {
+    const char* b = static_cast<const char*>(base) + static_cast<size_t>(r0) * stride;
+    const size_t bytes = static_cast<size_t>(n) * stride;
+    for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(b + off);
+}
+
 template <class Ops>
 void run_tiled_pass(const ::edgert::AttentionArgs& a, ::edgert::attn::AttnPass& p, int64_t first,
                     int64_t n_pos) {
@@ -25,6 +36,16 @@ void run_tiled_pass(const ::edgert::AttentionArgs& a, ::edgert::attn::AttnPass& 
     for (int64_t p0 = first; p0 < n_pos; p0 += kTile) {
         const int64_t np = n_pos - p0 < kTile ? n_pos - p0 : kTile;
         const int64_t r0 = a.ring > 0 ? p0 % a.ring : p0;
+        if (p0 == first) {
+            prefetch_rows(a.k, a.k_stride, r0, np);
+            prefetch_rows(a.v, a.v_stride, r0, np);
+        }
+        if (p0 + kTile < n_pos) {  // the next tile's rows arrive while this one is computed
+            const int64_t p1 = p0 + kTile, n1 = n_pos - p1 < kTile ? n_pos - p1 : kTile;
+            const int64_t r1 = a.ring > 0 ? p1 % a.ring : p1;
+            prefetch_rows(a.k, a.k_stride, r1, n1);
+            prefetch_rows(a.v, a.v_stride, r1, n1);
+        }
         Ops::scores(a, p, r0, np);
         if (a.k_offset != nullptr) {
             // The block's offset comes back as q . offset on every score of the tile; position
