@@ -33,9 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="type of the embedding/output matrix (default q8_0 under types of < 8 bits)")
     parser.add_argument("--target-bpw", type=float, default=None,
                         help="mixed precision: bits per weight of the block matrices, by measured sensitivity")
-    parser.add_argument("--tune", default=None, metavar="steps=N,time=20m,lr=1e-3,batch=4",
-                        help="after --quant: heal the quantized model by distillation that trains only the "
-                             "blocks' f16 scales and the norms (the codes stay; same size, same kernels)")
+    parser.add_argument("--tune", default=None, metavar="blocks=E,block_lr=2e-2,steps=N,time=20m,lr=1e-3,batch=4",
+                        help="after --quant: blocks=E retrains the codes block by block against the source "
+                             "(E epochs); steps/time then heal the model by distillation that trains only the "
+                             "f16 scales and the norms (same size, same kernels)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--tokenizer", default=None, help="llama2.c tokenizer.bin (default: found beside SRC)")

@@ -2,7 +2,7 @@
 
     check the recipe and inputs → read the teacher → calibration data → [source]
       → prune → [pruned] → refit → [refit] → distill → [healed] → quantize → [quantized]
-      → tune scales → [tuned] → write OUT atomically
+      → train codes block by block → [blocks] → tune scales → [tuned] → write OUT atomically
 
 Bracketed names are the quality report's rows. Each stage is a function from a model
 description to a model description. The teacher's weights are dropped as soon as no stage needs
@@ -149,7 +149,7 @@ def compress(src: str | os.PathLike, out: str | os.PathLike, recipe: Optional[Re
                 extra["quant"]["block_bits_per_weight"] = round(8.0 * nb / npar, 4)
             quantized = rep.measure("quantized", model)
             if recipe.tune.active:
-                extra["tune"] = _tune(src, model, calib.train, recipe, rep, quantized, out, progress, tokenizer)
+                extra["tune"] = _tune(src, model, calib.train, calib.heldout, recipe, rep, quantized, out, progress, tokenizer)
         stages = [s.as_dict() for s in rep.stages]
         compression = {"recipe": recipe.as_dict(), "calibration": calib.description,
                        "report": stages, **extra}
@@ -163,29 +163,63 @@ def compress(src: str | os.PathLike, out: str | os.PathLike, recipe: Optional[Re
     return CompressResult(path, stages, rep.table(), time.monotonic() - t_start)
 
 
-def _tune(src, model, ids, recipe: Recipe, rep, quantized, out: Path, progress: bool, tokenizer) -> dict[str, Any]:
-    """Scale tuning (tune.py) of the quantized model against the source, read again (the quantize
-    stage replaced the streamed teacher's matrices by their quantized values). A run that raises
-    the held-back KLD keeps the quantized scales (the report keeps both rows)."""
-    from . import distill, model_desc, tune
-    params = tune.ScaleParams(model)
-    if not len(params):
-        raise InvalidArgumentError(f"--tune: no matrix is in a type whose scales it tunes ({', '.join(tune.LAYOUTS)})")
-    _say(progress, f"tuning the scales of {len(params)} matrices against the source")
+def _tune(src, model, ids, heldout, recipe: Recipe, rep, quantized, out: Path, progress: bool, tokenizer) -> dict[str, Any]:
+    """The tuning stages against the source, read again (the quantize stage replaced the streamed
+    teacher's matrices by their quantized values): block-wise code training (blockwise.py, `blocks=E`),
+    then scale tuning (tune.py). A stage that raises the held-back KLD is undone (the report keeps
+    its row)."""
+    from . import blockwise, distill, model_desc, tune
+    spec = recipe.tune
+    res: dict[str, Any] = {}
     teacher = model_desc.from_source(src, allow_quantized=recipe.allow_quantized_source, tokenizer=tokenizer, lazy=True)
-    teacher.load(list(teacher.weights))  # every step reads every matrix
-    before = ({n: model.encoded[n] for n in params.blocks}, {n: model.weights[n].clone() for n in params.norms})
-    res = distill.distill(model, teacher, ids, recipe.tune, checkpoint=out.with_name(out.name + ".tune.ckpt"),
-                          progress=progress, params=params, desc="tuning scales")
-    del teacher
-    tuned = rep.measure("tuned", model)
-    if quantized.kld is not None and tuned.kld > quantized.kld:
-        _say(progress, f"scale tuning raised the held-back KLD ({quantized.kld:.4f} -> {tuned.kld:.4f}); "
-                       "keeping the quantized scales")
-        for n, enc in before[0].items():
-            model.encoded[n] = enc
-            model.settle(n)
-        for n, w in before[1].items():
+    last = quantized
+    norms = [n for n in model.weights if n.endswith("norm.weight")]
+
+    def snapshot():
+        return dict(model.encoded), {n: model.weights[n].clone() for n in norms}
+
+    def restore(snap) -> None:
+        for n, enc in snap[0].items():
+            if model.encoded.get(n) is not enc:
+                model.encoded[n] = enc
+                model.settle(n)
+        for n, w in snap[1].items():
             model.weights[n] = w
-        res["kept"] = "quantized"
+
+    if spec.blocks:
+        n_mats = sum(1 for n in model.block_matrix_names()
+                     if n in model.encoded and model.encoded[n][0].name in blockwise.trainable_types())
+        if not n_mats:
+            raise InvalidArgumentError(f"--tune blocks: no block matrix is in a type whose codes it trains "
+                                       f"({', '.join(blockwise.trainable_types())})")
+        _say(progress, f"training the codes of {n_mats} matrices block by block against the source")
+        snap = snapshot()
+        res["blocks"] = blockwise.train_blocks(
+            model, teacher, ids, blockwise.BlockSpec(epochs=spec.blocks, lr=spec.block_lr, batch=spec.batch,
+                                                     seed=spec.seed), heldout=heldout, progress=progress)
+        trained = rep.measure("blocks", model)
+        if last.kld is not None and trained.kld > last.kld:
+            _say(progress, f"block-wise training raised the held-back KLD ({last.kld:.4f} -> {trained.kld:.4f}); "
+                           "keeping the quantized codes")
+            restore(snap)
+            res["blocks"]["kept"] = "quantized"
+        else:
+            last = trained
+        del snap
+    if spec.scales_active:
+        params = tune.ScaleParams(model)
+        if not len(params):
+            raise InvalidArgumentError(f"--tune: no matrix is in a type whose scales it tunes ({', '.join(tune.LAYOUTS)})")
+        _say(progress, f"tuning the scales of {len(params)} matrices against the source")
+        teacher.load(list(teacher.weights))  # every step reads every matrix
+        snap = snapshot()
+        res["scales"] = distill.distill(model, teacher, ids, spec, checkpoint=out.with_name(out.name + ".tune.ckpt"),
+                                        progress=progress, params=params, desc="tuning scales")
+        tuned = rep.measure("tuned", model)
+        if last.kld is not None and tuned.kld > last.kld:
+            _say(progress, f"scale tuning raised the held-back KLD ({last.kld:.4f} -> {tuned.kld:.4f}); "
+                           f"keeping the {last.stage} scales")
+            restore(snap)
+            res["scales"]["kept"] = last.stage
+    del teacher
     return res

@@ -22,7 +22,8 @@ or both (flags override the file). Everything is checked here, before any work.
     asym = 1                     # 1 (default): aim at the float model's layer outputs (asymmetric calibration)
     target_bpw = 4.8
     embed_type = "q8_0"          # the embedding/output matrix (default q8_0 below 8 bits)
-    [tune]                       # --tune steps=N,time=20m,lr=1e-3,batch=4 (after --quant)
+    [tune]                       # --tune blocks=E,block_lr=2e-2,steps=N,time=20m,lr=1e-3,batch=4 (after --quant)
+    blocks = 0                   # epochs of block-wise code training first (blockwise.py; 0: none)
     steps = 300                  # scale tuning: KD that trains only the blocks' f16 scales and the norms
     time_budget = 1200
     [options]

@@ -22,6 +22,8 @@ from typing import Optional
 import numpy as np
 import torch
 
+from edgert.errors import InvalidArgumentError
+
 from ..dtypes import DType
 from .distill import DistillSpec
 from .model_desc import ModelDesc, _decode_tensor
@@ -37,10 +39,28 @@ LAYOUTS: dict[str, tuple[int, int, int, Optional[int]]] = {
 
 @dataclass
 class TuneSpec(DistillSpec):
-    """--tune steps=N,time=20m,lr=1e-3,batch=4 (distillation's settings; lr is relative to each
-    block's scale, T defaults to 1)."""
+    """--tune blocks=E,block_lr=2e-2,steps=N,time=20m,lr=1e-3,batch=4: first E epochs of block-wise
+    code training (blockwise.py; 0: none), then distillation's settings for the scales (lr is
+    relative to each block's scale, T defaults to 1)."""
     lr: float = 1e-3
     temperature: float = 1.0
+    blocks: int = 0
+    block_lr: float = 2e-2
+
+    @property
+    def active(self) -> bool:
+        return self.blocks > 0 or self.scales_active
+
+    @property
+    def scales_active(self) -> bool:
+        return bool(self.steps) or bool(self.time_budget)
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0 <= self.blocks <= 50:
+            raise InvalidArgumentError(f"--tune blocks={self.blocks}: epochs of block-wise code training, 0..50")
+        if not 0 < self.block_lr < 1:
+            raise InvalidArgumentError(f"--tune block_lr={self.block_lr}: in (0, 1) (a fraction of a step)")
 
 
 @dataclass
