@@ -10,7 +10,7 @@ import torch
 
 from conftest import STORIES
 from converters import quantize
-from converters.compress import blockwise, calibration, model_desc, pipeline, quantize_stage, recipe
+from converters.compress import blockwise, calibration, model_desc, pipeline, quantize_stage, recipe, tune
 from converters.compress.model_desc import _decode_tensor
 from converters.compress.report import QualityReport
 from converters.dtypes import BY_NAME
@@ -20,7 +20,7 @@ from edgert.errors import InvalidArgumentError
 torch.set_num_threads(1)
 
 
-def _matrix(t: str, rows: int, cols: int, seed: int = 0) -> np.ndarray:
+def _matrix(rows: int, cols: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     w = (rng.standard_normal((rows, cols)) * 0.05).astype(np.float32)
     w[1, :32] = 0.0                  # an all-zero block (zero scale)
@@ -36,7 +36,7 @@ def test_code_view_decodes_as_the_bytes_do(t):
     values it trained with (f16 scales included), and the codes stay in the format's range."""
     dt = BY_NAME[t]
     cols = 512 if t == "q3_k" else 96
-    w = _matrix(t, 19, cols)
+    w = _matrix(19, cols)
     raw = np.asarray(quantize.encode(w, dt)).reshape(-1).view(np.uint8)
     m = blockwise.CodeMatrix.of(dt, raw, w.shape)
     P = m.params()
@@ -89,7 +89,7 @@ def test_block_training_lowers_the_error_by_moving_codes(stories, t):
     for s in stats:  # a block keeps its training only where its held-out error fell
         assert s["kept"] == (s["heldout_mse_after"] < s["heldout_mse_before"])
     # codes moved: some matrix differs from GPTQ's outside its scale fields
-    per, nbytes, d_at, m_at, _ = blockwise._FORMATS[t]
+    per, nbytes, d_at, m_at = tune.LAYOUTS[t]
     keep = np.ones(nbytes, bool)
     for at in (d_at, m_at):
         if at is not None:

@@ -29,21 +29,26 @@ import numpy as np
 import torch
 
 from .. import quantize as codec
-from ..dtypes import BY_NAME, DType
+from ..dtypes import DType
 from ..llama_tensor_names import name as reg
 from . import forward
-from .grids import _pack4
+from .grids import _pack4, _pack8
 from .model_desc import ModelDesc, _decode_tensor
+from .quantize_stage import _block_matrices
+from .tune import LAYOUTS, _f16_field
 
-# type -> (elements per f16 scale, bytes per block, scale offset, offset offset, q range)
-_FORMATS: dict[str, tuple[int, int, int, Optional[int], tuple[int, int]]] = {
-    "q3_0": (32, 14, 0, None, (-4, 3)), "q4_0": (32, 18, 0, None, (-8, 7)),
-    "q8_0": (32, 34, 0, None, (-127, 127)), "q4_1": (32, 20, 0, 2, (0, 15)),
-    "q3_k": (256, 110, 108, None, (-4, 3))}
+# The integer range of each trainable type's codes (the block layouts are tune.LAYOUTS').
+_Q_RANGE: dict[str, tuple[int, int]] = {"q3_0": (-4, 3), "q4_0": (-8, 7), "q8_0": (-127, 127), "q4_1": (0, 15),
+                                        "q3_k": (-4, 3)}
 
 
 def trainable_types() -> tuple[str, ...]:
-    return tuple(_FORMATS)
+    return tuple(_Q_RANGE)
+
+
+def _f16_ste(x: torch.Tensor) -> torch.Tensor:
+    """x rounded to the f16 the file stores, with a straight-through gradient."""
+    return x + (x.clamp(-65504, 65504).half().float() - x).detach()
 
 
 def q3_k_subscales(blk: np.ndarray) -> np.ndarray:
@@ -54,10 +59,6 @@ def q3_k_subscales(blk: np.ndarray) -> np.ndarray:
     k = np.arange(16)
     high = (s[:, 8 + k % 4] >> (2 * (k // 4))) & 3
     return ((low | (high << 4)).astype(np.int16) - 32).astype(np.int8)
-
-
-def _f16_field(blk: np.ndarray, at: int) -> np.ndarray:
-    return blk[:, at:at + 2].copy().view(np.float16).astype(np.float32).reshape(-1)
 
 
 @dataclass
@@ -77,7 +78,8 @@ class CodeMatrix:
 
     @classmethod
     def of(cls, dtype: DType, raw: np.ndarray, shape: tuple[int, int]) -> "CodeMatrix":
-        per, nbytes, d_at, m_at, (qmin, qmax) = _FORMATS[dtype.name]
+        per, nbytes, d_at, m_at = LAYOUTS[dtype.name]
+        qmin, qmax = _Q_RANGE[dtype.name]
         rows, cols = shape
         blk = np.asarray(raw, np.uint8).reshape(-1, nbytes)
         d = torch.from_numpy(_f16_field(blk, d_at)).reshape(rows, cols // per)
@@ -106,10 +108,12 @@ class CodeMatrix:
         q = x + (r - x).detach() if ste else r
         return q.clamp(self.qmin, self.qmax)
 
+    # The scale and offset as the file will store them (f16), so the trained values are the decoded ones.
     def _d(self, P: dict[str, torch.Tensor]) -> torch.Tensor:
-        # the f16 the file will store (straight-through), so the trained values are the decoded ones
-        d = self.d0 * (1 + P["s"])
-        return d + (d.clamp(-65504, 65504).half().float() - d).detach()
+        return _f16_ste(self.d0 * (1 + P["s"]))
+
+    def _m(self, P: dict[str, torch.Tensor]) -> torch.Tensor:
+        return _f16_ste(self.m0 + self.d0 * P["t"])
 
     def value(self, P: dict[str, torch.Tensor], ste: bool = True) -> torch.Tensor:
         per = self.per_scale
@@ -118,14 +122,12 @@ class CodeMatrix:
             step = step * self.sub
         w = step * self._codes(P["u"], ste)
         if self.m0 is not None:
-            m = self.m0 + self.d0 * P["t"]
-            w = w + (m + (m.clamp(-65504, 65504).half().float() - m).detach()).repeat_interleave(per, 1)
+            w = w + self._m(P).repeat_interleave(per, 1)
         return w
 
     def encode(self, P: dict[str, torch.Tensor]) -> np.ndarray:
         """The format's bytes for the trained codes and f16-rounded scales."""
-        rows, cols = self.shape
-        q = self._codes(P["u"], False).round().to(torch.int16)
+        q = self._codes(P["u"], False).to(torch.int16)
         d = self._d(P)
         name = self.dtype.name
         if name == "q3_0":
@@ -136,14 +138,9 @@ class CodeMatrix:
         if name == "q4_0":
             return _pack4(d, None, q + 8)
         if name == "q4_1":
-            m = (self.m0 + self.d0 * P["t"]).clamp(-65504, 65504).half().float()  # as value() rounds it
-            return _pack4(d, m, q)
+            return _pack4(d, self._m(P), q)
         if name == "q8_0":
-            nb = d.shape[1]
-            out = np.empty((rows, nb, 34), np.uint8)
-            out[:, :, 0:2] = d.half().numpy().view(np.uint8).reshape(rows, nb, 2)
-            out[:, :, 2:] = q.to(torch.int8).numpy().reshape(rows, nb, 32).view(np.uint8)
-            return out.reshape(-1)
+            return _pack8(d, q)
         raise AssertionError(name)
 
 
@@ -153,11 +150,6 @@ class BlockSpec:
     lr: float = 2e-2        # for u (in steps); scales and norms use lr / 10
     batch: int = 4
     seed: int = 0
-
-
-def _block_names(layer: int) -> list[str]:
-    ids = ("ATTN_Q", "ATTN_K", "ATTN_V", "ATTN_OUTPUT", "FFN_GATE", "FFN_UP", "FFN_DOWN")
-    return [reg(i, layer) for i in ids]
 
 
 def _run(W: dict, hp: dict, layer: int, x: torch.Tensor, freqs: torch.Tensor, chunk: int = 8) -> torch.Tensor:
@@ -191,31 +183,31 @@ def train_blocks(student: ModelDesc, teacher: ModelDesc, ids: torch.Tensor, spec
         bar = tqdm(total=student.n_layers, unit="block", desc="training codes", file=sys.stderr)
     t_start = time.monotonic()
     for l in range(student.n_layers):
-        names = _block_names(l)
+        names = _block_matrices(l)
         norms = [reg("ATTN_NORM", l), reg("FFN_NORM", l)]
         teacher.load(names)
-        Wt = {n: teacher.weights[n] for n in [*names, *norms]}
-        Wt.update({k: teacher.weights[k] for k in teacher.weights if k.startswith(f"blk.{l}.") and k not in Wt})
+        Wt = {k: teacher.weights[k] for k in teacher.weights if k.startswith(f"blk.{l}.")}
         with torch.no_grad():
             yt, yht = _run(Wt, hp, l, xt, freqs), _run(Wt, hp, l, ht, freqs)
         teacher.release(names)
         mats = {n: CodeMatrix.of(*student.encoded[n], student.shape(n)) for n in names
-                if n in student.encoded and student.encoded[n][0].name in _FORMATS}
+                if n in student.encoded and student.encoded[n][0].name in _Q_RANGE}
         fixed = {k: student.weights[k] for k in student.weights if k.startswith(f"blk.{l}.") and k not in mats}
-        P = {f"{n}:{k}": v.requires_grad_(True) for n, m in mats.items() for k, v in m.params().items()}
+        P = {n: {k: v.requires_grad_(True) for k, v in m.params().items()} for n, m in mats.items()}
         N = {n: student.weights[n].detach().clone().requires_grad_(True) for n in norms}
 
         def weights(ste: bool = True):
             W = dict(fixed)
             for n, m in mats.items():
-                W[n] = m.value({k.split(":")[1]: v for k, v in P.items() if k.startswith(n + ":")}, ste)
+                W[n] = m.value(P[n], ste)
             W.update(N)
             return W
 
         with torch.no_grad():
             before = _mse(weights(False), hp, l, hs, yht, freqs)
-        groups = [{"params": [v for k, v in P.items() if k.endswith(":u")], "lr": spec.lr},
-                  {"params": [v for k, v in P.items() if not k.endswith(":u")] + list(N.values()), "lr": spec.lr / 10}]
+        groups = [{"params": [p["u"] for p in P.values()], "lr": spec.lr},
+                  {"params": [v for p in P.values() for k, v in p.items() if k != "u"] + list(N.values()),
+                   "lr": spec.lr / 10}]
         opt = torch.optim.Adam(groups, betas=(0.9, 0.95))
         steps_per_epoch = max(1, ids.shape[0] // spec.batch)
         total = spec.epochs * steps_per_epoch
@@ -232,13 +224,11 @@ def train_blocks(student: ModelDesc, teacher: ModelDesc, ids: torch.Tensor, spec
                 sched.step()
                 last = loss.item()
         with torch.no_grad():
-            Wf = weights(False)
-            after = _mse(Wf, hp, l, hs, yht, freqs)
+            after = _mse(weights(False), hp, l, hs, yht, freqs)
             kept = after < before
             if kept:
                 for n, m in mats.items():
-                    sub = {k.split(":")[1]: v for k, v in P.items() if k.startswith(n + ":")}
-                    student.encoded[n] = (m.dtype, m.encode(sub))
+                    student.encoded[n] = (m.dtype, m.encode(P[n]))
                     student.settle(n)
                 for n in norms:
                     student.weights[n] = N[n].detach().clone()

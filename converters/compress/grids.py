@@ -191,11 +191,16 @@ class Q80Grid:
     def encode(self, wq, params):
         d = torch.stack([p[0] for p in params], 1)
         q = torch.cat([self.codes(wq[:, i * 32:(i + 1) * 32], p) for i, p in enumerate(params)], 1)
-        rows, nb = d.shape
-        out = np.empty((rows, nb, 34), np.uint8)
-        out[:, :, 0:2] = d.half().numpy().view(np.uint8).reshape(rows, nb, 2)
-        out[:, :, 2:] = q.to(torch.int8).numpy().reshape(rows, nb, 32).view(np.uint8)
-        return out.reshape(-1)
+        return _pack8(d, q)
+
+
+def _pack8(d: torch.Tensor, q: torch.Tensor) -> np.ndarray:
+    """Blocks of q8_0: f16 d [rows, blocks], then the 32 codes q [rows, cols] as int8."""
+    rows, nb = d.shape
+    out = np.empty((rows, nb, 34), np.uint8)
+    out[:, :, 0:2] = d.half().numpy().view(np.uint8).reshape(rows, nb, 2)
+    out[:, :, 2:] = q.to(torch.int8).numpy().reshape(rows, nb, 32).view(np.uint8)
+    return out.reshape(-1)
 
 
 def _pack4(d: torch.Tensor, m: Optional[torch.Tensor], q: torch.Tensor) -> np.ndarray:

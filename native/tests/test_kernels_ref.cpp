@@ -201,16 +201,20 @@ void test_elementwise() {
     rope_inplace_ref(v.data(), hd, nh, 0, inv.data());
     if (v != v0) fail("rope at pos 0 is not the identity");
     rope_inplace_ref(v.data(), hd, nh, 5, inv.data());
-    for (int64_t h = 0; h < nh; ++h)
-        for (int64_t i = 0; i < hd / 2; ++i) {
-            const float* a = &v0[h * hd];
-            const float* b = &v[h * hd];
-            const double ang = 5.0 * inv[i];
-            const double w0 = a[i] * std::cos(ang) - a[i + hd / 2] * std::sin(ang);
-            const double w1 = a[i] * std::sin(ang) + a[i + hd / 2] * std::cos(ang);
-            if (std::fabs(b[i] - w0) > 1e-5 || std::fabs(b[i + hd / 2] - w1) > 1e-5)
-                fail("rope head %lld pair %lld", (long long)h, (long long)i);
-        }
+    // out must be v0 with every (i, i + hd/2) pair of every head turned by 5 * inv[i].
+    auto check_rotation = [&](const std::vector<float>& out, const char* what) {
+        for (int64_t h = 0; h < nh; ++h)
+            for (int64_t i = 0; i < hd / 2; ++i) {
+                const float* a = &v0[h * hd];
+                const float* b = &out[h * hd];
+                const double ang = 5.0 * inv[i];
+                const double w0 = a[i] * std::cos(ang) - a[i + hd / 2] * std::sin(ang);
+                const double w1 = a[i] * std::sin(ang) + a[i + hd / 2] * std::cos(ang);
+                if (std::fabs(b[i] - w0) > 1e-5 || std::fabs(b[i + hd / 2] - w1) > 1e-5)
+                    fail("%s, head %lld pair %lld", what, (long long)h, (long long)i);
+            }
+    };
+    check_rotation(v, "rope");
     // The cos/sin cache is keyed by the frequencies' values: the same position with other values
     // in the same array (another model, LongRoPE's long factors) must turn by the new angles, and
     // a repeated call must give the same bits as the first one.
@@ -220,14 +224,7 @@ void test_elementwise() {
     for (auto& f : inv) f *= 0.5f;
     std::vector<float> halved = v0;
     rope_inplace_ref(halved.data(), hd, nh, 5, inv.data());
-    for (int64_t h = 0; h < nh; ++h)
-        for (int64_t i = 0; i < hd / 2; ++i) {
-            const float* a = &v0[h * hd];
-            const float* b = &halved[h * hd];
-            const double ang = 5.0 * inv[i];
-            const double w0 = a[i] * std::cos(ang) - a[i + hd / 2] * std::sin(ang);
-            if (std::fabs(b[i] - w0) > 1e-5) fail("rope after a frequency change, head %lld pair %lld", (long long)h, (long long)i);
-        }
+    check_rotation(halved, "rope after a frequency change");
     std::vector<float> a = x;
     add_inplace_ref(a.data(), wt.data(), n);
     for (int64_t i = 0; i < n; ++i)
