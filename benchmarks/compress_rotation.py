@@ -25,7 +25,6 @@ import math
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,15 +87,12 @@ def rotate(desc, seed: int, identity: bool = False) -> None:
 
 
 def rtn(t: torch.Tensor, typ: str) -> torch.Tensor:
-    from converters import quantize
-    from converters.compress.model_desc import _decode_tensor
+    from converters.compress.quantize_stage import _round_to_nearest
     from converters.dtypes import BY_NAME
     dt = BY_NAME[typ]
-    a = np.ascontiguousarray(t.numpy().astype(np.float32))
-    if a.shape[1] % dt.block_size:
+    if t.shape[1] % dt.block_size:
         return t  # not whole blocks: stays float (stories260K's 172-wide FFN)
-    raw = np.asarray(quantize.encode(a, dt)).reshape(-1).view(np.uint8)
-    return _decode_tensor(raw, dt, a.shape)
+    return _round_to_nearest(t, dt)[0]
 
 
 def main() -> None:
@@ -135,7 +131,7 @@ def main() -> None:
         print(f"{a.model}: {ids.shape[0]} x {ids.shape[1]} tokens, float PPL {math.exp(nll0):.3f}")
         for typ in a.types.split(","):
             for variant in ("none", "fold", "rot"):
-                d = load()
+                d = base if variant == "none" else load()  # rtn() below leaves d's weights as they are
                 if variant != "none":
                     rotate(d, a.seed, identity=variant == "fold")
                     same = forward.logits(d.weights, d.hparams, ids[:1])
