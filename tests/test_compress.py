@@ -4,6 +4,7 @@ heals; distillation resumes exactly; bad input fails before any work with a type
 writes the quality report into the file, atomically."""
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -377,9 +378,10 @@ def test_refit_lowers_the_pruned_models_error(stories):
         assert torch.equal(student.weights[f"blk.{l}.ffn_down.weight"], w)
 
 
-def test_distillation_resumes_exactly_after_ctrl_c(stories, out_dir):
+@pytest.mark.parametrize("schedule", ["const", "cos"])
+def test_distillation_resumes_exactly_after_ctrl_c(stories, out_dir, schedule):
     desc, calib = stories
-    spec = distill.DistillSpec(steps=6, lr=1e-3, batch=4, seed=3)
+    spec = distill.DistillSpec(steps=6, lr=1e-3, batch=4, seed=3, schedule=schedule)
     base, _ = prune.prune_model(desc, calib.train, prune.PruneSpec(ffn=0.3))
     straight = base.copy()
     distill.distill(straight, desc, calib.train, spec)
@@ -398,6 +400,27 @@ def test_distillation_resumes_exactly_after_ctrl_c(stories, out_dir):
     assert info["resumed_from"] == 3 and info["steps"] == 6
     for k in straight.weights:
         assert torch.equal(resumed.weights[k], straight.weights[k]), k
+
+
+def test_cosine_schedule_sets_each_steps_learning_rate(stories, monkeypatch):
+    """schedule=cos: step k of N runs at lr·(1 + cos(πk/N))/2 (the optimizer sees it); const keeps lr."""
+    desc, calib = stories
+    seen = []
+    real_step = torch.optim.AdamW.step
+
+    def spy(self, *a, **k):
+        seen.append(self.param_groups[0]["lr"])
+        return real_step(self, *a, **k)
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    student, _ = prune.prune_model(desc, calib.train, prune.PruneSpec(ffn=0.3))
+    distill.distill(student, desc, calib.train, distill.DistillSpec(steps=4, lr=1e-3, batch=2, schedule="cos"))
+    want = [1e-3 * (1 + math.cos(math.pi * k / 4)) / 2 for k in range(4)]
+    assert seen == pytest.approx(want, rel=1e-12) and seen[-1] < 0.2 * seen[0]
+    seen.clear()
+    distill.distill(student, desc, calib.train, distill.DistillSpec(steps=3, lr=1e-3, batch=2))
+    assert seen == [1e-3] * 3
+    # by time: half the budget spent -> half the rate
+    assert distill.DistillSpec(time_budget=100, lr=2.0, schedule="cos").lr_at(0, 50.0) == pytest.approx(1.0)
 
 
 # ---- bad input: a typed error before any work ---------------------------------------------------
@@ -419,6 +442,8 @@ def no_work(monkeypatch):
     (dict(quant="q5_9"), InvalidArgumentError, "targets"),
     (dict(quant="q4_0:magic"), InvalidArgumentError, "method"),
     (dict(distill="steps=ten"), InvalidArgumentError, "number"),
+    (dict(distill="steps=5,schedule=linear"), InvalidArgumentError, "schedule"),
+    (dict(quant="q4_0:gptq", tune="blocks=1,schedule=cos"), InvalidArgumentError, "steps=N or a time budget"),
     (dict(prune="ffn=0.2,speed=3"), InvalidArgumentError, "unknown key"),
 ])
 def test_bad_recipes_fail_before_work(no_work, out_dir, kwargs, err, match):
@@ -444,6 +469,27 @@ def test_quantized_teacher_is_refused_unless_allowed(no_work, out_dir):
         pipeline.compress(q8, out_dir / "x.edgt", recipe.build(), progress=False)
     d = model_desc.from_source(q8, allow_quantized=True)  # allowed: its dequantized values
     assert d.weights["blk.0.attn_q.weight"].dtype == torch.float32
+
+
+def test_cli_makes_only_calibration_data_without_output(out_dir, tmp_path):
+    """Without -o, `edgert compress SRC --calib self:N --seed S --save-calib F.npz` samples and saves
+    the calibration data only (what parallel processes with different seeds do before one run
+    trains on all of them); stage options without -o are refused."""
+    desc = model_desc.from_source(STORIES / "hf")
+    base = [sys.executable, "-m", "edgert", "compress", str(STORIES / "hf"), "--no-progress"]
+    f = out_dir / "c3.npz"
+    r = subprocess.run(base + ["--calib", "self:6", "--seq-len", "32", "--seed", "3", "--save-calib", str(f)],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert str(f) in r.stdout and not list(out_dir.glob("*.edgt")) and not list(out_dir.glob("*.tmp"))
+    want = calibration.make(desc, "self:6", seq_len=32, n=None, seed=3, n_heldout=8, progress=False)
+    got = calibration.load(f)
+    assert torch.equal(got.train, want.train) and torch.equal(got.heldout, want.heldout)
+    for extra, match in ((["--save-calib", str(out_dir / "x.npz"), "--quant", "q4_0"], "--quant"),
+                         ([], "give -o")):
+        bad = subprocess.run(base + extra, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        assert bad.returncode == 2 and match in bad.stderr and "Traceback" not in bad.stderr
+    assert not (out_dir / "x.npz").exists()
 
 
 def test_cli_compress_end_to_end(out_dir, tmp_path):
@@ -496,6 +542,21 @@ def test_calibration_from_text_holds_back_its_tail_and_round_trips(stories, out_
     calibration.save(cal, out_dir / "c.npz")
     again = calibration.make(desc, str(out_dir / "c.npz"), seq_len=64, n=None, seed=0, n_heldout=2, progress=False)
     assert torch.equal(again.train, cal.train) and torch.equal(again.heldout, cal.heldout)
+
+    # Several saved sets train together; the first one's held-back text stays held back, and a
+    # training sequence equal to it is dropped.
+    other = calibration.CalibData(torch.cat([cal.train[:3] + 1, cal.heldout[1:]]), cal.train[:2], "other")
+    calibration.save(other, out_dir / "d.npz")
+    both = calibration.make(desc, f"{out_dir / 'c.npz'},{out_dir / 'd.npz'}", seq_len=64, n=None, seed=0,
+                            n_heldout=2, progress=False)
+    assert torch.equal(both.heldout, cal.heldout)
+    assert torch.equal(both.train, torch.cat([cal.train, cal.train[:3] + 1]))  # d's copy of heldout[1] dropped
+    assert "1 equal to a held-back sequence dropped" in both.description
+    short = calibration.CalibData(cal.train[:, :32], cal.heldout[:, :32], "short")
+    calibration.save(short, out_dir / "e.npz")
+    with pytest.raises(InvalidArgumentError, match="same --seq-len"):
+        calibration.make(desc, f"{out_dir / 'c.npz'},{out_dir / 'e.npz'}", seq_len=64, n=None, seed=0,
+                         n_heldout=2, progress=False)
 
 
 def test_distillation_time_budget_and_hidden_loss(stories):

@@ -4,7 +4,8 @@ sequences the stages never see, on which the quality report measures perplexity 
 - `--calib FILE`: the user's own UTF-8 text, any size. The last tenth of its tokens is held back;
   training sequences are windows sampled at seeded random offsets from the rest.
 - `--calib FILE.npz`: token sequences kept by an earlier run's `--save-calib` (sampling once
-  serves several runs).
+  serves several runs). `--calib A.npz,B.npz,...` trains on all their sequences together (e.g.
+  self-sampled in parallel processes with different --seed) and holds back the first file's.
 - `--calib self[:N]`: N sequences sampled from the teacher itself at temperature 1 from short,
   generic prompts (the data-free recipe of LLM-QAT, Liu et al. 2023); the held-back sequences are
   further samples from other prompts.
@@ -150,9 +151,18 @@ def sample_self(desc: ModelDesc, n: int, seq_len: int, seed: int, prompts: tuple
 
 def save(calib: CalibData, path: str | Path) -> None:
     """Keep sampled calibration data for other runs (`--calib FILE.npz` reads it back)."""
+    import os
+
     import numpy as np
-    with open(path, "wb") as f:
-        np.savez(f, train=calib.train.numpy(), heldout=calib.heldout.numpy(), description=np.array(calib.description))
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, train=calib.train.numpy(), heldout=calib.heldout.numpy(),
+                     description=np.array(calib.description))
+        os.replace(tmp, path)  # a failed run leaves no half-written file
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load(path: str | Path) -> CalibData:
@@ -171,12 +181,42 @@ def load(path: str | Path) -> CalibData:
                      f"{what} (from {p.name})")
 
 
+def load_many(paths: list[str]) -> CalibData:
+    """Several saved sets as one: every file's training sequences, the first file's held-back
+    ones; a training sequence equal to a held-back one is dropped (the report must measure text
+    the stages never saw)."""
+    parts = [load(p) for p in paths]
+    first = parts[0]
+    for p, c in zip(paths[1:], parts[1:]):
+        if c.train.shape[1] != first.train.shape[1]:
+            raise InvalidArgumentError(f"--calib {p}: sequences of {c.train.shape[1]} tokens, "
+                                       f"{paths[0]} has {first.train.shape[1]}: save them with the same --seq-len")
+    train = torch.cat([c.train for c in parts])
+    seen = (train[:, None, :] == first.heldout[None, :, :]).all(-1).any(-1)
+    train = train[~seen]
+    if train.shape[0] == 0:
+        raise InvalidArgumentError(f"--calib {','.join(paths)}: every training sequence is held back")
+    return CalibData(train, first.heldout,
+                     " + ".join(c.description for c in parts)
+                     + f" (together: {train.shape[0]} x {train.shape[1]} train"
+                     + (f", {int(seen.sum())} equal to a held-back sequence dropped" if seen.any() else "")
+                     + f"; held back: the first file's {first.heldout.shape[0]})")
+
+
+def load_saved(what: str) -> CalibData:
+    """`--calib A.npz` or `--calib A.npz,B.npz,...`."""
+    paths = what.split(",")
+    if len(paths) > 1 and all(p.endswith(".npz") for p in paths):
+        return load_many(paths)
+    return load(what)
+
+
 def make(desc: ModelDesc, spec: str, *, seq_len: int, n: Optional[int], seed: int, n_heldout: int,
          progress: bool) -> CalibData:
-    """Calibration data for `spec` ('self[:N]' or a text file path)."""
+    """Calibration data for `spec` ('self[:N]', a text file path, or .npz files, comma-separated)."""
     what, n_self = parse_spec(spec)
     if what.endswith(".npz"):
-        return load(what)
+        return load_saved(what)
     if what == "self":
         n = n_self or n or 128
         half = len(SELF_PROMPTS) // 2

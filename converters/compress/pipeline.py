@@ -48,6 +48,40 @@ def _save_stage(where, stage: str, model, rep) -> None:
                    compression={"stage": stage, "report": [s.as_dict() for s in rep.stages]})
 
 
+def sample_calibration(src: str | os.PathLike, save_calib: str | os.PathLike, recipe: Optional[Recipe] = None, *,
+                       progress: Optional[bool] = None, tokenizer: Optional[str] = None) -> CompressResult:
+    """Only the calibration data of `recipe` (`--calib`, `--seq-len`, `--seed`), saved to
+    `save_calib` for later runs' `--calib FILE.npz[,FILE2.npz...]`: e.g. `self:N` sampled in
+    several processes at once, each with its own seed (`edgert compress SRC --calib self:320
+    --seed 3 --save-calib c3.npz`, no -o)."""
+    from . import calibration, model_desc
+
+    recipe = recipe or Recipe()
+    progress = sys.stderr.isatty() if progress is None else progress
+    t_start = time.monotonic()
+    if recipe.threads:
+        import torch
+        torch.set_num_threads(recipe.threads)
+    what, _ = calibration.parse_spec(recipe.calib.source)
+    if what.endswith(".npz"):
+        calibration.load_saved(what)
+    elif what != "self":
+        calibration.check_text_file(what)
+    teacher = model_desc.from_source(src, allow_quantized=recipe.allow_quantized_source, tokenizer=tokenizer,
+                                     lazy=what != "self")
+    calib = calibration.make(teacher, recipe.calib.source, seq_len=recipe.calib.seq_len, n=recipe.calib.n,
+                             seed=recipe.seed, n_heldout=recipe.calib.heldout, progress=progress)
+    _check_vocab(teacher, calib, recipe.calib.source)
+    calibration.save(calib, save_calib)
+    return CompressResult(Path(save_calib), [], calib.description, time.monotonic() - t_start)
+
+
+def _check_vocab(teacher, calib, source: str) -> None:
+    vocab = int(teacher.hparams["vocab_size"])
+    if int(calib.train.max()) >= vocab or int(calib.heldout.max()) >= vocab:
+        raise InvalidArgumentError(f"--calib {source}: token ids outside this model's vocabulary")
+
+
 def compress(src: str | os.PathLike, out: str | os.PathLike, recipe: Optional[Recipe] = None, *,
              progress: Optional[bool] = None, tokenizer: Optional[str] = None,
              save_stages: Optional[str | os.PathLike] = None,
@@ -71,7 +105,7 @@ def compress(src: str | os.PathLike, out: str | os.PathLike, recipe: Optional[Re
     # Inputs that need no model are checked first.
     what, _ = calibration.parse_spec(recipe.calib.source)
     if what.endswith(".npz"):
-        calibration.load(what)
+        calibration.load_saved(what)
     elif what != "self":
         calibration.check_text_file(what)
     if recipe.quant is None and not recipe.prune.active and not recipe.distill.active:
@@ -94,11 +128,9 @@ def compress(src: str | os.PathLike, out: str | os.PathLike, recipe: Optional[Re
     calib = calibration.make(teacher, recipe.calib.source, seq_len=recipe.calib.seq_len, n=recipe.calib.n,
                              seed=recipe.seed, n_heldout=recipe.calib.heldout, progress=progress)
     teacher.release(list(teacher.weights))  # from here on a matrix is decoded when read
+    _check_vocab(teacher, calib, recipe.calib.source)
     if save_calib is not None:
         calibration.save(calib, save_calib)
-    vocab = int(teacher.hparams["vocab_size"])
-    if int(calib.train.max()) >= vocab or int(calib.heldout.max()) >= vocab:
-        raise InvalidArgumentError(f"--calib {recipe.calib.source}: token ids outside this model's vocabulary")
     rep = report.QualityReport(calib.heldout)
     extra: dict[str, Any] = {}
     try:

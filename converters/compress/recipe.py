@@ -10,7 +10,7 @@ or both (flags override the file). Everything is checked here, before any work.
     heads = 0.0
     layers = 0
     importance = "act"           # or "taylor"
-    [distill]                    # --distill steps=N,lr=2e-4,T=2,hidden=0,batch=4  --time-budget 3600
+    [distill]                    # --distill steps=N,lr=2e-4,T=2,hidden=0,batch=4,schedule=const  --time-budget 3600
     steps = 200
     time_budget = 3600
     [quant]                      # --quant q4_0:gptq[,act_order=1,asym=1,refit=0,damp=0.01]  --target-bpw 4.8
@@ -22,7 +22,7 @@ or both (flags override the file). Everything is checked here, before any work.
     asym = 1                     # 1 (default): aim at the float model's layer outputs (asymmetric calibration)
     target_bpw = 4.8
     embed_type = "q8_0"          # the embedding/output matrix (default q8_0 below 8 bits)
-    [tune]                       # --tune blocks=E,block_lr=2e-2,steps=N,time=20m,lr=1e-3,batch=4 (after --quant)
+    [tune]                       # --tune blocks=E,block_lr=2e-2,steps=N,time=20m,lr=1e-3,batch=4,schedule=const (after --quant)
     blocks = 0                   # epochs of block-wise code training first (blockwise.py; 0: none)
     steps = 300                  # scale tuning: KD that trains only the blocks' f16 scales and the norms
     time_budget = 1200
