@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 from conftest import STORIES, make_wide_llama
 
@@ -92,9 +94,11 @@ def test_lazy_weights_read_what_the_eager_reader_reads():
     assert lazy.n_params() == eager.n_params()
 
 
-def test_stream_recomputes_what_the_forward_pass_computes():
-    """_Stream keeps only the block-boundary activations and recomputes the linears' inputs per
-    chunk: they must be the forward pass's inputs, and advance() its block output."""
+@pytest.mark.parametrize("spill", [None, "tmpdir"])
+def test_stream_recomputes_what_the_forward_pass_computes(spill, tmp_path):
+    """_Stream keeps only the block-boundary activations (in memory, or in a temporary file) and
+    recomputes the linears' inputs per chunk: they must be the forward pass's inputs, and
+    advance() its block output."""
     import torch
 
     from edgert.converters.compress import forward, model_desc
@@ -104,7 +108,8 @@ def test_stream_recomputes_what_the_forward_pass_computes():
     seen: dict = {}
     x = forward.embed(desc.weights, ids)
     freqs = forward.inv_freq(desc.weights, desc.hparams)
-    stream = _Stream(desc, ids, chunk=2)
+    stream = _Stream(desc, ids, chunk=2, spill=None if spill is None else str(tmp_path))
+    assert stream.x.spilled == (spill is not None)
     for l in range(desc.n_layers):
         seen.clear()
         x = forward.block(desc.weights, desc.hparams, l, x, 0, freqs,
@@ -113,7 +118,68 @@ def test_stream_recomputes_what_the_forward_pass_computes():
             got = torch.cat([c.reshape(-1, c.shape[-1]) for c in stream.inputs(l, which)])
             torch.testing.assert_close(got, seen[which], rtol=1e-5, atol=1e-5)
         stream.advance(l)
-        torch.testing.assert_close(stream.x, x, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(stream.x[slice(0, 5)], x, rtol=1e-5, atol=1e-5)
+    # the file is unlinked from the start: nothing to leave behind
+    assert list(tmp_path.iterdir()) == []
+    stream.close()
+
+
+def test_stream_walk_is_inputs_then_advance(tmp_path):
+    """walk() (the sensitivity pass's one pass per block) yields exactly what inputs() gives for
+    each group and leaves exactly advance()'s block output, spilled or not."""
+    import torch
+
+    from edgert.converters.compress import model_desc
+    from edgert.converters.compress.quantize_stage import INPUT_GROUPS, _Stream
+    desc = model_desc.from_source(STORIES / "hf")
+    ids = torch.randint(0, 512, (5, 24), generator=torch.Generator().manual_seed(4))
+    a = _Stream(desc, ids, chunk=2)
+    b = _Stream(desc, ids, chunk=2, spill=str(tmp_path))
+    for l in range(desc.n_layers):
+        want = {which: list(a.inputs(l, which)) for which, _ in INPUT_GROUPS}
+        a.advance(l)
+        got: dict = {which: [] for which, _ in INPUT_GROUPS}
+        for chunk in b.walk(l):
+            for which, x in chunk.items():
+                got[which].append(x.clone())
+        for which, _ in INPUT_GROUPS:
+            assert len(got[which]) == len(want[which]) == 3
+            for g, w in zip(got[which], want[which]):
+                assert torch.equal(g, w), (l, which)
+        assert torch.equal(b.x[slice(0, 5)], a.x[slice(0, 5)]), l
+    a.close()
+    b.close()
+
+
+def test_spilled_activations_give_the_same_file_bytes(tmp_path):
+    """act_mb=0 keeps the calibration activations in a temporary file instead of memory: the same
+    values, so the same types and bytes as the in-memory run (asym's two streams and the
+    --target-bpw sensitivity pass included), and no file is left in the spill directory."""
+    import torch
+
+    from edgert.converters.compress import model_desc, quantize_stage
+    ids = torch.randint(0, 512, (6, 32), generator=torch.Generator().manual_seed(3))
+    runs = []
+    for act_mb in (256, 0):
+        desc = model_desc.from_source(STORIES / "hf")
+        spec = quantize_stage.QuantSpec(type="q3_0", method="gptq", target_bpw=7.0, chunk=4, act_mb=act_mb)
+        assert (quantize_stage.act_spill(spec, ids, 64, 2, str(tmp_path)) is None) == (act_mb > 0)
+        res = quantize_stage.quantize_model(desc, ids, spec, spill_dir=str(tmp_path))
+        runs.append((res.types, {n: bytes(raw) for n, (_, raw) in desc.encoded.items()}))
+        assert list(tmp_path.iterdir()) == []
+    assert runs[0][0] == runs[1][0] and len(set(runs[0][0].values())) > 1  # a real mixture
+    assert runs[0][1].keys() == runs[1][1].keys()
+    for n in runs[0][1]:
+        assert runs[0][1][n] == runs[1][1][n], n
+
+
+def test_act_mb_is_parsed_and_checked():
+    from edgert.converters.compress import recipe
+    from edgert.errors import InvalidArgumentError
+    assert recipe.parse_quant("q4_0:gptq,act_mb=0").act_mb == 0
+    spec = recipe.parse_quant("q4_0:gptq,act_mb=-1")
+    with pytest.raises(InvalidArgumentError, match="act_mb"):
+        spec.validate()
 
 
 def test_quantized_blocks_are_kept_only_as_their_bytes():

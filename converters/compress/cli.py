@@ -32,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "method rtn|gptq|awq|awq+gptq (default gptq); GPTQ options act_order (default 1: "
                              "columns by decreasing Hessian diagonal, static groups), asym (default 1: aim at "
                              "the float model's layer outputs), damp (default 0.01) and refit=N (rounds of "
-                             "least-squares scale refit, default 0); 'none' keeps floats")
+                             "least-squares scale refit, default 0); act_mb=M (default 256: calibration "
+                             "activations beyond M MB go to an unlinked temporary file beside the output, same "
+                             "result, less memory); 'none' keeps floats")
     parser.add_argument("--embed-type", default=None,
                         help="type of the embedding/output matrix (default q8_0 under types of < 8 bits)")
     parser.add_argument("--target-bpw", type=float, default=None,

@@ -170,7 +170,8 @@ def compress(src: str | os.PathLike, out: str | os.PathLike, recipe: Optional[Re
             _save_stage(save_stages, "healed", model, rep)
         del teacher
         if recipe.quant is not None:
-            q = quantize_stage.quantize_model(model, calib.train, recipe.quant, progress=progress, seed=recipe.seed)
+            q = quantize_stage.quantize_model(model, calib.train, recipe.quant, progress=progress, seed=recipe.seed,
+                                              spill_dir=str(out.parent))
             counts: dict[str, int] = {}
             for t in q.types.values():
                 counts[t] = counts.get(t, 0) + 1

@@ -24,7 +24,8 @@ per extra byte is made, until no move fits under B bits per weight (over the blo
 scales included).
 
 Memory (streaming): the calibration activations at one block boundary, [n_seq, T, hidden] f32
-(twice with asym=1), the inputs of one linear for one chunk of sequences (recomputed, not kept),
+(twice with asym=1; beyond `act_mb` MB in all they live in an unlinked temporary file instead, read
+and written a chunk at a time, the same values: _Acts), the inputs of one linear for one chunk of sequences (recomputed, not kept),
 one input group's Hessian (in × in f64, and the cross term with asym=1), and one block's float
 weights: a block's matrices are made resident when it starts (decoded from the source when the
 model's weights are lazy, model_desc.LazyWeights) and, once the block is done, read only as their
@@ -83,6 +84,8 @@ class QuantSpec:
     embed_type: Optional[str] = None   # default: q8_0 under types of < 8 bits, as the converter does
                                        # (rounded to nearest: it is looked up, and multiplied last)
     chunk: int = 8                     # calibration sequences per forward chunk
+    act_mb: int = 256                  # block-boundary activations (both streams) kept in memory up to
+                                       # this many MB; beyond, in a temporary file (_Acts): same values
 
     def validate(self) -> None:
         if self.type not in GRIDS:
@@ -98,6 +101,10 @@ class QuantSpec:
             raise InvalidArgumentError(f"asym={self.asym}: 0 or 1")
         if not 0 <= self.refit <= 8:
             raise InvalidArgumentError(f"refit={self.refit}: a number of rounds in 0..8")
+        if self.act_mb < 0:
+            raise InvalidArgumentError(f"act_mb={self.act_mb}: megabytes of activations to keep in memory, >= 0")
+        if self.chunk < 1:
+            raise InvalidArgumentError(f"chunk={self.chunk}: calibration sequences per forward chunk, >= 1")
         if not 0 < self.damp < 1:
             raise InvalidArgumentError(f"damp {self.damp}: a fraction of the mean Hessian diagonal in (0, 1)")
 
@@ -157,6 +164,65 @@ def _bar(total: int, enabled: bool, desc: str):
     return tqdm(total=total, unit="layer", desc=desc, file=sys.stderr)
 
 
+class _Acts:
+    """The calibration activations at a block boundary, [n_seq, T, H] f32, read and written a chunk
+    of sequences (a slice) at a time: a tensor in memory, or, given `spill` (a directory, or "" for
+    the system's temporary one), an unlinked temporary file there, so the process holds one
+    chunk of them at a time and nothing is left behind if it dies. Both hold the same f32 values."""
+
+    def __init__(self, shape: tuple[int, int, int], spill: Optional[str]):
+        self.shape = shape
+        self._row = shape[1] * shape[2]  # floats per sequence
+        self._mem: Optional[torch.Tensor] = None
+        self._file = None
+        if spill is None:
+            self._mem = torch.empty(shape, dtype=torch.float32)
+        else:
+            import tempfile
+            self._file = tempfile.TemporaryFile(dir=spill or None, prefix=".edgert-acts-")
+            self._file.truncate(shape[0] * self._row * 4)
+
+    @property
+    def spilled(self) -> bool:
+        return self._file is not None
+
+    def __getitem__(self, sl: slice) -> torch.Tensor:
+        if self._mem is not None:
+            return self._mem[sl]
+        n = sl.stop - sl.start
+        out = torch.empty((n, self.shape[1], self.shape[2]), dtype=torch.float32)
+        buf = memoryview(out.numpy()).cast("B")
+        self._file.seek(sl.start * self._row * 4)
+        if self._file.readinto(buf) != len(buf):
+            raise OSError("calibration activations: short read from the temporary file")
+        return out
+
+    def __setitem__(self, sl: slice, value: torch.Tensor) -> None:
+        if self._mem is not None:
+            self._mem[sl] = value
+            return
+        a = np.ascontiguousarray(value.detach().to(torch.float32).numpy())
+        assert a.shape == (sl.stop - sl.start, self.shape[1], self.shape[2])
+        self._file.seek(sl.start * self._row * 4)
+        self._file.write(memoryview(a).cast("B"))
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._mem = None
+
+
+def act_spill(spec: "QuantSpec", ids: torch.Tensor, hidden: int, streams: int,
+              spill_dir: Optional[str]) -> Optional[str]:
+    """Where the block-boundary activations go: None (memory) while all `streams` of them fit in
+    spec.act_mb MB, else spill_dir ("" for the system's temporary directory)."""
+    nbytes = streams * int(ids.shape[0]) * int(ids.shape[1]) * hidden * 4
+    if nbytes <= spec.act_mb * 2 ** 20:
+        return None
+    return "" if spill_dir is None else str(spill_dir)
+
+
 class _Stream:
     """The calibration activations at the current block boundary, [n_seq, T, H] (the only
     activations held), and the inputs of the block's linears, computed from them chunk by chunk
@@ -165,14 +231,20 @@ class _Stream:
     `advance` then adds the FFN, so x is the block's output. Recomputing a chunk runs the same
     operations on the same operands, so it gives the same values a kept copy would."""
 
-    def __init__(self, desc: ModelDesc, ids: torch.Tensor, chunk: int):
+    def __init__(self, desc: ModelDesc, ids: torch.Tensor, chunk: int, spill: Optional[str] = None):
         self.desc, self.chunk = desc, chunk
         self.hp = desc.hparams
         self.eps = float(self.hp["rms_norm_eps"])
         self.freqs = forward.inv_freq(desc.weights, desc.hparams)
+        hidden = int(desc.weights["token_embd.weight"].shape[1])
+        self.x = _Acts((int(ids.shape[0]), int(ids.shape[1]), hidden), spill)
         with torch.no_grad():
-            self.x = forward.embed(desc.weights, ids).clone()
+            for sl in self._chunks():
+                self.x[sl] = forward.embed(desc.weights, ids[sl])
         self._after_att = False  # x holds the residual after attention (O applied)
+
+    def close(self) -> None:
+        self.x.close()
 
     def _chunks(self):
         return _chunks(self.x.shape[0], self.chunk)
@@ -218,6 +290,28 @@ class _Stream:
         for sl in self._chunks():
             self.x[sl] = self.x[sl] + self._attention(layer, sl) @ wo.T
         self._after_att = True
+
+    def walk(self, layer: int):
+        """Yield, chunk by chunk, the inputs of all four INPUT_GROUPS ({which: tensor}) in one
+        pass, leaving x the block's output: for a caller that changes no weight of the block
+        while walking (the sensitivity pass). The same operations on the same operands as
+        inputs() for each group followed by advance(), so the same values; each chunk's attention
+        and FFN activation are computed once instead of twice."""
+        assert not self._after_att
+        W = self.desc.weights
+        wo, wd = W[reg("ATTN_OUTPUT", layer)], W[reg("FFN_DOWN", layer)]
+        for sl in self._chunks():
+            x = self.x[sl]
+            got = {"ATTN_Q": forward.rms_norm(x, W[reg("ATTN_NORM", layer)], self.eps)}
+            att = self._attention(layer, sl)
+            got["ATTN_OUTPUT"] = att
+            x = x + att @ wo.T
+            got["FFN_GATE"] = forward.rms_norm(x, W[reg("FFN_NORM", layer)], self.eps)
+            n = got["FFN_GATE"]
+            act = torch.nn.functional.silu(n @ W[reg("FFN_GATE", layer)].T) * (n @ W[reg("FFN_UP", layer)].T)
+            got["FFN_DOWN"] = act
+            yield got
+            self.x[sl] = x + act @ wd.T
 
     def advance(self, layer: int) -> None:
         """x <- the block's output."""
@@ -326,7 +420,8 @@ def _block_matrices(layer: int) -> list[str]:
     return [reg(id, layer) for _, members in INPUT_GROUPS for id in members]
 
 
-def sensitivity_types(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, progress: bool) -> dict[str, str]:
+def sensitivity_types(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, progress: bool,
+                      spill_dir: Optional[str] = None) -> dict[str, str]:
     """The per-matrix types of --target-bpw (module docstring)."""
     names = desc.block_matrix_names()
     types = {n: spec.type for n in names}
@@ -334,18 +429,20 @@ def sensitivity_types(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, progr
         return types
     ladder = [t for t in quant_types() if bits_per_weight(t) >= bits_per_weight(spec.type)]
     err: dict[tuple[str, str], float] = {}
-    stream = _Stream(desc, ids, spec.chunk)
+    hidden = int(desc.weights["token_embd.weight"].shape[1])
+    stream = _Stream(desc, ids, spec.chunk, act_spill(spec, ids, hidden, 1, spill_dir))
     bar = _bar(desc.n_layers, progress, "sensitivity")
     with torch.no_grad():
         for l in range(desc.n_layers):
             desc.load(_block_matrices(l))
+            hess: dict[str, Hessian] = {}
+            for inputs in stream.walk(l):  # no weight changes here: one pass for all four inputs
+                for which, x in inputs.items():
+                    if which not in hess:
+                        hess[which] = Hessian(x.shape[-1])
+                    hess[which].add(x)
             for which, members in INPUT_GROUPS:
-                hess = None
-                for x in stream.inputs(l, which):
-                    if hess is None:
-                        hess = Hessian(x.shape[-1])
-                    hess.add(x)
-                H = hess.matrix()
+                H = hess.pop(which).matrix()
                 for id in members:
                     n = reg(id, l)
                     rows = desc.shape(n)[0]
@@ -354,11 +451,10 @@ def sensitivity_types(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, progr
                         # the whole matrix's output error (output_error_h is per output row): a
                         # move is worth its error cut over its extra bytes, both for all the rows
                         err[(n, t)] = output_error_h(desc.weights[n], wq, H) * rows
-            stream.advance(l)
             desc.release(_block_matrices(l))
             if bar is not None:
                 bar.update(1)
-    del stream
+    stream.close()
     if bar is not None:
         bar.close()
     budget = spec.target_bpw
@@ -394,12 +490,14 @@ def block_bytes_at_one(desc: ModelDesc, n: str, t: str) -> int:
 
 @torch.no_grad()
 def quantize_model(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, *, progress: bool = False,
-                   seed: int = 0) -> QuantResult:
-    """Quantize desc in place (weights replaced by their quantized values, bytes in desc.encoded)."""
+                   seed: int = 0, spill_dir: Optional[str] = None) -> QuantResult:
+    """Quantize desc in place (weights replaced by their quantized values, bytes in desc.encoded).
+    Activations beyond spec.act_mb go to an unlinked temporary file in spill_dir (None: the
+    system's temporary directory)."""
     spec.validate()
     check_target(desc, spec)
     result = QuantResult()
-    types = sensitivity_types(desc, ids, spec, progress)
+    types = sensitivity_types(desc, ids, spec, progress, spill_dir)
     result.types.update(types)
     embed_t = spec.embed_type or ("q8_0" if bits_per_weight(spec.type) < 8 else spec.type)
     saved: dict[str, torch.Tensor] = {}  # float copies for the asymmetric target's float stream
@@ -418,8 +516,14 @@ def quantize_model(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, *, progr
         del W, wq
     old_threads = torch.get_num_threads()
     gen = torch.Generator().manual_seed(seed)
-    stream = _Stream(desc, ids, spec.chunk)
-    fstream = _Stream(_FloatView(desc, saved), ids, spec.chunk) if asym else None
+    hidden = int(desc.weights["token_embd.weight"].shape[1])
+    spill = act_spill(spec, ids, hidden, 2 if asym else 1, spill_dir)
+    if spill is not None and progress:
+        print(f"note: calibration activations ({(2 if asym else 1) * ids.numel() * hidden * 4 / 2 ** 20:.0f} MB) "
+              f"exceed act_mb={spec.act_mb}: kept in a temporary file in {spill or 'the temporary directory'}",
+              file=sys.stderr)
+    stream = _Stream(desc, ids, spec.chunk, spill)
+    fstream = _Stream(_FloatView(desc, saved), ids, spec.chunk, spill) if asym else None
     # The embeddings were only needed for the streams' first activations: from here on they
     # read as their encoded bytes (decoded when asked for), and the float ones are gone.
     for n in embeds:
@@ -470,6 +574,9 @@ def quantize_model(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, *, progr
                 bar.update(1)
     finally:
         torch.set_num_threads(old_threads)
+        stream.close()
+        if fstream is not None:
+            fstream.close()
         if bar is not None:
             bar.close()
     return result

@@ -20,6 +20,8 @@ or both (flags override the file). Everything is checked here, before any work.
     damp = 0.01                  # GPTQ damping, a fraction of the mean Hessian diagonal
     refit = 0                    # rounds of least-squares scale refit after GPTQ (default 0: none)
     asym = 1                     # 1 (default): aim at the float model's layer outputs (asymmetric calibration)
+    act_mb = 256                 # calibration activations kept in memory up to this many MB; beyond, an
+                                 # unlinked temporary file beside the output (same results, less RSS)
     target_bpw = 4.8
     embed_type = "q8_0"          # the embedding/output matrix (default q8_0 below 8 bits)
     [tune]                       # --tune blocks=E,block_lr=2e-2,steps=N,time=20m,lr=1e-3,batch=4,schedule=const (after --quant)
@@ -136,10 +138,10 @@ def parse_quant(text: str) -> Optional[QuantSpec]:
     spec = QuantSpec(type=t, method=method or "gptq")
     if rest:
         opts = _kv("--quant", rest)
-        bad = set(opts) - {"damp", "act_order", "chunk", "refit", "asym"}
+        bad = set(opts) - {"damp", "act_order", "chunk", "refit", "asym", "act_mb"}
         if bad:
             raise InvalidArgumentError(f"--quant {text!r}: unknown options {sorted(bad)}; "
-                                       "known: act_order, asym, chunk, damp, refit")
+                                       "known: act_mb, act_order, asym, chunk, damp, refit")
         _set(spec, "--quant", opts)
     return spec
 
