@@ -163,7 +163,9 @@ def test_spilled_activations_give_the_same_file_bytes(tmp_path):
     for act_mb in (256, 0):
         desc = model_desc.from_source(STORIES / "hf")
         spec = quantize_stage.QuantSpec(type="q3_0", method="gptq", target_bpw=7.0, chunk=4, act_mb=act_mb)
-        assert (quantize_stage.act_spill(spec, ids, 64, 2, str(tmp_path)) is None) == (act_mb > 0)
+        nbytes = quantize_stage.act_bytes(desc, ids, 2)
+        assert nbytes == 2 * 6 * 32 * 64 * 4
+        assert (quantize_stage.act_spill(spec, nbytes, str(tmp_path)) is None) == (act_mb > 0)
         res = quantize_stage.quantize_model(desc, ids, spec, spill_dir=str(tmp_path))
         runs.append((res.types, {n: bytes(raw) for n, (_, raw) in desc.encoded.items()}))
         assert list(tmp_path.iterdir()) == []

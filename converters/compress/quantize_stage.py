@@ -213,11 +213,14 @@ class _Acts:
         self._mem = None
 
 
-def act_spill(spec: "QuantSpec", ids: torch.Tensor, hidden: int, streams: int,
-              spill_dir: Optional[str]) -> Optional[str]:
-    """Where the block-boundary activations go: None (memory) while all `streams` of them fit in
+def act_bytes(desc: ModelDesc, ids: torch.Tensor, streams: int) -> int:
+    """Bytes of `streams` copies of the block-boundary activations, [n_seq, T, hidden] f32."""
+    return streams * ids.numel() * int(desc.hparams["hidden_size"]) * 4
+
+
+def act_spill(spec: "QuantSpec", nbytes: int, spill_dir: Optional[str]) -> Optional[str]:
+    """Where nbytes of block-boundary activations go: None (memory) while they fit in
     spec.act_mb MB, else spill_dir ("" for the system's temporary directory)."""
-    nbytes = streams * int(ids.shape[0]) * int(ids.shape[1]) * hidden * 4
     if nbytes <= spec.act_mb * 2 ** 20:
         return None
     return "" if spill_dir is None else str(spill_dir)
@@ -236,8 +239,7 @@ class _Stream:
         self.hp = desc.hparams
         self.eps = float(self.hp["rms_norm_eps"])
         self.freqs = forward.inv_freq(desc.weights, desc.hparams)
-        hidden = int(desc.weights["token_embd.weight"].shape[1])
-        self.x = _Acts((int(ids.shape[0]), int(ids.shape[1]), hidden), spill)
+        self.x = _Acts((int(ids.shape[0]), int(ids.shape[1]), int(desc.hparams["hidden_size"])), spill)
         with torch.no_grad():
             for sl in self._chunks():
                 self.x[sl] = forward.embed(desc.weights, ids[sl])
@@ -249,16 +251,19 @@ class _Stream:
     def _chunks(self):
         return _chunks(self.x.shape[0], self.chunk)
 
-    def _attention(self, layer: int, sl: slice) -> torch.Tensor:
-        """The block's attention half without the output projection (O's input) for one chunk."""
+    def _attention(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        """The block's attention half without the output projection (O's input) for one chunk
+        of x (read once by the caller: with spilled activations each read is file I/O)."""
         heads: list = []
-        x = self.x[sl]
         forward.attention_block(self.desc.weights, self.hp, layer, x, 0, self.freqs, head_out=heads)
         return heads[0].reshape(x.shape[0], x.shape[1], -1)
 
-    def _ffn_act(self, layer: int, sl: slice) -> torch.Tensor:
+    def _ffn_norm(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        return forward.rms_norm(x, self.desc.weights[reg("FFN_NORM", layer)], self.eps)
+
+    def _gate_up(self, layer: int, n: torch.Tensor) -> torch.Tensor:
+        """The FFN activation (down's input) from the normed residual n."""
         W = self.desc.weights
-        n = forward.rms_norm(self.x[sl], W[reg("FFN_NORM", layer)], self.eps)
         return torch.nn.functional.silu(n @ W[reg("FFN_GATE", layer)].T) * (n @ W[reg("FFN_UP", layer)].T)
 
     def inputs(self, layer: int, which: str, keep: bool = True):
@@ -272,15 +277,15 @@ class _Stream:
         elif which == "ATTN_OUTPUT":
             assert not self._after_att
             for sl in self._chunks():
-                yield self._attention(layer, sl)
+                yield self._attention(layer, self.x[sl])
         elif which == "FFN_GATE":
             self._apply_attention(layer)
             for sl in self._chunks():
-                yield forward.rms_norm(self.x[sl], W[reg("FFN_NORM", layer)], self.eps)
+                yield self._ffn_norm(layer, self.x[sl])
         else:
             self._apply_attention(layer)
             for sl in self._chunks():
-                yield self._ffn_act(layer, sl)
+                yield self._gate_up(layer, self._ffn_norm(layer, self.x[sl]))
 
     def _apply_attention(self, layer: int) -> None:
         """x <- x + O·attention, with O as it is now (asked for once O is final)."""
@@ -288,7 +293,8 @@ class _Stream:
             return
         wo = self.desc.weights[reg("ATTN_OUTPUT", layer)]
         for sl in self._chunks():
-            self.x[sl] = self.x[sl] + self._attention(layer, sl) @ wo.T
+            x = self.x[sl]
+            self.x[sl] = x + self._attention(layer, x) @ wo.T
         self._after_att = True
 
     def walk(self, layer: int):
@@ -302,14 +308,11 @@ class _Stream:
         wo, wd = W[reg("ATTN_OUTPUT", layer)], W[reg("FFN_DOWN", layer)]
         for sl in self._chunks():
             x = self.x[sl]
-            got = {"ATTN_Q": forward.rms_norm(x, W[reg("ATTN_NORM", layer)], self.eps)}
-            att = self._attention(layer, sl)
-            got["ATTN_OUTPUT"] = att
+            att = self._attention(layer, x)
+            got = {"ATTN_Q": forward.rms_norm(x, W[reg("ATTN_NORM", layer)], self.eps), "ATTN_OUTPUT": att}
             x = x + att @ wo.T
-            got["FFN_GATE"] = forward.rms_norm(x, W[reg("FFN_NORM", layer)], self.eps)
-            n = got["FFN_GATE"]
-            act = torch.nn.functional.silu(n @ W[reg("FFN_GATE", layer)].T) * (n @ W[reg("FFN_UP", layer)].T)
-            got["FFN_DOWN"] = act
+            got["FFN_GATE"] = n = self._ffn_norm(layer, x)
+            got["FFN_DOWN"] = act = self._gate_up(layer, n)
             yield got
             self.x[sl] = x + act @ wd.T
 
@@ -318,7 +321,8 @@ class _Stream:
         self._apply_attention(layer)
         wd = self.desc.weights[reg("FFN_DOWN", layer)]
         for sl in self._chunks():
-            self.x[sl] = self.x[sl] + self._ffn_act(layer, sl) @ wd.T
+            x = self.x[sl]
+            self.x[sl] = x + self._gate_up(layer, self._ffn_norm(layer, x)) @ wd.T
         self._after_att = False
 
 
@@ -429,8 +433,7 @@ def sensitivity_types(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, progr
         return types
     ladder = [t for t in quant_types() if bits_per_weight(t) >= bits_per_weight(spec.type)]
     err: dict[tuple[str, str], float] = {}
-    hidden = int(desc.weights["token_embd.weight"].shape[1])
-    stream = _Stream(desc, ids, spec.chunk, act_spill(spec, ids, hidden, 1, spill_dir))
+    stream = _Stream(desc, ids, spec.chunk, act_spill(spec, act_bytes(desc, ids, 1), spill_dir))
     bar = _bar(desc.n_layers, progress, "sensitivity")
     with torch.no_grad():
         for l in range(desc.n_layers):
@@ -516,10 +519,10 @@ def quantize_model(desc: ModelDesc, ids: torch.Tensor, spec: QuantSpec, *, progr
         del W, wq
     old_threads = torch.get_num_threads()
     gen = torch.Generator().manual_seed(seed)
-    hidden = int(desc.weights["token_embd.weight"].shape[1])
-    spill = act_spill(spec, ids, hidden, 2 if asym else 1, spill_dir)
+    nbytes = act_bytes(desc, ids, 2 if asym else 1)
+    spill = act_spill(spec, nbytes, spill_dir)
     if spill is not None and progress:
-        print(f"note: calibration activations ({(2 if asym else 1) * ids.numel() * hidden * 4 / 2 ** 20:.0f} MB) "
+        print(f"note: calibration activations ({nbytes / 2 ** 20:.0f} MB) "
               f"exceed act_mb={spec.act_mb}: kept in a temporary file in {spill or 'the temporary directory'}",
               file=sys.stderr)
     stream = _Stream(desc, ids, spec.chunk, spill)
