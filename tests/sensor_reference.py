@@ -100,12 +100,13 @@ def check_model(model: bytes, feeds_shapes: dict[str, Sequence[int]], *, tol: st
 
 
 def qdq_conv_chain_model(rng: np.random.Generator, in_shape: Sequence[int] = (1, 5, 9, 8),
-                         act: int = 3, pool: bool = False) -> bytes:
+                         act: int = 3, pool: bool = False, mid: int = 21) -> bytes:
     """A QDQ float model (float in and out) as onnxruntime.quantization writes it: int8
     activations (act = onnx TensorProto.INT8 or UINT8 = 2) and per-channel int8 weights around
     a 3x3 conv -> pointwise -> depthwise + Relu -> strided grouped conv chain with channel counts
     that are no multiple of a vector (dtype="int8" turns it into QLinearConvs); pool: a
-    GlobalAveragePool head on the last DequantizeLinear."""
+    GlobalAveragePool head on the last DequantizeLinear; mid: the pointwise and depthwise
+    convs' channels (a multiple of 3)."""
     from onnx import helper
     qt = np.int8 if act == 3 else np.uint8
     lo, hi = (-128, 127) if act == 3 else (0, 255)
@@ -139,10 +140,10 @@ def qdq_conv_chain_model(rng: np.random.Generator, in_shape: Sequence[int] = (1,
 
     x = q_dq("x", 0.03, lo if act == 3 else 131)
     c1 = conv(x, "c1", 19, C, (3, 3), kernel_shape=[3, 3], pads=[1, 0, 2, 1])
-    c2 = conv(q_dq(c1, 0.05, hi - 7), "c2", 21, 19, (1, 1), kernel_shape=[1, 1])
-    c3 = conv(q_dq(c2, 0.04, 3 if act == 3 else 128), "c3", 21, 1, (3, 3), relu=True,
-              kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=21)
-    c4 = conv(q_dq(c3, 0.02, lo + 2), "c4", 12, 7, (3, 3), kernel_shape=[3, 3],
+    c2 = conv(q_dq(c1, 0.05, hi - 7), "c2", mid, 19, (1, 1), kernel_shape=[1, 1])
+    c3 = conv(q_dq(c2, 0.04, 3 if act == 3 else 128), "c3", mid, 1, (3, 3), relu=True,
+              kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=mid)
+    c4 = conv(q_dq(c3, 0.02, lo + 2), "c4", 12, mid // 3, (3, 3), kernel_shape=[3, 3],
               pads=[1, 1, 1, 1], strides=[2, 2], group=3)
     y = q_dq(c4, 0.06, 5 if act == 3 else 120)
     nodes.append(helper.make_node("GlobalAveragePool" if pool else "Identity", [y], ["y"]))

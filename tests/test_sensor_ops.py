@@ -506,12 +506,26 @@ def test_unfused_matches_fused():
     assert sensor.compile(model).info.ops == {"Gemm": 1}
 
 
-@pytest.mark.parametrize("case", ["gemm", "gemm_wide", "conv_p", "conv_c", "depthwise",
-                                  "depthwise_wide", "gru"])
+@pytest.mark.parametrize("case", ["gemm", "gemm_wide", "gemm_head", "gemm_head_rows", "conv_p",
+                                  "conv_c", "conv_relu6", "depthwise", "depthwise_wide", "gru"])
 def test_tiled_kernels_equal_scalar_twins(case, monkeypatch):
-    """The register-tiled kernels (microkernels.py) against the plain loops they replace."""
+    """The register-tiled kernels (microkernels.py) against the plain loops they replace: the
+    convs' Relu / Clip tail applied in the GEMM's registers (conv_relu6 with NaN and values
+    beyond both bounds), a 4-wide Gemm head as one vector (one row, and several)."""
     from edgert import sensor
-    if case == "gemm":
+    from sensor_reference import ort_run
+    if case in ("gemm_head", "gemm_head_rows"):
+        rows = 1 if case == "gemm_head" else 3
+        model = make_model([helper.make_node("Gemm", ["x", "w", "b"], ["y"])], {"x": (rows, 37)},
+                           {"y": (rows, 4)}, {"w": w(37, 4), "b": w(4)})
+    elif case == "conv_relu6":
+        model = make_model([helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[3],
+                                             pads=[1, 1]),
+                            helper.make_node("Clip", ["c", "lo", "hi"], ["y"])],
+                           {"x": (1, 6, 40)}, {"y": (1, 10, 40)},
+                           {"w": w(10, 6, 3) * 4, "b": w(10), "lo": np.array(0, np.float32),
+                            "hi": np.array(6, np.float32)})
+    elif case == "gemm":
         model = make_model([helper.make_node("Gemm", ["x", "w", "b"], ["y"])], {"x": (6, 33)},
                            {"y": (6, 29)}, {"w": w(33, 29), "b": w(29)})
     elif case == "gemm_wide":  # 16-float vectors on AVX-512 hosts, with an overlapping tail
@@ -531,7 +545,12 @@ def test_tiled_kernels_equal_scalar_twins(case, monkeypatch):
                            {"w": w(cout, cin // g, 3, 3), "b": w(cout)})
     x = [RNG.standard_normal(s).astype(np.float32) for s in
          sensor.compile(model).input_shapes]
+    if case == "conv_relu6":
+        x[0][0, 0, 7] = np.nan  # NaN passes through the clip, as onnxruntime's does
     tiled = sensor.compile(model)(*x).copy()
     monkeypatch.setenv("EDGERT_SENSOR_KERNELS", "scalar")
     scalar = sensor.compile(model)(*x).copy()
     np.testing.assert_allclose(tiled, scalar, rtol=1e-5, atol=1e-6)
+    if case == "conv_relu6":
+        assert np.isnan(tiled).any() and (tiled == 0).any() and (tiled == 6).any()
+        np.testing.assert_allclose(tiled, ort_run(model, {"x": x[0]})[0], rtol=1e-5, atol=1e-5)

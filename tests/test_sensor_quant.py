@@ -167,6 +167,15 @@ QCONV_CASES = {
     "depthwise_tail": (19, 19, 19, (6, 5), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
     "depthwise_s2": (40, 40, 40, (9, 9), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 2),
     "depthwise_dilated": (16, 16, 16, (7, 7), (3, 3), (1, 1), (2, 2, 2, 2), (2, 2), 1),
+    # whole 64-channel chunks (or 16, 32 channels), 3-tap rows at column stride 1: the
+    # column-pair kernel (AVX-512 VNNI) with an odd last column, even widths over two chunks, a
+    # single column, taller strided and dilated kernels with asymmetric padding
+    "depthwise_cp_odd": (64, 64, 64, (7, 5), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    "depthwise_cp_even": (128, 128, 128, (5, 6), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 2),
+    "depthwise_cp_one": (64, 64, 64, (4, 1), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    "depthwise_cp_tall": (64, 64, 64, (9, 6), (5, 3), (2, 1), (2, 1, 1, 0), (2, 1), 1),
+    "depthwise_cp_16": (16, 16, 16, (6, 7), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 2),
+    "depthwise_cp_32": (32, 32, 32, (5, 5), (3, 3), (1, 1), (0, 1, 2, 1), (1, 1), 1),
     "conv1d": (3, 24, 1, (40,), (7,), (1,), (3, 3), (1,), 1),
     "conv1d_dw_s2": (10, 10, 10, (13,), (5,), (2,), (2, 2), (1,), 1),
     "tall_kernel": (1, 64, 1, (49, 10), (10, 4), (2, 2), (5, 1, 5, 1), (1, 1), 1),
@@ -392,18 +401,19 @@ def test_int8_gemm_pattern_becomes_qgemm(monkeypatch):
         assert err <= INT8_STEPS * 0.02 + 1e-6, err
 
 
-@pytest.mark.parametrize("act", [3, 2])  # TensorProto.INT8, UINT8 activations
-@pytest.mark.parametrize("pool", [False, True])
-def test_int8_conv_chain_channels_last(act, pool, monkeypatch):
+@pytest.mark.parametrize("act,pool,mid", [(3, False, 21), (3, True, 21), (2, False, 21),
+                                          (2, True, 21), (3, False, 192), (2, True, 192)])
+def test_int8_conv_chain_channels_last(act, pool, mid, monkeypatch):
     """3x3 -> pointwise -> depthwise -> grouped QLinearConvs keep channels-last int8 activations
     between them (quant.choose_layouts), and into a DequantizeLinear -> GlobalAveragePool head;
-    outputs equal the scalar NCHW twin's and are within one step of onnxruntime's."""
+    outputs equal the scalar NCHW twin's and are within one step of onnxruntime's (act: int8 or
+    uint8 activations; mid=192: three 64-channel chunks, the column-pair depthwise kernel)."""
     from edgert import sensor
     from sensor_reference import qdq_conv_chain_model
     from edgert.sensor.graph import read_graph
     from edgert.sensor.quant import prepare, choose_layouts
     rng = np.random.default_rng(5 + act)
-    model = qdq_conv_chain_model(rng, act=act, pool=pool)
+    model = qdq_conv_chain_model(rng, act=act, pool=pool, mid=mid)
     g = read_graph(None, None, data=model, keep=frozenset({"DequantizeLinear"}))
     prepare(g, "int8")
     choose_layouts(g)

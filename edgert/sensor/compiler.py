@@ -32,7 +32,7 @@ from typing import Any, Mapping, Optional, Sequence
 from ..errors import InvalidArgumentError, ModelFormatError, UnsupportedModelError
 from .source import ModelSource, read_model_bytes
 
-CODEGEN_VERSION = "5"
+CODEGEN_VERSION = "6"
 SYMBOL = "edgert_model"
 TARGETS = {
     "host": None,

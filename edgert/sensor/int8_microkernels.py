@@ -27,6 +27,8 @@ equal bit for bit to the scalar twin (EDGERT_SENSOR_KERNELS=scalar) and to onnxr
               channels of one output pixel per step, taps unrolled; the zero-point term folded
               into the bias, the zero-point-filled padded input read without bounds checks.
               4 taps per vpdpbusd, 2 per vpdpwssd, or an i32 multiply-add per tap (dw_mode).
+              3-wide kernels at column stride 1 on AVX-512 VNNI: colpair_depthwise, two output
+              columns from one transpose of four input columns per kernel row.
 
 Requantization on AVX-512 converts with {rn-sae} (half to even whatever MXCSR says) and narrows
 with vpackssdw / vpack[su]swb (LLVM's trunc + store becomes vpmovdb to memory, slow on AMD
@@ -147,15 +149,19 @@ class IVec:
         r = b.select(b.fcmp_ordered(">", r, hi_v), hi_v, r)
         return b.fptosi(r, self.i32v)
 
-    def _bytes(self, vs: list[Any], unsigned: bool) -> Any:
+    def _bytes(self, vs: list[Any], unsigned: bool, packed_order: bool = False) -> Any:
         """The requantized lanes of up to 4 vectors as one <len*n x i8> vector, in order.
 
         On AVX-512 (pack=True) through vpackssdw + vpack[su]swb and one dword permute: LLVM
         otherwise folds trunc + store into vpmovdb with a memory operand, which is slow on
-        AMD Zen 4/5. Exact: the lanes already lie in the output type's range."""
+        AMD Zen 4/5. Exact: the lanes already lie in the output type's range. packed_order
+        (4 vectors, AVX-512): the bytes in the packs' own order, (128-bit lane L, vector v,
+        dword i) at 16L + 4v + i, without the permute (the column-pair depthwise kernel's
+        vectors hold their channels in that order, so its bytes come out in channel order)."""
         ctx, b, ir = self.ctx, self.b, self.ctx.ir
         k = len(vs)
         i32 = ir.IntType(32)
+        assert not packed_order or (self.pack and self.n == 16 and k == 4)
         if not (self.pack and self.n == 16):
             parts = [b.trunc(v, self.i8v) for v in vs]
             while len(parts) > 1:  # concatenate pairwise (equal widths; an odd one doubled)
@@ -178,15 +184,19 @@ class IVec:
         ab = b.call(pdw, [vs[0], vs[1]])
         cd = b.call(pdw, [vs[2], vs[3]])
         packed = b.bitcast(b.call(pwb, [ab, cd]), self.i32v)
+        if packed_order:
+            return b.bitcast(packed, i8v64)
         # dword (lane L, vector v) sits at 4L + v; vector v's 16 bytes belong at 4v .. 4v + 3
         order = [4 * lane + v for v in range(4) for lane in range(4)][:4 * k]
         out = b.shuffle_vector(packed, packed, ir.Constant(ir.VectorType(i32, 4 * k), order))
         return b.bitcast(out, ir.VectorType(ctx.i8, 16 * k))
 
-    def store_q(self, vs: list[Any], p: Any, idx: Any, valid: int, unsigned: bool) -> None:
-        """Store the first `valid` requantized lanes of vs (consecutive vectors) at p[idx]."""
+    def store_q(self, vs: list[Any], p: Any, idx: Any, valid: int, unsigned: bool,
+                packed_order: bool = False) -> None:
+        """Store the first `valid` requantized lanes of vs (consecutive vectors) at p[idx]
+        (packed_order: as _bytes)."""
         ctx, b, ir = self.ctx, self.b, self.ctx.ir
-        v = self._bytes(vs, unsigned)
+        v = self._bytes(vs, unsigned, packed_order)
         n = v.type.count
         if valid >= n:
             b.store(v, ctx.gep(p, idx, ctx.i8), align=1)
@@ -358,7 +368,9 @@ def dw_mode(ctx: KernelCtx, taps: np.ndarray) -> str:
 
 def depthwise(ctx: KernelCtx, g: dict[str, Any], xpad: Any, signed: bool, wv_arr: np.ndarray,
               bias_p: Any, mult_p: Any, py: Any, y_off: Any, nhwc_out: bool, yzp: float,
-              lo: float, hi: float, mode: str = "i32", mult_max: float = float("inf")) -> None:
+              lo: float, hi: float, mode: str = "i32", mult_max: float = float("inf"),
+              bias_arr: Optional[np.ndarray] = None, mult_arr: Optional[np.ndarray] = None
+              ) -> None:
     """y[oy, ox, c] = requant(bias'[c] + sum_t x[.., c] w'[t, c]) over the zero-point-padded
     channels-last int8 input xpad [Hp, Wp, C] (read up to one vector past C: the caller leaves
     room); wv_arr: [T, Cpad] int32 tap weights, bias'/mult padded to Cpad. Up to 4 vectors of
@@ -368,11 +380,18 @@ def depthwise(ctx: KernelCtx, g: dict[str, Any], xpad: Any, signed: bool, wv_arr
              sdot (aarch64 dotprod, 4 lanes each), x read as int8
       pairs  2 taps per vpdpwssd (int16 pairs: x in [-128, 255], w - w_zp in [-255, 255])
       i32    an i32 multiply-add per tap (every target)
-    Every product and sum is exact in int32."""
+    Every product and sum is exact in int32. Quads on AVX-512 VNNI with 3-tap kernel rows at
+    column stride and dilation 1 over whole 64-channel chunks (or 16 or 32 channels) run
+    colpair_depthwise instead (bias_arr / mult_arr: the bias' and mult arrays behind bias_p /
+    mult_p)."""
     C, OH, OW, KH, KW = g["C"], g["OH"], g["OW"], g["KH"], g["KW"]
     Wp, sy, sx, dy, dx = g["Wp"], g["sy"], g["sx"], g["dy"], g["dx"]
     widest = int(getattr(ctx.cg, "vector_width", 8))
     lanes = 16 if widest >= 16 else 8
+    if colpair_ok(ctx, g, mode) and bias_arr is not None and mult_arr is not None:
+        colpair_depthwise(ctx, g, xpad, wv_arr, bias_arr, mult_arr, py, y_off, nhwc_out, yzp,
+                          lo, hi, mult_max)
+        return
     vec = IVec(ctx, lanes)
     b = ctx.b
     Cpad = (C + lanes - 1) // lanes * lanes
@@ -499,3 +518,153 @@ def _dw_quad(ctx: KernelCtx, vec: IVec, acc: Any, xpad: Any, base: Any, offs: li
         parts = [b.shuffle_vector(parts[i], parts[i + 1], ir.Constant(
             ir.VectorType(i32, 2 * m), list(range(2 * m)))) for i in range(0, len(parts), 2)]
     return parts[0]
+
+
+# -- depthwise, column pairs ---------------------------------------------------------------------
+
+# lane l = 4 * L + i of vector v (0..3) of a 64-channel chunk holds channel 16 * L + 4 * v + i: the
+# order the in-lane byte/word unpacks leave 4 columns' bytes in, and the one vpackssdw +
+# vpack[su]swb undo (IVec._bytes(packed_order=True) gives the bytes in channel order)
+COLPAIR_PERM = np.array([16 * L + 4 * v + i for v in range(4) for L in range(4) for i in range(4)])
+
+
+def colpair_ok(ctx: KernelCtx, g: dict[str, Any], mode: str) -> bool:
+    return (mode == "quads" and int8_dot(ctx) == "vnni512"
+            and int(getattr(ctx.cg, "vector_width", 8)) >= 16 and g["KW"] == 3
+            and g["sx"] == 1 and g["dx"] == 1 and (g["C"] % 64 == 0 or g["C"] in (16, 32)))
+
+
+def colpair_weights(wv: np.ndarray, C: int, KH: int) -> np.ndarray:
+    """[KH*3, Cpad] tap weights (within int8) -> [KH, C] int32 words (w[ky, 0], w[ky, 1],
+    w[ky, 2], 0) (lowest byte first), in colpair_order."""
+    w = wv[:, :C].astype(np.int64).reshape(KH, 3, C) & 0xFF
+    return colpair_order(wrap_i32(w[:, 0] | (w[:, 1] << 8) | (w[:, 2] << 16)))
+
+
+def colpair_order(a: np.ndarray) -> np.ndarray:
+    """[..., C] per-channel values with each 64-channel chunk in COLPAIR_PERM order (16 or 32
+    channels stay in order)."""
+    C = a.shape[-1]
+    if C % 64:
+        return np.ascontiguousarray(a)
+    return np.ascontiguousarray(a.reshape(*a.shape[:-1], C // 64, 64)[..., COLPAIR_PERM]
+                                .reshape(a.shape))
+
+
+def _unpack(ctx: KernelCtx, a: Any, b_: Any, width: int, high: bool) -> Any:
+    """x86 punpck{l,h}{bw,wd} on 512 bits: per 128-bit lane, the low (high) halves of a and b
+    interleaved, `width`-bit elements."""
+    ir = ctx.ir
+    per = 128 // width           # elements per 128-bit lane
+    n = 512 // width
+    mask = []
+    for L in range(4):
+        for i in range(per // 2):
+            e = L * per + i + (per // 2 if high else 0)
+            mask += [e, n + e]
+    return ctx.b.shuffle_vector(a, b_, ir.Constant(ir.VectorType(ir.IntType(32), n), mask))
+
+
+def colpair_depthwise(ctx: KernelCtx, g: dict[str, Any], xpad: Any, wv_arr: np.ndarray,
+                      bias_arr: np.ndarray, mult_arr: np.ndarray, py: Any, y_off: Any,
+                      nhwc_out: bool, yzp: float, lo: float, hi: float, mult_max: float) -> None:
+    """The quads depthwise kernel for 3-tap kernel rows at column stride and dilation 1
+    (AVX-512 VNNI; whole 64-channel chunks, or 16 or 32 channels): output columns in pairs
+    (ox, ox + 1). Per kernel row, the four input columns ox .. ox + 3 (64 channels each, uint8)
+    go through one 4x4 byte transpose (4 byte + 4 word unpacks) into 4 vectors of per-channel
+    quads (x[ox], .., x[ox + 3]); column ox takes them against (w0, w1, w2, 0), column ox + 1
+    takes them shifted down a byte (x[ox + 1], .., x[ox + 3], 0) against the same weights. So
+    4 loads, 8 unpacks and 4 shifts feed 8 vpdpbusd, where the general quads path gathers each
+    vpdpbusd's quads from four 16-byte loads and a byte permute. Channels sit in COLPAIR_PERM
+    order in the accumulators, which the packs undo. An odd last column takes column ox + 2
+    again as its fourth (zero weight). With 16 or 32 channels the four columns are 64 or 128
+    contiguous bytes, one or two loads, and one byte permute per 16 channels makes their quads
+    in channel order; an odd last column's fourth is then the next pixel's bytes, or the
+    buffer's slack (zero weight). Exact as the general path (the same products and sums); every
+    read lies in the padded input or the 64-byte slack after it (Wp = OW + 2: column ox + 3
+    of the last pair is at most Wp - 1, an odd last column's at most Wp)."""
+    C, OH, OW, KH = g["C"], g["OH"], g["OW"], g["KH"]
+    Wp, sy, dy = g["Wp"], g["sy"], g["dy"]
+    P = OH * OW
+    b, ir = ctx.b, ctx.ir
+    vec = IVec(ctx, 16)
+    unsigned = hi > 127
+    i8v64 = ir.VectorType(ctx.i8, 64)
+    i16v32 = ir.VectorType(ir.IntType(16), 32)
+    wq_p = ctx.array_ptr(colpair_weights(wv_arr, C, KH), "qdw_cp_w")
+    b_p = ctx.array_ptr(colpair_order(bias_arr[:C].astype(np.int32)), "qdw_cp_b")
+    m_p = ctx.array_ptr(colpair_order(mult_arr[:C].astype(np.float32)), "qdw_cp_mult")
+    eight = vec.const_i32(8)
+
+    def quads(at: Any, ncols: int) -> list[Any]:
+        cols = [vec.load(xpad, ctx.add(at, j * C), i8v64) for j in range(ncols)]
+        cols += [cols[-1]] * (4 - ncols)
+        t = [_unpack(ctx, cols[0], cols[1], 8, False), _unpack(ctx, cols[0], cols[1], 8, True),
+             _unpack(ctx, cols[2], cols[3], 8, False), _unpack(ctx, cols[2], cols[3], 8, True)]
+        t = [b.bitcast(v, i16v32) for v in t]
+        q = [_unpack(ctx, t[0], t[2], 16, False), _unpack(ctx, t[0], t[2], 16, True),
+             _unpack(ctx, t[1], t[3], 16, False), _unpack(ctx, t[1], t[3], 16, True)]
+        return [b.bitcast(v, vec.i32v) for v in q]
+
+    narrow = C % 64 != 0  # 16 or 32 channels
+    nv = C // 16 if narrow else 4
+
+    def narrow_quads(at: Any) -> list[Any]:
+        """(16 or 32 channels) the bytes of columns ox .. ox + 3 as one or two 64-byte loads;
+        vector h: channel 16h + c's quad in lane c."""
+        z = [vec.load(xpad, ctx.add(at, 64 * j), i8v64) for j in range(C // 16)]
+        if C == 16:
+            mask = [16 * j + c for c in range(16) for j in range(4)]
+            out = [b.shuffle_vector(z[0], z[0], ir.Constant(ir.VectorType(ir.IntType(32), 64),
+                                                             mask))]
+        else:
+            out = [b.shuffle_vector(z[0], z[1], ir.Constant(ir.VectorType(ir.IntType(32), 64),
+                                    [32 * j + 16 * h + c for c in range(16) for j in range(4)]))
+                   for h in range(2)]
+        return [b.bitcast(v, vec.i32v) for v in out]
+
+    def store(accs: list[Any], mult: list[Any], oy: Any, ox: Any, c0: Any) -> None:
+        qs = [vec.requant(a, m, yzp, lo, hi, mult_max) for a, m in zip(accs, mult)]
+        p = ctx.add(ctx.mul(oy, OW), ox)
+        if narrow:
+            if nhwc_out:
+                vec.store_q(qs, py, ctx.add(y_off, ctx.mul(p, C)), C, unsigned)
+            else:
+                for h, q in enumerate(qs):
+                    vec.scatter_q(q, py, ctx.add(y_off, ctx.mul(ctx.ci(16 * h), P), p), P, 16,
+                                  unsigned)
+            return
+        if nhwc_out:
+            vec.store_q(qs, py, ctx.add(y_off, ctx.mul(p, C), c0), 64, unsigned,
+                        packed_order=True)
+            return
+        v = vec._bytes(qs, unsigned, packed_order=True)
+        for c in range(64):
+            e = b.extract_element(v, ir.Constant(ir.IntType(32), c))
+            ctx.store(e, py, ctx.add(y_off, ctx.mul(ctx.add(c0, c), P), p))
+
+    with ctx.loop(C, step=64 if not narrow else C, name="c0") as c0:
+        w = [[vec.load(wq_p, ctx.add(c0, ky * C + v * 16), vec.i32v, 4) for v in range(nv)]
+             for ky in range(KH)]
+        bias = [vec.load(b_p, ctx.add(c0, v * 16), vec.i32v, 4) for v in range(nv)]
+        mult = [vec.load(m_p, ctx.add(c0, v * 16), vec.f32v, 4) for v in range(nv)]
+
+        def columns(oy: Any, ox: Any, pair: bool) -> None:
+            acc_a, acc_b = list(bias), list(bias)
+            for ky in range(KH):
+                at = ctx.add(ctx.mul(oy, sy * Wp * C), ctx.mul(ox, C), ky * dy * Wp * C, c0)
+                q = narrow_quads(at) if narrow else quads(at, 4 if pair else 3)
+                for v in range(nv):
+                    acc_a[v] = _vpdpbusd(ctx, vec, acc_a[v], q[v], w[ky][v])
+                    if pair:  # (x[ox + 1], x[ox + 2], x[ox + 3], 0): a shift, not 12 loads
+                        acc_b[v] = _vpdpbusd(ctx, vec, acc_b[v], b.lshr(q[v], eight), w[ky][v])
+            store(acc_a, mult, oy, ox, c0)
+            if pair:
+                store(acc_b, mult, oy, ctx.add(ox, 1), c0)
+
+        with ctx.loop(OH, name="oy") as oy:
+            if OW // 2:
+                with ctx.loop(OW // 2 * 2, step=2, name="ox") as ox:
+                    columns(oy, ox, True)
+            if OW % 2:
+                columns(oy, ctx.ci(OW - 1), False)

@@ -36,8 +36,11 @@ NV = 2          # vectors per tile (MR * NV accumulators)
 def vector_width(ctx: KernelCtx, extent: int = 0) -> int:
     """Floats per vector for a kernel whose vector dim has `extent` elements: the target's widest
     (16 on AVX-512) where at least 4 such vectors fill it or they fill it exactly; other short
-    rows keep 8 (fewer wasted lanes in the overlapping tail)."""
+    rows keep 8 (fewer wasted lanes in the overlapping tail), and a row of 4 takes 4 (one
+    vector, where 8 would leave it to scalar loops: a classifier head's 4 outputs)."""
     widest = int(getattr(ctx.cg, "vector_width", VW))
+    if extent == 4 and widest > 4:
+        return 4
     return widest if extent >= 4 * widest or (extent and extent % widest == 0) \
         else min(widest, VW)
 
@@ -119,8 +122,10 @@ def gemm(ctx: KernelCtx, M: int, N: int, K: int,
          pc: Any, c_off: Any, ldc: int,
          row_bias: Optional[Any] = None, col_bias: Optional[Any] = None,
          a_col_stride: int = 1, a_tables: Optional[tuple[Any, Any]] = None,
-         b_rows: Optional[Any] = None) -> None:
-    """C[m, n] = sum_k A[m, k] B[k, n] + row_bias[m] + col_bias[n], row-major with leading dims.
+         b_rows: Optional[Any] = None, epilogue: Optional[Callable[[Any], Any]] = None) -> None:
+    """C[m, n] = epilogue(sum_k A[m, k] B[k, n] + row_bias[m] + col_bias[n]), row-major with
+    leading dims; epilogue (a function of the value, scalar or vector, the same at every
+    element: ops.uniform_epilogue) is applied before the stores, so no pass over C follows.
 
     A(m, k) is pa[a_off + m*lda + k*a_col_stride], or with a_tables = (rows, ks) (two i64
     constant tables) pa[a_off + rows[m] + ks[k]]: an implicit im2col, where A's row m is output
@@ -131,7 +136,8 @@ def gemm(ctx: KernelCtx, M: int, N: int, K: int,
     VW = vector_width(ctx, N)  # noqa: N806
     vec = Vec(ctx, VW)
     b = ctx.b
-    if M == 1 and N >= VW and row_bias is None and a_tables is None and b_rows is None:
+    if M == 1 and N >= VW and row_bias is None and a_tables is None and b_rows is None \
+            and epilogue is None:
         _matvec(ctx, N, K, vec, VW, pa, a_off, a_col_stride, pb, b_off, ldb, pc, c_off, col_bias)
         return
     mr = 1 if M == 1 else MR
@@ -179,6 +185,8 @@ def gemm(ctx: KernelCtx, M: int, N: int, K: int,
             return out
 
         accs = carried_loop(ctx, K, init, body)
+        if epilogue is not None:
+            accs = [epilogue(v) for v in accs]
         for i in range(rows):
             for j in range(vecs):
                 vec.store(accs[i * vecs + j], pc,
@@ -201,6 +209,8 @@ def gemm(ctx: KernelCtx, M: int, N: int, K: int,
                     acc = b.fadd(acc, ctx.load(row_bias, m))
                 if col_bias is not None:
                     acc = b.fadd(acc, ctx.load(col_bias, n))
+                if epilogue is not None:
+                    acc = epilogue(acc)
                 ctx.store(acc, pc, ctx.add(c_off, ctx.mul(m, ldc), n))
 
     def row_block(m0: Any, rows: int) -> None:

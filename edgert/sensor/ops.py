@@ -267,6 +267,35 @@ def eval_op(ctx: KernelCtx, op: str, attrs: dict[str, Any], args: Sequence[Any])
     raise KeyError(op)
 
 
+def uniform_epilogue(ctx: KernelCtx) -> Optional[Callable[[Any], Any]]:
+    """The node's fused tail as a function of the producer's value, a scalar or a vector, where
+    it is a chain of Relu / Clip with no operand tensors (the same at every element): a GEMM
+    applies it in registers before its stores (microkernels.gemm's epilogue) instead of a pass
+    over the output. None otherwise. The same selects as eval_op (NaN passes through)."""
+    prog = ctx.epilogue_program
+    if not prog or ctx.epilogue_inputs or any(op not in ("Relu", "Clip") for op, _, _ in prog):
+        return None
+    ir, b = ctx.ir, ctx.b
+
+    def apply(v: Any) -> Any:
+        def c(x: float) -> Any:
+            if isinstance(v.type, ir.VectorType):
+                return ir.Constant(v.type, [float(x)] * v.type.count)
+            return ctx.cf(x)
+        vals = [v]
+        for op, attrs, args in prog:
+            x = vals[args[0]]
+            lo, hi = (0.0, math.inf) if op == "Relu" else \
+                (attrs.get("min", -math.inf), attrs.get("max", math.inf))
+            if lo is not None and lo > -math.inf:
+                x = b.select(b.fcmp_ordered("<", x, c(lo)), c(lo), x)
+            if hi is not None and hi < math.inf:
+                x = b.select(b.fcmp_ordered(">", x, c(hi)), c(hi), x)
+            vals.append(x)
+        return vals[-1]
+    return apply
+
+
 def eval_program(ctx: KernelCtx, program: Sequence[Any], operands: Sequence[Any]) -> Any:
     vals = list(operands)
     for op, attrs, args in program:
@@ -784,11 +813,28 @@ class _ShapeOnly:
 
 def _pad_copy(ctx: KernelCtx, xp: Any, batch: Any, g: dict[str, Any], dst: Any,
               ty: Any = None, fill: Any = None) -> None:
-    """dst[C, Hp, Wp] = x[batch] placed at (pt, pl); the border holds `fill` (zero)."""
+    """dst[C, Hp, Wp] = x[batch] placed at (pt, pl); the border holds `fill` (zero). With zero,
+    only the border is cleared (the scratch is shared with other nodes, so every call), not the
+    whole buffer: the interior is overwritten by the copy."""
     ty = ty or ctx.f32
     C, H, W, Hp, Wp = g["C"], g["H"], g["W"], g["Hp"], g["Wp"]
     if fill is None:
-        ctx.memset0(dst, C * Hp * Wp * (4 if ty == ctx.f32 else 1))
+        esz = 4 if ty == ctx.f32 else 1
+        pt, pl = g["pt"], g["pl"]
+        pb, pr = Hp - pt - H, Wp - pl - W
+        with ctx.loop(C, name="cz") as c:
+            plane = ctx.mul(c, Hp * Wp)
+            if pt:
+                ctx.memset0(ctx.gep(dst, plane, ty), pt * Wp * esz)
+            if pb:
+                ctx.memset0(ctx.gep(dst, ctx.add(plane, (pt + H) * Wp), ty), pb * Wp * esz)
+            if pl or pr:
+                with ctx.loop(H, name="hz") as h:
+                    row = ctx.add(plane, ctx.mul(h, Wp), pt * Wp)
+                    if pl:
+                        ctx.memset0(ctx.gep(dst, row, ty), pl * esz)
+                    if pr:
+                        ctx.memset0(ctx.gep(dst, ctx.add(row, pl + W), ty), pr * esz)
     else:
         with ctx.loop(C * Hp * Wp, name="f") as i:
             ctx.store(fill, dst, i)
@@ -1196,6 +1242,8 @@ def k_conv(ctx: KernelCtx) -> None:
     sp = ctx.scratch_ptr
     b = ctx.b
     spatial = [OW] if g["nsp"] == 1 else [OH, OW]
+    # a Relu / Clip tail goes into the GEMMs' stores (none for the depthwise kernel)
+    epi = uniform_epilogue(ctx) if plan != "depthwise" else None
     with ctx.loop(N, name="b") as bn:
         x_base, y_base = ctx.mul(bn, C * H * W), ctx.mul(bn, CO * P)
         if plan == "depthwise":
@@ -1227,7 +1275,8 @@ def k_conv(ctx: KernelCtx) -> None:
                     col, col_base = src, ctx.add(src_base, ctx.mul(gi, Cg * _plane(g)))
                 mk.gemm(ctx, COg, P, Kg, wp, ctx.mul(gi, COg * Kg), Kg, col, col_base, ldb, yp,
                         ctx.add(y_base, ctx.mul(gi, COg * P)), P,
-                        row_bias=ctx.gep(bias_p, ctx.mul(gi, COg)), b_rows=rows)
+                        row_bias=ctx.gep(bias_p, ctx.mul(gi, COg)), b_rows=rows,
+                        epilogue=epi)
         elif plan == "gemm_p":
             wp = ctx.array_ptr(np.ascontiguousarray(w), "conv_w")
             rows = None
@@ -1240,7 +1289,7 @@ def k_conv(ctx: KernelCtx) -> None:
                 col, col_base, ldb = sp, ctx.ci(0), _row_pad(P)
                 _im2col(ctx, g, xp, x_base, col, transposed=False, ldp=ldb)
             mk.gemm(ctx, CO, P, Kc, wp, ctx.ci(0), Kc, col, col_base, ldb, yp, y_base, P,
-                    row_bias=bias_p, b_rows=rows)
+                    row_bias=bias_p, b_rows=rows, epilogue=epi)
         else:  # gemm_c
             wTp = ctx.array_ptr(np.ascontiguousarray(w.T), "conv_wt")
             if g["nhwc_in"]:  # pointwise over a channels-last input: X[P, C] is A as it is
@@ -1263,12 +1312,13 @@ def k_conv(ctx: KernelCtx) -> None:
             out, out_base = (yp, y_base) if g["nhwc_out"] else (tbuf, ctx.ci(0))
             # a channels-last output: the GEMM writes it in place
             mk.gemm(ctx, P, CO, Kc, a, a_base, lda, wTp, ctx.ci(0), CO, out, out_base, CO,
-                    col_bias=bias_p, a_col_stride=acs, a_tables=tables)
+                    col_bias=bias_p, a_col_stride=acs, a_tables=tables, epilogue=epi)
             if not g["nhwc_out"]:
                 with ctx.loop(CO, name="co") as co, ctx.loop(P, name="p") as p:
                     ctx.store(ctx.load(tbuf, ctx.add(ctx.mul(p, CO), co)), yp,
                               ctx.add(y_base, ctx.mul(co, P), p))
-        _epilogue_pass(ctx, yp, [CO] + spatial, [bn], y_base)
+        if plan == "depthwise" or epi is None:
+            _epilogue_pass(ctx, yp, [CO] + spatial, [bn], y_base)
 
 
 def _pool_geometry(ctx: Any, n: Node) -> dict[str, Any]:

@@ -581,7 +581,8 @@ def _qconv_tiled(ctx: Any, x: str, w: str, xzp: int, wzp: np.ndarray,
             _fill_padded_nhwc(ctx, g, xp, ctx.mul(bn, C * H * W), sp, offset, flip)
             qk.depthwise(ctx, g, sp, signed and not flip, wv, b_p, m_p, yp, ctx.mul(bn, C * P),
                          nhwc_out, float(yzp), lo, hi, mode,
-                         mult_max=float(np.abs(mult).max(initial=0.0)))
+                         mult_max=float(np.abs(mult).max(initial=0.0)), bias_arr=bpad,
+                         mult_arr=mpad)
         return True
     COg = CO // G
     K = T * Cg
