@@ -142,6 +142,10 @@ def _gptq_pass(W: torch.Tensor, U: torch.Tensor, grid: Grid, perm: torch.Tensor,
     g = grid.group
     Q = torch.zeros_like(W)
     params: list = []
+    # the per-column update's outer product goes to one buffer: a fresh [rows, block] tensor per
+    # column is a multi-MB allocation that the CLI's fixed mmap threshold maps and unmaps, i.e.
+    # page faults on every column (the same products and differences either way)
+    outer = torch.empty(rows, block, dtype=W.dtype)
     for i1 in range(0, cols, block):
         i2 = min(i1 + block, cols)
         W1 = W[:, i1:i2].clone()
@@ -160,7 +164,9 @@ def _gptq_pass(W: torch.Tensor, U: torch.Tensor, grid: Grid, perm: torch.Tensor,
             Q[:, src] = q
             if compensate:
                 err = (W1[:, i] - q) / U1[i, i]
-                W1[:, i:] -= err[:, None] * U1[i, i:][None, :]
+                prod = outer[:, :i2 - i1 - i]
+                torch.mul(err[:, None], U1[i, i:][None, :], out=prod)
+                W1[:, i:] -= prod
                 E1[:, i] = err
         if compensate:
             W[:, i2:] -= E1 @ U[i1:i2, i2:]
