@@ -194,12 +194,24 @@ def test_compress_forward_matches_transformers(tiny_hf):
         with torch.no_grad():
             want = ref(ids).logits
             got = forward.logits(desc.weights, desc.hparams, ids)
-            # Incremental decoding through the KV cache gives the same logits.
-            caches = [forward.LayerCache() for _ in range(desc.n_layers)]
-            step = torch.cat([forward.logits(desc.weights, desc.hparams, ids[:, i:i + 1], pos0=i, caches=caches)
-                              for i in range(ids.shape[1])], 1)
+            # Incremental decoding through the KV cache gives the same logits: the growing cache,
+            # and the one allocated for all positions up front (the sampler's), which gives the
+            # same values as the growing one; a prefill of 3 tokens, then single steps, too.
+            steps = {}
+            for cap in (0, ids.shape[1]):
+                caches = [forward.LayerCache(capacity=cap) for _ in range(desc.n_layers)]
+                steps[cap] = torch.cat([forward.logits(desc.weights, desc.hparams, ids[:, i:i + 1], pos0=i,
+                                                       caches=caches) for i in range(ids.shape[1])], 1)
+            caches = [forward.LayerCache(capacity=ids.shape[1]) for _ in range(desc.n_layers)]
+            mixed = torch.cat([forward.logits(desc.weights, desc.hparams, ids[:, :3], caches=caches)] +
+                              [forward.logits(desc.weights, desc.hparams, ids[:, i:i + 1], pos0=i, caches=caches)
+                               for i in range(3, ids.shape[1])], 1)
+            with pytest.raises(ValueError, match="KV cache"):
+                forward.logits(desc.weights, desc.hparams, ids[:, :1], pos0=ids.shape[1], caches=caches)
         assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
-        assert torch.allclose(step, want, atol=1e-4, rtol=1e-4)
+        assert torch.allclose(steps[0], want, atol=1e-4, rtol=1e-4)
+        assert torch.equal(steps[ids.shape[1]], steps[0])
+        assert torch.allclose(mixed, want, atol=1e-4, rtol=1e-4)
 
 
 def test_rtn_method_writes_what_convert_writes(stories, out_dir):

@@ -129,7 +129,7 @@ def sample_self(desc: ModelDesc, n: int, seq_len: int, seed: int, prompts: tuple
         k = len(rows)
         p = rows[0]
         ids = torch.tensor(rows, dtype=torch.long)
-        caches = [forward.LayerCache() for _ in range(desc.n_layers)]
+        caches = [forward.LayerCache(capacity=seq_len) for _ in range(desc.n_layers)]
         logits = forward.logits(W, hp, ids, caches=caches)[:, -1]
         seq = [ids]
         pos = ids.shape[1]

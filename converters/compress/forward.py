@@ -23,9 +23,13 @@ InputHook = Callable[[str, int, torch.Tensor], None]
 
 @dataclass
 class LayerCache:
-    """K and V of one layer for incremental decoding ([batch, kv_heads, positions, head_dim])."""
+    """K and V of one layer for incremental decoding ([batch, kv_heads, positions, head_dim]).
+    capacity > 0: k and v are allocated once for that many positions and filled in place (n held
+    so far), so a decoding step allocates nothing here; 0: they grow by concatenation."""
     k: Optional[torch.Tensor] = None
     v: Optional[torch.Tensor] = None
+    capacity: int = 0
+    n: int = 0
 
 
 def rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
@@ -76,21 +80,32 @@ def attention_block(W: dict[str, torch.Tensor], hp: dict, layer: int, x: torch.T
     v = v.view(B, T, nkv, dh).transpose(1, 2)
     pos = torch.arange(pos0, pos0 + T)
     q, k = rope(q, pos, freqs), rope(k, pos, freqs)
-    if cache is not None:
+    if cache is not None and cache.capacity:
+        end = cache.n + T
+        if end > cache.capacity:
+            raise ValueError(f"KV cache of {cache.capacity} positions: {end} asked for")
+        if cache.k is None:
+            cache.k = k.new_empty(B, k.shape[1], cache.capacity, dh)
+            cache.v = v.new_empty(B, v.shape[1], cache.capacity, dh)
+        cache.k[:, :, cache.n:end] = k
+        cache.v[:, :, cache.n:end] = v
+        cache.n = end
+        k, v = cache.k[:, :, :end], cache.v[:, :, :end]
+    elif cache is not None:
         if cache.k is not None:
             k, v = torch.cat([cache.k, k], 2), torch.cat([cache.v, v], 2)
         cache.k, cache.v = k, v
-    if nh != nkv:
-        k = k.repeat_interleave(nh // nkv, dim=1)
-        v = v.repeat_interleave(nh // nkv, dim=1)
+    # grouped-query heads: SDPA pairs each query head with its KV head itself (no copy of K and
+    # V per query head, which is two [B, heads, S, Dh] tensors per layer and step)
+    gqa = {"enable_gqa": True} if nh != nkv else {}
     S = k.shape[2]
     if T == 1:
-        att = F.scaled_dot_product_attention(q, k, v)
+        att = F.scaled_dot_product_attention(q, k, v, **gqa)
     elif S == T:
-        att = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        att = F.scaled_dot_product_attention(q, k, v, is_causal=True, **gqa)
     else:  # a chunk after cached positions: token t sees positions [0, S - T + t]
         mask = torch.ones(T, S, dtype=torch.bool).tril(S - T)
-        att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **gqa)
     att = att.transpose(1, 2)  # [B, T, heads, Dh]
     if head_out is not None:
         head_out.append(att)
