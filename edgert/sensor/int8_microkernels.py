@@ -367,13 +367,13 @@ def dw_mode(ctx: KernelCtx, taps: np.ndarray) -> str:
 
 
 def depthwise(ctx: KernelCtx, g: dict[str, Any], xpad: Any, signed: bool, wv_arr: np.ndarray,
-              bias_p: Any, mult_p: Any, py: Any, y_off: Any, nhwc_out: bool, yzp: float,
-              lo: float, hi: float, mode: str = "i32", mult_max: float = float("inf"),
-              bias_arr: Optional[np.ndarray] = None, mult_arr: Optional[np.ndarray] = None
-              ) -> None:
+              bias_arr: np.ndarray, mult_arr: np.ndarray, py: Any, y_off: Any, nhwc_out: bool,
+              yzp: float, lo: float, hi: float, mode: str = "i32",
+              mult_max: float = float("inf")) -> None:
     """y[oy, ox, c] = requant(bias'[c] + sum_t x[.., c] w'[t, c]) over the zero-point-padded
     channels-last int8 input xpad [Hp, Wp, C] (read up to one vector past C: the caller leaves
-    room); wv_arr: [T, Cpad] int32 tap weights, bias'/mult padded to Cpad. Up to 4 vectors of
+    room); wv_arr: [T, Cpad] int32 tap weights, bias_arr (bias', int32) / mult_arr (float32)
+    padded to Cpad. Up to 4 vectors of
     channels per pixel (one 64-byte store of the output pixel's bytes). mode (dw_mode):
       quads  4 taps per vpdpbusd: the 4 taps' bytes of a channel interleaved into its 32-bit
              lane (one byte permute), x read as uint8 (the caller moved it), w int8; or per
@@ -382,16 +382,16 @@ def depthwise(ctx: KernelCtx, g: dict[str, Any], xpad: Any, signed: bool, wv_arr
       i32    an i32 multiply-add per tap (every target)
     Every product and sum is exact in int32. Quads on AVX-512 VNNI with 3-tap kernel rows at
     column stride and dilation 1 over whole 64-channel chunks (or 16 or 32 channels) run
-    colpair_depthwise instead (bias_arr / mult_arr: the bias' and mult arrays behind bias_p /
-    mult_p)."""
+    colpair_depthwise instead."""
     C, OH, OW, KH, KW = g["C"], g["OH"], g["OW"], g["KH"], g["KW"]
     Wp, sy, sx, dy, dx = g["Wp"], g["sy"], g["sx"], g["dy"], g["dx"]
     widest = int(getattr(ctx.cg, "vector_width", 8))
     lanes = 16 if widest >= 16 else 8
-    if colpair_ok(ctx, g, mode) and bias_arr is not None and mult_arr is not None:
+    if colpair_ok(ctx, g, mode):
         colpair_depthwise(ctx, g, xpad, wv_arr, bias_arr, mult_arr, py, y_off, nhwc_out, yzp,
                           lo, hi, mult_max)
         return
+    bias_p, mult_p = ctx.array_ptr(bias_arr, "qdw_b"), ctx.array_ptr(mult_arr, "qdw_mult")
     vec = IVec(ctx, lanes)
     b = ctx.b
     Cpad = (C + lanes - 1) // lanes * lanes
@@ -631,8 +631,7 @@ def colpair_depthwise(ctx: KernelCtx, g: dict[str, Any], xpad: Any, wv_arr: np.n
                 vec.store_q(qs, py, ctx.add(y_off, ctx.mul(p, C)), C, unsigned)
             else:
                 for h, q in enumerate(qs):
-                    vec.scatter_q(q, py, ctx.add(y_off, ctx.mul(ctx.ci(16 * h), P), p), P, 16,
-                                  unsigned)
+                    vec.scatter_q(q, py, ctx.add(y_off, 16 * h * P, p), P, 16, unsigned)
             return
         if nhwc_out:
             vec.store_q(qs, py, ctx.add(y_off, ctx.mul(p, C), c0), 64, unsigned,

@@ -165,12 +165,18 @@ def m_erf(ctx: KernelCtx, x: Any) -> Any:
 
 
 def m_clamp(ctx: KernelCtx, x: Any, lo: Optional[float], hi: Optional[float]) -> Any:
-    """Clip that lets NaN through (the compares are ordered: false for NaN)."""
-    b = ctx.b
+    """Clip that lets NaN through (the compares are ordered: false for NaN); x a scalar or a
+    vector of f32."""
+    b, ir = ctx.b, ctx.ir
+
+    def c(v: float) -> Any:
+        if isinstance(x.type, ir.VectorType):
+            return ir.Constant(x.type, [float(v)] * x.type.count)
+        return ctx.cf(v)
     if lo is not None and lo > -math.inf:
-        x = b.select(b.fcmp_ordered("<", x, ctx.cf(lo)), ctx.cf(lo), x)
+        x = b.select(b.fcmp_ordered("<", x, c(lo)), c(lo), x)
     if hi is not None and hi < math.inf:
-        x = b.select(b.fcmp_ordered(">", x, ctx.cf(hi)), ctx.cf(hi), x)
+        x = b.select(b.fcmp_ordered(">", x, c(hi)), c(hi), x)
     return x
 
 
@@ -271,27 +277,17 @@ def uniform_epilogue(ctx: KernelCtx) -> Optional[Callable[[Any], Any]]:
     """The node's fused tail as a function of the producer's value, a scalar or a vector, where
     it is a chain of Relu / Clip with no operand tensors (the same at every element): a GEMM
     applies it in registers before its stores (microkernels.gemm's epilogue) instead of a pass
-    over the output. None otherwise. The same selects as eval_op (NaN passes through)."""
+    over the output. None otherwise. The same selects as eval_op (m_clamp: NaN passes
+    through)."""
     prog = ctx.epilogue_program
     if not prog or ctx.epilogue_inputs or any(op not in ("Relu", "Clip") for op, _, _ in prog):
         return None
-    ir, b = ctx.ir, ctx.b
 
     def apply(v: Any) -> Any:
-        def c(x: float) -> Any:
-            if isinstance(v.type, ir.VectorType):
-                return ir.Constant(v.type, [float(x)] * v.type.count)
-            return ctx.cf(x)
         vals = [v]
         for op, attrs, args in prog:
-            x = vals[args[0]]
-            lo, hi = (0.0, math.inf) if op == "Relu" else \
-                (attrs.get("min", -math.inf), attrs.get("max", math.inf))
-            if lo is not None and lo > -math.inf:
-                x = b.select(b.fcmp_ordered("<", x, c(lo)), c(lo), x)
-            if hi is not None and hi < math.inf:
-                x = b.select(b.fcmp_ordered(">", x, c(hi)), c(hi), x)
-            vals.append(x)
+            lo, hi = (0.0, None) if op == "Relu" else (attrs.get("min"), attrs.get("max"))
+            vals.append(m_clamp(ctx, vals[args[0]], lo, hi))
         return vals[-1]
     return apply
 
@@ -1317,7 +1313,7 @@ def k_conv(ctx: KernelCtx) -> None:
                 with ctx.loop(CO, name="co") as co, ctx.loop(P, name="p") as p:
                     ctx.store(ctx.load(tbuf, ctx.add(ctx.mul(p, CO), co)), yp,
                               ctx.add(y_base, ctx.mul(co, P), p))
-        if plan == "depthwise" or epi is None:
+        if epi is None:
             _epilogue_pass(ctx, yp, [CO] + spatial, [bn], y_base)
 
 

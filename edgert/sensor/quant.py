@@ -576,13 +576,11 @@ def _qconv_tiled(ctx: Any, x: str, w: str, xzp: int, wzp: np.ndarray,
         bpad[:C] = qk.wrap_i32(bias_i - offset * taps.sum(1))
         mpad = np.zeros(Cpad, np.float32)
         mpad[:C] = mult
-        b_p, m_p = ctx.array_ptr(bpad, "qdw_b"), ctx.array_ptr(mpad, "qdw_mult")
         with ctx.loop(N, name="b") as bn:
             _fill_padded_nhwc(ctx, g, xp, ctx.mul(bn, C * H * W), sp, offset, flip)
-            qk.depthwise(ctx, g, sp, signed and not flip, wv, b_p, m_p, yp, ctx.mul(bn, C * P),
+            qk.depthwise(ctx, g, sp, signed and not flip, wv, bpad, mpad, yp, ctx.mul(bn, C * P),
                          nhwc_out, float(yzp), lo, hi, mode,
-                         mult_max=float(np.abs(mult).max(initial=0.0)), bias_arr=bpad,
-                         mult_arr=mpad)
+                         mult_max=float(np.abs(mult).max(initial=0.0)))
         return True
     COg = CO // G
     K = T * Cg
